@@ -1,0 +1,22 @@
+"""gac-coding: Gated Attention Coding (Qiu et al., AAAI 2024) for spiking neural networks.
+
+``import gac_coding`` needs torch alone; snnTorch, Norse and SpikingJelly are imported only when an
+adapter for them is used.
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .attention import GatedAttentionUnit, SpatialChannelAttention, TemporalAttention
+from .encoder import GACEncoder
+from .neuron import LIF, RECIPES
+
+__all__ = [
+    "GACEncoder",
+    "GatedAttentionUnit",
+    "LIF",
+    "RECIPES",
+    "SpatialChannelAttention",
+    "TemporalAttention",
+    "__version__",
+]

@@ -1,0 +1,316 @@
+"""Temporal attention, spatial-channel attention and the gate of GAC (GAC.md §1, steps 3-5).
+
+``TA[t, b] = f(mean_{chw} U[t, b]) + f(max_{chw} U[t, b])`` with a bias-free MLP ``f`` that mixes the
+``T`` values of one sample; ``SCA = Conv_k(ReLU(Conv_k(U_t)))``; the output is
+``O = sigmoid(TA * SCA) * S`` where ``S = LIF(U)``.
+
+:func:`gated_lif` runs the LIF and the gate in one autograd node over the whole sequence: it never
+materialises the ``T``-fold copy of a static input, nor ``TA * SCA``, nor the surrogate gradient,
+and its backward walks the steps once, producing the gradients of ``U``, ``TA`` and ``SCA``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .neuron import (
+    RECIPES,
+    SurrogateFn,
+    SurrogateLike,
+    _check_params,
+    lif_step_backward,
+    lif_step_forward,
+    resolve_surrogate,
+)
+
+__all__ = [
+    "GatedAttentionUnit",
+    "SpatialChannelAttention",
+    "TemporalAttention",
+    "gated_lif",
+]
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected an integer >= 1, got {value}")
+    return value
+
+
+class TemporalAttention(nn.Module):
+    """One attention score per time step and sample, from the ``T`` pooled membranes of the sample.
+
+    Args:
+        T: number of time steps (the MLP's width).
+        ratio: reduction ratio ``r_t``; the hidden layer has ``max(1, T // ratio)`` units.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.attention import TemporalAttention
+        >>> ta = TemporalAttention(T=4)
+        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape    # [T, B, C, H, W] -> [T, B]
+        torch.Size([4, 2])
+    """
+
+    def __init__(self, T: int, ratio: int = 2) -> None:
+        super().__init__()
+        self.T = _positive_int("T", T)
+        self.ratio = _positive_int("ratio", ratio)
+        hidden = max(1, self.T // self.ratio)
+        self.fc1 = nn.Linear(self.T, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, self.T, bias=False)
+
+    def mlp(self, a: Tensor) -> Tensor:
+        """The shared MLP on per-sample vectors ``a: [B, T]``."""
+        return self.fc2(F.relu(self.fc1(a)))
+
+    def from_stats(self, avg: Tensor, peak: Tensor) -> Tensor:
+        """``TA`` from pooled statistics ``avg, peak: [T, B]``; returns ``[T, B]``."""
+        return (self.mlp(avg.t()) + self.mlp(peak.t())).t()
+
+    def forward(self, u: Tensor) -> Tensor:
+        if u.dim() < 3 or u.shape[0] != self.T:
+            raise ValueError(
+                f"u: expected [T={self.T}, B, ...], got shape {tuple(u.shape)}"
+            )
+        flat = u.flatten(2)
+        return self.from_stats(flat.mean(2), flat.amax(2))
+
+
+class SpatialChannelAttention(nn.Module):
+    """Per-step spatial-channel score map ``Conv_k(ReLU(Conv_k(U_t)))`` (no bias, "same" padding).
+
+    For an even kernel the padding is 1 pixel before and ``k - 2`` after on each axis (PyTorch's
+    ``padding="same"``), as in the released weights.
+
+    Args:
+        channels: ``C``.
+        ratio: ``r_sc``; the hidden layer has ``C // ratio`` channels.
+        kernel_size: ``k`` (4 in the paper).
+    """
+
+    def __init__(self, channels: int, ratio: int = 1, kernel_size: int = 4) -> None:
+        super().__init__()
+        channels = _positive_int("channels", channels)
+        ratio = _positive_int("ratio", ratio)
+        kernel_size = _positive_int("kernel_size", kernel_size)
+        hidden = channels // ratio
+        if hidden < 1:
+            raise ValueError(
+                f"ratio: channels // ratio must be >= 1, got channels={channels}, ratio={ratio}"
+            )
+        self.conv1 = nn.Conv2d(channels, hidden, kernel_size, bias=False)
+        self.conv2 = nn.Conv2d(hidden, channels, kernel_size, bias=False)
+        before = (kernel_size - 1) // 2
+        self._pad = (before, kernel_size - 1 - before) * 2  # (left, right, top, bottom)
+
+    def forward(self, u: Tensor) -> Tensor:
+        """``u: [N, C, H, W]`` (fold time into ``N``) -> ``[N, C, H, W]``."""
+        hidden = F.relu(self.conv1(F.pad(u, self._pad)))
+        return self.conv2(F.pad(hidden, self._pad))
+
+
+class _GatedLIF(torch.autograd.Function):
+    """``O_t = sigmoid(TA_t * SCA_t) * LIF(U)_t``; also returns the spikes (bool) and the gate."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        u: Tensor,
+        ta: Tensor,
+        sca: Tensor,
+        steps: int,
+        decay: float,
+        threshold: float,
+        surrogate: SurrogateFn,
+        detach_reset: bool,
+    ):
+        static = steps > 0
+        T = ta.shape[0]
+        dtype = u.dtype
+        ctx.dtypes = (ta.dtype, sca.dtype)
+        ta = ta.to(dtype)
+        sca = sca.to(dtype)
+        step_shape = u.shape if static else u.shape[1:]
+        B = step_shape[0]
+        full = (T, *step_shape)
+        h = torch.empty(full, dtype=dtype, device=u.device)
+        fired = torch.empty(full, dtype=torch.bool, device=u.device)
+        gate = torch.empty(full, dtype=dtype, device=u.device)
+        out = torch.empty(full, dtype=dtype, device=u.device)
+        sca_static = sca.dim() == len(step_shape)
+        ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
+        v = None
+        for t in range(T):
+            v = lif_step_forward(u if static else u[t], v, decay, threshold, h[t], fired[t])
+            torch.mul(sca if sca_static else sca[t], ta_b[t], out=gate[t])
+            gate[t].sigmoid_()
+            torch.mul(gate[t], fired[t], out=out[t])
+        ctx.save_for_backward(h, fired, gate, ta, sca)
+        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset)
+        ctx.mark_non_differentiable(fired, gate)
+        return out, fired, gate
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor, _g_fired, _g_gate):  # type: ignore[override]
+        h, fired, gate, ta, sca = ctx.saved_tensors
+        static, sca_static, decay, threshold, surrogate, detach_reset = ctx.params
+        T = h.shape[0]
+        step_shape = h.shape[1:]
+        B = step_shape[0]
+        ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
+        grad_ta = torch.empty((T, B), dtype=ta.dtype, device=ta.device)
+        grad_u = None if static else torch.empty_like(h)
+        grad_sca = torch.zeros_like(sca) if sca_static else torch.empty_like(sca)
+        g = None
+        for t in range(T - 1, -1, -1):
+            m = gate[t]
+            sca_t = sca if sca_static else sca[t]
+            grad_s = grad_out[t] * m
+            # d O / d z = S * m * (1 - m), z = TA * SCA; written from grad_s = dO * m
+            grad_z = torch.addcmul(grad_s, grad_s, m, value=-1.0).mul_(fired[t])
+            grad_ta[t] = torch.einsum("bn,bn->b", grad_z.reshape(B, -1), sca_t.reshape(B, -1))
+            if sca_static:
+                grad_sca.addcmul_(grad_z, ta_b[t])
+            else:
+                torch.mul(grad_z, ta_b[t], out=grad_sca[t])
+            g = lif_step_backward(grad_s, g, h[t], fired[t], decay, threshold, surrogate, detach_reset)
+            if static:
+                grad_u = g if grad_u is None else grad_u.add_(g)
+            else:
+                grad_u[t] = g
+        ta_dtype, sca_dtype = ctx.dtypes
+        return (
+            grad_u,
+            grad_ta.to(ta_dtype),
+            grad_sca.to(sca_dtype),
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+def gated_lif(
+    u: Tensor,
+    ta: Tensor,
+    sca: Tensor,
+    decay: float = 0.5,
+    threshold: float = 1.0,
+    surrogate: SurrogateLike = "triangle",
+    detach_reset: bool = False,
+    *,
+    static: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Spikes of ``u`` gated by ``sigmoid(ta * sca)``, fused over time.
+
+    Args:
+        u: membrane input ``[T, B, ...]``, or with ``static=True`` one step ``[B, ...]`` applied at
+            every step.
+        ta: temporal scores ``[T, B]``.
+        sca: spatial-channel scores, ``[B, ...]`` (the same at every step) or ``[T, B, ...]``.
+        decay, threshold, surrogate, detach_reset: the LIF (see :class:`gac_coding.LIF`).
+        static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
+
+    Returns:
+        ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes as a
+        bool tensor and the gate ``sigmoid(ta * sca)`` (both detached).
+    """
+    decay, threshold = _check_params(decay, threshold)
+    fn = resolve_surrogate(surrogate)
+    if ta.dim() != 2:
+        raise ValueError(f"ta: expected [T, B], got shape {tuple(ta.shape)}")
+    T, B = ta.shape
+    step_shape = tuple(u.shape) if static else tuple(u.shape[1:])
+    if not static and u.shape[0] != T:
+        raise ValueError(f"u: expected T={T} steps to match ta, got shape {tuple(u.shape)}")
+    if not step_shape or step_shape[0] != B:
+        raise ValueError(f"u: expected batch size {B} to match ta, got shape {tuple(u.shape)}")
+    if tuple(sca.shape) not in (step_shape, (T, *step_shape)):
+        raise ValueError(
+            f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}"
+        )
+    return _GatedLIF.apply(u, ta, sca, T if static else 0, decay, threshold, fn, bool(detach_reset))
+
+
+class GatedAttentionUnit(nn.Module):
+    """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
+
+    ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
+
+    Args:
+        channels: ``C`` of ``U``.
+        T: number of time steps.
+        ta_ratio, sca_ratio, sca_kernel: ``r_t``, ``r_sc``, ``k`` (paper: 2, 1, 4).
+        decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> unit = gac.GatedAttentionUnit(channels=8, T=4)
+        >>> o = unit(torch.randn(4, 2, 8, 5, 5))    # U: [T, B, C, H, W]
+        >>> o.shape, bool((o >= 0).all() and (o < 1).all())
+        (torch.Size([4, 2, 8, 5, 5]), True)
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        T: int,
+        ta_ratio: int = 2,
+        sca_ratio: int = 1,
+        sca_kernel: int = 4,
+        decay: float = float(RECIPES["cifar"]["decay"]),  # type: ignore[arg-type]
+        threshold: float = float(RECIPES["cifar"]["threshold"]),  # type: ignore[arg-type]
+        surrogate: SurrogateLike = "triangle",
+        detach_reset: bool = False,
+    ) -> None:
+        super().__init__()
+        self.T = _positive_int("T", T)
+        self.channels = _positive_int("channels", channels)
+        self.ta = TemporalAttention(self.T, ta_ratio)
+        self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
+        self.decay, self.threshold = _check_params(decay, threshold)
+        self.surrogate = surrogate
+        self._surrogate_fn = resolve_surrogate(surrogate)
+        self.detach_reset = bool(detach_reset)
+
+    def gate_and_fire(
+        self, u: Tensor, static: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``.
+
+        ``spikes`` (bool), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
+        """
+        if static:
+            flat = u.flatten(1)
+            ones = flat.new_ones(self.T, 1)
+            ta = self.ta.from_stats(ones * flat.mean(1), ones * flat.amax(1))
+            sca = self.sca(u)
+        else:
+            ta = self.ta(u)
+            sca = self.sca(u.flatten(0, 1)).view(u.shape)
+        out, fired, gate = gated_lif(
+            u,
+            ta,
+            sca,
+            self.decay,
+            self.threshold,
+            self._surrogate_fn,
+            self.detach_reset,
+            static=static,
+        )
+        return out, fired, gate, ta.detach()
+
+    def forward(self, u: Tensor) -> Tensor:
+        if not isinstance(u, Tensor):
+            raise TypeError(f"u: expected a torch.Tensor, got {type(u).__name__}")
+        if u.dim() != 5 or u.shape[0] != self.T or u.shape[2] != self.channels:
+            raise ValueError(
+                f"u: expected [T={self.T}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}"
+            )
+        return self.gate_and_fire(u)[0]

@@ -1,0 +1,247 @@
+"""The GAC encoder: stem convolution + BN, LIF, attention gate (GAC.md §1-2).
+
+A static image batch ``[B, C, H, W]`` (direct coding) takes the exact fast path: the stem, its BN
+and the spatial-channel attention run once per sample instead of ``T`` times, the temporal attention
+sees a constant vector, and only the LIF and the gate (fused in one autograd node) run over ``T``.
+A sequence ``[T, B, C, H, W]`` computes everything per step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import GatedAttentionUnit, _positive_int
+from .neuron import SurrogateLike
+
+__all__ = ["GACEncoder", "check_image_input"]
+
+
+def check_image_input(
+    x: object, *, in_channels: int, T: int, name: str = "x", min_size: tuple[int, int] = (1, 1)
+) -> bool:
+    """Validate a static ``[B, C, H, W]`` or sequence ``[T, B, C, H, W]`` input.
+
+    Returns ``True`` for a static batch, ``False`` for a sequence. Raises ``TypeError`` or
+    ``ValueError`` naming ``name``, what was expected and what arrived.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = (
+            " (convert images first, e.g. x.float() / 255)"
+            if x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+            else ""
+        )
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}{hint}")
+    if x.dim() not in (4, 5):
+        raise ValueError(
+            f"{name}: expected a static batch [B, C, H, W] or a sequence [T, B, C, H, W], "
+            f"got {x.dim()} dims with shape {tuple(x.shape)}"
+        )
+    static = x.dim() == 4
+    if not static and x.shape[0] != T:
+        raise ValueError(
+            f"{name}: sequence has T={x.shape[0]} steps but the encoder was built for T={T} "
+            f"(shape {tuple(x.shape)})"
+        )
+    channel_dim = 1 if static else 2
+    if x.shape[channel_dim] != in_channels:
+        raise ValueError(
+            f"{name}: expected {in_channels} channels at dim {channel_dim}, got "
+            f"{x.shape[channel_dim]} (shape {tuple(x.shape)})"
+        )
+    if x.shape[channel_dim - 1] < 1:
+        raise ValueError(f"{name}: expected a batch of at least 1, got shape {tuple(x.shape)}")
+    if x.shape[-2] < min_size[0] or x.shape[-1] < min_size[1]:
+        raise ValueError(
+            f"{name}: spatial size {tuple(x.shape[-2:])} is too small for the stem, which needs "
+            f"at least {min_size} (shape {tuple(x.shape)})"
+        )
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return static
+
+
+class GACEncoder(nn.Module):
+    """Gated Attention Coding: image (or frame sequence) -> gated spike code ``[T, B, C, H', W']``.
+
+    ``U = BN(Conv(X_t))``, ``S = LIF(U)``, ``O = sigmoid(TA(U) * SCA(U)) * S``. Defaults are the
+    CIFAR recipe of the paper (3x3 stem, LIF decay 0.5, threshold 1.0, triangle surrogate).
+
+    The output is **not binary**: values lie in ``[0, 1)`` and are zero wherever ``S`` is. A
+    backbone that starts with a LIF (as MS-ResNet does) turns it back into spikes; a backbone whose
+    first layer is a convolution would multiply real values. ``binarize=True`` emits
+    ``[O > 0.5]`` instead (a spike survives where its gate exceeds 0.5), with a straight-through
+    gradient.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the code (``C``).
+        T: number of time steps (>= 1).
+        kernel_size, stride, padding: the stem convolution (no bias).
+        decay, threshold, surrogate, detach_reset: the encoder's LIF (GAC.md §3).
+        ta_ratio, sca_ratio, sca_kernel: attention sizes (paper: 2, 1, 4).
+        binarize: emit binary spikes (see above).
+        record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`).
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> enc = gac.GACEncoder(in_channels=3, out_channels=16, T=4)
+        >>> o = enc(torch.rand(2, 3, 8, 8))          # static batch: direct coding, fast path
+        >>> o.shape
+        torch.Size([4, 2, 16, 8, 8])
+        >>> bool(((o == 0) | (enc.last_spikes == 1)).all())
+        True
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        T: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        *,
+        decay: float = 0.5,
+        threshold: float = 1.0,
+        surrogate: SurrogateLike = "triangle",
+        detach_reset: bool = False,
+        ta_ratio: int = 2,
+        sca_ratio: int = 1,
+        sca_kernel: int = 4,
+        binarize: bool = False,
+        record: bool = True,
+    ) -> None:
+        super().__init__()
+        self.in_channels = _positive_int("in_channels", in_channels)
+        self.out_channels = _positive_int("out_channels", out_channels)
+        self.T = _positive_int("T", T)
+        kernel_size = _positive_int("kernel_size", kernel_size)
+        stride = _positive_int("stride", stride)
+        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"padding: expected an integer >= 0, got {padding!r}")
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        self.gate = GatedAttentionUnit(
+            out_channels,
+            T,
+            ta_ratio=ta_ratio,
+            sca_ratio=sca_ratio,
+            sca_kernel=sca_kernel,
+            decay=decay,
+            threshold=threshold,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+        )
+        self.binarize = bool(binarize)
+        self.record = bool(record)
+        self._last: tuple[Tensor, Tensor, Tensor] | None = None
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def last_spikes(self) -> Tensor | None:
+        """Spikes ``S`` of the last call, ``[T, B, C, H', W']`` (0./1., detached), or ``None``."""
+        if self._last is None:
+            return None
+        fired, gate, _ = self._last
+        return fired.to(gate.dtype)
+
+    @property
+    def last_gate(self) -> Tensor | None:
+        """Gate ``sigmoid(TA * SCA)`` of the last call, ``[T, B, C, H', W']`` (detached)."""
+        return None if self._last is None else self._last[1]
+
+    @property
+    def last_temporal_attention(self) -> Tensor | None:
+        """``TA`` of the last call, ``[T, B]`` (detached)."""
+        return None if self._last is None else self._last[2]
+
+    # ------------------------------------------------------------------ helpers
+    def _min_input_size(self) -> tuple[int, int]:
+        k = self.conv.kernel_size
+        p = self.conv.padding
+        return (max(1, k[0] - 2 * p[0]), max(1, k[1] - 2 * p[1]))  # type: ignore[operator]
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """Spatial size ``(H', W')`` of the code for an ``H x W`` input."""
+        k, s, p = self.conv.kernel_size, self.conv.stride, self.conv.padding
+        return (
+            (height + 2 * p[0] - k[0]) // s[0] + 1,  # type: ignore[operator]
+            (width + 2 * p[1] - k[1]) // s[1] + 1,  # type: ignore[operator]
+        )
+
+    def _check_params_match(self, x: Tensor) -> None:
+        w = self.conv.weight
+        if x.device != w.device:
+            raise ValueError(
+                f"x: is on {x.device} but the encoder's parameters are on {w.device}; "
+                f"move one of them (x.to(...) or encoder.to(...))"
+            )
+        if x.dtype != w.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(
+                f"x: dtype {x.dtype} does not match the encoder's parameters ({w.dtype}); "
+                f"convert one of them or run under torch.autocast"
+            )
+
+    def _bn_static(self, y: Tensor) -> Tensor:
+        """BN of one step standing for ``T`` identical steps (statistics as the naive formulation)."""
+        bn = self.bn
+        if not bn.training and bn.running_mean is not None:
+            return bn(y)
+        C = y.shape[1]
+        count = y.numel() // C
+        if count > 1:
+            out = F.batch_norm(y, None, None, bn.weight, bn.bias, True, 0.0, bn.eps)
+        elif self.T > 1:
+            # one value per channel and step, T identical copies: zero mean deviation, zero variance
+            mean = y.mean((0, 2, 3), keepdim=True)
+            out = (y - mean) * torch.rsqrt(y.new_full((), bn.eps))
+            if bn.weight is not None:
+                out = out * bn.weight.view(1, C, 1, 1) + bn.bias.view(1, C, 1, 1)
+        else:
+            raise ValueError(
+                f"x: training-mode BatchNorm needs more than one value per channel, got a "
+                f"{tuple(y.shape)} stem output with T=1"
+            )
+        if bn.track_running_stats and bn.running_mean is not None:
+            with torch.no_grad():
+                n = count * self.T
+                var, mean = torch.var_mean(y.detach().float(), dim=(0, 2, 3), correction=0)
+                bn.num_batches_tracked.add_(1)
+                factor = (
+                    1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+                )
+                bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
+                bn.running_var.lerp_((var * (n / (n - 1))).to(bn.running_var.dtype), factor)
+        return out
+
+    def membrane(self, x: Tensor) -> tuple[Tensor, bool]:
+        """Validated stem output ``U`` and whether it is static.
+
+        ``U`` is ``[B, C, H', W']`` for a static input (standing for ``T`` identical steps) or
+        ``[T, B, C, H', W']`` for a sequence.
+        """
+        static = check_image_input(
+            x, in_channels=self.in_channels, T=self.T, min_size=self._min_input_size()
+        )
+        self._check_params_match(x)
+        if static:
+            return self._bn_static(self.conv(x)), True
+        y = self.bn(self.conv(x.flatten(0, 1)))
+        return y.view(self.T, x.shape[1], *y.shape[1:]), False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Encode ``x: [B, C_in, H, W]`` (static) or ``[T, B, C_in, H, W]`` -> ``[T, B, C, H', W']``."""
+        u, static = self.membrane(x)
+        out, fired, m, ta = self.gate.gate_and_fire(u, static=static)
+        self._last = (fired, m, ta) if self.record else None
+        if self.binarize:
+            hard = (out > 0.5).to(out.dtype)
+            out = out + (hard - out).detach()
+        return out
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, binarize={self.binarize}"

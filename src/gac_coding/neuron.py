@@ -1,0 +1,307 @@
+"""Leaky integrate-and-fire dynamics with surrogate gradients (torch only).
+
+The neuron of GAC and of the MS-ResNet backbones, per element and per step ``t``::
+
+    h_t = decay * v_{t-1} + x_t             (membrane before firing, v_0 = 0)
+    s_t = Heaviside(h_t - threshold)        (strictly greater than the threshold fires)
+    v_t = h_t * (1 - s_t)                   (hard reset to 0)
+
+which is ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t`` of GAC.md §1 written with the reset
+applied after firing. The backward pass replaces ``d s / d h`` by a surrogate and, with
+``detach_reset=True``, treats the reset factor ``(1 - s_t)`` as a constant.
+
+The multi-step function :func:`lif` runs the whole ``[T, B, ...]`` sequence inside one autograd
+node with a hand-written backward through time: it saves one tensor (the pre-spike membrane) instead
+of the handful of intermediates per step that an autograd loop keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "LIF",
+    "RECIPES",
+    "SurrogateLike",
+    "lif",
+    "lif_reference",
+    "resolve_surrogate",
+    "surrogate_rectangle",
+    "surrogate_triangle",
+]
+
+SurrogateFn = Callable[[Tensor], Tensor]
+SurrogateLike = Union[str, SurrogateFn]
+
+#: The neuron settings of the paper's two recipes (GAC.md §3).
+RECIPES: dict[str, dict[str, object]] = {
+    "cifar": {"decay": 0.5, "threshold": 1.0, "surrogate": "triangle", "detach_reset": False},
+    "imagenet": {"decay": 0.25, "threshold": 0.5, "surrogate": "rectangle", "detach_reset": True},
+}
+
+
+def surrogate_triangle(x: Tensor) -> Tensor:
+    """Triangle surrogate ``d s / d h = max(0, 1 - |h - threshold|)``; ``x = h - threshold``."""
+    return (1.0 - x.abs()).clamp_(min=0.0)
+
+
+def surrogate_rectangle(x: Tensor) -> Tensor:
+    """Rectangle surrogate ``d s / d h = 1`` where ``|h - threshold| < 0.5``; ``x = h - threshold``."""
+    return (x.abs() < 0.5).to(x.dtype)
+
+
+_SURROGATES: dict[str, SurrogateFn] = {
+    "triangle": surrogate_triangle,
+    "rectangle": surrogate_rectangle,
+}
+
+
+def resolve_surrogate(surrogate: SurrogateLike) -> SurrogateFn:
+    """Turn ``"triangle"``, ``"rectangle"`` or a callable into the derivative function.
+
+    A callable receives ``h - threshold`` and returns ``d s / d h`` with the same shape.
+    """
+    if isinstance(surrogate, str):
+        try:
+            return _SURROGATES[surrogate]
+        except KeyError:
+            raise ValueError(
+                f"surrogate: expected one of {sorted(_SURROGATES)} or a callable, got {surrogate!r}"
+            ) from None
+    if callable(surrogate):
+        return surrogate
+    raise TypeError(
+        f"surrogate: expected a name {sorted(_SURROGATES)} or a callable, "
+        f"got {type(surrogate).__name__}"
+    )
+
+
+def _check_params(decay: float, threshold: float) -> tuple[float, float]:
+    for name, value in (("decay", decay), ("threshold", threshold)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    if not 0.0 <= float(decay) <= 1.0:
+        raise ValueError(f"decay: expected a value in [0, 1], got {decay}")
+    if not float(threshold) > 0.0 or float(threshold) == float("inf"):
+        raise ValueError(f"threshold: expected a finite value > 0, got {threshold}")
+    return float(decay), float(threshold)
+
+
+# --------------------------------------------------------------------------------------------
+# One step forward and backward, shared by the LIF function and the fused GAC gate.
+# --------------------------------------------------------------------------------------------
+
+
+def lif_step_forward(
+    x_t: Tensor, v: Tensor | None, decay: float, threshold: float, h_out: Tensor, fired_out: Tensor
+) -> Tensor:
+    """Write ``h_t`` into ``h_out`` and ``s_t`` (bool) into ``fired_out``; return the reset ``v_t``."""
+    if v is None:
+        h_out.copy_(x_t)
+    else:
+        torch.add(x_t, v, alpha=decay, out=h_out)
+    torch.gt(h_out, threshold, out=fired_out)
+    return h_out.masked_fill(fired_out, 0.0)
+
+
+def lif_step_backward(
+    grad_s: Tensor,
+    grad_h_next: Tensor | None,
+    h_t: Tensor,
+    s_t: Tensor,
+    decay: float,
+    threshold: float,
+    surrogate: SurrogateFn,
+    detach_reset: bool,
+) -> Tensor:
+    """Return ``dL/dh_t`` (``s_t`` a bool mask) from ``dL/ds_t`` (output path) and ``dL/dh_{t+1}`` (``None`` at the end).
+
+    ``v_t = h_t (1 - s_t)`` and ``h_{t+1} = decay v_t + x_{t+1}``, hence
+    ``dL/ds_t = grad_s - decay g h_t`` (the reset path, dropped when detached) and
+    ``dL/dh_t = dL/ds_t * surrogate(h_t - threshold) + decay g (1 - s_t)`` with ``g = dL/dh_{t+1}``.
+    """
+    if grad_h_next is None:
+        return grad_s * surrogate(h_t - threshold)
+    if detach_reset:
+        gs = grad_s
+    else:
+        gs = torch.addcmul(grad_s, grad_h_next, h_t, value=-decay)
+    grad_h = gs * surrogate(h_t - threshold)
+    return grad_h.add_(grad_h_next.masked_fill(s_t, 0.0), alpha=decay)
+
+
+class _LIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        x: Tensor,
+        steps: int,
+        decay: float,
+        threshold: float,
+        surrogate: SurrogateFn,
+        detach_reset: bool,
+    ) -> Tensor:
+        static = steps > 0
+        T = steps if static else x.shape[0]
+        shape = (T, *x.shape) if static else x.shape
+        h = torch.empty(shape, dtype=x.dtype, device=x.device)
+        fired = torch.empty(shape, dtype=torch.bool, device=x.device)
+        v = None
+        for t in range(T):
+            v = lif_step_forward(x if static else x[t], v, decay, threshold, h[t], fired[t])
+        ctx.save_for_backward(h, fired)
+        ctx.params = (static, decay, threshold, surrogate, detach_reset)
+        return fired.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_s: Tensor):  # type: ignore[override]
+        h, fired = ctx.saved_tensors
+        static, decay, threshold, surrogate, detach_reset = ctx.params
+        T = h.shape[0]
+        grad_x = None if static else torch.empty_like(h)
+        g = None
+        for t in range(T - 1, -1, -1):
+            g = lif_step_backward(grad_s[t], g, h[t], fired[t], decay, threshold, surrogate, detach_reset)
+            if static:
+                # g is fresh each step and the previous one is no longer needed: accumulate in place
+                grad_x = g if grad_x is None else grad_x.add_(g)
+            else:
+                grad_x[t] = g
+        return grad_x, None, None, None, None, None
+
+
+def lif(
+    x: Tensor,
+    decay: float = 0.5,
+    threshold: float = 1.0,
+    surrogate: SurrogateLike = "triangle",
+    detach_reset: bool = False,
+    *,
+    steps: int | None = None,
+) -> Tensor:
+    """Multi-step LIF spikes for a time-major input.
+
+    Args:
+        x: input current ``[T, B, ...]``, or with ``steps`` a static current ``[B, ...]`` that is
+            applied at each of ``steps`` steps (its gradient is the sum over the steps).
+        decay, threshold, surrogate, detach_reset: see :class:`LIF`.
+        steps: number of steps for a static input; ``None`` for a sequence.
+
+    Returns:
+        Spikes ``[T, B, ...]`` (0. or 1., dtype of ``x``).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.neuron import lif
+        >>> lif(torch.tensor([[0.6], [0.6], [0.6]]), decay=0.5, threshold=1.0).flatten().tolist()
+        [0.0, 0.0, 1.0]
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
+    decay, threshold = _check_params(decay, threshold)
+    fn = resolve_surrogate(surrogate)
+    if steps is None:
+        if x.dim() < 1 or x.shape[0] < 1:
+            raise ValueError(f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
+        return _LIFFunction.apply(x, 0, decay, threshold, fn, bool(detach_reset))
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
+    return _LIFFunction.apply(x, steps, decay, threshold, fn, bool(detach_reset))
+
+
+class _Heaviside(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, surrogate: SurrogateFn) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.surrogate = surrogate
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * ctx.surrogate(x), None
+
+
+def lif_reference(
+    x: Tensor,
+    decay: float = 0.5,
+    threshold: float = 1.0,
+    surrogate: SurrogateLike = "triangle",
+    detach_reset: bool = False,
+) -> Tensor:
+    """The same dynamics as :func:`lif` as a plain loop of autograd operations (slow, for checks).
+
+    This is how the authors' code runs the neuron; :func:`lif` equals it in values and gradients.
+    """
+    decay, threshold = _check_params(decay, threshold)
+    fn = resolve_surrogate(surrogate)
+    out = []
+    v = torch.zeros_like(x[0])
+    s = torch.zeros_like(x[0])
+    for t in range(x.shape[0]):
+        keep = 1.0 - (s.detach() if detach_reset else s)
+        v = decay * v * keep + x[t]
+        s = _Heaviside.apply(v - threshold, fn)
+        out.append(s)
+    return torch.stack(out)
+
+
+class LIF(nn.Module):
+    """Multi-step leaky integrate-and-fire neuron over dim 0 of ``[T, B, ...]``.
+
+    ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]``, ``v_0 = 0``.
+    Stateless between calls: every forward starts from a zero membrane. Defaults are the CIFAR
+    recipe (GAC.md §3); ``LIF(**RECIPES["imagenet"])`` gives the ImageNet one.
+
+    Args:
+        decay: membrane leak factor in ``[0, 1]``.
+        threshold: firing threshold (> 0).
+        surrogate: ``"triangle"`` (``max(0, 1 - |v - th|)``), ``"rectangle"``
+            (``1`` where ``|v - th| < 0.5``) or a callable mapping ``v - th`` to ``d s / d v``.
+        detach_reset: treat the reset factor ``(1 - s)`` as a constant in the backward pass.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> neuron = gac.LIF(decay=0.5, threshold=1.0)
+        >>> x = torch.full((4, 2, 3), 0.7)          # [T, B, features]
+        >>> neuron(x)[:, 0, 0].tolist()             # 0.7, 1.05 -> fire, reset, 0.7, 1.05 -> fire
+        [0.0, 1.0, 0.0, 1.0]
+    """
+
+    def __init__(
+        self,
+        decay: float = 0.5,
+        threshold: float = 1.0,
+        surrogate: SurrogateLike = "triangle",
+        detach_reset: bool = False,
+    ) -> None:
+        super().__init__()
+        self.decay, self.threshold = _check_params(decay, threshold)
+        self.surrogate = surrogate
+        self._surrogate_fn = resolve_surrogate(surrogate)
+        self.detach_reset = bool(detach_reset)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 2:
+            raise ValueError(
+                f"x: expected a time-major sequence [T, B, ...] (at least 2 dims), "
+                f"got shape {tuple(x.shape)}"
+            )
+        return lif(x, self.decay, self.threshold, self._surrogate_fn, self.detach_reset)
+
+    def extra_repr(self) -> str:
+        name = self.surrogate if isinstance(self.surrogate, str) else getattr(
+            self.surrogate, "__name__", "callable"
+        )
+        return (
+            f"decay={self.decay}, threshold={self.threshold}, surrogate={name}, "
+            f"detach_reset={self.detach_reset}"
+        )
