@@ -1,0 +1,41 @@
+"""The paper's backbones (GAC-MS-ResNet-18/34, both recipes), a name registry, and loading of the
+authors' released checkpoints.
+
+Example:
+    >>> import torch
+    >>> from gac_coding.models import create_model, list_models
+    >>> "msresnet18_cifar" in list_models()
+    True
+    >>> m = create_model("msresnet_tiny", num_classes=10, T=4, in_channels=1)
+    >>> m(torch.rand(3, 1, 8, 8)).shape               # logits [T, B, classes]
+    torch.Size([4, 3, 10])
+"""
+
+from __future__ import annotations
+
+from .msresnet import (
+    DirectEncoder,
+    MSBlock,
+    MSResNet,
+    count_parameters,
+    msresnet18_cifar,
+    msresnet18_imagenet,
+    msresnet34_imagenet,
+    msresnet_tiny,
+)
+from .registry import create_model, list_models, register_model
+
+register_model("msresnet18_cifar", msresnet18_cifar)
+register_model("msresnet18_imagenet", msresnet18_imagenet)
+register_model("msresnet34_imagenet", msresnet34_imagenet)
+register_model("msresnet_tiny", msresnet_tiny)
+
+__all__ = [
+    "DirectEncoder",
+    "MSBlock",
+    "MSResNet",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "register_model",
+]

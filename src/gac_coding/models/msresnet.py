@@ -1,0 +1,304 @@
+"""MS-ResNet backbones with the GAC encoder as their stem (GAC.md §3).
+
+Membrane-shortcut block, time-major ``[T, B, C, H, W]``::
+
+    y = BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)
+
+where the shortcut is the identity, or ``Conv1x1(stride) + BN`` when the shape changes, and takes the
+block input ``x`` itself (a membrane potential, never spikes). Convolutions and BatchNorm fold ``T``
+into the batch, so BN statistics are taken over ``T * B * H * W``. The head is
+``LIF -> global average pool -> Linear`` per step; a model returns logits ``[T, B, classes]``.
+
+Two recipes (neuron settings from :data:`gac_coding.RECIPES`):
+
+* ``"cifar"``: 3x3 stride-1 stem, LIF decay 0.5 / threshold 1.0, triangle surrogate, reset not
+  detached, PyTorch's default BN initialisation.
+* ``"imagenet"``: 7x7 stride-2 stem (no max-pool), every stage strided, LIF decay 0.25 / threshold
+  0.5, rectangle surrogate, detached reset; stem, BN1 and shortcut BN weights start at the threshold
+  (0.5), BN2 weights at 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..encoder import GACEncoder
+from ..neuron import LIF, RECIPES
+
+__all__ = ["DirectEncoder", "MSBlock", "MSResNet"]
+
+
+def _fold(x: Tensor) -> Tensor:
+    """``[T, B, ...] -> [T * B, ...]``."""
+    return x.flatten(0, 1)
+
+
+def _unfold(y: Tensor, T: int) -> Tensor:
+    """``[T * B, ...] -> [T, B, ...]``."""
+    return y.view(T, y.shape[0] // T, *y.shape[1:])
+
+
+class DirectEncoder(GACEncoder):
+    """The stem of :class:`~gac_coding.GACEncoder` without the gate: direct coding.
+
+    Returns the stem's BN output ``U`` as a sequence ``[T, B, C, H', W']`` (a static image is
+    repeated over ``T``); the first backbone block turns it into spikes with its own LIF. The
+    static fast path of the stem (convolution and BN once per image, BN statistics as for ``T``
+    copies) is kept. Spikes and gate are not recorded (:attr:`last_spikes` is ``None``).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import DirectEncoder
+        >>> stem = DirectEncoder(in_channels=1, out_channels=8, T=3)
+        >>> stem(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([3, 2, 8, 8, 8])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, T: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(in_channels, out_channels, T, *args, **kwargs)
+        del self.gate  # no attention parameters in the direct-coding baseline
+        self.record = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [B, C_in, H, W]`` or ``[T, B, C_in, H, W]`` -> ``U: [T, B, C, H', W']``."""
+        u, static = self.membrane(x)
+        return u.unsqueeze(0).expand(self.T, *u.shape) if static else u
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, direct coding (no gate)"
+
+
+class MSBlock(nn.Module):
+    """Membrane-shortcut basic block: ``BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)``.
+
+    Args:
+        in_channels, out_channels: channels of ``x`` and of the output.
+        stride: stride of ``Conv1`` and of the shortcut.
+        lif: keyword arguments of both :class:`~gac_coding.LIF` neurons (a recipe).
+        bn_weight: initial weight of BN1 and of the shortcut BN (``None``: PyTorch default, 1).
+        bn2_weight: initial weight of BN2 (``None``: PyTorch default).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import MSBlock
+        >>> block = MSBlock(8, 16, stride=2)
+        >>> block(torch.randn(4, 2, 8, 6, 6)).shape    # [T, B, C, H, W]
+        torch.Size([4, 2, 16, 3, 3])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 1,
+        lif: dict[str, Any] | None = None,
+        bn_weight: float | None = None,
+        bn2_weight: float | None = None,
+    ) -> None:
+        super().__init__()
+        lif = dict(RECIPES["cifar"] if lif is None else lif)
+        self.lif1 = LIF(**lif)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.lif2 = LIF(**lif)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+            if bn_weight is not None:
+                nn.init.constant_(self.shortcut[1].weight, bn_weight)
+        else:
+            self.shortcut = nn.Identity()
+        if bn_weight is not None:
+            nn.init.constant_(self.bn1.weight, bn_weight)
+        if bn2_weight is not None:
+            nn.init.constant_(self.bn2.weight, bn2_weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [T, B, C_in, H, W]`` (membrane potentials) -> ``[T, B, C_out, H', W']``."""
+        T = x.shape[0]
+        y = self.bn1(self.conv1(_fold(self.lif1(x))))
+        y = self.bn2(self.conv2(_fold(self.lif2(_unfold(y, T)))))
+        y = y + self.shortcut(_fold(x))
+        return _unfold(y, T)
+
+
+class MSResNet(nn.Module):
+    """MS-ResNet with a GAC stem (or, ``gac=False``, direct coding); logits ``[T, B, classes]``.
+
+    Build the paper's models by name with :func:`gac_coding.models.create_model`; this class takes
+    the architecture explicitly.
+
+    Args:
+        stages: ``(channels, blocks, first stride)`` per stage.
+        num_classes: outputs of the linear head.
+        T: time steps.
+        recipe: ``"cifar"`` or ``"imagenet"`` (neuron settings, BN initialisation, checkpoint
+            naming); the stem geometry is given separately.
+        gac: GAC encoder (``True``) or direct coding (``False``).
+        in_channels: image channels.
+        stem_channels: channels of the stem (the encoder's ``C``).
+        stem_kernel, stem_stride, stem_padding: the stem convolution.
+        encoder_kwargs: extra keyword arguments of :class:`~gac_coding.GACEncoder`
+            (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import MSResNet
+        >>> net = MSResNet([(8, 1, 1), (16, 1, 2)], num_classes=3, T=2, stem_channels=8)
+        >>> net(torch.rand(2, 3, 8, 8)).shape
+        torch.Size([2, 2, 3])
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple[int, int, int]],
+        num_classes: int,
+        T: int,
+        recipe: str = "cifar",
+        gac: bool = True,
+        in_channels: int = 3,
+        stem_channels: int = 64,
+        stem_kernel: int = 3,
+        stem_stride: int = 1,
+        stem_padding: int = 1,
+        encoder_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if recipe not in RECIPES:
+            raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
+        for name, value in (("num_classes", num_classes), ("T", T), ("in_channels", in_channels)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+            if value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value}")
+        if not isinstance(gac, bool):
+            raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
+        stages = [tuple(s) for s in stages]
+        if not stages or any(
+            len(s) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in s)
+            for s in stages
+        ):
+            raise ValueError(
+                f"stages: expected a non-empty list of (channels, blocks, stride) positive ints, "
+                f"got {stages!r}"
+            )
+        lif = dict(RECIPES[recipe])
+        self.recipe = recipe
+        self.gac = gac
+        self.T = T
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.stage_specs: tuple[tuple[int, int, int], ...] = tuple(stages)  # type: ignore[arg-type]
+        threshold = float(lif["threshold"])  # type: ignore[arg-type]
+        bn_weight = threshold if recipe == "imagenet" else None
+        bn2_weight = 0.0 if recipe == "imagenet" else None
+
+        enc_cls = GACEncoder if gac else DirectEncoder
+        self.encoder = enc_cls(
+            in_channels,
+            stem_channels,
+            T,
+            stem_kernel,
+            stem_stride,
+            stem_padding,
+            **lif,
+            **(encoder_kwargs or {}),
+        )
+        if bn_weight is not None:
+            nn.init.constant_(self.encoder.bn.weight, bn_weight)
+
+        self.stages = nn.ModuleList()
+        channels = stem_channels
+        for width, blocks, stride in self.stage_specs:
+            stage = nn.Sequential()
+            for j in range(blocks):
+                stage.append(
+                    MSBlock(
+                        channels,
+                        width,
+                        stride if j == 0 else 1,
+                        lif,
+                        bn_weight=bn_weight,
+                        bn2_weight=bn2_weight,
+                    )
+                )
+                channels = width
+            self.stages.append(stage)
+        self.head_lif = LIF(**lif)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
+        h = self.encoder(x)
+        for stage in self.stages:
+            h = stage(h)
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x: [B, C_in, H, W]`` (static, direct coding) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""
+        spikes = self.head_lif(self.features(x))
+        return self.fc(spikes.mean((3, 4)))
+
+    def extra_repr(self) -> str:
+        return f"recipe={self.recipe!r}, gac={self.gac}, T={self.T}, num_classes={self.num_classes}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Builders of the registered models
+# ------------------------------------------------------------------------------------------------
+
+CIFAR_STAGES = ((128, 3, 1), (256, 3, 2), (512, 2, 2))
+TINY_STAGES = ((16, 1, 1), (32, 1, 2), (64, 1, 2))
+
+
+def _imagenet_stages(blocks: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
+    return tuple((w, n, 2) for w, n in zip((64, 128, 256, 512), blocks))
+
+
+def msresnet18_cifar(num_classes: int = 10, T: int = 6, gac: bool = True, **kwargs: Any) -> MSResNet:
+    """GAC-MS-ResNet-18, CIFAR recipe (3x3 stem, 128/256/512 x 3/3/2 blocks); 12.63 M params at 10 classes."""
+    return MSResNet(
+        CIFAR_STAGES, num_classes, T, "cifar", gac, stem_channels=64,
+        stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
+    )  # fmt: skip
+
+
+def msresnet18_imagenet(
+    num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any
+) -> MSResNet:
+    """GAC-MS-ResNet-18, ImageNet recipe (7x7/2 stem, no max-pool, [2, 2, 2, 2]); 11.82 M params."""
+    return MSResNet(
+        _imagenet_stages((2, 2, 2, 2)), num_classes, T, "imagenet", gac, stem_channels=64,
+        stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
+    )  # fmt: skip
+
+
+def msresnet34_imagenet(
+    num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any
+) -> MSResNet:
+    """GAC-MS-ResNet-34, ImageNet recipe (7x7/2 stem, no max-pool, [3, 4, 6, 3]); 21.93 M params."""
+    return MSResNet(
+        _imagenet_stages((3, 4, 6, 3)), num_classes, T, "imagenet", gac, stem_channels=64,
+        stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
+    )  # fmt: skip
+
+
+def msresnet_tiny(num_classes: int = 10, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
+    """A small MS-ResNet (16-channel stem; 16/32/64 x 1 block) for 8x8..32x32 inputs on a CPU."""
+    return MSResNet(
+        TINY_STAGES, num_classes, T, "cifar", gac, stem_channels=16,
+        stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
+    )  # fmt: skip
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters (weights, biases, BN affine; not BN running statistics)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
