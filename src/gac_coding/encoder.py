@@ -209,7 +209,8 @@ class GACEncoder(nn.Module):
         if bn.track_running_stats and bn.running_mean is not None:
             with torch.no_grad():
                 n = count * self.T
-                var, mean = torch.var_mean(y.detach().float(), dim=(0, 2, 3), correction=0)
+                stat = y.detach().to(torch.promote_types(y.dtype, torch.float32))
+                var, mean = torch.var_mean(stat, dim=(0, 2, 3), correction=0)
                 bn.num_batches_tracked.add_(1)
                 factor = (
                     1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
