@@ -1,0 +1,660 @@
+"""Energy in the accounting of the paper, exact synaptic operations, and a spike-driven check.
+
+The convention of this line of work (GAC.md §6): ``E = E_MAC * MACs + E_AC * ACs`` with
+``E_MAC = 4.6 pJ`` and ``E_AC = 0.9 pJ`` (45 nm, 32-bit float; Horowitz, ISSCC 2014). A convolution
+or linear layer whose input is real-valued costs multiply-accumulates (its dense FLOP count); one
+whose input is binary spikes costs accumulates. The paper approximates the accumulates of a layer by
+``FLOPs x input firing rate`` per step; this module also counts them exactly (each input spike times
+the weights it reaches, so borders, padding and stride are accounted for).
+
+:func:`estimate_energy` runs one forward pass of any model without gradients and hooks every
+``Conv*`` / ``ConvTranspose*`` / ``Linear`` module. Two accountings are reported:
+
+* **executed**: what the forward pass really computed. The GAC encoder's static fast path runs the
+  stem convolution and the spatial-channel attention once per image, not ``T`` times.
+* **paper**: the per-step accounting of the paper, where every layer is counted at every step, so
+  the layers of a static-path encoder are multiplied by ``T``.
+
+Example:
+    >>> import torch, gac_coding as gac
+    >>> from gac_coding.energy import estimate_energy
+    >>> enc = gac.GACEncoder(in_channels=3, out_channels=8, T=4)
+    >>> report = estimate_energy(enc, torch.rand(2, 3, 8, 8))
+    >>> report.totals["mac"] < report.totals["mac_paper"]       # fast path: stem runs once, not T times
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "E_AC_PJ",
+    "E_MAC_PJ",
+    "EnergyReport",
+    "LayerEnergy",
+    "configure_energy_parser",
+    "dense_macs",
+    "estimate_energy",
+    "exact_synops",
+    "is_binary",
+    "load_checkpoint",
+    "run_energy_command",
+    "spikingjelly_counts",
+]
+
+E_MAC_PJ = 4.6
+"""Energy of one 32-bit float multiply-accumulate at 45 nm, in pJ (Horowitz, ISSCC 2014)."""
+E_AC_PJ = 0.9
+"""Energy of one 32-bit float accumulate at 45 nm, in pJ (Horowitz, ISSCC 2014)."""
+
+_CONV = nn.modules.conv._ConvNd
+_SYNAPTIC = (_CONV, nn.Linear)
+_NORM = nn.modules.batchnorm._BatchNorm
+
+
+# ------------------------------------------------------------------------------------------------
+# Counting primitives
+# ------------------------------------------------------------------------------------------------
+
+
+def is_binary(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is 0 or 1 (a spike tensor; ``bool`` tensors always are).
+
+    Example:
+        >>> import torch
+        >>> is_binary(torch.tensor([0.0, 1.0, 1.0])), is_binary(torch.tensor([0.0, 0.5]))
+        (True, False)
+    """
+    if x.dtype == torch.bool:
+        return True
+    return bool(((x == 0) | (x == 1)).all())
+
+
+def _spatial_dims(module: nn.Module) -> int:
+    return len(module.kernel_size)  # type: ignore[arg-type]
+
+
+def _batched(module: nn.Module, x: Tensor) -> Tensor:
+    """Bring the input of a convolution to ``[N, C, *spatial]`` (multi-step ``[T, B, ...]`` folded)."""
+    n = _spatial_dims(module)
+    if x.dim() == n + 3:  # SpikingJelly-style multi-step layers receive [T, B, C, ...]
+        return x.flatten(0, 1)
+    if x.dim() == n + 1:  # unbatched
+        return x.unsqueeze(0)
+    return x
+
+
+def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
+    """Multiply-accumulates of one dense call of a convolution or linear layer (bias excluded).
+
+    Convolution: ``out.numel() * C_in / groups * prod(kernel)``; transposed convolution:
+    ``x.numel() * C_out / groups * prod(kernel)``; linear: ``out.numel() * in_features``.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        >>> x = torch.rand(1, 3, 5, 5)
+        >>> dense_macs(conv, x, conv(x)) == 8 * 5 * 5 * 3 * 3 * 3
+        True
+    """
+    if isinstance(module, nn.Linear):
+        return int(out.numel()) * int(module.in_features)
+    if isinstance(module, _CONV):
+        kernel = math.prod(module.kernel_size)  # type: ignore[arg-type]
+        if module.transposed:
+            return int(x.numel()) * (module.out_channels // module.groups) * kernel
+        return int(out.numel()) * (module.in_channels // module.groups) * kernel
+    raise TypeError(
+        f"module: expected a convolution or nn.Linear, got {type(module).__name__}"
+    )
+
+
+def exact_synops(module: nn.Module, x: Tensor) -> int:
+    """Exact synaptic operations of a convolution or linear layer on a binary input ``x``.
+
+    Every input spike costs one accumulate per weight it reaches. For a convolution this is counted
+    by running the layer's own geometry (stride, padding, padding mode, dilation, groups) with
+    all-ones weights: each output position then holds the number of spikes in its receptive field,
+    and each counts once per output channel of its group. Spikes near a border reach fewer output
+    positions, and zero padding produces no operations. A linear layer: ``nnz(x) * out_features``.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(1, 2, 3, padding=1, bias=False)
+        >>> x = torch.zeros(1, 1, 4, 4); x[0, 0, 0, 0] = 1.0     # one spike in a corner
+        >>> exact_synops(conv, x)                              # 2 channels x 4 in-bounds taps
+        8
+    """
+    with torch.no_grad():
+        if isinstance(module, nn.Linear):
+            return int(torch.count_nonzero(x)) * int(module.out_features)
+        if not isinstance(module, _CONV):
+            raise TypeError(
+                f"module: expected a convolution or nn.Linear, got {type(module).__name__}"
+            )
+        xb = _batched(module, x)
+        xb = xb.to(torch.float64 if xb.dtype == torch.float64 else torch.float32)
+        groups = int(module.groups)
+        kernel = tuple(module.kernel_size)  # type: ignore[arg-type]
+        if module.transposed:
+            ones = xb.new_ones((module.in_channels, module.out_channels // groups, *kernel))
+            fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(kernel) - 1]
+            reached = fn(
+                xb, ones, None, module.stride, module.padding,  # type: ignore[arg-type]
+                module.output_padding, groups, module.dilation,  # type: ignore[arg-type]
+            )  # fmt: skip
+            return int(reached.sum(dtype=torch.float64).item())
+        ones = xb.new_ones((groups, module.in_channels // groups, *kernel))
+        counts = module._conv_forward(xb, ones, None)  # type: ignore[operator]
+        per_group = module.out_channels // groups
+        return int(counts.sum(dtype=torch.float64).item()) * per_group
+
+
+# ------------------------------------------------------------------------------------------------
+# The report
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LayerEnergy:
+    """Counts and energy of one convolution or linear layer over one forward pass (whole batch).
+
+    Attributes:
+        name: qualified module name in the model.
+        kind: class name of the module.
+        part: ``"encoder"`` (inside a :class:`~gac_coding.GACEncoder`) or ``"backbone"``.
+        role: ``"stem"`` (the encoder's convolution, or the first layer of a model without one),
+            ``"attention"`` (the encoder's temporal and spatial-channel attention) or
+            ``"synaptic"`` (everything else: meant to be driven by spikes).
+        calls: how many times the forward pass called the layer.
+        input_shape: shape of the input of its first call.
+        binary_input: whether every call received only zeros and ones.
+        firing_rate: fraction of non-zero input entries over all calls (the spike rate when binary).
+        flops: dense multiply-accumulates of the executed calls.
+        mac: executed multiply-accumulates (calls with a real-valued input).
+        synop: executed exact synaptic operations (calls with a binary input).
+        ac_paper: the paper's accumulates, ``FLOPs x input firing rate`` of the binary calls,
+            times ``steps``.
+        steps: how many of the paper's time steps one executed call stands for (``T`` for the
+            stem and spatial-channel attention of a static-path encoder, else 1).
+        mac_paper: ``mac x steps``, the paper's per-step multiply-accumulates.
+        energy_mj: ``E_MAC x mac_paper + E_AC x ac_paper`` in mJ (the paper's accounting).
+        energy_executed_mj: ``E_MAC x mac + E_AC x synop`` in mJ (what was executed, exact).
+        spike_driven: ``False`` when a ``"synaptic"`` layer received a non-binary input: it does
+            multiply-accumulates where the model should be spike-driven.
+    """
+
+    name: str
+    kind: str
+    part: str
+    role: str
+    calls: int = 0
+    input_shape: tuple[int, ...] = ()
+    binary_input: bool = True
+    firing_rate: float = 0.0
+    flops: int = 0
+    mac: int = 0
+    synop: int = 0
+    ac_paper: float = 0.0
+    steps: int = 1
+    mac_paper: int = 0
+    energy_mj: float = 0.0
+    energy_executed_mj: float = 0.0
+    spike_driven: bool = True
+    _nonzero: int = field(default=0, repr=False)
+    _elements: int = field(default=0, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the public fields."""
+        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+_COUNT_KEYS = ("flops", "mac", "synop", "ac_paper", "mac_paper", "energy_mj", "energy_executed_mj")
+
+
+@dataclass
+class EnergyReport:
+    """Result of :func:`estimate_energy`.
+
+    Attributes:
+        layers: one :class:`LayerEnergy` per executed convolution or linear layer, in call order.
+        totals: sums over the layers and run information. Counts are for the whole batch:
+            ``flops``, ``mac``, ``synop`` (executed), ``mac_paper``, ``ac_paper`` (the paper's
+            per-step accounting), ``mac_norm`` (the affine multiply-accumulates of BatchNorm,
+            which the paper leaves out because BN folds into the preceding layer at inference;
+            reported so that totals reconcile with counters that include them),
+            ``energy_mj`` (paper), ``energy_executed_mj`` (executed, exact synaptic operations),
+            ``energy_mj_per_sample``, ``encoder_energy_mj``, ``backbone_energy_mj``,
+            ``batch_size``, ``T``, ``e_mac_pj``, ``e_ac_pj``.
+        non_spike_driven: names of the ``"synaptic"`` layers that received a non-binary input.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+        >>> r = estimate_energy(net, torch.rand(5, 4))
+        >>> r.totals["mac"], r.non_spike_driven     # the second layer sees real values
+        (90, ['1'])
+    """
+
+    layers: list[LayerEnergy]
+    totals: dict[str, Any]
+    non_spike_driven: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"layers": [...], "totals": {...}, "non_spike_driven": [...]}``, JSON-ready."""
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "totals": dict(self.totals),
+            "non_spike_driven": list(self.non_spike_driven),
+        }
+
+    def part(self, name: str) -> dict[str, float]:
+        """Sums of the counts over the layers of one part, ``"encoder"`` or ``"backbone"``."""
+        if name not in ("encoder", "backbone"):
+            raise ValueError(f"name: expected 'encoder' or 'backbone', got {name!r}")
+        return {
+            key: sum(getattr(layer, key) for layer in self.layers if layer.part == name)
+            for key in _COUNT_KEYS
+        }
+
+    def __str__(self) -> str:
+        head = (
+            f"{'layer':<34} {'role':<9} {'in':>3} {'rate':>6} {'MAC (paper)':>13} "
+            f"{'SynOp exact':>13} {'AC (paper)':>13} {'E mJ':>10}"
+        )
+        lines = [head, "-" * len(head)]
+        for layer in self.layers:
+            name = layer.name if len(layer.name) <= 34 else "..." + layer.name[-31:]
+            flag = "" if layer.spike_driven else "  <- not spike-driven"
+            lines.append(
+                f"{name:<34} {layer.role:<9} {'bin' if layer.binary_input else 'real':>3} "
+                f"{layer.firing_rate:>6.3f} {layer.mac_paper:>13,} {layer.synop:>13,} "
+                f"{layer.ac_paper:>13,.0f} {layer.energy_mj:>10.4g}{flag}"
+            )
+        t = self.totals
+        lines.append("-" * len(head))
+        lines.append(
+            f"batch {t['batch_size']}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ"
+        )
+        lines.append(
+            f"paper accounting:  MAC {t['mac_paper']:,}  AC {t['ac_paper']:,.0f}  "
+            f"energy {t['energy_mj']:.4g} mJ ({t['energy_mj_per_sample']:.4g} mJ per sample; "
+            f"encoder {t['encoder_energy_mj']:.4g}, backbone {t['backbone_energy_mj']:.4g})"
+        )
+        lines.append(
+            f"executed (exact):  MAC {t['mac']:,}  SynOp {t['synop']:,}  "
+            f"energy {t['energy_executed_mj']:.4g} mJ  (BatchNorm affine MAC {t['mac_norm']:,}, "
+            f"not in the energy)"
+        )
+        if self.non_spike_driven:
+            lines.append(
+                "not spike-driven (real-valued input to a synaptic layer): "
+                + ", ".join(self.non_spike_driven)
+            )
+        else:
+            lines.append("spike-driven: every synaptic layer after the stem receives binary spikes")
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# estimate_energy
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_energy_cost(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a float (pJ), got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name}: expected a finite energy >= 0 pJ, got {value}")
+    return value
+
+
+def _reset_framework_state(model: nn.Module) -> None:
+    """Clear SpikingJelly memories (other frameworks and this library reset per call)."""
+    for module in model.modules():
+        if type(module).__module__.startswith("spikingjelly.") and callable(
+            getattr(module, "reset", None)
+        ):
+            module.reset()
+
+
+def _first_tensor(value: Any) -> Tensor | None:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
+        return value[0]
+    return None
+
+
+def estimate_energy(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    e_mac_pj: float = E_MAC_PJ,
+    e_ac_pj: float = E_AC_PJ,
+    batch_size: int | None = None,
+) -> EnergyReport:
+    """Count operations and energy of one inference of ``model`` on ``x``.
+
+    Runs one forward pass without gradients, in eval mode (BatchNorm uses its running statistics;
+    the training flags are restored afterwards), from fresh state (this library's modules reset per
+    call; SpikingJelly memories are reset before and after). Forward hooks on every convolution and
+    linear module see each call's input and classify it: real-valued inputs cost dense
+    multiply-accumulates, binary inputs cost exact synaptic operations (:func:`exact_synops`) and,
+    in the paper's approximation, ``FLOPs x firing rate`` accumulates. Operations done through
+    ``torch.nn.functional`` without a module are not seen.
+
+    Args:
+        model: any ``nn.Module``: the paper's backbones, a ``GACNet`` from :func:`gac_coding.wrap`,
+            a :class:`~gac_coding.GACEncoder`, a plain network.
+        x: the input, e.g. a static batch ``[B, C, H, W]`` or a sequence ``[T, B, C, H, W]``.
+        e_mac_pj, e_ac_pj: energy per multiply-accumulate and per accumulate, in pJ.
+        batch_size: samples in ``x`` for the per-sample energy. By default: from the first
+            :class:`~gac_coding.GACEncoder` call, else ``dim 1`` of time-major logits
+            ``[T, B, K]``, else ``x.shape[0]``.
+
+    Returns:
+        An :class:`EnergyReport`; ``report.totals["energy_mj"]`` is the paper's accounting.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import create_model
+        >>> m = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1)
+        >>> r = estimate_energy(m, torch.rand(1, 1, 8, 8))
+        >>> r.layers[0].name, r.layers[0].role, r.layers[0].steps
+        ('encoder.conv', 'stem', 2)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x: contains NaN or infinite values")
+    e_mac = _check_energy_cost("e_mac_pj", e_mac_pj)
+    e_ac = _check_energy_cost("e_ac_pj", e_ac_pj)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
+
+    from .encoder import GACEncoder
+
+    names = {module: name for name, module in model.named_modules()}
+    encoders = {m: names[m] for m in model.modules() if isinstance(m, GACEncoder)}
+    owner: dict[nn.Module, GACEncoder] = {}
+    for enc in encoders:
+        for sub in enc.modules():
+            owner.setdefault(sub, enc)
+
+    layers: dict[nn.Module, LayerEnergy] = {}
+    encoder_static: dict[GACEncoder, bool] = {}
+    run: dict[str, Any] = {"batch": None, "T": None, "mac_norm": 0}
+
+    def role_of(module: nn.Module) -> str:
+        enc = owner.get(module)
+        if enc is not None:
+            return "stem" if module is enc.conv else "attention"
+        if not encoders and not layers:
+            return "stem"  # the first layer of a model without encoder takes the raw input
+        return "synaptic"
+
+    def steps_of(module: nn.Module) -> int:
+        enc = owner.get(module)
+        if enc is None or not encoder_static.get(enc, False):
+            return 1
+        # the static fast path computes the stem and the spatial-channel attention (every
+        # convolution of the encoder) once per image; the temporal attention is per sample anyway
+        return enc.T if isinstance(module, _CONV) else 1
+
+    def encoder_pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+        inp = args[0] if args else None
+        static = isinstance(inp, Tensor) and inp.dim() == 4
+        encoder_static[module] = static  # type: ignore[index]
+        if run["batch"] is None and isinstance(inp, Tensor) and inp.dim() in (4, 5):
+            run["batch"] = int(inp.shape[0] if static else inp.shape[1])
+            run["T"] = int(module.T)  # type: ignore[arg-type]
+
+    def synaptic_hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        inp = args[0] if args else None
+        out_t = _first_tensor(out)
+        if not isinstance(inp, Tensor) or out_t is None:
+            return
+        layer = layers.get(module)
+        if layer is None:
+            enc = owner.get(module)
+            layer = LayerEnergy(
+                name=names.get(module, type(module).__name__),
+                kind=type(module).__name__,
+                part="encoder" if enc is not None else "backbone",
+                role=role_of(module),
+                input_shape=tuple(inp.shape),
+            )
+            layers[module] = layer
+        steps = steps_of(module)
+        layer.steps = max(layer.steps, steps)
+        layer.calls += 1
+        flops = dense_macs(module, inp, out_t)
+        nonzero = int(torch.count_nonzero(inp))
+        layer._nonzero += nonzero
+        layer._elements += int(inp.numel())
+        layer.flops += flops
+        if is_binary(inp):
+            rate = nonzero / max(1, inp.numel())
+            layer.synop += exact_synops(module, inp)
+            layer.ac_paper += flops * rate * steps
+        else:
+            layer.binary_input = False
+            layer.mac += flops
+            layer.mac_paper += flops * steps
+
+    def norm_hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        out_t = _first_tensor(out)
+        if getattr(module, "affine", False) and out_t is not None:
+            run["mac_norm"] += int(out_t.numel())
+
+    handles = []
+    training = {m: m.training for m in model.modules()}
+    try:
+        for module in model.modules():
+            if isinstance(module, GACEncoder):
+                handles.append(module.register_forward_pre_hook(encoder_pre_hook))
+            if isinstance(module, _SYNAPTIC):
+                handles.append(module.register_forward_hook(synaptic_hook))
+            elif isinstance(module, _NORM):
+                handles.append(module.register_forward_hook(norm_hook))
+        model.eval()
+        _reset_framework_state(model)
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+        _reset_framework_state(model)
+
+    out_t = _first_tensor(out)
+    if batch_size is None:
+        batch_size = run["batch"]
+    if batch_size is None:
+        if out_t is not None and out_t.dim() == 3:
+            batch_size = int(out_t.shape[1])
+        else:
+            batch_size = int(x.shape[0]) if x.dim() > 0 else 1
+    T = run["T"]
+    if T is None:
+        T = int(out_t.shape[0]) if out_t is not None and out_t.dim() == 3 else 1
+
+    pj_to_mj = 1e-9
+    ordered = list(layers.values())
+    for layer in ordered:
+        layer.firing_rate = layer._nonzero / max(1, layer._elements)
+        layer.energy_mj = (e_mac * layer.mac_paper + e_ac * layer.ac_paper) * pj_to_mj
+        layer.energy_executed_mj = (e_mac * layer.mac + e_ac * layer.synop) * pj_to_mj
+        layer.spike_driven = layer.binary_input or layer.role != "synaptic"
+
+    totals: dict[str, Any] = {key: sum(getattr(l, key) for l in ordered) for key in _COUNT_KEYS}
+    totals["mac_norm"] = run["mac_norm"]
+    totals["energy_mj_per_sample"] = totals["energy_mj"] / batch_size
+    for part in ("encoder", "backbone"):
+        totals[f"{part}_energy_mj"] = sum(l.energy_mj for l in ordered if l.part == part)
+    totals.update(batch_size=batch_size, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac)
+    flagged = [l.name for l in ordered if not l.spike_driven]
+    return EnergyReport(layers=ordered, totals=totals, non_spike_driven=flagged)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cross-check with SpikingJelly's op counter
+# ------------------------------------------------------------------------------------------------
+
+
+def spikingjelly_counts(
+    model: nn.Module, x: Tensor, *, include_norm: bool = False
+) -> dict[str, int]:
+    """``counts`` of SpikingJelly's ``estimate_simple_energy`` on the same model and input, in eval mode.
+
+    SpikingJelly classifies each convolution / matrix product at the dispatcher: a binary operand
+    makes it synaptic operations (``synop``, exact weight uses), otherwise it is ``mac``. By default
+    BatchNorm modules are excluded (``include_norm=False``), which makes its ``mac`` comparable
+    with ``report.totals["mac"]``; with them, compare with ``mac + mac_norm``. Needs SpikingJelly.
+
+    Example:
+        >>> import torch
+        >>> conv = torch.nn.Conv2d(2, 3, 3)
+        >>> spikingjelly_counts(conv, torch.rand(1, 2, 5, 5))["mac"] == estimate_energy(
+        ...     conv, torch.rand(1, 2, 5, 5)).totals["mac"]
+        True
+    """
+    try:
+        from spikingjelly.activation_based.op_counter import (
+            SimpleEnergyConfig,
+            estimate_simple_energy,
+        )
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            'spikingjelly_counts needs SpikingJelly: pip install "gac-coding[spikingjelly]"'
+        ) from exc
+    ignore: list[type[nn.Module]] = [] if include_norm else [_NORM]
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        _reset_framework_state(model)
+        report = estimate_simple_energy(
+            model, x, config=SimpleEnergyConfig(extra_ignore_modules=ignore)
+        )
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+        _reset_framework_state(model)
+    return {key: int(value) for key, value in report.counts.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Checkpoints and the command line
+# ------------------------------------------------------------------------------------------------
+
+
+def load_checkpoint(model: nn.Module, path: str) -> str:
+    """Load weights into ``model`` from this library's checkpoints or the authors' layout.
+
+    Accepted: a ``.safetensors`` file; a ``torch.save`` file (read with ``weights_only=True``)
+    holding a state dict, or a dict with the state dict under ``"model"`` (or ``"state_dict"``).
+    When the keys are not the model's own, the state dict is handed to
+    :func:`gac_coding.models.load_reference_checkpoint` (the authors' released layout).
+    Returns ``"library"`` or ``"reference"``, the layout that was loaded.
+    """
+    if not isinstance(path, str):
+        raise TypeError(f"path: expected a str, got {type(path).__name__}")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state: Any = load_file(path)
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"path: {path!r} does not hold a state dict of tensors")
+    own = set(model.state_dict())
+    if set(state) == own:
+        model.load_state_dict(state)
+        return "library"
+    from .models import load_reference_checkpoint  # type: ignore[attr-defined]
+
+    load_reference_checkpoint(model, state)
+    return "reference"
+
+
+def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``gac-coding energy`` to ``parser``."""
+    parser.add_argument("--model", required=True, help="registered model name, e.g. msresnet18_cifar")
+    parser.add_argument("--checkpoint", default=None, help="weights: .safetensors, .pt, or the authors' .pth")
+    parser.add_argument("--T", type=int, default=None, help="time steps (default: the model's)")
+    parser.add_argument("--num-classes", type=int, default=None, help="head size (default: the model's)")
+    parser.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
+    parser.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="image size (default 224 224 for ImageNet models, else 32 32)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
+    parser.add_argument("--no-gac", action="store_true", help="direct-coding baseline")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run_energy_command(args: argparse.Namespace) -> int:
+    """Run ``gac-coding energy``: build the model, load weights, report energy on a random batch.
+
+    The input is a uniform random image batch (seeded): firing rates, and so accumulates, depend on
+    the data and the weights; use :func:`estimate_energy` on real data for published numbers.
+    """
+    from .models import create_model
+
+    for name in ("T", "num_classes", "batch_size", "in_channels"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
+    model = create_model(
+        args.model, num_classes=args.num_classes, T=args.T, gac=not args.no_gac,
+        in_channels=args.in_channels,
+    )  # fmt: skip
+    loaded = None
+    if args.checkpoint:
+        loaded = load_checkpoint(model, args.checkpoint)
+    if args.input_size is None:
+        size = (224, 224) if "imagenet" in args.model else (32, 32)
+    else:
+        size = tuple(args.input_size)
+        if min(size) < 1:
+            raise ValueError(f"--input-size: expected two integers >= 1, got {size}")
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(args.batch_size, args.in_channels, *size, generator=gen)
+    report = estimate_energy(model, x)
+    if args.json:
+        payload = report.to_dict()
+        payload["model"] = args.model
+        payload["checkpoint"] = {"path": args.checkpoint, "layout": loaded}
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        weights = f"{args.checkpoint} ({loaded} layout)" if args.checkpoint else "random init"
+        print(f"{args.model}, input {tuple(x.shape)}, weights: {weights}")
+        print(report)
+    return 0
+
