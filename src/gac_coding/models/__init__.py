@@ -23,6 +23,12 @@ from .msresnet import (
     msresnet34_imagenet,
     msresnet_tiny,
 )
+from .checkpoints import (
+    ReferenceCheckpointError,
+    export_reference_state_dict,
+    load_reference_checkpoint,
+    reference_layout,
+)
 from .registry import create_model, list_models, register_model
 
 register_model("msresnet18_cifar", msresnet18_cifar)
@@ -34,8 +40,12 @@ __all__ = [
     "DirectEncoder",
     "MSBlock",
     "MSResNet",
+    "ReferenceCheckpointError",
     "count_parameters",
     "create_model",
+    "export_reference_state_dict",
     "list_models",
+    "load_reference_checkpoint",
+    "reference_layout",
     "register_model",
 ]
