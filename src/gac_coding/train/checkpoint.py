@@ -1,0 +1,189 @@
+"""Safe checkpoints: atomic writes, ``weights_only`` loads, random states, metrics lines.
+
+* Every file is written to a temporary file in the destination folder, flushed and ``fsync``-ed,
+  then moved over the destination with :func:`os.replace` (atomic on POSIX and Windows), and the
+  folder entry is synced. A crash mid-save leaves the previous file intact.
+* Checkpoints are loaded with ``torch.load(..., weights_only=True)``: tensors, numbers, strings and
+  plain containers only. A file that asks to import or call anything is refused with
+  :class:`UnsafeCheckpointError` before any of its code can run.
+* Random states (python, numpy, torch CPU, every CUDA device, and a data-order generator) are
+  stored as tensors and plain tuples so that they too pass the ``weights_only`` loader.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CheckpointError",
+    "UnsafeCheckpointError",
+    "append_jsonl",
+    "atomic_write",
+    "capture_rng_state",
+    "load_checkpoint",
+    "read_jsonl",
+    "restore_rng_state",
+    "save_checkpoint",
+    "save_safetensors",
+]
+
+PathLike = str | os.PathLike[str]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated or not a checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint asks to run code (import or call something) and was refused unread."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory handles (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that refuse directory fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
+
+    On any exception the temporary file is removed and the previous ``path`` (if any) is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:
+    """``torch.save`` a checkpoint dict atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: torch.save(dict(obj), fh))
+
+
+def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnsafeCheckpointError: the file would import or call code; nothing of it ran.
+        CheckpointError: the file is truncated or not a torch checkpoint dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"checkpoint {path}: refused to load it because it asks to import or call code, "
+            "which a weights-only load forbids (nothing of it was executed). Load only "
+            f"checkpoints written by gac-coding or another source you trust. Detail: {exc}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt?): {exc}"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def save_safetensors(
+    state_dict: Mapping[str, Tensor], path: PathLike, metadata: Mapping[str, str] | None = None
+) -> Path:
+    """Write tensors (e.g. a model's ``state_dict``) to a ``.safetensors`` file atomically."""
+    from safetensors.torch import save as st_save
+
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    data = st_save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+# ------------------------------------------------------------------------------ random states
+def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Every random state of this process, in a form that ``weights_only`` loading accepts."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": (version, list(internal), gauss),
+        "numpy": (str(kind), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos),
+                  int(has_gauss), float(cached)),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "data": data_generator.get_state() if data_generator is not None else None,
+    }
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any], data_generator: torch.Generator | None = None) -> None:
+    """Restore the states captured by :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available():
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            for i, s in enumerate(cuda_states[: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(s, i)
+    if data_generator is not None and state.get("data") is not None:
+        data_generator.set_state(state["data"])
+
+
+# ---------------------------------------------------------------------------------- metrics
+def append_jsonl(path: PathLike, record: Mapping[str, Any]) -> None:
+    """Append one JSON line to ``path`` and sync it to disk."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(dict(record), sort_keys=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: PathLike) -> list[dict[str, Any]]:
+    """Read a JSON-lines file (empty list when absent); blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -1,0 +1,519 @@
+"""The training loop behind ``gac-coding train`` (GAC.md §4 recipes).
+
+SGD with momentum 0.9 and cosine annealing (stepped once per epoch), cross-entropy on the
+time-averaged logits or TET, optional label smoothing and CutMix, automatic mixed precision on CUDA
+(bf16 where supported, else fp16 with a gradient scaler), and DistributedDataParallel under
+``torchrun``. Every epoch rank 0 appends a line to ``metrics.jsonl`` and writes ``last.pt``,
+``best.pt`` (when the test accuracy improves) and ``model.safetensors`` atomically.
+
+``resume=True`` restores the model, optimizer, scheduler, grad scaler, every random state and the
+data-order generator from ``last.pt``: on CPU with the same seed the continued run reproduces the
+metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data.distributed import DistributedSampler
+
+from . import distributed as dist_utils
+from .augment import MixedTarget, cutmix, poisson_encode
+from .checkpoint import (
+    append_jsonl,
+    atomic_write,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    save_safetensors,
+)
+from .data import DATASETS, DataSpec, build_datasets
+from .losses import LOSSES, spike_loss
+
+__all__ = [
+    "CODINGS",
+    "CHECKPOINT_FORMAT",
+    "RUN_FILES",
+    "FitResult",
+    "TrainConfig",
+    "fit",
+    "seed_everything",
+]
+
+#: How images reach the model: as static frames (direct coding, or GAC when the model has it) or
+#: as Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities.
+CODINGS: tuple[str, ...] = ("direct", "poisson")
+#: Files that mark a folder as holding a training run.
+RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "model.safetensors")
+CHECKPOINT_FORMAT = "gac-coding/train-checkpoint-v1"
+
+ModelFactory = Callable[..., nn.Module]
+Logger = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; the fields mirror ``gac-coding train``'s options."""
+
+    model: str
+    dataset: str = "digits"
+    data_dir: str | None = None
+    T: int = 4
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.1
+    out: str | None = None
+    resume: bool = False
+    gac: bool = True
+    amp: bool = False
+    cutmix: float = 0.0
+    loss: str = "ce"
+    label_smoothing: float = 0.0
+    weight_decay: float = 5e-5
+    momentum: float = 0.9
+    workers: int = 0
+    seed: int = 0
+    device: str | None = None
+    image_size: int | None = None
+    coding: str = "direct"
+    progress: bool | None = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``ValueError``/``TypeError`` naming the first bad field."""
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+            if value < minimum:
+                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+
+        if not isinstance(self.model, str) or not self.model:
+            raise ValueError(f"model: expected a model name, got {self.model!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
+        for name in ("T", "epochs", "batch_size"):
+            positive_int(name)
+        positive_int("workers", 0)
+        positive_int("seed", 0)
+        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"{name}: expected a finite number, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing}")
+        if not 0 <= self.cutmix <= 1:
+            raise ValueError(f"cutmix: expected a probability in [0, 1], got {self.cutmix}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
+        if self.coding not in CODINGS:
+            raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
+        if self.coding == "poisson" and self.gac:
+            raise ValueError("coding: Poisson rate coding feeds spikes to a model without GAC; "
+                             "set gac=False (--no-gac)")
+        if self.resume and self.out is None:
+            raise ValueError("resume: needs out, the folder holding last.pt")
+
+    def run_config(self) -> dict[str, Any]:
+        """The part of the config that describes the run (stored in checkpoints)."""
+        skip = {"out", "resume", "device", "progress", "workers", "data_dir"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: per-epoch metrics (all epochs, resumed ones included)."""
+
+    history: list[dict[str, Any]]
+    best_val_acc: float
+    model: nn.Module
+    data: DataSpec
+    out: Path | None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's (CPU and CUDA) global random generators."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------ model creation
+def default_model_factory() -> tuple[ModelFactory, list[str]]:
+    """``gac_coding.models.create_model`` and the names it knows."""
+    from ..models import create_model, list_models
+
+    return create_model, list(list_models())
+
+
+def check_model_name(name: str, known: Iterable[str]) -> None:
+    """Raise ``ValueError`` for a model name the registry does not know."""
+    known = list(known)
+    if name not in known:
+        raise ValueError(f"model: unknown model {name!r}; expected one of {known}")
+
+
+# --------------------------------------------------------------------------------- the out dir
+def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
+    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint."""
+    if config.out is None:
+        return None
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder, got an existing file {out}")
+    present = [f for f in RUN_FILES if (out / f).exists()]
+    if not config.resume:
+        if present:
+            raise ValueError(
+                f"out: {out} already holds another run's files ({', '.join(present)}); pass "
+                "--resume to continue that run, or choose an empty --out folder"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return None
+    last = out / "last.pt"
+    if not last.is_file():
+        raise ValueError(f"resume: expected {last} to continue from, but it does not exist")
+    ckpt = load_checkpoint(last)
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"resume: {last} is not a gac-coding training checkpoint "
+            f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    saved = ckpt["config"]
+    for key, mine in (("model", config.model), ("T", config.T), ("gac", config.gac),
+                      ("coding", config.coding)):
+        if saved.get(key) != mine:
+            raise ValueError(
+                f"{key}: the checkpoint being resumed ({last}) was trained with {key}="
+                f"{saved.get(key)!r}, got {key}={mine!r}"
+            )
+    return ckpt
+
+
+def _truncate_metrics(path: Path, upto_epoch: int) -> None:
+    """Keep the lines of ``metrics.jsonl`` up to ``upto_epoch`` exactly as they were."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as fh:
+        lines = fh.readlines()
+    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= upto_epoch]
+    if len(kept) != len(lines):
+        atomic_write(path, lambda fh: fh.write("".join(kept).encode("utf-8")))
+
+
+# ---------------------------------------------------------------------------------- progress
+def _use_bars(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    return sys.stderr.isatty()
+
+
+def _bar(iterable: Iterable[Any], enabled: bool, **kwargs: Any) -> Any:
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, dynamic_ncols=True, **kwargs)
+
+
+# --------------------------------------------------------------------------------------- fit
+def _amp_setup(config: TrainConfig, device: torch.device, log: Logger) -> tuple[torch.dtype | None, bool]:
+    if not config.amp:
+        return None, False
+    if device.type != "cuda":
+        log(f"amp: mixed precision runs on CUDA only; training in float32 on {device}")
+        return None, False
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, False
+    return torch.float16, True
+
+
+def _batches(loader: DataLoader, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    non_blocking = device.type == "cuda"
+    for x, y in loader:
+        yield x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
+
+
+def _prepare_input(x: Tensor, config: TrainConfig) -> Tensor:
+    if config.coding == "poisson":
+        return poisson_encode(x, config.T)
+    return x
+
+
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    config: TrainConfig,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+) -> tuple[float, float, float]:
+    """``(loss_sum, correct, count)`` of ``model`` over ``loader`` (time-averaged logits)."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    with torch.no_grad(), autocast:
+        for x, y in _batches(loader, device):
+            logits = model(_prepare_input(x, config)).float()
+            mean = logits.mean(0)
+            loss_sum += nn.functional.cross_entropy(mean, y, reduction="sum").double()
+            correct += (mean.argmax(1) == y).sum().double()
+            count += y.shape[0]
+    return float(loss_sum), float(correct), float(count)
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    log: Logger | None = None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    model_factory: ModelFactory | None = None,
+    data: DataSpec | None = None,
+) -> FitResult:
+    """Train ``config.model`` on ``config.dataset``; see the module docstring.
+
+    Args:
+        config: the run (validated first).
+        log: where rank 0's plain log lines go (default: ``print``).
+        on_epoch_end: called on every rank with each epoch's metrics after they are saved.
+        model_factory: ``create_model``-like callable; default is ``gac_coding.models``' registry.
+        data: an already built :class:`DataSpec` (default: built from ``config.dataset``).
+    """
+    config.validate()
+    ctx = dist_utils.setup(config.device)
+    try:
+        return _fit(ctx, config, log, on_epoch_end, model_factory, data)
+    finally:
+        dist_utils.teardown(ctx)
+
+
+def _fit(
+    ctx: dist_utils.DistContext,
+    config: TrainConfig,
+    log: Logger | None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None,
+    model_factory: ModelFactory | None,
+    data: DataSpec | None,
+) -> FitResult:
+    def say(msg: str) -> None:
+        if ctx.is_main:
+            (log or (lambda m: print(m, flush=True)))(msg)
+
+    if model_factory is None:
+        model_factory, known = default_model_factory()
+        check_model_name(config.model, known)
+    device = ctx.device
+    spec = data if data is not None else build_datasets(
+        config.dataset, config.data_dir, image_size=config.image_size
+    )
+    ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))
+    if ckpt is not None:
+        saved = ckpt["config"]
+        for key, label, mine in (("num_classes", "class count", spec.num_classes),
+                                 ("in_channels", "in_channels", spec.in_channels)):
+            if saved.get(key) != mine:
+                raise ValueError(
+                    f"{key}: the checkpoint being resumed was trained with {label} "
+                    f"{saved.get(key)!r}, but data set {config.dataset!r} has {mine!r}"
+                )
+
+    # ---- model, optimizer, schedule
+    seed_everything(config.seed)
+    model = model_factory(
+        config.model,
+        num_classes=spec.num_classes,
+        T=config.T,
+        gac=config.gac,
+        in_channels=spec.in_channels,
+        **config.model_kwargs,
+    ).to(device)
+    if ctx.rank > 0:
+        seed_everything(config.seed + ctx.rank)
+    data_gen = torch.Generator()
+    data_gen.manual_seed(config.seed + ctx.rank)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    amp_dtype, use_scaler = _amp_setup(config, device, say)
+    scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu", enabled=use_scaler)
+
+    run_config = dict(config.run_config(), num_classes=spec.num_classes, in_channels=spec.in_channels,
+                      image_size=spec.image_size, world_size=ctx.world_size)
+    history: list[dict[str, Any]] = []
+    best = -1.0
+    start_epoch = 1
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["config"].get("epochs") != config.epochs:
+            scheduler.T_max = config.epochs
+            say(f"resume: cosine schedule re-planned for {config.epochs} epochs "
+                f"(the checkpoint planned {ckpt['config'].get('epochs')})")
+        history = list(ckpt.get("history", []))
+        best = float(ckpt.get("best_val_acc", -1.0))
+        start_epoch = int(ckpt["epoch"]) + 1
+        rng = ckpt.get("rng") or []
+        if len(rng) == ctx.world_size:
+            restore_rng_state(rng[ctx.rank], data_gen)
+        else:
+            say(f"resume: the checkpoint holds random states of {len(rng)} process(es), this run has "
+                f"{ctx.world_size}; random streams restart from seed {config.seed} + epoch")
+            seed_everything(config.seed + 1000 * start_epoch + ctx.rank)
+            data_gen.manual_seed(config.seed + 1000 * start_epoch + ctx.rank)
+        say(f"resume: continuing {config.out} after epoch {start_epoch - 1}")
+
+    out = Path(config.out) if config.out is not None else None
+    if out is not None and ckpt is not None and ctx.is_main:
+        _truncate_metrics(out / "metrics.jsonl", start_epoch - 1)
+
+    train_model: nn.Module = model
+    if ctx.distributed:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    # ---- data loaders
+    if ctx.distributed:
+        train_sampler: Any = DistributedSampler(
+            spec.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
+        )
+    else:
+        train_sampler = RandomSampler(spec.train, generator=data_gen)
+    test_sampler: Any = (
+        dist_utils.ShardSampler(len(spec.test), ctx.rank, ctx.world_size)
+        if ctx.distributed
+        else SequentialSampler(spec.test)
+    )
+    loader_kw: dict[str, Any] = dict(
+        batch_size=config.batch_size,
+        num_workers=config.workers,
+        pin_memory=device.type == "cuda",
+    )
+    train_loader = DataLoader(spec.train, sampler=train_sampler, generator=data_gen, **loader_kw)
+    test_loader = DataLoader(spec.test, sampler=test_sampler, **loader_kw)
+
+    bars = ctx.is_main and _use_bars(config.progress)
+    if start_epoch > config.epochs:
+        say(f"nothing to do: {config.out} already holds {start_epoch - 1} of {config.epochs} epochs")
+    else:
+        say(f"training {config.model} (T={config.T}, gac={config.gac}, coding={config.coding}) on "
+            f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
+            f"{ctx.world_size} process(es) on {device}")
+    epoch_bar = _bar(range(start_epoch, config.epochs + 1), bars, desc="epochs",
+                     initial=start_epoch - 1, total=config.epochs)
+    for epoch in epoch_bar:
+        started = time.perf_counter()
+        if isinstance(train_sampler, DistributedSampler):
+            train_sampler.set_epoch(epoch)
+        lr = float(optimizer.param_groups[0]["lr"])
+        train_model.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        batches = _bar(_batches(train_loader, device), bars, desc=f"epoch {epoch}",
+                       total=len(train_loader), leave=False)
+        for x, y in batches:
+            target: Tensor | MixedTarget = y
+            if config.cutmix > 0:
+                x, target = cutmix(x, y, config.cutmix)
+            inp = _prepare_input(x, config)
+            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                        else contextlib.nullcontext())
+            with autocast:
+                logits = train_model(inp)
+            loss = spike_loss(logits, target, config.loss, config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                pred = logits.detach().float().mean(0).argmax(1)
+                if isinstance(target, MixedTarget):
+                    hits = (target.lam * (pred == target.y_a).double()
+                            + (1 - target.lam) * (pred == target.y_b).double()).sum()
+                else:
+                    hits = (pred == target).sum().double()
+                correct += hits
+                loss_sum += loss.detach().double() * y.shape[0]
+                seen += y.shape[0]
+        v_loss, v_correct, v_count = evaluate(model, test_loader, config, device, amp_dtype)
+        t_loss, t_correct, t_seen, v_loss, v_correct, v_count = dist_utils.all_reduce_sum(
+            ctx, [float(loss_sum), float(correct), float(seen), v_loss, v_correct, v_count]
+        )
+        scheduler.step()
+        record = {
+            "epoch": epoch,
+            "train_loss": t_loss / max(t_seen, 1.0),
+            "train_acc": t_correct / max(t_seen, 1.0),
+            "val_loss": v_loss / max(v_count, 1.0),
+            "val_acc": v_correct / max(v_count, 1.0),
+            "lr": lr,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        improved = record["val_acc"] > best
+        best = max(best, record["val_acc"])
+        record["best_val_acc"] = best
+        history.append(record)
+        rng_states = dist_utils.gather_object(ctx, capture_rng_state(data_gen))
+        if out is not None and ctx.is_main:
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "epoch": epoch,
+                "config": run_config,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng_states,
+                "best_val_acc": best,
+                "history": history,
+            }
+            append_jsonl(out / "metrics.jsonl", record)
+            save_checkpoint(state, out / "last.pt")
+            if improved:
+                save_checkpoint(state, out / "best.pt")
+            meta = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
+                    "gac": config.gac, "in_channels": spec.in_channels, "epoch": epoch}
+            save_safetensors(model.state_dict(), out / "model.safetensors", metadata=meta)
+        dist_utils.barrier(ctx)
+        msg = (f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
+               f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
+               f"lr {lr:.4g}  {record['seconds']:.1f}s")
+        if bars:
+            epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+            epoch_bar.write(msg)
+        else:
+            say(msg)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+    return FitResult(history=history, best_val_acc=best, model=model, data=spec, out=out)
+
