@@ -1,0 +1,529 @@
+"""Observer-model coding metrics, firing rates per layer, and plots (GAC.md §7).
+
+The paper argues that direct coding hands a downstream observer the same frame at every step, so its
+first spikes are periodic and carry little temporal information, while GAC's gate varies over time.
+:func:`coding_metrics` measures that for any code ``o: [T, B, ...]`` with explicit definitions;
+:func:`firing_rates` reports the spike rate of every spiking layer of a model. The plot functions
+import matplotlib lazily, draw on a stand-alone ``Figure`` (no pyplot, no display needed), return
+it, and save a PNG when given a path.
+
+Example:
+    >>> import torch
+    >>> from gac_coding.analysis import coding_metrics
+    >>> o = torch.tensor([1.0, 0.0, 1.0, 0.0]).view(4, 1, 1)   # one neuron, period 2
+    >>> m = coding_metrics(o)
+    >>> m["periodicity"], m["distinct_steps"], m["firing_rate"]
+    (2, 2.0, 0.5)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+    from .energy import EnergyReport
+
+__all__ = [
+    "coding_metrics",
+    "firing_rates",
+    "plot_energy",
+    "plot_firing_rates",
+    "plot_gate",
+    "plot_raster",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# Observer-model metrics
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_code(o: object, name: str = "o") -> Tensor:
+    if not isinstance(o, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(o).__name__}")
+    if o.dim() < 2:
+        raise ValueError(
+            f"{name}: expected a time-major code [T, B, ...] (at least 2 dims), "
+            f"got shape {tuple(o.shape)}"
+        )
+    if o.shape[0] < 1 or o.shape[1] < 1 or o.numel() == 0:
+        raise ValueError(f"{name}: expected T >= 1, B >= 1 and a non-empty code, got {tuple(o.shape)}")
+    if o.dtype == torch.bool:
+        o = o.to(torch.float64)
+    if o.is_complex() or not (o.is_floating_point() or o.dtype in _INT_DTYPES):
+        raise TypeError(f"{name}: expected a real (float, int or bool) tensor, got dtype {o.dtype}")
+    o = o.detach().to(torch.float64)
+    if not bool(torch.isfinite(o).all()):
+        raise ValueError(f"{name}: contains NaN or infinite values")
+    return o
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _steps_equal(a: Tensor, b: Tensor, atol: float) -> Tensor:
+    """Per sample, whether two steps ``[B, N]`` are equal within ``atol`` (``[B]`` bool)."""
+    if atol == 0.0:
+        return (a == b).all(1)
+    return ((a - b).abs() <= atol).all(1)
+
+
+def _quantise(flat: Tensor, levels: int | None) -> tuple[Tensor, int]:
+    """Integer symbols ``0 .. alphabet-1`` of every entry, and the alphabet size."""
+    if levels is None:
+        values, ids = torch.unique(flat, return_inverse=True)
+        return ids, int(values.numel())
+    peak = float(flat.abs().max())
+    if peak == 0.0:
+        return torch.zeros_like(flat, dtype=torch.int64), levels
+    # 0 stays level 0; non-zero magnitudes map to 1 .. levels - 1 relative to the peak
+    mag = torch.ceil(flat.abs() / peak * (levels - 1)).clamp_(max=levels - 1).to(torch.int64)
+    if not bool((flat < 0).any()):
+        return mag, levels
+    return mag * torch.sign(flat).to(torch.int64) + (levels - 1), 2 * levels - 1  # sign kept
+
+
+def _pattern_entropies(code: Tensor, levels: int | None) -> Tensor:
+    """Entropy (bits) of each neuron's length-T pattern over the batch; ``code: [T, B, N]``."""
+    T, B, N = code.shape
+    sym, alphabet = _quantise(code, levels)
+    alphabet = max(alphabet, 2)
+    neuron = torch.arange(N, device=code.device).expand(B, N)
+    if T * math.log2(alphabet) < 62:
+        weights = torch.tensor([alphabet**t for t in range(T)], dtype=torch.int64)
+        pattern = (sym.permute(1, 2, 0) * weights).sum(-1)  # [B, N] integer per pattern
+        rows = torch.stack([neuron.reshape(-1), pattern.reshape(-1)], 1)
+    else:
+        rows = torch.cat([neuron.reshape(-1, 1), sym.permute(1, 2, 0).reshape(B * N, T)], 1)
+    unique, counts = torch.unique(rows, dim=0, return_counts=True)
+    p = counts.to(torch.float64) / B
+    contrib = -p * torch.log2(p)
+    return torch.zeros(N, dtype=torch.float64).index_add_(0, unique[:, 0], contrib)
+
+
+def coding_metrics(
+    o: Tensor, *, levels: int | None = 2, atol: float = 0.0
+) -> dict[str, Any]:
+    """Temporal diversity, periodicity and coding efficiency of a code ``o: [T, B, ...]``.
+
+    A "step map" is ``o[t, b]`` flattened over the neurons (everything after ``B``).
+
+    * ``distinct_steps``: the number of distinct step maps of a sample (equal within ``atol``),
+      averaged over the batch. ``1`` for a constant code, ``p`` for a code of period ``p``.
+    * ``temporal_diversity``: the mean over all pairs ``t < t'`` of ``1 - cos(o[t, b], o[t', b])``,
+      averaged over the batch; ``0`` when all steps are equal (or ``T = 1``), larger when the steps
+      point in different directions. Two all-zero maps count as identical (cosine 1); a zero map
+      and a non-zero one as orthogonal (cosine 0).
+    * ``periodicity``: the smallest ``p`` in ``1 .. T-1`` with ``o[t + p] == o[t]`` (within
+      ``atol``) for every valid ``t`` and every sample, or ``None`` when there is none
+      (an aperiodic code, or ``T = 1``). ``periodic_fraction``: the fraction of samples that have
+      such a period on their own.
+    * ``entropy_bits``: the empirical entropy ``H = -sum_k p_k log2 p_k`` of each neuron's
+      length-``T`` output pattern over the ``B`` samples, averaged over neurons. Values are first
+      quantised to ``levels`` magnitude levels (0 stays 0, non-zero magnitudes map to
+      ``1 .. levels-1`` relative to the largest, the sign kept); the default ``levels=2`` uses the
+      spike pattern (``o != 0``); ``levels=None`` compares exact values. The maximum is
+      ``max_entropy_bits = log2(B)``, so use a batch much larger than the number of patterns.
+    * ``bits_per_spike``: the summed entropy of all neurons divided by the mean number of non-zero
+      entries per sample; ``0`` when nothing fires.
+    * ``firing_rate``: the fraction of non-zero entries of ``o``.
+
+    Args:
+        o: the code, time-major; bool, integer or float.
+        levels: quantisation of the values for the entropy (``>= 2``), or ``None`` for exact values.
+        atol: tolerance for equality of step maps (``distinct_steps``, ``periodicity``).
+
+    Returns:
+        A dict with the keys above (floats; ``periodicity`` an int or ``None``) and ``T``, ``B``,
+        ``neurons``.
+
+    Example:
+        >>> import torch
+        >>> o = torch.ones(5, 3, 2, 2)                          # constant over time
+        >>> m = coding_metrics(o)
+        >>> m["distinct_steps"], m["periodicity"], m["temporal_diversity"], m["entropy_bits"]
+        (1.0, 1, 0.0, 0.0)
+    """
+    code = _check_code(o)
+    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
+        raise ValueError(f"levels: expected an integer >= 2 or None, got {levels!r}")
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
+        raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
+    atol = float(atol)
+    T, B = code.shape[:2]
+    flat = code.reshape(T, B, -1)
+    N = flat.shape[2]
+
+    # distinct step maps per sample: step t is new when no earlier step equals it
+    new = torch.ones(T, B, dtype=torch.bool)
+    for t in range(1, T):
+        for s in range(t):
+            new[t] &= ~_steps_equal(flat[t], flat[s], atol)
+    distinct = new.sum(0).to(torch.float64)
+
+    # mean pairwise cosine dissimilarity per sample
+    norms = flat.norm(dim=2)  # [T, B]
+    pairs = 0
+    dissim = torch.zeros(B, dtype=torch.float64)
+    for t in range(T):
+        for s in range(t + 1, T):
+            dot = (flat[t] * flat[s]).sum(1)
+            denom = norms[t] * norms[s]
+            cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), (norms[t] == norms[s]).double())
+            dissim += 1.0 - cos
+            pairs += 1
+    diversity = dissim / pairs if pairs else dissim
+
+    # periodicity
+    period: int | None = None
+    has_period = torch.zeros(B, dtype=torch.bool)
+    for p in range(1, T):
+        ok = torch.ones(B, dtype=torch.bool)
+        for t in range(T - p):
+            ok &= _steps_equal(flat[t + p], flat[t], atol)
+        has_period |= ok
+        if period is None and bool(ok.all()):
+            period = p
+
+    entropies = _pattern_entropies(flat, levels)
+    spikes_per_sample = float(torch.count_nonzero(flat)) / B
+    total_bits = float(entropies.sum())
+    return {
+        "T": T,
+        "B": B,
+        "neurons": N,
+        "distinct_steps": float(distinct.mean()),
+        "temporal_diversity": float(diversity.mean()),
+        "periodicity": period,
+        "periodic_fraction": float(has_period.double().mean()),
+        "entropy_bits": float(entropies.mean()),
+        "max_entropy_bits": math.log2(B),
+        "bits_per_spike": total_bits / spikes_per_sample if spikes_per_sample > 0 else 0.0,
+        "firing_rate": float(torch.count_nonzero(flat)) / flat.numel(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Firing rates per layer
+# ------------------------------------------------------------------------------------------------
+
+_SPIKING_BASES = (
+    ("gac_coding.neuron", "LIF"),
+    ("spikingjelly.", "BaseNode"),
+    ("snntorch.", "SpikingNeuron"),
+    ("norse.", "SNN"),
+    ("norse.", "SNNCell"),
+)
+
+
+def _is_spiking(module: nn.Module, extra: tuple[type, ...]) -> bool:
+    if extra and isinstance(module, extra):
+        return True
+    for cls in type(module).__mro__:
+        for prefix, name in _SPIKING_BASES:
+            if cls.__name__ == name and cls.__module__.startswith(prefix):
+                return True
+    return False
+
+
+def firing_rates(
+    model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()
+) -> dict[str, float]:
+    """Spike rate of every spiking layer of ``model`` on ``x``, in call order.
+
+    One forward pass without gradients in eval mode (training flags restored). Spiking layers are
+    this library's :class:`~gac_coding.LIF`, SpikingJelly's ``BaseNode``, snnTorch's
+    ``SpikingNeuron`` and Norse's ``SNN``/``SNNCell`` modules, and any type in ``modules``; the
+    rate is the fraction of non-zero entries of their (first) output, over all their calls. Outputs
+    that are not binary (e.g. a leaky integrator's voltage) are skipped. A
+    :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as ``"<name>.spikes"``.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import create_model
+        >>> m = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1)
+        >>> rates = firing_rates(m, torch.rand(2, 1, 8, 8))
+        >>> list(rates)[:2]
+        ['encoder.spikes', 'stages.0.0.lif1']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    extra = tuple(modules)
+    if not all(isinstance(t, type) for t in extra):
+        raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
+    from .encoder import GACEncoder
+
+    counts: dict[str, list[int]] = {}
+
+    def record(name: str, t: Tensor) -> None:
+        c = counts.setdefault(name, [0, 0])
+        c[0] += int(torch.count_nonzero(t))
+        c[1] += int(t.numel())
+
+    def make_hook(name: str, is_encoder: bool):
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if is_encoder:
+                spikes = getattr(module, "last_spikes", None)
+                if isinstance(spikes, Tensor):
+                    record(f"{name}.spikes" if name else "spikes", spikes)
+                return
+            t = out if isinstance(out, Tensor) else (
+                out[0] if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor) else None
+            )  # fmt: skip
+            if t is not None and (t.dtype == torch.bool or bool(((t == 0) | (t == 1)).all())):
+                record(name, t)
+
+        return hook
+
+    handles = []
+    training = {m: m.training for m in model.modules()}
+    try:
+        for name, module in model.named_modules():
+            if isinstance(module, GACEncoder):
+                handles.append(module.register_forward_hook(make_hook(name, True)))
+            elif _is_spiking(module, extra):
+                handles.append(module.register_forward_hook(make_hook(name, False)))
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.training = flag
+    return {name: nz / max(1, total) for name, (nz, total) in counts.items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# Plots
+# ------------------------------------------------------------------------------------------------
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError('plots need matplotlib: pip install "gac-coding[train]"') from exc
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        if not isinstance(path, (str, Path)):
+            raise TypeError(f"path: expected a str or Path, got {type(path).__name__}")
+        fig.savefig(str(path), dpi=100, format="png")
+    return fig
+
+
+def _sample_index(sample: object, B: int) -> int:
+    if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample < B:
+        raise ValueError(f"sample: expected an int in [0, {B}), got {sample!r}")
+    return sample
+
+
+def plot_raster(
+    spikes: Tensor,
+    *,
+    sample: int = 0,
+    neurons: int | Sequence[int] = 64,
+    title: str = "spike raster",
+    path: str | Path | None = None,
+) -> Figure:
+    """Raster of chosen neurons of one sample over ``T``: a mark where the code is non-zero.
+
+    Args:
+        spikes: a code ``[T, B, ...]`` (spikes, or a gated code: marks are shaded by value).
+        sample: which sample of the batch.
+        neurons: how many neurons, evenly spaced over the flattened neurons, or their indices.
+        title: the axes title.
+        path: save a PNG there.
+
+    Example:
+        >>> import torch
+        >>> fig = plot_raster((torch.rand(6, 2, 4, 5, 5) < 0.3).float(), neurons=20)
+        >>> fig.axes[0].get_xlabel()
+        'time step t'
+    """
+    code = _check_code(spikes, "spikes")
+    T, B = code.shape[:2]
+    b = _sample_index(sample, B)
+    flat = code.reshape(T, B, -1)[:, b]
+    N = flat.shape[1]
+    if isinstance(neurons, int) and not isinstance(neurons, bool):
+        if neurons < 1:
+            raise ValueError(f"neurons: expected a count >= 1 or indices, got {neurons}")
+        idx = torch.linspace(0, N - 1, min(neurons, N)).round().long().unique()
+    else:
+        idx = torch.as_tensor(list(neurons), dtype=torch.long)
+        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= N:
+            raise ValueError(f"neurons: expected indices in [0, {N}), got {list(neurons)}")
+    chosen = flat[:, idx]  # [T, K]
+    t_idx, row = torch.nonzero(chosen, as_tuple=True)
+    fig = _new_figure(6.0, 0.6 + 0.06 * len(idx) + 1.5)
+    ax = fig.add_subplot()
+    values = chosen[t_idx, row].abs()
+    scale = float(values.max()) if values.numel() else 1.0
+    ax.scatter(
+        t_idx.numpy(), row.numpy(), marker="|", s=120,
+        c=(values / (scale or 1.0)).numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
+    )  # fmt: skip
+    ax.set_xlim(-0.5, T - 0.5)
+    ax.set_ylim(-0.5, len(idx) - 0.5)
+    ax.set_xticks(range(T))
+    ax.set_xlabel("time step t")
+    ax.set_ylabel(f"neuron (of {N})")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_gate(
+    gate: Any,
+    *,
+    sample: int = 0,
+    temporal_attention: Tensor | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """The gate ``sigmoid(TA * SCA)`` of one image over the ``T`` steps.
+
+    Top row: the channel-mean gate map at each step (common colour scale). Bottom: the mean gate
+    per step and, when known, the temporal attention ``TA[t]`` of the sample.
+
+    Args:
+        gate: a :class:`~gac_coding.GACEncoder` after a call (its ``last_gate`` and
+            ``last_temporal_attention`` are used), or a gate tensor ``[T, B, C, H, W]``.
+        sample: which image of the batch.
+        temporal_attention: ``TA`` ``[T, B]`` to draw with a gate tensor.
+        path: save a PNG there.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> enc = gac.GACEncoder(in_channels=1, out_channels=4, T=3)
+        >>> _ = enc(torch.rand(2, 1, 8, 8))
+        >>> len(plot_gate(enc).axes)    # 3 maps, a colour bar, mean gate and TA (twin axes)
+        6
+    """
+    from .encoder import GACEncoder
+
+    if isinstance(gate, GACEncoder):
+        enc = gate
+        if enc.last_gate is None:
+            raise ValueError(
+                "gate: the encoder holds no gate; call it on an input first (with record=True)"
+            )
+        gate, temporal_attention = enc.last_gate, enc.last_temporal_attention
+    g = _check_code(gate, "gate")
+    if g.dim() != 5:
+        raise ValueError(f"gate: expected [T, B, C, H, W], got shape {tuple(g.shape)}")
+    T, B = g.shape[:2]
+    b = _sample_index(sample, B)
+    maps = g[:, b].mean(1)  # [T, H, W]
+    fig = _new_figure(max(4.0, 1.6 * T), 4.2)
+    grid = fig.add_gridspec(2, T + 1, height_ratios=(1.0, 0.8), width_ratios=[1.0] * T + [0.08])
+    lo, hi = float(maps.min()), float(maps.max())
+    image = None
+    for t in range(T):
+        ax = fig.add_subplot(grid[0, t])
+        image = ax.imshow(maps[t].numpy(), vmin=lo, vmax=hi if hi > lo else lo + 1e-6, cmap="viridis")
+        ax.set_title(f"t={t}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, cax=fig.add_subplot(grid[0, T]))
+    ax = fig.add_subplot(grid[1, :])
+    steps = list(range(T))
+    ax.plot(steps, g[:, b].reshape(T, -1).mean(1).numpy(), "o-", label="mean gate")
+    if temporal_attention is not None:
+        ta = _check_code(temporal_attention, "temporal_attention")
+        if tuple(ta.shape) != (T, B):
+            raise ValueError(
+                f"temporal_attention: expected shape {(T, B)}, got {tuple(ta.shape)}"
+            )
+        twin = ax.twinx()
+        twin.plot(steps, ta[:, b].numpy(), "s--", color="tab:orange", label="TA[t]")
+        twin.set_ylabel("TA[t]")
+    ax.set_xticks(steps)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("mean gate")
+    fig.suptitle(f"GAC gate over time, sample {b}")
+    return _save(fig, path)
+
+
+def plot_firing_rates(
+    rates: Mapping[str, float], *, title: str = "firing rate per layer", path: str | Path | None = None
+) -> Figure:
+    """Horizontal bars of ``{layer: rate}`` (e.g. from :func:`firing_rates`).
+
+    Example:
+        >>> fig = plot_firing_rates({"lif1": 0.12, "lif2": 0.05})
+        >>> fig.axes[0].get_xlabel()
+        'firing rate'
+    """
+    if not isinstance(rates, Mapping) or not rates:
+        raise ValueError(f"rates: expected a non-empty mapping of layer -> rate, got {rates!r}")
+    names = list(rates)
+    values = [float(rates[n]) for n in names]
+    fig = _new_figure(6.5, 1.0 + 0.28 * len(names))
+    ax = fig.add_subplot()
+    ax.barh(range(len(names)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("firing rate")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_energy(
+    report: EnergyReport | Mapping[str, Any], *, path: str | Path | None = None
+) -> Figure:
+    """Energy per layer in the paper's accounting, split into MAC and AC energy.
+
+    Args:
+        report: an :class:`~gac_coding.energy.EnergyReport` or its ``to_dict()``.
+        path: save a PNG there.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> from gac_coding.energy import estimate_energy
+        >>> r = estimate_energy(gac.GACEncoder(1, 4, T=2), torch.rand(1, 1, 6, 6))
+        >>> plot_energy(r).axes[0].get_xlabel()
+        'energy per sample (µJ)'
+    """
+    data = report.to_dict() if hasattr(report, "to_dict") else report
+    if not isinstance(data, Mapping) or "layers" not in data or "totals" not in data:
+        raise TypeError(
+            f"report: expected an EnergyReport or its to_dict(), got {type(report).__name__}"
+        )
+    layers = list(data["layers"])
+    if not layers:
+        raise ValueError("report: holds no layers")
+    totals = data["totals"]
+    batch = float(totals.get("batch_size", 1))
+    e_mac, e_ac = float(totals["e_mac_pj"]), float(totals["e_ac_pj"])
+    # pJ of the batch -> µJ per sample
+    mac = [e_mac * float(l["mac_paper"]) * 1e-6 / batch for l in layers]
+    ac = [e_ac * float(l["ac_paper"]) * 1e-6 / batch for l in layers]
+    names = [
+        l["name"] + ("  (not spike-driven)" if not l.get("spike_driven", True) else "") for l in layers
+    ]
+    fig = _new_figure(7.0, 1.2 + 0.28 * len(layers))
+    ax = fig.add_subplot()
+    pos = list(range(len(layers)))
+    ax.barh(pos, mac, color="tab:red", label=f"MAC ({e_mac} pJ)")
+    ax.barh(pos, ac, left=mac, color="tab:green", label=f"AC ({e_ac} pJ)")
+    ax.set_yticks(pos, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy per sample (µJ)")
+    ax.set_title(
+        f"energy per layer, paper accounting: {float(totals['energy_mj']) / batch:.4g} mJ per sample"
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
