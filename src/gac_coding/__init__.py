@@ -7,16 +7,19 @@ adapter for them is used.
 from __future__ import annotations
 
 from ._version import __version__
+from .adapters import GACNet, wrap
 from .attention import GatedAttentionUnit, SpatialChannelAttention, TemporalAttention
 from .encoder import GACEncoder
 from .neuron import LIF, RECIPES
 
 __all__ = [
     "GACEncoder",
+    "GACNet",
     "GatedAttentionUnit",
     "LIF",
     "RECIPES",
     "SpatialChannelAttention",
     "TemporalAttention",
     "__version__",
+    "wrap",
 ]

@@ -1,0 +1,339 @@
+"""Put a GAC encoder in front of an existing snnTorch, Norse, SpikingJelly or plain PyTorch model.
+
+``net = gac_coding.wrap(backbone, T=6, in_channels=1)`` returns a :class:`GACNet`: the image (or
+frame sequence) goes through a :class:`~gac_coding.GACEncoder`, and the backbone, unchanged, is
+driven over the ``T`` steps of the code the way its framework expects. Every call starts from fresh
+backbone state. Frameworks are imported only when a backbone of theirs is wrapped; a missing one
+raises an ``ImportError`` that names the extra to install (``pip install "gac-coding[norse]"``).
+
+How each framework is driven (one module each):
+
+* snnTorch (:mod:`._snntorch`): ``init_hidden=True`` nets, one call per step; tutorial classes
+  with explicit ``init_leaky()`` membranes that loop over ``num_steps`` themselves, one call in all,
+  with step ``t`` of the code fed to their input layer at its ``t``-th call; whole-sequence neurons.
+* Norse (:mod:`._norse`): ``SequentialState`` of cells, state threaded from ``None`` per step;
+  whole-sequence modules (``LIF``, ``Lift``) in one call.
+* SpikingJelly (:mod:`._spikingjelly`): step mode ``"m"`` in one call, ``"s"`` one call per step,
+  ``functional.reset_net`` first; mixed step modes are rejected.
+* plain PyTorch (:mod:`._torch`): one call on ``[T, B, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Any
+
+from torch import Tensor, nn
+
+from ..attention import _positive_int
+from ..encoder import GACEncoder
+from . import _norse, _snntorch, _spikingjelly, _torch
+from ._common import (
+    FRAMEWORKS,
+    Driver,
+    GatedInputWarning,
+    adapt_layer,
+    describe,
+    detect_framework,
+    find_input_layer,
+    first_receiving_layer,
+    layer_in_size,
+    replace_submodule,
+    require,
+)
+
+__all__ = ["FRAMEWORKS", "GACNet", "GatedInputWarning", "wrap"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+_BUILDERS = {
+    "snntorch": _snntorch.build,
+    "norse": _norse.build,
+    "spikingjelly": _spikingjelly.build,
+    "torch": _torch.build,
+}
+
+
+def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
+    if framework is None:
+        detected = detect_framework(backbone)
+        if detected != "torch":
+            require(detected)
+        return detected
+    if not isinstance(framework, str):
+        raise TypeError(
+            f"framework: expected one of {FRAMEWORKS} or None, got {type(framework).__name__}"
+        )
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework: expected one of {FRAMEWORKS} or None, got {framework!r}")
+    if framework != "torch":
+        require(framework)
+    detected = detect_framework(backbone)
+    if detected != framework:
+        what = "no snnTorch, Norse or SpikingJelly modules" if detected == "torch" else (
+            f"{detected} modules"
+        )
+        raise ValueError(
+            f"framework: got {framework!r} but the backbone holds {what}; leave framework=None "
+            f"to detect it, or pass framework={detected!r}"
+        )
+    return framework
+
+
+def _caller_level() -> int:
+    """``stacklevel`` that points a warning at the first frame outside this package."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
+def _reference_tensor(module: nn.Module) -> Tensor | None:
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor
+    for tensor in module.buffers():
+        if tensor.is_floating_point():
+            return tensor
+    return None
+
+
+class GACNet(nn.Module):
+    """A GAC encoder followed by an existing backbone, driven over ``T`` steps.
+
+    ``GACNet(x)`` takes a static batch ``[B, C, H, W]`` (direct coding, the encoder's exact fast
+    path) or a sequence ``[T, B, C, H, W]``, encodes it to ``[T, B, C', H', W']`` and returns the
+    backbone's outputs stacked over time, ``[T, B, ...]`` (a tuple output is stacked element by
+    element; a net that loops over time itself returns what its ``forward`` returns). Each call
+    starts from fresh backbone state. Usually built with :func:`wrap`, which has the same arguments.
+
+    Args:
+        backbone: the model to drive; kept as :attr:`backbone` (the very object).
+        T: number of time steps.
+        in_channels: channels of the input image.
+        out_channels: channels of the code, default ``in_channels`` (the backbone stays untouched).
+        framework: ``"snntorch"``, ``"norse"``, ``"spikingjelly"`` or ``"torch"``; detected from the
+            backbone's modules when ``None``.
+        input_layer: name (as in ``named_modules``) of the layer that receives the code; default the
+            first Conv/Linear registered.
+        adapt_input_layer: when the code's channels differ from what the input layer takes, replace
+            that layer by a **re-initialised** one of the same class and hyperparameters that takes
+            ``out_channels``. Without it a mismatch raises ``ValueError``.
+        **encoder_kwargs: passed to :class:`~gac_coding.GACEncoder` (``binarize``, ``decay``,
+            ``kernel_size``, ...).
+
+    Attributes:
+        encoder: the :class:`~gac_coding.GACEncoder`, on the backbone's device and dtype.
+        backbone: the backbone.
+        framework: the framework used.
+        mode: how the backbone is driven (``"step"``, ``"loop"``, ``"sequence"``, ``"m"``, ``"s"``).
+        input_layer: the name of the layer that receives the code, or ``None``.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> from torch import nn
+        >>> backbone = nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 8 * 8, 10))
+        >>> net = gac.GACNet(backbone, T=4, in_channels=2)
+        >>> net(torch.rand(3, 2, 8, 8)).shape                 # [T, B, classes]
+        torch.Size([4, 3, 10])
+        >>> net.framework, net.mode, net.backbone is backbone
+        ('torch', 'sequence', True)
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        T: int,
+        in_channels: int,
+        out_channels: int | None = None,
+        framework: str | None = None,
+        input_layer: str | None = None,
+        *,
+        adapt_input_layer: bool = False,
+        **encoder_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone: expected a torch.nn.Module, got {type(backbone).__name__}")
+        T = _positive_int("T", T)
+        in_channels = _positive_int("in_channels", in_channels)
+        out_channels = in_channels if out_channels is None else _positive_int(
+            "out_channels", out_channels
+        )
+        if not isinstance(adapt_input_layer, bool):
+            raise TypeError(
+                f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}"
+            )
+        self.framework = _resolve_framework(backbone, framework)
+
+        found = find_input_layer(backbone, input_layer)
+        if found is not None:
+            found = self._match_input_layer(
+                backbone, found, in_channels, out_channels, adapt_input_layer
+            )
+        elif adapt_input_layer and out_channels != in_channels:
+            raise ValueError(
+                "adapt_input_layer: the backbone has no Conv/Linear layer to adapt; name its input "
+                "layer with input_layer="
+            )
+
+        encoder = GACEncoder(in_channels, out_channels, T, **encoder_kwargs)
+        ref = _reference_tensor(backbone)
+        if ref is not None:
+            encoder = encoder.to(device=ref.device, dtype=ref.dtype)
+        self.encoder = encoder
+        self.backbone = backbone
+        self.T = T
+        self._driver: Driver = _BUILDERS[self.framework](backbone, T, found)
+        self.input_layer: str | None = None if found is None else found[0]
+        self._verified: set[tuple[int, ...]] = set()
+        self._warn_if_gated_into_mac(input_layer)
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _match_input_layer(
+        backbone: nn.Module,
+        found: tuple[str, nn.Module],
+        in_channels: int,
+        out_channels: int,
+        adapt: bool,
+    ) -> tuple[str, nn.Module]:
+        name, layer = found
+        size = layer_in_size(layer)
+        if size is None:
+            if adapt and out_channels != in_channels:
+                raise ValueError(
+                    f"adapt_input_layer: expected the input layer to be a Conv or Linear, got "
+                    f"{describe(name, layer)}"
+                )
+            return found
+        kind, n = size
+        if kind == "in_channels":
+            mismatch = n != out_channels
+        else:  # a Linear: its size depends on the image; change it only when asked to
+            mismatch = adapt and out_channels != in_channels
+        if not mismatch:
+            return found
+        if not adapt:
+            raise ValueError(
+                f"out_channels: the code has {out_channels} channels but the backbone's input "
+                f"layer {describe(name, layer)} takes in_channels={n}; pass "
+                f"adapt_input_layer=True to replace it by a re-initialised "
+                f"{type(layer).__name__} that takes {out_channels}, or choose "
+                f"out_channels={n}"
+            )
+        new = adapt_layer(layer, in_channels, out_channels)
+        replace_submodule(backbone, name, new)
+        return name, new
+
+    def _warn_if_gated_into_mac(self, input_layer: str | None) -> None:
+        if self.encoder.binarize:
+            return
+        if self.mode == "loop" and self.input_layer is not None:
+            first = (self.input_layer, self.backbone.get_submodule(self.input_layer))
+        else:
+            first = first_receiving_layer(self.backbone, input_layer)
+        if first is None or layer_in_size(first[1]) is None:
+            return
+        warnings.warn(
+            f"gac_coding.wrap: the backbone's first layer {describe(*first)} receives the GAC "
+            f"encoder's gated output, which is not binary (values in [0, 1)), so it multiplies "
+            f"real values (MACs) instead of accumulating spikes (ACs). Pass binarize=True to "
+            f"feed it binary spikes, or start the backbone with a spiking neuron (as MS-ResNet "
+            f"does).",
+            GatedInputWarning,
+            stacklevel=_caller_level(),
+        )
+
+    # ------------------------------------------------------------------ forward
+    @property
+    def mode(self) -> str:
+        """How the backbone is driven (see the framework modules)."""
+        return self._driver.mode
+
+    def _install_size_check(self, code: Tensor) -> Any:
+        key = tuple(code.shape[2:])
+        if self.input_layer is None or key in self._verified:
+            return None
+        name = self.input_layer
+        layer = self.backbone.get_submodule(name)
+        size = layer_in_size(layer)
+        if size is None:
+            return None
+        kind, n = size
+        channels = code.shape[2]
+
+        def check(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if not args or not isinstance(args[0], Tensor):
+                return
+            x = args[0]
+            if kind == "in_features":
+                got = x.shape[-1] if x.dim() else 0
+            else:
+                dim = -(len(module.kernel_size) + 1)  # type: ignore[arg-type]
+                got = x.shape[dim] if x.dim() >= -dim else 0
+            if got != n:
+                raise ValueError(
+                    f"x: the backbone's input layer {describe(name, module)} expects {kind}={n} "
+                    f"but receives {got} from the code of shape {tuple(code.shape)} "
+                    f"({channels} channels); pass adapt_input_layer=True to wrap() to replace "
+                    f"it by a re-initialised layer, or change out_channels or the image size"
+                )
+
+        return layer.register_forward_pre_hook(check)
+
+    def forward(self, x: Tensor) -> Any:
+        """Encode ``x`` (``[B, C, H, W]`` or ``[T, B, C, H, W]``) and run the backbone over ``T``."""
+        code = self.encoder(x)
+        handle = self._install_size_check(code)
+        try:
+            out = self._driver.run(self.backbone, code)
+        finally:
+            if handle is not None:
+                handle.remove()
+        if handle is not None:
+            self._verified.add(tuple(code.shape[2:]))
+        return out
+
+    def extra_repr(self) -> str:
+        return f"framework={self.framework!r}, mode={self.mode!r}, T={self.T}"
+
+
+def wrap(
+    backbone: nn.Module,
+    T: int,
+    in_channels: int,
+    out_channels: int | None = None,
+    framework: str | None = None,
+    input_layer: str | None = None,
+    *,
+    adapt_input_layer: bool = False,
+    **encoder_kwargs: Any,
+) -> GACNet:
+    """Put a GAC encoder in front of ``backbone``: ``wrap(backbone, T, in_channels) -> GACNet``.
+
+    See :class:`GACNet` for the arguments. Warns once (:class:`GatedInputWarning`) when the code is
+    gated (``binarize=False``) and the first layer that receives it is a Conv/Linear.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> from torch import nn
+        >>> net = gac.wrap(nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(64, 10)),
+        ...                T=6, in_channels=1)
+        >>> net(torch.rand(5, 1, 8, 8)).shape
+        torch.Size([6, 5, 10])
+    """
+    return GACNet(
+        backbone,
+        T,
+        in_channels,
+        out_channels,
+        framework,
+        input_layer,
+        adapt_input_layer=adapt_input_layer,
+        **encoder_kwargs,
+    )
+
