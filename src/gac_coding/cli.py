@@ -44,7 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="encode scikit-learn's bundled digits with GAC")
     demo.add_argument("--T", type=int, default=6)
     demo.add_argument("--out", default="demo_out")
+    from .energy import configure_energy_parser, run_energy_command
+
+    configure_energy_parser(sub.add_parser("energy", help="operation counts and energy of a model"))
     args = parser.parse_args(argv)
+    if args.command == "energy":
+        return run_energy_command(args)
     return _demo(args)
 
 
