@@ -47,6 +47,7 @@ __all__ = [
     "estimate_energy",
     "exact_synops",
     "is_binary",
+    "calibrate_batchnorm",
     "load_checkpoint",
     "run_energy_command",
     "spikingjelly_counts",
@@ -572,9 +573,10 @@ def load_checkpoint(model: nn.Module, path: str) -> str:
 
     Accepted: a ``.safetensors`` file; a ``torch.save`` file (read with ``weights_only=True``)
     holding a state dict, or a dict with the state dict under ``"model"`` (or ``"state_dict"``).
-    When the keys are not the model's own, the state dict is handed to
-    :func:`gac_coding.models.load_reference_checkpoint` (the authors' released layout).
-    Returns ``"library"`` or ``"reference"``, the layout that was loaded.
+    When the keys are not the model's own, the file goes to
+    :func:`gac_coding.models.load_reference_checkpoint` (the authors' released layout), which
+    raises a ``ValueError`` naming what does not fit. Returns ``"library"`` or ``"reference"``,
+    the layout that was loaded.
     """
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str, got {type(path).__name__}")
@@ -589,16 +591,52 @@ def load_checkpoint(model: nn.Module, path: str) -> str:
             if isinstance(state.get(key), dict):
                 state = state[key]
                 break
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"path: {path!r} does not hold a state dict of tensors")
-    own = set(model.state_dict())
-    if set(state) == own:
-        model.load_state_dict(state)
+    if isinstance(state, dict) and set(state) == set(model.state_dict()):
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"path: {path!r} does not fit the model: {exc}") from None
         return "library"
-    from .models import load_reference_checkpoint  # type: ignore[attr-defined]
+    from .models import load_reference_checkpoint
 
-    load_reference_checkpoint(model, state)
+    load_reference_checkpoint(model, state if path.endswith(".safetensors") else path)
     return "reference"
+
+
+def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
+    """Set every BatchNorm's running statistics to those of one forward pass on ``x``.
+
+    A freshly initialised model has running statistics (mean 0, variance 1) unrelated to its
+    activations; in eval mode its deeper layers then barely fire, so an energy estimate says little.
+    This runs ``model(x)`` once in training mode without gradients, with cumulative averaging, then
+    restores the momentum and the training flags. Only for untrained models.
+
+    Example:
+        >>> import torch
+        >>> bn = torch.nn.BatchNorm1d(2)
+        >>> calibrate_batchnorm(bn, torch.tensor([[1.0, 4.0], [3.0, 8.0]]))
+        >>> bn.running_mean.tolist()
+        [2.0, 6.0]
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    norms = [m for m in model.modules() if isinstance(m, _NORM)]
+    saved = [(m, m.momentum) for m in norms]
+    training = {m: m.training for m in model.modules()}
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()
+        _reset_framework_state(model)
+        with torch.no_grad():
+            model(x)
+    finally:
+        for m, momentum in saved:
+            m.momentum = momentum
+        for module, flag in training.items():
+            module.training = flag
+        _reset_framework_state(model)
 
 
 def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
@@ -614,7 +652,12 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
     parser.add_argument("--no-gac", action="store_true", help="direct-coding baseline")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
+    parser.add_argument(
+        "--no-calibrate", action="store_true",
+        help="without a checkpoint, keep the initial BatchNorm statistics (by default they are "
+        "set from the random batch so that the untrained network fires)",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -626,6 +669,7 @@ def run_energy_command(args: argparse.Namespace) -> int:
     """
     from .models import create_model
 
+    torch.manual_seed(args.seed)
     for name in ("T", "num_classes", "batch_size", "in_channels"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
@@ -645,15 +689,21 @@ def run_energy_command(args: argparse.Namespace) -> int:
             raise ValueError(f"--input-size: expected two integers >= 1, got {size}")
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.batch_size, args.in_channels, *size, generator=gen)
+    calibrated = not args.checkpoint and not args.no_calibrate
+    if calibrated:
+        calibrate_batchnorm(model, x)
     report = estimate_energy(model, x)
     if args.json:
         payload = report.to_dict()
         payload["model"] = args.model
         payload["checkpoint"] = {"path": args.checkpoint, "layout": loaded}
+        payload["batchnorm_calibrated"] = calibrated
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        weights = f"{args.checkpoint} ({loaded} layout)" if args.checkpoint else "random init"
+        weights = f"{args.checkpoint} ({loaded} layout)" if args.checkpoint else (
+            "random init, BatchNorm statistics from the random batch" if calibrated else "random init"
+        )
         print(f"{args.model}, input {tuple(x.shape)}, weights: {weights}")
         print(report)
     return 0
