@@ -34,3 +34,234 @@ def test_tiny_on_one_channel_digits() -> None:
     assert logits.shape == (4, 3, 10)
     logits.mean(0).sum().backward()
     assert model.encoder.conv.weight.grad is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# Architecture and recipes (GAC.md §3)
+# ------------------------------------------------------------------------------------------------
+
+
+def test_gac_adds_exactly_the_attention_weights() -> None:
+    """SCA: 2 * C^2 * k^2 (131,072 for C=64, k=4); TA: 2 * T * max(1, T // 2)."""
+    for T in (1, 2, 6):
+        with_gac = count_parameters(create_model("msresnet18_cifar", num_classes=10, T=T))
+        direct = count_parameters(create_model("msresnet18_cifar", num_classes=10, T=T, gac=False))
+        assert with_gac - direct == 131_072 + 2 * T * max(1, T // 2)
+
+
+def _lifs(model):
+    return [m for m in model.modules() if type(m).__name__ == "LIF"]
+
+
+@pytest.mark.parametrize(
+    ("name", "decay", "threshold", "surrogate", "detach"),
+    [
+        ("msresnet18_cifar", 0.5, 1.0, "triangle", False),
+        ("msresnet_tiny", 0.5, 1.0, "triangle", False),
+        ("msresnet18_imagenet", 0.25, 0.5, "rectangle", True),
+        ("msresnet34_imagenet", 0.25, 0.5, "rectangle", True),
+    ],
+)
+def test_every_neuron_follows_the_recipe(name, decay, threshold, surrogate, detach) -> None:
+    model = create_model(name, T=2)
+    lifs = _lifs(model)
+    blocks = sum(len(stage) for stage in model.stages)
+    assert len(lifs) == 2 * blocks + 1  # two per block and the head's
+    gate = model.encoder.gate
+    neurons = [(n.decay, n.threshold, n.surrogate, n.detach_reset) for n in lifs]
+    neurons.append((gate.decay, gate.threshold, gate.surrogate, gate.detach_reset))
+    assert set(neurons) == {(decay, threshold, surrogate, detach)}
+
+
+def _bn_weights(model):
+    stem = set(model.encoder.bn.weight.tolist())
+    bn1, bn2, short = set(), set(), set()
+    for stage in model.stages:
+        for block in stage:
+            bn1 |= set(block.bn1.weight.tolist())
+            bn2 |= set(block.bn2.weight.tolist())
+            if isinstance(block.shortcut, torch.nn.Sequential):
+                short |= set(block.shortcut[1].weight.tolist())
+    return stem, bn1, bn2, short
+
+
+def test_imagenet_bn_init_and_cifar_default() -> None:
+    assert _bn_weights(create_model("msresnet18_imagenet", T=4)) == ({0.5}, {0.5}, {0.0}, {0.5})
+    assert _bn_weights(create_model("msresnet18_cifar", T=4)) == ({1.0}, {1.0}, {1.0}, {1.0})
+
+
+def _spatial_sizes(model, x):
+    sizes = []
+    hooks = [s.register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[-2:]))) for s in model.stages]
+    model.encoder.register_forward_hook(lambda m, i, o: sizes.insert(0, tuple(o.shape[-2:])))
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return sizes
+
+
+def test_strides_and_stems() -> None:
+    cifar = create_model("msresnet18_cifar", num_classes=10, T=1)
+    assert (cifar.encoder.conv.kernel_size, cifar.encoder.conv.stride) == ((3, 3), (1, 1))
+    assert _spatial_sizes(cifar, torch.rand(1, 3, 32, 32)) == [(32, 32), (32, 32), (16, 16), (8, 8)]
+    assert [s[-1].conv2.out_channels for s in cifar.stages] == [128, 256, 512]
+    assert [len(s) for s in cifar.stages] == [3, 3, 2]
+    imagenet = create_model("msresnet18_imagenet", num_classes=10, T=1)
+    assert (imagenet.encoder.conv.kernel_size, imagenet.encoder.conv.stride) == ((7, 7), (2, 2))
+    assert not any(isinstance(m, (torch.nn.MaxPool2d, torch.nn.MaxPool3d)) for m in imagenet.modules())
+    assert _spatial_sizes(imagenet, torch.rand(1, 3, 64, 64)) == [(32, 32), (16, 16), (8, 8), (4, 4), (2, 2)]
+    assert [len(s) for s in create_model("msresnet34_imagenet", T=1).stages] == [3, 4, 6, 3]
+
+
+def test_imagenet_models_run_on_small_inputs() -> None:
+    for name in ("msresnet18_imagenet", "msresnet34_imagenet"):
+        model = create_model(name, num_classes=7, T=2)
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 2, 7)
+
+
+# ------------------------------------------------------------------------------------------------
+# Behaviour
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gac", [True, False])
+def test_static_input_equals_the_repeated_sequence_in_training(gac: bool) -> None:
+    """Logits, gradients (input and parameters) and BN running statistics, training mode."""
+    T = 4
+    torch.manual_seed(0)
+    a = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, in_channels=2).double()
+    b = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, in_channels=2).double()
+    b.load_state_dict(a.state_dict())
+    x = (torch.rand(3, 2, 12, 12, dtype=torch.float64) * 3).requires_grad_(True)
+    seq = x.detach().unsqueeze(0).repeat(T, 1, 1, 1, 1).requires_grad_(True)
+    w = torch.randn(T, 3, 5, dtype=torch.float64)
+    ya, yb = a(x), b(seq)
+    torch.testing.assert_close(ya, yb, rtol=1e-10, atol=1e-10)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    torch.testing.assert_close(x.grad, seq.grad.sum(0), rtol=1e-8, atol=1e-10)
+    assert float(x.grad.abs().max()) > 0
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-8, atol=1e-10, msg=name)
+    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
+        torch.testing.assert_close(ba, bb, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_every_parameter_gets_a_gradient() -> None:
+    """No unused parameters (DistributedDataParallel would complain), with and without GAC."""
+    for gac in (True, False):
+        model = create_model("msresnet_tiny", num_classes=4, T=3, gac=gac)
+        model(torch.rand(4, 3, 8, 8) * 3).mean(0).logsumexp(1).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+
+
+def test_direct_coding_feeds_the_stem_output_repeated_to_the_first_block() -> None:
+    model = create_model("msresnet_tiny", num_classes=4, T=3, gac=False).eval()
+    seen = []
+    model.stages[0][0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x = torch.rand(2, 3, 8, 8)
+    model(x)
+    stem = model.encoder
+    u = torch.nn.functional.batch_norm(
+        torch.nn.functional.conv2d(x, stem.conv.weight, padding=1),
+        stem.bn.running_mean, stem.bn.running_var, stem.bn.weight, stem.bn.bias, False, 0.0, stem.bn.eps,
+    )
+    assert seen[0].shape == (3, 2, 16, 8, 8)
+    for t in range(3):
+        torch.testing.assert_close(seen[0][t], u)
+    assert not hasattr(model.encoder, "gate")
+
+
+def test_gac_feeds_the_gated_code_to_the_first_block() -> None:
+    model = create_model("msresnet_tiny", num_classes=4, T=3).eval()
+    seen = []
+    model.stages[0][0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x = torch.rand(2, 3, 8, 8) * 3
+    model(x)
+    torch.testing.assert_close(seen[0], model.encoder(x))
+    assert bool((seen[0] >= 0).all() and (seen[0] < 1).all())
+
+
+def test_no_state_leaks_between_calls() -> None:
+    model = create_model("msresnet_tiny", num_classes=4, T=3).eval()
+    x, other = torch.rand(2, 3, 8, 8) * 3, torch.rand(5, 3, 8, 8) * 3
+    first = model(x)
+    model(other)
+    torch.testing.assert_close(model(x), first, rtol=0, atol=0)
+
+
+def test_direct_coding_is_causal_in_eval_mode() -> None:
+    """Without TA (which looks at all steps), logits at step t depend only on frames <= t."""
+    model = create_model("msresnet_tiny", num_classes=4, T=4, gac=False).eval()
+    frames = torch.rand(4, 2, 3, 8, 8) * 3
+    changed = frames.clone()
+    changed[2:] = torch.rand(2, 2, 3, 8, 8) * 3
+    a, b = model(frames), model(changed)
+    torch.testing.assert_close(a[:2], b[:2], rtol=0, atol=0)
+    assert not torch.allclose(a[2:], b[2:])
+
+
+def test_prediction_from_the_time_average_of_per_step_logits() -> None:
+    """The head is per step: logits[t] = fc(mean_hw(LIF(features))[t])."""
+    model = create_model("msresnet_tiny", num_classes=4, T=3).eval()
+    x = torch.rand(2, 3, 8, 8) * 3
+    spikes = model.head_lif(model.features(x))
+    manual = torch.stack([model.fc(spikes[t].mean((2, 3))) for t in range(3)])
+    torch.testing.assert_close(model(x), manual)
+    assert set(spikes.unique().tolist()) <= {0.0, 1.0}
+
+
+# ------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------
+
+
+def test_bad_inputs_name_the_argument() -> None:
+    model = create_model("msresnet_tiny", num_classes=4, T=3, in_channels=1)
+    with pytest.raises(ValueError, match=r"x: expected 1 channels"):
+        model(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"x: sequence has T=2 steps but .* T=3"):
+        model(torch.rand(2, 2, 1, 8, 8))
+    with pytest.raises(TypeError, match=r"x: expected a floating-point tensor, got dtype torch.uint8"):
+        model(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"x: expected a static batch"):
+        model(torch.rand(8, 8))
+
+
+def test_create_model_errors() -> None:
+    with pytest.raises(ValueError, match=r"name: unknown model 'resnet50'.*msresnet18_cifar"):
+        create_model("resnet50")
+    with pytest.raises(TypeError, match=r"name: expected a str"):
+        create_model(18)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'widht'"):
+        create_model("msresnet_tiny", widht=3)
+    with pytest.raises(ValueError, match=r"num_classes: expected an integer >= 1, got 0"):
+        create_model("msresnet_tiny", num_classes=0)
+    with pytest.raises(TypeError, match=r"T: expected an int, got float"):
+        create_model("msresnet_tiny", T=4.0)
+    with pytest.raises(TypeError, match=r"gac: expected a bool"):
+        create_model("msresnet_tiny", gac="yes")
+
+
+def test_register_model() -> None:
+    from gac_coding.models import MSResNet, register_model
+    from gac_coding.models.registry import _REGISTRY
+
+    def build(num_classes=3, T=2, gac=True, **kw):
+        return MSResNet([(8, 1, 1)], num_classes, T, gac=gac, stem_channels=8, **kw)
+
+    try:
+        assert register_model("test_tmp_net", build) is build
+        assert "test_tmp_net" in list_models()
+        model = create_model("test_tmp_net", T=5)
+        assert (model.T, model.num_classes) == (5, 3)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("test_tmp_net", lambda **kw: None)
+        decorated = register_model("test_tmp_net", overwrite=True)(build)
+        assert decorated is build
+        with pytest.raises(TypeError, match="builder: expected a callable"):
+            register_model("test_tmp_net2", 3)
+    finally:
+        _REGISTRY.pop("test_tmp_net", None)
