@@ -178,6 +178,8 @@ def coding_metrics(
             dot = (flat[t] * flat[s]).sum(1)
             denom = norms[t] * norms[s]
             cos = torch.where(denom > 0, dot / denom.clamp_min(1e-300), (norms[t] == norms[s]).double())
+            # identical maps are exactly similar (no rounding residue); cosine stays in [-1, 1]
+            cos = torch.where((flat[t] == flat[s]).all(1), torch.ones_like(cos), cos.clamp(-1.0, 1.0))
             dissim += 1.0 - cos
             pairs += 1
     diversity = dissim / pairs if pairs else dissim

@@ -1,0 +1,247 @@
+"""Observer-model metrics on hand-built sequences, firing rates per layer, and the plots."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+import torch
+from torch import nn
+
+import gac_coding as gac
+from gac_coding.analysis import (
+    coding_metrics,
+    firing_rates,
+    plot_energy,
+    plot_firing_rates,
+    plot_gate,
+    plot_raster,
+)
+from gac_coding.energy import estimate_energy
+from gac_coding.models import create_model
+
+
+def _binary(*shape: int, seed: int, p: float = 0.5) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(*shape, generator=g) < p).float()
+
+
+# ------------------------------------------------------------------------------- metrics
+
+
+def test_constant_code() -> None:
+    frame = _binary(1, 8, 3, 4, seed=0)  # every sample its own map, repeated over T
+    o = frame.expand(5, 8, 3, 4)
+    m = coding_metrics(o)
+    assert m["distinct_steps"] == 1.0 and m["periodicity"] == 1 and m["periodic_fraction"] == 1.0
+    assert m["temporal_diversity"] == 0.0
+    assert m["firing_rate"] == pytest.approx(float(frame.mean()))
+    # each neuron's pattern is all-ones or all-zeros: its entropy is the binary entropy of the
+    # fraction q of samples where it fires
+    q = frame[0].reshape(8, -1).mean(0).double()
+    h = torch.where((q > 0) & (q < 1), -(q * q.log2() + (1 - q) * (1 - q).log2()), torch.zeros_like(q))
+    assert m["entropy_bits"] == pytest.approx(float(h.mean()))
+    spikes_per_sample = float(o.sum()) / 8
+    assert m["bits_per_spike"] == pytest.approx(float(h.sum()) / spikes_per_sample)
+
+
+def test_periodic_code_with_known_period() -> None:
+    base = _binary(3, 4, 10, seed=1)  # three distinct step maps per sample
+    o = torch.cat([base, base, base[:1]])  # T = 7, period 3
+    m = coding_metrics(o)
+    assert m["periodicity"] == 3 and m["distinct_steps"] == 3.0 and m["periodic_fraction"] == 1.0
+    assert m["T"] == 7 and m["B"] == 4 and m["neurons"] == 10
+    # one sample aperiodic -> no common period, and 3 of 4 samples are periodic on their own
+    o2 = o.clone()
+    o2[6, 0] = 1.0 - o2[6, 0]
+    m2 = coding_metrics(o2)
+    assert m2["periodicity"] is None and m2["periodic_fraction"] == 0.75
+
+
+def test_period_two_by_hand_and_diversity_values() -> None:
+    o = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).view(4, 1, 2)
+    m = coding_metrics(o)
+    assert m["periodicity"] == 2 and m["distinct_steps"] == 2.0
+    # pairs (0,1) (0,2) (0,3) (1,2) (1,3) (2,3): orthogonal, equal, orthogonal, orthogonal, equal, orthogonal
+    assert m["temporal_diversity"] == pytest.approx(4 / 6)
+    o = torch.tensor([[1.0, 1.0], [1.0, 0.0]]).view(2, 1, 2)
+    assert coding_metrics(o)["temporal_diversity"] == pytest.approx(1 - 1 / math.sqrt(2))
+    zeros = torch.zeros(3, 2, 4)  # all-zero maps are identical (cosine 1)
+    mz = coding_metrics(zeros)
+    assert mz["temporal_diversity"] == 0.0 and mz["bits_per_spike"] == 0.0 and mz["firing_rate"] == 0.0
+    one_zero = torch.tensor([[0.0, 0.0], [1.0, 0.0]]).view(2, 1, 2)  # zero vs non-zero: cosine 0
+    assert coding_metrics(one_zero)["temporal_diversity"] == 1.0
+
+
+def test_entropy_and_bits_per_spike_by_hand() -> None:
+    # one neuron, T = 2, four samples with patterns 10, 10, 01, 00: p = 1/2, 1/4, 1/4
+    o = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]).view(2, 4, 1)
+    m = coding_metrics(o)
+    assert m["entropy_bits"] == pytest.approx(1.5)
+    assert m["bits_per_spike"] == pytest.approx(1.5 / (3 / 4))
+    assert m["firing_rate"] == pytest.approx(3 / 8) and m["max_entropy_bits"] == 2.0
+
+
+def test_random_code() -> None:
+    T, B, N = 8, 64, 50
+    o = _binary(T, B, N, seed=2)
+    m = coding_metrics(o)
+    assert m["periodicity"] is None and m["periodic_fraction"] == 0.0
+    assert m["distinct_steps"] == float(T)
+    # 256 possible patterns over 64 samples: almost all distinct, entropy close to log2(64) = 6
+    assert 5.5 < m["entropy_bits"] <= 6.0
+    assert m["bits_per_spike"] == pytest.approx(m["entropy_bits"] * N / (float(o.sum()) / B))
+    assert 0.3 < m["temporal_diversity"] < 0.7  # independent halves: cosine about 1/2
+
+
+def test_levels_and_tolerance() -> None:
+    # gated values: with the default levels=2 only the spike pattern counts
+    o = torch.tensor([[0.2, 0.9, 0.0, 0.0]]).view(1, 4, 1)
+    assert coding_metrics(o)["entropy_bits"] == pytest.approx(1.0)  # fire / not, half each
+    assert coding_metrics(o, levels=None)["entropy_bits"] == pytest.approx(1.5)
+    assert coding_metrics(o, levels=3)["entropy_bits"] == pytest.approx(1.5)  # 0.2 -> 1, 0.9 -> 2
+    near = torch.tensor([0.5, 0.5001, 0.5]).view(3, 1, 1)
+    assert coding_metrics(near)["distinct_steps"] == 2.0
+    assert coding_metrics(near, atol=1e-3)["distinct_steps"] == 1.0
+    assert coding_metrics(near, atol=1e-3)["periodicity"] == 1
+    signed = torch.tensor([-1.0, 1.0, 0.0, 1.0]).view(1, 4, 1)
+    assert coding_metrics(signed)["entropy_bits"] == pytest.approx(1.5)
+
+
+def test_long_sequences_take_the_row_fallback() -> None:
+    T = 70  # 2^70 patterns do not fit an int64 code
+    o = torch.zeros(T, 4, 1)
+    o[:, 0, 0] = 1.0
+    o[:, 1, 0] = 1.0
+    o[5, 2, 0] = 1.0
+    assert coding_metrics(o)["entropy_bits"] == pytest.approx(1.5)
+
+
+def test_direct_coding_is_constant_and_gac_varies() -> None:
+    from gac_coding.models import DirectEncoder
+
+    x = torch.rand(4, 1, 8, 8)
+    u = DirectEncoder(1, 4, T=4)(x)
+    md = coding_metrics(u, levels=None)
+    assert md["distinct_steps"] == 1.0 and md["periodicity"] == 1
+    enc = gac.GACEncoder(1, 4, T=4)
+    enc.bn.weight.data.fill_(3.0)  # make the untrained stem fire
+    o = enc(x)
+    assert float(enc.last_spikes.sum()) > 0
+    mg = coding_metrics(o)
+    assert mg["temporal_diversity"] > 0.0
+
+
+def test_metrics_reject_bad_input() -> None:
+    with pytest.raises(TypeError, match="o: expected a torch.Tensor"):
+        coding_metrics([[1.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"o: expected a time-major code \[T, B, \.\.\.\]"):
+        coding_metrics(torch.ones(3))
+    with pytest.raises(ValueError, match="o: contains NaN"):
+        coding_metrics(torch.full((2, 2), math.nan))
+    with pytest.raises(ValueError, match="levels"):
+        coding_metrics(torch.ones(2, 2), levels=1)
+    with pytest.raises(ValueError, match="atol"):
+        coding_metrics(torch.ones(2, 2), atol=-1.0)
+    with pytest.raises(TypeError, match="o: expected a real"):
+        coding_metrics(torch.ones(2, 2, dtype=torch.complex64))
+
+
+# ------------------------------------------------------------------------------- firing rates
+
+
+def test_firing_rates_by_hand() -> None:
+    net = nn.Sequential(gac.LIF(decay=0.5, threshold=1.0))
+    x = torch.full((4, 2, 3), 0.7)  # 0.7, 1.05 -> fire, reset, ... : spikes 0, 1, 0, 1
+    assert firing_rates(net, x) == {"0": 0.5}
+
+
+def test_firing_rates_of_a_model() -> None:
+    model = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1)
+    model.train()
+    x = torch.rand(2, 1, 8, 8)
+    rates = firing_rates(model, x)
+    lifs = [n for n, m in model.named_modules() if isinstance(m, gac.LIF)]
+    assert list(rates) == ["encoder.spikes", *lifs]
+    assert all(0.0 <= r <= 1.0 for r in rates.values())
+    assert rates["encoder.spikes"] == pytest.approx(float(model.encoder.last_spikes.mean()))
+    assert model.training  # restored
+
+
+def test_firing_rates_of_spikingjelly_nodes() -> None:
+    from spikingjelly.activation_based import layer, neuron
+
+    net = nn.Sequential(layer.Linear(3, 4, step_mode="m"), neuron.IFNode(step_mode="m"))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+    x = torch.full((4, 1, 3), 0.5)  # 1.5 per step: fires every step (v reset to 0)
+    assert firing_rates(net, x) == {"1": 1.0}
+    with pytest.raises(TypeError, match="model"):
+        firing_rates("net", x)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------- plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 100 and height > 100 and len(data) > 2000
+    return width, height
+
+
+def test_plots_write_valid_pngs(tmp_path) -> None:
+    from matplotlib.figure import Figure
+
+    enc = gac.GACEncoder(1, 4, T=3)
+    enc.bn.weight.data.fill_(3.0)
+    o = enc(torch.rand(2, 1, 8, 8))
+
+    fig = plot_raster(o, neurons=30, path=tmp_path / "raster.png")
+    assert isinstance(fig, Figure)
+    _check_png(tmp_path / "raster.png")
+    assert len(fig.axes[0].collections[0].get_offsets()) == int(
+        (o.reshape(3, 2, -1)[:, 0, torch.linspace(0, 255, 30).round().long()] != 0).sum()
+    )
+    fig = plot_raster(o, sample=1, neurons=[0, 5, 7])
+    assert fig.axes[0].get_ylim() == (-0.5, 2.5)
+
+    fig = plot_gate(enc, sample=1, path=tmp_path / "gate.png")
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 + 1 + 2
+    _check_png(tmp_path / "gate.png")
+    plot_gate(enc.last_gate, path=str(tmp_path / "gate2.png"))  # a bare tensor, no TA line
+    _check_png(tmp_path / "gate2.png")
+
+    model = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1)
+    x = torch.rand(2, 1, 8, 8)
+    rates = firing_rates(model, x)
+    fig = plot_firing_rates(rates, path=tmp_path / "rates.png")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(rates)
+    _check_png(tmp_path / "rates.png")
+
+    report = estimate_energy(model, x)
+    fig = plot_energy(report, path=tmp_path / "energy.png")
+    _check_png(tmp_path / "energy.png")
+    bars = fig.axes[0].patches[: len(report.layers)]  # the MAC bars, in µJ per sample
+    expected = [4.6 * l.mac_paper * 1e-6 / 2 for l in report.layers]
+    assert [b.get_width() for b in bars] == pytest.approx(expected)
+    plot_energy(report.to_dict())  # the dict form works too
+
+
+def test_plots_reject_bad_input() -> None:
+    enc = gac.GACEncoder(1, 2, T=2)
+    with pytest.raises(ValueError, match="gate: the encoder holds no gate"):
+        plot_gate(enc)
+    with pytest.raises(ValueError, match="sample"):
+        plot_raster(torch.ones(2, 3, 4), sample=3)
+    with pytest.raises(ValueError, match="neurons"):
+        plot_raster(torch.ones(2, 3, 4), neurons=[9])
+    with pytest.raises(ValueError, match="rates"):
+        plot_firing_rates({})
+    with pytest.raises(TypeError, match="report"):
+        plot_energy(42)  # type: ignore[arg-type]
