@@ -116,7 +116,7 @@ def _compare(enc: gac.GACEncoder, x: torch.Tensor, feed_sequence: bool, train: b
     assert enc.last_spikes is not None and enc.last_gate is not None
     assert torch.equal(enc.last_spikes, S.detach())
     torch.testing.assert_close(enc.last_gate, M.detach(), rtol=1e-9, atol=1e-10)
-    for gf, gs in zip(grads_fast, grads_slow):
+    for gf, gs in zip(grads_fast, grads_slow, strict=True):
         torch.testing.assert_close(gf, gs, rtol=1e-8, atol=1e-9)
     for key, value in enc.bn.state_dict().items():
         torch.testing.assert_close(fast_running[key], value, rtol=1e-10, atol=1e-12)

@@ -18,7 +18,6 @@ of the handful of intermediates per step that an autograd loop keeps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +34,7 @@ __all__ = [
 ]
 
 SurrogateFn = Callable[[Tensor], Tensor]
-SurrogateLike = Union[str, SurrogateFn]
+SurrogateLike = str | SurrogateFn
 
 #: The neuron settings of the paper's two recipes (GAC.md §3).
 RECIPES: dict[str, dict[str, object]] = {
@@ -118,7 +117,9 @@ def lif_step_backward(
     surrogate: SurrogateFn,
     detach_reset: bool,
 ) -> Tensor:
-    """Return ``dL/dh_t`` (``s_t`` a bool mask) from ``dL/ds_t`` (output path) and ``dL/dh_{t+1}`` (``None`` at the end).
+    """``dL/dh_t`` from ``dL/ds_t`` and ``g = dL/dh_{t+1}`` (``None`` at the last step).
+
+    ``s_t`` is the bool spike mask.
 
     ``v_t = h_t (1 - s_t)`` and ``h_{t+1} = decay v_t + x_{t+1}``, hence
     ``dL/ds_t = grad_s - decay g h_t`` (the reset path, dropped when detached) and
