@@ -356,3 +356,17 @@ def test_import_needs_torch_only() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_inference_path_equals_training_path() -> None:
+    enc = gac.GACEncoder(2, 6, T=5).eval()
+    for x in (torch.rand(3, 2, 7, 7) * 3, torch.rand(5, 3, 2, 7, 7) * 3):
+        with_grad = enc(x)
+        with torch.no_grad():
+            without = enc(x)
+        assert with_grad.requires_grad and not without.requires_grad
+        assert torch.equal(with_grad, without)
+    x = torch.randn(6, 4, 9) * 2
+    with torch.no_grad():
+        a = gac.LIF()(x)
+    assert torch.equal(a, gac.LIF()(x.requires_grad_()))

@@ -128,6 +128,7 @@ class _GatedLIF(torch.autograd.Function):
         threshold: float,
         surrogate: SurrogateFn,
         detach_reset: bool,
+        save: bool,
     ):
         static = steps > 0
         T = ta.shape[0]
@@ -138,7 +139,8 @@ class _GatedLIF(torch.autograd.Function):
         step_shape = u.shape if static else u.shape[1:]
         B = step_shape[0]
         full = (T, *step_shape)
-        h = torch.empty(full, dtype=dtype, device=u.device)
+        # without a backward pass one scratch step of membrane is enough
+        h = torch.empty(full if save else step_shape, dtype=dtype, device=u.device)
         fired = torch.empty(full, dtype=torch.bool, device=u.device)
         gate = torch.empty(full, dtype=dtype, device=u.device)
         out = torch.empty(full, dtype=dtype, device=u.device)
@@ -146,11 +148,13 @@ class _GatedLIF(torch.autograd.Function):
         ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
         v = None
         for t in range(T):
-            v = lif_step_forward(u if static else u[t], v, decay, threshold, h[t], fired[t])
+            h_t = h[t] if save else h
+            v = lif_step_forward(u if static else u[t], v, decay, threshold, h_t, fired[t])
             torch.mul(sca if sca_static else sca[t], ta_b[t], out=gate[t])
             gate[t].sigmoid_()
             torch.mul(gate[t], fired[t], out=out[t])
-        ctx.save_for_backward(h, fired, gate, ta, sca)
+        if save:
+            ctx.save_for_backward(h, fired, gate, ta, sca)
         ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset)
         ctx.mark_non_differentiable(fired, gate)
         return out, fired, gate
@@ -188,6 +192,7 @@ class _GatedLIF(torch.autograd.Function):
             grad_u,
             grad_ta.to(ta_dtype),
             grad_sca.to(sca_dtype),
+            None,
             None,
             None,
             None,
@@ -235,7 +240,9 @@ def gated_lif(
         raise ValueError(
             f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}"
         )
-    return _GatedLIF.apply(u, ta, sca, T if static else 0, decay, threshold, fn, bool(detach_reset))
+    save = torch.is_grad_enabled() and (u.requires_grad or ta.requires_grad or sca.requires_grad)
+    steps = T if static else 0
+    return _GatedLIF.apply(u, ta, sca, steps, decay, threshold, fn, bool(detach_reset), save)
 
 
 class GatedAttentionUnit(nn.Module):

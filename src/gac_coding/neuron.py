@@ -145,16 +145,20 @@ class _LIFFunction(torch.autograd.Function):
         threshold: float,
         surrogate: SurrogateFn,
         detach_reset: bool,
+        save: bool,
     ) -> Tensor:
         static = steps > 0
         T = steps if static else x.shape[0]
         shape = (T, *x.shape) if static else x.shape
-        h = torch.empty(shape, dtype=x.dtype, device=x.device)
+        # without a backward pass one scratch step of membrane is enough
+        h = torch.empty(shape if save else shape[1:], dtype=x.dtype, device=x.device)
         fired = torch.empty(shape, dtype=torch.bool, device=x.device)
         v = None
         for t in range(T):
-            v = lif_step_forward(x if static else x[t], v, decay, threshold, h[t], fired[t])
-        ctx.save_for_backward(h, fired)
+            h_t = h[t] if save else h
+            v = lif_step_forward(x if static else x[t], v, decay, threshold, h_t, fired[t])
+        if save:
+            ctx.save_for_backward(h, fired)
         ctx.params = (static, decay, threshold, surrogate, detach_reset)
         return fired.to(x.dtype)
 
@@ -172,7 +176,7 @@ class _LIFFunction(torch.autograd.Function):
                 grad_x = g if grad_x is None else grad_x.add_(g)
             else:
                 grad_x[t] = g
-        return grad_x, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None
 
 
 def lif(
@@ -210,10 +214,11 @@ def lif(
     if steps is None:
         if x.dim() < 1 or x.shape[0] < 1:
             raise ValueError(f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
-        return _LIFFunction.apply(x, 0, decay, threshold, fn, bool(detach_reset))
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        steps = 0
+    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
-    return _LIFFunction.apply(x, steps, decay, threshold, fn, bool(detach_reset))
+    save = torch.is_grad_enabled() and x.requires_grad
+    return _LIFFunction.apply(x, steps, decay, threshold, fn, bool(detach_reset), save)
 
 
 class _Heaviside(torch.autograd.Function):
