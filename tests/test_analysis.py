@@ -228,7 +228,7 @@ def test_plots_write_valid_pngs(tmp_path) -> None:
     fig = plot_energy(report, path=tmp_path / "energy.png")
     _check_png(tmp_path / "energy.png")
     bars = fig.axes[0].patches[: len(report.layers)]  # the MAC bars, in µJ per sample
-    expected = [4.6 * l.mac_paper * 1e-6 / 2 for l in report.layers]
+    expected = [4.6 * ly.mac_paper * 1e-6 / 2 for ly in report.layers]
     assert [b.get_width() for b in bars] == pytest.approx(expected)
     plot_energy(report.to_dict())  # the dict form works too
 

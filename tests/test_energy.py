@@ -45,7 +45,7 @@ def _brute_conv_synops(x: torch.Tensor, conv: nn.Conv2d) -> int:
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     per_group = conv.out_channels // conv.groups
     total = 0
-    for n, c, i, j in torch.nonzero(x).tolist():
+    for _n, _c, i, j in torch.nonzero(x).tolist():
         for ky in range(kh):
             for kx in range(kw):
                 oy, ry = divmod(i + ph - ky * dh, sh)
@@ -65,7 +65,7 @@ def _brute_conv_transpose_synops(x: torch.Tensor, conv: nn.ConvTranspose2d) -> i
     Wo = (W - 1) * sw - 2 * pw + (kw - 1) + opw + 1
     per_group = conv.out_channels // conv.groups
     total = 0
-    for n, c, i, j in torch.nonzero(x).tolist():
+    for _n, _c, i, j in torch.nonzero(x).tolist():
         for ky in range(kh):
             for kx in range(kw):
                 oy, ox = i * sh - ph + ky, j * sw - pw + kx
@@ -218,7 +218,7 @@ def test_spike_driven_flag_for_gated_output_into_a_convolution(binarize: bool) -
     calibrate_batchnorm(net, x)  # the stem's BN standardises U, so the encoder fires
     report = estimate_energy(net, x)
     assert float(net[0].last_spikes.sum()) > 0
-    layer = {l.name: l for l in report.layers}["1.conv"]
+    layer = {ly.name: ly for ly in report.layers}["1.conv"]
     assert layer.part == "backbone" and layer.role == "synaptic"
     if binarize:
         assert layer.binary_input and layer.spike_driven and layer.mac == 0
@@ -238,8 +238,8 @@ def test_plain_network_flags_real_input_after_the_stem() -> None:
     spiking = nn.Sequential(nn.Conv2d(1, 3, 3), Fire(), nn.Conv2d(3, 2, 3), Fire(), nn.Flatten(),
                             nn.Linear(2 * 4 * 4, 3))  # fmt: skip
     report = estimate_energy(spiking, torch.rand(2, 1, 8, 8))
-    assert [l.role for l in report.layers] == ["stem", "synaptic", "synaptic"]
-    assert [l.binary_input for l in report.layers] == [False, True, True]
+    assert [ly.role for ly in report.layers] == ["stem", "synaptic", "synaptic"]
+    assert [ly.binary_input for ly in report.layers] == [False, True, True]
     assert report.non_spike_driven == []
     analog = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 2, 3))
     assert estimate_energy(analog, torch.rand(2, 1, 8, 8)).non_spike_driven == ["2"]
@@ -262,7 +262,7 @@ def test_report_to_dict_is_json_and_str_is_a_table() -> None:
     assert set(d) == {"layers", "totals", "non_spike_driven"}
     for key in ("mac", "synop", "ac_paper", "energy_mj", "mac_paper", "energy_executed_mj"):
         assert key in d["totals"]
-    assert [l["name"] for l in d["layers"]][:2] == ["encoder.conv", "encoder.gate.ta.fc1"]
+    assert [ly["name"] for ly in d["layers"]][:2] == ["encoder.conv", "encoder.gate.ta.fc1"]
     assert d["layers"][0]["steps"] == 2 and d["layers"][0]["input_shape"] == [2, 1, 8, 8]
     text = str(report)
     assert "encoder.conv" in text and "paper accounting" in text and "executed" in text
@@ -305,7 +305,9 @@ def test_agrees_with_spikingjelly_on_msresnet18_cifar() -> None:
         report.non_spike_driven
     )
     assert all(
-        l.binary_input for l in report.layers if l.name.endswith(("conv1", "conv2")) and l.part == "backbone"
+        ly.binary_input
+        for ly in report.layers
+        if ly.name.endswith(("conv1", "conv2")) and ly.part == "backbone"
     )
 
 

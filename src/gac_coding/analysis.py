@@ -51,8 +51,7 @@ def _check_code(o: object, name: str = "o") -> Tensor:
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(o).__name__}")
     if o.dim() < 2:
         raise ValueError(
-            f"{name}: expected a time-major code [T, B, ...] (at least 2 dims), "
-            f"got shape {tuple(o.shape)}"
+            f"{name}: expected a time-major code [T, B, ...] (at least 2 dims), got shape {tuple(o.shape)}"
         )
     if o.shape[0] < 1 or o.shape[1] < 1 or o.numel() == 0:
         raise ValueError(f"{name}: expected T >= 1, B >= 1 and a non-empty code, got {tuple(o.shape)}")
@@ -109,9 +108,7 @@ def _pattern_entropies(code: Tensor, levels: int | None) -> Tensor:
     return torch.zeros(N, dtype=torch.float64).index_add_(0, unique[:, 0], contrib)
 
 
-def coding_metrics(
-    o: Tensor, *, levels: int | None = 2, atol: float = 0.0
-) -> dict[str, Any]:
+def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> dict[str, Any]:
     """Temporal diversity, periodicity and coding efficiency of a code ``o: [T, B, ...]``.
 
     A "step map" is ``o[t, b]`` flattened over the neurons (everything after ``B``).
@@ -236,9 +233,7 @@ def _is_spiking(module: nn.Module, extra: tuple[type, ...]) -> bool:
     return False
 
 
-def firing_rates(
-    model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()
-) -> dict[str, float]:
+def firing_rates(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -> dict[str, float]:
     """Spike rate of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode (training flags restored). Spiking layers are
@@ -365,10 +360,12 @@ def plot_raster(
         if neurons < 1:
             raise ValueError(f"neurons: expected a count >= 1 or indices, got {neurons}")
         idx = torch.linspace(0, N - 1, min(neurons, N)).round().long().unique()
-    else:
+    elif isinstance(neurons, Sequence) and all(isinstance(i, int) for i in neurons):
         idx = torch.as_tensor(list(neurons), dtype=torch.long)
         if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= N:
             raise ValueError(f"neurons: expected indices in [0, {N}), got {list(neurons)}")
+    else:
+        raise TypeError(f"neurons: expected an int or a sequence of ints, got {neurons!r}")
     chosen = flat[:, idx]  # [T, K]
     t_idx, row = torch.nonzero(chosen, as_tuple=True)
     fig = _new_figure(6.0, 0.6 + 0.06 * len(idx) + 1.5)
@@ -419,9 +416,7 @@ def plot_gate(
     if isinstance(gate, GACEncoder):
         enc = gate
         if enc.last_gate is None:
-            raise ValueError(
-                "gate: the encoder holds no gate; call it on an input first (with record=True)"
-            )
+            raise ValueError("gate: the encoder holds no gate; call it on an input first (with record=True)")
         gate, temporal_attention = enc.last_gate, enc.last_temporal_attention
     g = _check_code(gate, "gate")
     if g.dim() != 5:
@@ -439,6 +434,7 @@ def plot_gate(
         ax.set_title(f"t={t}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
+    assert image is not None  # T >= 1
     fig.colorbar(image, cax=fig.add_subplot(grid[0, T]))
     ax = fig.add_subplot(grid[1, :])
     steps = list(range(T))
@@ -446,9 +442,7 @@ def plot_gate(
     if temporal_attention is not None:
         ta = _check_code(temporal_attention, "temporal_attention")
         if tuple(ta.shape) != (T, B):
-            raise ValueError(
-                f"temporal_attention: expected shape {(T, B)}, got {tuple(ta.shape)}"
-            )
+            raise ValueError(f"temporal_attention: expected shape {(T, B)}, got {tuple(ta.shape)}")
         twin = ax.twinx()
         twin.plot(steps, ta[:, b].numpy(), "s--", color="tab:orange", label="TA[t]")
         twin.set_ylabel("TA[t]")
@@ -483,9 +477,7 @@ def plot_firing_rates(
     return _save(fig, path)
 
 
-def plot_energy(
-    report: EnergyReport | Mapping[str, Any], *, path: str | Path | None = None
-) -> Figure:
+def plot_energy(report: EnergyReport | Mapping[str, Any], *, path: str | Path | None = None) -> Figure:
     """Energy per layer in the paper's accounting, split into MAC and AC energy.
 
     Args:
@@ -501,9 +493,7 @@ def plot_energy(
     """
     data = report.to_dict() if hasattr(report, "to_dict") else report
     if not isinstance(data, Mapping) or "layers" not in data or "totals" not in data:
-        raise TypeError(
-            f"report: expected an EnergyReport or its to_dict(), got {type(report).__name__}"
-        )
+        raise TypeError(f"report: expected an EnergyReport or its to_dict(), got {type(report).__name__}")
     layers = list(data["layers"])
     if not layers:
         raise ValueError("report: holds no layers")
@@ -511,10 +501,10 @@ def plot_energy(
     batch = float(totals.get("batch_size", 1))
     e_mac, e_ac = float(totals["e_mac_pj"]), float(totals["e_ac_pj"])
     # pJ of the batch -> µJ per sample
-    mac = [e_mac * float(l["mac_paper"]) * 1e-6 / batch for l in layers]
-    ac = [e_ac * float(l["ac_paper"]) * 1e-6 / batch for l in layers]
+    mac = [e_mac * float(ly["mac_paper"]) * 1e-6 / batch for ly in layers]
+    ac = [e_ac * float(ly["ac_paper"]) * 1e-6 / batch for ly in layers]
     names = [
-        l["name"] + ("  (not spike-driven)" if not l.get("spike_driven", True) else "") for l in layers
+        ly["name"] + ("  (not spike-driven)" if not ly.get("spike_driven", True) else "") for ly in layers
     ]
     fig = _new_figure(7.0, 1.2 + 0.28 * len(layers))
     ax = fig.add_subplot()

@@ -115,9 +115,7 @@ def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
         if module.transposed:
             return int(x.numel()) * (module.out_channels // module.groups) * kernel
         return int(out.numel()) * (module.in_channels // module.groups) * kernel
-    raise TypeError(
-        f"module: expected a convolution or nn.Linear, got {type(module).__name__}"
-    )
+    raise TypeError(f"module: expected a convolution or nn.Linear, got {type(module).__name__}")
 
 
 def exact_synops(module: nn.Module, x: Tensor) -> int:
@@ -140,9 +138,7 @@ def exact_synops(module: nn.Module, x: Tensor) -> int:
         if isinstance(module, nn.Linear):
             return int(torch.count_nonzero(x)) * int(module.out_features)
         if not isinstance(module, _CONV):
-            raise TypeError(
-                f"module: expected a convolution or nn.Linear, got {type(module).__name__}"
-            )
+            raise TypeError(f"module: expected a convolution or nn.Linear, got {type(module).__name__}")
         xb = _batched(module, x)
         xb = xb.to(torch.float64 if xb.dtype == torch.float64 else torch.float32)
         groups = int(module.groups)
@@ -286,9 +282,7 @@ class EnergyReport:
             )
         t = self.totals
         lines.append("-" * len(head))
-        lines.append(
-            f"batch {t['batch_size']}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ"
-        )
+        lines.append(f"batch {t['batch_size']}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ")
         lines.append(
             f"paper accounting:  MAC {t['mac_paper']:,}  AC {t['ac_paper']:,.0f}  "
             f"energy {t['energy_mj']:.4g} mJ ({t['energy_mj_per_sample']:.4g} mJ per sample; "
@@ -326,10 +320,8 @@ def _check_energy_cost(name: str, value: object) -> float:
 def _reset_framework_state(model: nn.Module) -> None:
     """Clear SpikingJelly memories (other frameworks and this library reset per call)."""
     for module in model.modules():
-        if type(module).__module__.startswith("spikingjelly.") and callable(
-            getattr(module, "reset", None)
-        ):
-            module.reset()
+        if type(module).__module__.startswith("spikingjelly.") and callable(getattr(module, "reset", None)):
+            module.reset()  # type: ignore[operator]
 
 
 def _first_tensor(value: Any) -> Tensor | None:
@@ -507,13 +499,13 @@ def estimate_energy(
         layer.energy_executed_mj = (e_mac * layer.mac + e_ac * layer.synop) * pj_to_mj
         layer.spike_driven = layer.binary_input or layer.role != "synaptic"
 
-    totals: dict[str, Any] = {key: sum(getattr(l, key) for l in ordered) for key in _COUNT_KEYS}
+    totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in _COUNT_KEYS}
     totals["mac_norm"] = run["mac_norm"]
     totals["energy_mj_per_sample"] = totals["energy_mj"] / batch_size
     for part in ("encoder", "backbone"):
-        totals[f"{part}_energy_mj"] = sum(l.energy_mj for l in ordered if l.part == part)
+        totals[f"{part}_energy_mj"] = sum(ly.energy_mj for ly in ordered if ly.part == part)
     totals.update(batch_size=batch_size, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac)
-    flagged = [l.name for l in ordered if not l.spike_driven]
+    flagged = [ly.name for ly in ordered if not ly.spike_driven]
     return EnergyReport(layers=ordered, totals=totals, non_spike_driven=flagged)
 
 
@@ -522,9 +514,7 @@ def estimate_energy(
 # ------------------------------------------------------------------------------------------------
 
 
-def spikingjelly_counts(
-    model: nn.Module, x: Tensor, *, include_norm: bool = False
-) -> dict[str, int]:
+def spikingjelly_counts(model: nn.Module, x: Tensor, *, include_norm: bool = False) -> dict[str, int]:
     """``counts`` of SpikingJelly's ``estimate_simple_energy`` on the same model and input, in eval mode.
 
     SpikingJelly classifies each convolution / matrix product at the dispatcher: a binary operand
@@ -553,9 +543,7 @@ def spikingjelly_counts(
     try:
         model.eval()
         _reset_framework_state(model)
-        report = estimate_simple_energy(
-            model, x, config=SimpleEnergyConfig(extra_ignore_modules=ignore)
-        )
+        report = estimate_simple_energy(model, x, config=SimpleEnergyConfig(extra_ignore_modules=ignore))
     finally:
         for module, flag in training.items():
             module.training = flag
@@ -701,10 +689,11 @@ def run_energy_command(args: argparse.Namespace) -> int:
         json.dump(payload, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        weights = f"{args.checkpoint} ({loaded} layout)" if args.checkpoint else (
-            "random init, BatchNorm statistics from the random batch" if calibrated else "random init"
+        weights = (
+            f"{args.checkpoint} ({loaded} layout)"
+            if args.checkpoint
+            else ("random init, BatchNorm statistics from the random batch" if calibrated else "random init")
         )
         print(f"{args.model}, input {tuple(x.shape)}, weights: {weights}")
         print(report)
     return 0
-
