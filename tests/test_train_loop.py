@@ -1,0 +1,213 @@
+"""The training loop: files per epoch, exact resume, errors, losses, CutMix, Poisson, torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gac_coding.train import (
+    MixedTarget,
+    TrainConfig,
+    cutmix,
+    fit,
+    load_checkpoint,
+    poisson_encode,
+    spike_loss,
+)
+from gac_coding.train.checkpoint import read_jsonl
+
+QUIET = {"log": lambda _m: None}
+
+
+def _cfg(out: Path, **kw) -> TrainConfig:
+    base = dict(model="msresnet_tiny", dataset="digits", T=2, epochs=3, batch_size=128, lr=0.1,
+                out=str(out), progress=False, device="cpu")  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(epoch: int):
+    def hook(record: dict) -> None:
+        if record["epoch"] == epoch:
+            raise _Stop
+
+    return hook
+
+
+def test_training_writes_every_file_and_learns(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = fit(_cfg(out, epochs=2, cutmix=0.5), **QUIET)
+    lines = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in lines] == [1, 2]
+    for key in ("epoch", "train_loss", "train_acc", "val_acc", "lr", "seconds"):
+        assert key in lines[0]
+    assert lines[0]["lr"] == pytest.approx(0.1) and lines[1]["lr"] == pytest.approx(0.05)  # cosine
+    assert lines[1]["train_loss"] < lines[0]["train_loss"]
+    assert lines[1]["train_acc"] > 0.5  # 10 classes: far above chance after two epochs
+    last = load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 2
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "config"} <= set(last)
+    assert {"python", "numpy", "torch", "cuda", "data"} <= set(last["rng"][0])
+    assert last["config"]["model"] == "msresnet_tiny" and last["config"]["T"] == 2
+    assert last["config"]["num_classes"] == 10
+    best = load_checkpoint(out / "best.pt")
+    assert best["best_val_acc"] == max(r["val_acc"] for r in lines)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(out / "model.safetensors"))
+    model_state = result.model.state_dict()
+    assert set(weights) == set(model_state)
+    assert all(torch.equal(weights[k], model_state[k]) for k in weights)
+
+
+@pytest.mark.parametrize("extra", [{}, {"coding": "poisson", "gac": False, "loss": "tet"}])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, extra: dict) -> None:
+    extra = dict(extra, cutmix=0.5, epochs=2)
+    straight = fit(_cfg(tmp_path / "a", **extra), **QUIET).history
+    with pytest.raises(_Stop):
+        fit(_cfg(tmp_path / "b", **extra), on_epoch_end=_stop_after(1), **QUIET)
+    first = (tmp_path / "b" / "metrics.jsonl").read_text()
+    resumed = fit(_cfg(tmp_path / "b", resume=True, **extra), **QUIET).history
+    assert (tmp_path / "b" / "metrics.jsonl").read_text().startswith(first)  # kept as it was
+    on_disk = read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    reference = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    assert len(on_disk) == len(reference) == 2 == len(resumed) == len(straight)
+    for got, want in zip(on_disk, reference):
+        got.pop("seconds")
+        want.pop("seconds")
+        assert got == want  # bit-identical losses, accuracies and learning rates
+
+
+def test_run_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="model: unknown model 'resnet9'.*msresnet_tiny"):
+        fit(_cfg(tmp_path / "x", model="resnet9"), **QUIET)
+    with pytest.raises(ValueError, match="dataset: expected one of"):
+        fit(_cfg(tmp_path / "x", dataset="svhn"), **QUIET)
+    with pytest.raises(ValueError, match="T: expected an integer >= 1, got 0"):
+        fit(_cfg(tmp_path / "x", T=0), **QUIET)
+    with pytest.raises(ValueError, match="cutmix: expected a probability"):
+        fit(_cfg(tmp_path / "x", cutmix=1.5), **QUIET)
+    with pytest.raises(ValueError, match="resume: expected .*last.pt"):
+        fit(_cfg(tmp_path / "empty", resume=True), **QUIET)
+    out = tmp_path / "run"
+    fit(_cfg(out, epochs=1), **QUIET)
+    with pytest.raises(ValueError, match="already holds another run's files.*--resume"):
+        fit(_cfg(out, epochs=1), **QUIET)
+    with pytest.raises(ValueError, match="T: the checkpoint .* T=2, got T=3"):
+        fit(_cfg(out, epochs=2, T=3, resume=True), **QUIET)
+    with pytest.raises(ValueError, match="model: the checkpoint"):
+        fit(_cfg(out, epochs=2, model="msresnet18_cifar", resume=True), **QUIET)
+    assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]  # nothing was touched
+
+
+def test_resume_when_already_finished_trains_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fit(_cfg(out, epochs=1), **QUIET)
+    before = (out / "last.pt").read_bytes()
+    messages: list[str] = []
+    result = fit(_cfg(out, epochs=1, resume=True), log=messages.append)
+    assert len(result.history) == 1 and (out / "last.pt").read_bytes() == before
+    assert any("nothing to do" in m for m in messages)
+
+
+def test_progress_bars_and_plain_lines(tmp_path: Path, capsys) -> None:
+    fit(_cfg(tmp_path / "bars", epochs=1, progress=True))
+    captured = capsys.readouterr()
+    assert "epochs" in captured.err and "epoch 1/1" in captured.out + captured.err
+    fit(_cfg(tmp_path / "plain", epochs=1, progress=False))
+    captured = capsys.readouterr()
+    assert captured.err == "" and "epoch 1/1  train_loss" in captured.out
+
+
+# --------------------------------------------------------------------------- losses, CutMix
+def test_losses_match_their_definitions() -> None:
+    logits = torch.randn(3, 5, 4)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    assert torch.allclose(spike_loss(logits, y, "ce"), F.cross_entropy(logits.mean(0), y))
+    per_step = torch.stack([F.cross_entropy(logits[t], y) for t in range(3)]).mean()
+    assert torch.allclose(spike_loss(logits, y, "tet"), per_step)
+    smooth = spike_loss(logits, y, "ce", label_smoothing=0.2)
+    assert torch.allclose(smooth, F.cross_entropy(logits.mean(0), y, label_smoothing=0.2))
+    assert not torch.allclose(smooth, spike_loss(logits, y, "ce"))
+    y_b = torch.tensor([1, 1, 1, 1, 1])
+    mixed = spike_loss(logits, MixedTarget(y, y_b, 0.25), "tet")
+    want = 0.25 * per_step + 0.75 * torch.stack(
+        [F.cross_entropy(logits[t], y_b) for t in range(3)]
+    ).mean()
+    assert torch.allclose(mixed, want)
+    with pytest.raises(ValueError, match="loss: expected one of"):
+        spike_loss(logits, y, "mse")
+    with pytest.raises(ValueError, match="logits: expected \\[T, B, classes\\]"):
+        spike_loss(logits[0], y)
+
+
+def test_cutmix_pastes_a_box_and_corrects_lambda() -> None:
+    torch.manual_seed(1)
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 2, 16, 16).contiguous()
+    y = torch.tensor([0, 1, 2, 3])
+    for _ in range(10):
+        mixed, target = cutmix(x, y, probability=1.0)
+        assert isinstance(target, MixedTarget)
+        for i in range(4):
+            own = (mixed[i, 0] == x[i, 0, 0, 0]).float().mean().item()
+            src = int(target.y_b[i])
+            if src != i:  # pasted pixels come from the image whose label is y_b
+                assert own == pytest.approx(target.lam)
+                assert bool(((mixed[i] == i) | (mixed[i] == src)).all())
+        assert torch.equal(target.y_a, y)
+    same, target = cutmix(x, y, probability=0.0)
+    assert same is x and target is y
+    with pytest.raises(ValueError, match="probability: expected a probability"):
+        cutmix(x, y, probability=2.0)
+
+
+def test_poisson_encoding_rates() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.tensor([0.0, 0.25, 0.75, 1.0]).view(1, 1, 2, 2)
+    s = poisson_encode(x, T=4000, generator=gen)
+    assert s.shape == (4000, 1, 1, 2, 2) and bool(((s == 0) | (s == 1)).all())
+    rate = s.mean(0).flatten()
+    assert rate[0] == 0 and rate[3] == 1
+    assert abs(float(rate[1]) - 0.25) < 0.03 and abs(float(rate[2]) - 0.75) < 0.03
+    again = poisson_encode(x, T=4000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(s, again)
+    with pytest.raises(ValueError, match="x: Poisson coding expects intensities in \\[0, 1\\]"):
+        poisson_encode(x + 1.0, T=2)
+    with pytest.raises(ValueError, match="T: expected an integer >= 1"):
+        poisson_encode(x, T=0)
+
+
+# ----------------------------------------------------------------------------------- torchrun
+def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "gac_coding", "train", "--model", "msresnet_tiny", "--dataset", "digits",
+           "--T", "2", "--epochs", "2", "--batch-size", "128", "--lr", "0.1", "--out", str(out),
+           "--device", "cpu", "--no-progress"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 process(es) on cpu" in proc.stdout
+    assert proc.stdout.count("epoch 1/2") == 1  # only rank 0 logs
+    lines = read_jsonl(out / "metrics.jsonl")
+    assert [r["epoch"] for r in lines] == [1, 2]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["config"]["world_size"] == 2 and len(ckpt["rng"]) == 2  # both ranks' states
+    assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt", "last.pt", "metrics.jsonl", "model.safetensors"
+    ]
+    # metrics are reduced over ranks: the whole test set (360 images) is scored exactly once
+    assert all(round(r["val_acc"] * 360) == pytest.approx(r["val_acc"] * 360) for r in lines)
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
