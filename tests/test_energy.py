@@ -132,6 +132,7 @@ def test_exact_synops_corner_spike_by_hand() -> None:
     assert estimate_energy(conv, x).layers[0].ac_paper == pytest.approx(flops * 2 / 25)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_exact_synops_same_padding_even_kernel() -> None:
     conv = nn.Conv2d(2, 2, 4, padding="same", bias=False)  # pads 1 before, 2 after
     x = _spikes(1, 2, 6, 6, seed=3)
@@ -378,3 +379,65 @@ def test_cli_energy_rejects_bad_values() -> None:
         main(["energy", "--model", "msresnet_tiny", "--T", "0"])
     with pytest.raises(ValueError, match="name"):
         main(["energy", "--model", "no_such_model"])
+
+
+# ------------------------------------------------------------------------------- wrapped frameworks
+
+
+def _backbone(framework: str) -> nn.Module:
+    if framework == "snntorch":
+        import snntorch as snn
+
+        return nn.Sequential(
+            nn.Conv2d(4, 5, 3, padding=1),
+            snn.Leaky(beta=0.9, init_hidden=True),
+            nn.Flatten(),
+            nn.Linear(5 * 6 * 6, 3),
+            snn.Leaky(beta=0.9, init_hidden=True, output=True),
+        )
+    if framework == "norse":
+        import norse.torch as norse
+
+        return norse.SequentialState(
+            nn.Conv2d(4, 5, 3, padding=1), norse.LIFCell(), nn.Flatten(), nn.Linear(5 * 6 * 6, 3)
+        )
+    from spikingjelly.activation_based import layer, neuron
+
+    return nn.Sequential(
+        layer.Conv2d(4, 5, 3, padding=1, step_mode="m"),
+        neuron.LIFNode(step_mode="m"),
+        layer.Flatten(step_mode="m"),
+        layer.Linear(5 * 6 * 6, 3, step_mode="m"),
+    )
+
+
+@pytest.mark.parametrize("framework", ["snntorch", "norse", "spikingjelly"])
+@pytest.mark.parametrize("binarize", [False, True])
+def test_wrapped_framework_backbones(framework: str, binarize: bool) -> None:
+    import warnings
+
+    T = 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = gac.wrap(_backbone(framework), T=T, in_channels=1, out_channels=4, binarize=binarize)
+    net.encoder.bn.weight.data.fill_(3.0)  # make the untrained stem fire
+    for p in net.encoder.gate.parameters():  # and its gate open (TA, SCA >= 0: gate >= 0.5)
+        p.data.abs_()
+    x = torch.rand(2, 1, 6, 6)
+    report = estimate_energy(net, x)
+    layers = {ly.name: ly for ly in report.layers}
+    first = layers["backbone.0"]
+    assert first.flops == T * 2 * 5 * 6 * 6 * 4 * 9  # every step of the code, however it is driven
+    assert report.totals["batch_size"] == 2 and report.totals["T"] == T
+    net.eval()
+    with torch.no_grad():
+        code = net.encoder(x)
+    assert float(code.sum()) > 0
+    if binarize:
+        assert first.binary_input and report.non_spike_driven == []
+        plain = nn.Conv2d(4, 5, 3, padding=1)
+        assert first.synop == _brute_conv_synops(code.flatten(0, 1), plain)
+    else:
+        assert report.non_spike_driven == ["backbone.0"] and first.mac == first.flops
+    # the encoder's attention always costs MACs, whatever its input holds
+    assert all(ly.mac == ly.flops for ly in report.layers if ly.role == "attention")

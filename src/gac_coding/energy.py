@@ -175,7 +175,9 @@ class LayerEnergy:
             ``"synaptic"`` (everything else: meant to be driven by spikes).
         calls: how many times the forward pass called the layer.
         input_shape: shape of the input of its first call.
-        binary_input: whether every call received only zeros and ones.
+        binary_input: whether every call received only zeros and ones. The encoder's attention
+            layers always count as multiply-accumulates (GAC.md §6), even on an input that
+            happens to be all zeros.
         firing_rate: fraction of non-zero input entries over all calls (the spike rate when binary).
         flops: dense multiply-accumulates of the executed calls.
         mac: executed multiply-accumulates (calls with a real-valued input).
@@ -444,12 +446,13 @@ def estimate_energy(
         layer._nonzero += nonzero
         layer._elements += int(inp.numel())
         layer.flops += flops
-        if is_binary(inp):
+        binary = is_binary(inp)
+        layer.binary_input = layer.binary_input and binary
+        if binary and layer.role != "attention":
             rate = nonzero / max(1, inp.numel())
             layer.synop += exact_synops(module, inp)
             layer.ac_paper += flops * rate * steps
         else:
-            layer.binary_input = False
             layer.mac += flops
             layer.mac_paper += flops * steps
 
