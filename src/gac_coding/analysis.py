@@ -424,28 +424,31 @@ def plot_gate(
     T, B = g.shape[:2]
     b = _sample_index(sample, B)
     maps = g[:, b].mean(1)  # [T, H, W]
-    fig = _new_figure(max(4.0, 1.6 * T), 4.2)
-    grid = fig.add_gridspec(2, T + 1, height_ratios=(1.0, 0.8), width_ratios=[1.0] * T + [0.08])
+    fig = _new_figure(max(5.0, 1.7 * T + 0.8), 5.0)
+    grid = fig.add_gridspec(2, T + 1, height_ratios=(1.2, 1.0), width_ratios=[1.0] * T + [0.06])
     lo, hi = float(maps.min()), float(maps.max())
+    if hi - lo < 1e-3:  # an (almost) constant gate: a readable colour scale around it
+        lo, hi = lo - 0.05, hi + 0.05
     image = None
     for t in range(T):
         ax = fig.add_subplot(grid[0, t])
-        image = ax.imshow(maps[t].numpy(), vmin=lo, vmax=hi if hi > lo else lo + 1e-6, cmap="viridis")
+        image = ax.imshow(maps[t].numpy(), vmin=lo, vmax=hi, cmap="viridis")
         ax.set_title(f"t={t}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     assert image is not None  # T >= 1
-    fig.colorbar(image, cax=fig.add_subplot(grid[0, T]))
+    fig.colorbar(image, cax=fig.add_subplot(grid[0, T]), label="channel-mean gate")
     ax = fig.add_subplot(grid[1, :])
     steps = list(range(T))
-    ax.plot(steps, g[:, b].reshape(T, -1).mean(1).numpy(), "o-", label="mean gate")
+    handles = ax.plot(steps, g[:, b].reshape(T, -1).mean(1).numpy(), "o-", label="mean gate")
     if temporal_attention is not None:
         ta = _check_code(temporal_attention, "temporal_attention")
         if tuple(ta.shape) != (T, B):
             raise ValueError(f"temporal_attention: expected shape {(T, B)}, got {tuple(ta.shape)}")
         twin = ax.twinx()
-        twin.plot(steps, ta[:, b].numpy(), "s--", color="tab:orange", label="TA[t]")
+        handles += twin.plot(steps, ta[:, b].numpy(), "s--", color="tab:orange", label="TA[t]")
         twin.set_ylabel("TA[t]")
+    ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xticks(steps)
     ax.set_xlabel("time step t")
     ax.set_ylabel("mean gate")
@@ -513,9 +516,11 @@ def plot_energy(report: EnergyReport | Mapping[str, Any], *, path: str | Path | 
     ax.barh(pos, ac, left=mac, color="tab:green", label=f"AC ({e_ac} pJ)")
     ax.set_yticks(pos, names, fontsize=8)
     ax.invert_yaxis()
+    ax.margins(x=0.04)
     ax.set_xlabel("energy per sample (µJ)")
     ax.set_title(
-        f"energy per layer, paper accounting: {float(totals['energy_mj']) / batch:.4g} mJ per sample"
+        f"energy per layer (paper accounting)\n{float(totals['energy_mj']) / batch:.4g} mJ per sample",
+        fontsize=10,
     )
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, path)
