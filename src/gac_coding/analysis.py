@@ -59,7 +59,7 @@ def _check_code(o: object, name: str = "o") -> Tensor:
         o = o.to(torch.float64)
     if o.is_complex() or not (o.is_floating_point() or o.dtype in _INT_DTYPES):
         raise TypeError(f"{name}: expected a real (float, int or bool) tensor, got dtype {o.dtype}")
-    o = o.detach().to(torch.float64)
+    o = o.detach().to(device="cpu", dtype=torch.float64)  # metrics and plots run on the CPU
     if not bool(torch.isfinite(o).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return o
