@@ -142,7 +142,9 @@ def test_framework_mismatch_names_the_detected_one() -> None:
     import snntorch as snn
 
     backbone = nn.Sequential(nn.Conv2d(1, 2, 3), snn.Leaky(beta=0.5, init_hidden=True))
-    with pytest.raises(ValueError, match=r"got 'norse' but the backbone holds snntorch modules.*framework='snntorch'"):
+    with pytest.raises(
+        ValueError, match=r"got 'norse' but the backbone holds snntorch modules.*framework='snntorch'"
+    ):
         gac.wrap(backbone, T=T, in_channels=1, framework="norse")
 
 
@@ -178,7 +180,9 @@ def test_snntorch_mixing_hidden_and_explicit_membranes_is_rejected() -> None:
     backbone = nn.Sequential(
         nn.Linear(64, 8), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(8, 2), snn.Leaky(beta=0.5)
     )
-    with pytest.raises(ValueError, match=r"init_hidden=True .*'1' \(Leaky\).*'3' \(Leaky\) has init_hidden=False"):
+    with pytest.raises(
+        ValueError, match=r"init_hidden=True .*'1' \(Leaky\).*'3' \(Leaky\) has init_hidden=False"
+    ):
         gac.wrap(backbone, T=T, in_channels=1)
 
 
@@ -223,7 +227,9 @@ def test_snntorch_loop_must_call_the_input_layer_exactly_T_times(num_steps: int)
 
 
 def test_snntorch_loop_without_input_layer_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"explicit membranes .* no Conv/Linear layer; name one with input_layer="):
+    with pytest.raises(
+        ValueError, match=r"explicit membranes .* no Conv/Linear layer; name one with input_layer="
+    ):
         gac.wrap(LoopNet(T, linear=False), T=T, in_channels=1)
 
 
@@ -285,7 +291,9 @@ def test_spikingjelly_mixed_step_modes_are_rejected() -> None:
     from spikingjelly.activation_based import layer, neuron
 
     backbone = nn.Sequential(layer.Conv2d(1, 2, 3, step_mode="m"), neuron.IFNode(step_mode="s"))
-    with pytest.raises(ValueError, match=r"'0' \(Conv2d\) has step_mode='m', '1' \(IFNode\) has step_mode='s'"):
+    with pytest.raises(
+        ValueError, match=r"'0' \(Conv2d\) has step_mode='m', '1' \(IFNode\) has step_mode='s'"
+    ):
         gac.wrap(backbone, T=T, in_channels=1)
 
 
@@ -313,7 +321,11 @@ def test_out_channels_default_keeps_backbone_untouched() -> None:
 
 
 def test_channel_mismatch_without_adapt_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match=r"out_channels: the code has 8 channels but the backbone's input layer 'conv' \(Conv2d\) takes in_channels=1; pass adapt_input_layer=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"out_channels: the code has 8 channels but the backbone's input layer 'conv' "
+        r"\(Conv2d\) takes in_channels=1; pass adapt_input_layer=True",
+    ):
         gac.wrap(PerFrameConv(), T=T, in_channels=1, out_channels=8)
 
 
@@ -361,7 +373,11 @@ def test_linear_input_layer_mismatch_is_caught_on_the_first_call() -> None:
 
     backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), snn.Leaky(beta=0.5, init_hidden=True))
     net = quiet_wrap(backbone, T=T, in_channels=1, out_channels=3)
-    with pytest.raises(ValueError, match=r"input layer '1' \(Linear\) expects in_features=64 but receives 192 .*adapt_input_layer=True"):
+    with pytest.raises(
+        ValueError,
+        match=r"input layer '1' \(Linear\) expects in_features=64 but receives 192 "
+        r".*adapt_input_layer=True",
+    ):
         net(torch.rand(4, 1, 8, 8))
     assert not backbone[1]._forward_pre_hooks
 
@@ -427,13 +443,15 @@ def test_gacnet_state_dict_copy_and_modes() -> None:
 
     import snntorch as snn
 
-    backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 4), snn.Leaky(beta=0.5, init_hidden=True, output=True))
+    backbone = nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 4), snn.Leaky(beta=0.5, init_hidden=True, output=True)
+    )
     net = quiet_wrap(backbone, T=T, in_channels=1)
     keys = set(net.state_dict())
     assert {k.split(".")[0] for k in keys} == {"encoder", "backbone"}
     clone = copy.deepcopy(net)
     x = torch.rand(3, 1, 8, 8)
-    for a, b in zip(net(x), clone(x)):
+    for a, b in zip(net(x), clone(x), strict=True):
         assert torch.equal(a, b)
     assert "framework='snntorch', mode='step', T=3" in repr(net)
 

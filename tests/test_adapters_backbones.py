@@ -1,7 +1,8 @@
 """``gac_coding.wrap`` on real backbones of every shape the adapters support.
 
-The backbones are small and written as each framework's tutorials write them. Every factory returns ``(backbone, readout)``: ``readout`` maps the wrapped net's output to logits
-``[B, 10]`` (mean over time of a real-valued output: a membrane, a leaky integrator, a Linear).
+The backbones are small and written as each framework's tutorials write them. Every factory returns
+``(backbone, readout)``: ``readout`` maps the wrapped net's output to logits ``[B, 10]`` (mean over
+time of a real-valued output: a membrane, a leaky integrator, a Linear).
 Inputs are 1-channel 8x8 images (scikit-learn's digits) and ``T`` steps.
 """
 
@@ -277,16 +278,17 @@ def test_fresh_state_every_call_also_across_batch_sizes(name: str) -> None:
     net, _ = build(name)
     x = torch.rand(6, 1, 8, 8)
     first = leaves(net(x))
-    for a, b in zip(first, leaves(net(x))):  # straight after: a leaked membrane would show here
+    # straight after: a leaked membrane would show here
+    for a, b in zip(first, leaves(net(x)), strict=True):
         assert torch.equal(a, b)
     leaves(net(torch.rand(3, 1, 8, 8) + 0.5))  # another batch size, strong input
     again = leaves(net(x))
-    for a, b in zip(first, again):
+    for a, b in zip(first, again, strict=True):
         assert torch.equal(a, b)
     net.eval()
     ev1 = leaves(net(x))
     leaves(net(torch.rand(2, 1, 8, 8)))
-    for a, b in zip(ev1, leaves(net(x))):
+    for a, b in zip(ev1, leaves(net(x)), strict=True):
         assert torch.equal(a, b)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from types import FrameType
 from typing import Any
 
 from torch import Tensor, nn
@@ -63,17 +64,15 @@ def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
             require(detected)
         return detected
     if not isinstance(framework, str):
-        raise TypeError(
-            f"framework: expected one of {FRAMEWORKS} or None, got {type(framework).__name__}"
-        )
+        raise TypeError(f"framework: expected one of {FRAMEWORKS} or None, got {type(framework).__name__}")
     if framework not in FRAMEWORKS:
         raise ValueError(f"framework: expected one of {FRAMEWORKS} or None, got {framework!r}")
     if framework != "torch":
         require(framework)
     detected = detect_framework(backbone)
     if detected != framework:
-        what = "no snnTorch, Norse or SpikingJelly modules" if detected == "torch" else (
-            f"{detected} modules"
+        what = (
+            "no snnTorch, Norse or SpikingJelly modules" if detected == "torch" else (f"{detected} modules")
         )
         raise ValueError(
             f"framework: got {framework!r} but the backbone holds {what}; leave framework=None "
@@ -84,7 +83,8 @@ def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
 
 def _caller_level() -> int:
     """``stacklevel`` that points a warning at the first frame outside this package."""
-    level, frame = 1, sys._getframe(1)
+    level = 1
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         level += 1
         frame = frame.f_back
@@ -92,13 +92,9 @@ def _caller_level() -> int:
 
 
 def _reference_tensor(module: nn.Module) -> Tensor | None:
-    for tensor in module.parameters():
-        if tensor.is_floating_point():
-            return tensor
-    for tensor in module.buffers():
-        if tensor.is_floating_point():
-            return tensor
-    return None
+    """The backbone's first floating-point parameter (else buffer): its device and dtype rule."""
+    tensors: list[Tensor] = [*module.parameters(), *module.buffers()]
+    return next((t for t in tensors if t.is_floating_point()), None)
 
 
 class GACNet(nn.Module):
@@ -160,20 +156,14 @@ class GACNet(nn.Module):
             raise TypeError(f"backbone: expected a torch.nn.Module, got {type(backbone).__name__}")
         T = _positive_int("T", T)
         in_channels = _positive_int("in_channels", in_channels)
-        out_channels = in_channels if out_channels is None else _positive_int(
-            "out_channels", out_channels
-        )
+        out_channels = in_channels if out_channels is None else _positive_int("out_channels", out_channels)
         if not isinstance(adapt_input_layer, bool):
-            raise TypeError(
-                f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}"
-            )
+            raise TypeError(f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}")
         self.framework = _resolve_framework(backbone, framework)
 
         found = find_input_layer(backbone, input_layer)
         if found is not None:
-            found = self._match_input_layer(
-                backbone, found, in_channels, out_channels, adapt_input_layer
-            )
+            found = self._match_input_layer(backbone, found, in_channels, out_channels, adapt_input_layer)
         elif adapt_input_layer and out_channels != in_channels:
             raise ValueError(
                 "adapt_input_layer: the backbone has no Conv/Linear layer to adapt; name its input "
@@ -232,6 +222,7 @@ class GACNet(nn.Module):
     def _warn_if_gated_into_mac(self, input_layer: str | None) -> None:
         if self.encoder.binarize:
             return
+        first: tuple[str, nn.Module] | None
         if self.mode == "loop" and self.input_layer is not None:
             first = (self.input_layer, self.backbone.get_submodule(self.input_layer))
         else:
@@ -336,4 +327,3 @@ def wrap(
         adapt_input_layer=adapt_input_layer,
         **encoder_kwargs,
     )
-

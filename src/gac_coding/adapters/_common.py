@@ -11,7 +11,7 @@ import copy
 import importlib
 from collections.abc import Iterator, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -61,7 +61,7 @@ def require(framework: str, module: str | None = None) -> ModuleType:
     except ImportError as exc:
         raise ImportError(
             f"gac_coding.wrap: the {framework} adapter needs the package {framework!r}, which "
-            f"could not be imported ({exc}). Install it with: pip install \"gac-coding[{framework}]\""
+            f'could not be imported ({exc}). Install it with: pip install "gac-coding[{framework}]"'
         ) from exc
 
 
@@ -148,9 +148,7 @@ def _get_layer(backbone: nn.Module, name: str) -> nn.Module:
         ) from None
 
 
-def find_input_layer(
-    backbone: nn.Module, input_layer: str | None
-) -> tuple[str, nn.Module] | None:
+def find_input_layer(backbone: nn.Module, input_layer: str | None) -> tuple[str, nn.Module] | None:
     """The layer that receives the code: ``input_layer`` by name, else the first Conv/Linear.
 
     Registration order stands for execution order (the convention of ``nn.Sequential`` and of
@@ -158,9 +156,7 @@ def find_input_layer(
     """
     if input_layer is not None:
         if not isinstance(input_layer, str) or not input_layer:
-            raise TypeError(
-                f"input_layer: expected a submodule name (str), got {input_layer!r}"
-            )
+            raise TypeError(f"input_layer: expected a submodule name (str), got {input_layer!r}")
         return input_layer, _get_layer(backbone, input_layer)
     for name, module in walk(backbone):
         if name and isinstance(module, _INPUT_TYPES):
@@ -168,9 +164,7 @@ def find_input_layer(
     return None
 
 
-def first_receiving_layer(
-    backbone: nn.Module, input_layer: str | None
-) -> tuple[str, nn.Module] | None:
+def first_receiving_layer(backbone: nn.Module, input_layer: str | None) -> tuple[str, nn.Module] | None:
     """The first neuron or Conv/Linear in registration order (or ``input_layer``)."""
     if input_layer is not None:
         return input_layer, _get_layer(backbone, input_layer)
@@ -197,8 +191,10 @@ def adapt_layer(layer: nn.Module, in_channels: int, out_channels: int) -> nn.Mod
     pixels, so ``in_features`` scales by ``out_channels / in_channels``; this holds when the
     encoder's stem keeps the spatial size (the default 3x3, stride 1, padding 1).
     """
-    weight = layer.weight  # type: ignore[union-attr]
-    factory = {"device": weight.device, "dtype": weight.dtype}
+    weight = layer.weight
+    if not isinstance(weight, Tensor):
+        raise ValueError(f"adapt_input_layer: the input layer {type(layer).__name__} has no weight")
+    device, dtype = weight.device, weight.dtype
     new = copy.deepcopy(layer)
     if isinstance(layer, nn.modules.conv._ConvNd):
         if layer.transposed:
@@ -212,7 +208,7 @@ def adapt_layer(layer: nn.Module, in_channels: int, out_channels: int) -> nn.Mod
                 f"out_channels: the input layer has groups={groups}, so the code's channels must "
                 f"be a multiple of {groups}, got {out_channels}"
             )
-        new.in_channels = out_channels  # type: ignore[assignment]
+        cast(nn.modules.conv._ConvNd, new).in_channels = out_channels
         shape = (int(layer.out_channels), out_channels // groups, *layer.kernel_size)
     elif isinstance(layer, nn.Linear):
         if layer.in_features % in_channels:
@@ -221,13 +217,14 @@ def adapt_layer(layer: nn.Module, in_channels: int, out_channels: int) -> nn.Mod
                 f"multiple of in_channels={in_channels}, so it does not take a flattened "
                 f"{in_channels}-channel image; build the backbone for the code's size instead"
             )
-        new.in_features = layer.in_features // in_channels * out_channels  # type: ignore[assignment]
-        shape = (int(layer.out_features), int(new.in_features))
+        in_features = layer.in_features // in_channels * out_channels
+        cast(nn.Linear, new).in_features = in_features
+        shape = (int(layer.out_features), in_features)
     else:
         raise ValueError(
             f"adapt_input_layer: expected a Conv or Linear input layer, got {type(layer).__name__}"
         )
-    new.weight = nn.Parameter(torch.empty(shape, **factory))  # type: ignore[arg-type]
+    new.weight = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
     new.reset_parameters()  # type: ignore[operator]
     return new
 

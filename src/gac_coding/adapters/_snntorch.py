@@ -92,9 +92,7 @@ class SnnTorchDriver(Driver):
                     f"forward; the net's own loop (num_steps) must run exactly T={T} steps"
                 )
             if not args or not isinstance(args[0], Tensor):
-                raise TypeError(
-                    f"backbone: its input layer {name!r} was called without a tensor argument"
-                )
+                raise TypeError(f"backbone: its input layer {name!r} was called without a tensor argument")
             step = code[t]
             if args[0].numel() != step.numel():
                 raise ValueError(
@@ -146,4 +144,3 @@ def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None
     if sequence:
         return SnnTorchDriver("sequence", T, None)
     return SnnTorchDriver("step", T, None)
-

@@ -81,9 +81,7 @@ class SpikingJellyDriver(Driver):
         return stack_steps([backbone(code[t]) for t in range(self.T)])
 
 
-def build(
-    backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None
-) -> SpikingJellyDriver:
+def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None) -> SpikingJellyDriver:
     """Read the step mode of a SpikingJelly backbone; a mixed one raises ``ValueError``."""
     del input_layer  # SpikingJelly nets receive the code as their argument
     found = step_modes(backbone)
@@ -91,8 +89,7 @@ def build(
     if unknown:
         mode = unknown.pop()
         raise ValueError(
-            f"backbone: expected SpikingJelly step mode 'm' or 's', got {mode!r} at "
-            f"{describe(*found[mode])}"
+            f"backbone: expected SpikingJelly step mode 'm' or 's', got {mode!r} at {describe(*found[mode])}"
         )
     if len(found) > 1:
         raise ValueError(
