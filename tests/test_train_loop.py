@@ -111,7 +111,7 @@ def test_run_errors(tmp_path: Path) -> None:
     assert [r["epoch"] for r in read_jsonl(out / "metrics.jsonl")] == [1]  # nothing was touched
 
 
-def test_resume_when_already_finished_trains_nothing(tmp_path: Path) -> None:
+def test_resume_when_finished_trains_nothing_and_longer_epochs_extend(tmp_path: Path) -> None:
     out = tmp_path / "run"
     fit(_cfg(out, epochs=1), **QUIET)
     before = (out / "last.pt").read_bytes()
@@ -119,6 +119,10 @@ def test_resume_when_already_finished_trains_nothing(tmp_path: Path) -> None:
     result = fit(_cfg(out, epochs=1, resume=True), log=messages.append)
     assert len(result.history) == 1 and (out / "last.pt").read_bytes() == before
     assert any("nothing to do" in m for m in messages)
+    extended = fit(_cfg(out, epochs=2, resume=True), **QUIET)  # a longer schedule: re-planned
+    assert [r["epoch"] for r in extended.history] == [1, 2]
+    assert extended.history[1]["lr"] == pytest.approx(0.05)  # cos schedule of 2 epochs at epoch 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
 
 
 def test_progress_bars_and_plain_lines(tmp_path: Path, capsys) -> None:

@@ -239,6 +239,19 @@ def _bar(iterable: Iterable[Any], enabled: bool, **kwargs: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------- fit
+def _replan_cosine(
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR, optimizer: torch.optim.Optimizer, epochs: int
+) -> None:
+    """Stretch a cosine schedule to ``epochs`` in total, keeping the epochs already done."""
+    scheduler.T_max = epochs
+    done = scheduler.last_epoch
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * (
+            1 + math.cos(math.pi * done / epochs)
+        ) / 2
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def _amp_setup(config: TrainConfig, device: torch.device, log: Logger) -> tuple[torch.dtype | None, bool]:
     if not config.amp:
         return None, False
@@ -375,7 +388,7 @@ def _fit(
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         if ckpt["config"].get("epochs") != config.epochs:
-            scheduler.T_max = config.epochs
+            _replan_cosine(scheduler, optimizer, config.epochs)
             say(f"resume: cosine schedule re-planned for {config.epochs} epochs "
                 f"(the checkpoint planned {ckpt['config'].get('epochs')})")
         history = list(ckpt.get("history", []))
