@@ -20,7 +20,7 @@ def test_demo_writes_json_png_and_prints_the_table(tmp_path: Path, capsys) -> No
     assert list(report["codings"]) == ["direct", "poisson", "gac"]
     assert report["config"] == {**report["config"], "epochs": 1, "seeds": 2, "T": 2}
     assert report["split"] == {"train": 1437, "test": 360}
-    for name, res in report["codings"].items():
+    for res in report["codings"].values():
         accs = [r["test_acc"] for r in res["runs"]]
         assert [r["seed"] for r in res["runs"]] == [0, 1]
         assert res["test_acc_mean"] == pytest.approx(sum(accs) / 2)

@@ -83,7 +83,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, extra: dict) -> 
     on_disk = read_jsonl(tmp_path / "b" / "metrics.jsonl")
     reference = read_jsonl(tmp_path / "a" / "metrics.jsonl")
     assert len(on_disk) == len(reference) == 2 == len(resumed) == len(straight)
-    for got, want in zip(on_disk, reference):
+    for got, want in zip(on_disk, reference, strict=True):
         got.pop("seconds")
         want.pop("seconds")
         assert got == want  # bit-identical losses, accuracies and learning rates

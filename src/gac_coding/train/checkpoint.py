@@ -68,7 +68,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
 
     On any exception the temporary file is removed and the previous ``path`` (if any) is untouched.

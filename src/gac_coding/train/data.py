@@ -83,8 +83,8 @@ class DataSpec:
     """The two splits of a data set and what a model needs to know about them."""
 
     name: str
-    train: Dataset
-    test: Dataset
+    train: Any  # a map-style torch Dataset with __len__
+    test: Any
     num_classes: int
     in_channels: int
     image_size: int
@@ -174,11 +174,13 @@ class _ArrayUnpickler(pickle.Unpickler):
 
             return codecs.encode
         if name == "_reconstruct":
+            import importlib
+
             try:
-                from numpy._core.multiarray import _reconstruct  # numpy >= 2
+                multiarray = importlib.import_module("numpy._core.multiarray")  # numpy >= 2
             except ImportError:  # pragma: no cover - numpy 1.x
-                from numpy.core.multiarray import _reconstruct
-            return _reconstruct
+                multiarray = importlib.import_module("numpy.core.multiarray")
+            return multiarray._reconstruct
         return getattr(np, name)
 
 

@@ -245,7 +245,7 @@ def _replan_cosine(
     """Stretch a cosine schedule to ``epochs`` in total, keeping the epochs already done."""
     scheduler.T_max = epochs
     done = scheduler.last_epoch
-    for group, base in zip(optimizer.param_groups, scheduler.base_lrs):
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * (
             1 + math.cos(math.pi * done / epochs)
         ) / 2

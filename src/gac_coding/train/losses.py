@@ -52,6 +52,7 @@ def spike_loss(
     if kind == "ce":
         return _ce(logits.mean(0), target, label_smoothing)
     steps, batch, classes = logits.shape
+    flat: Tensor | MixedTarget
     if isinstance(target, MixedTarget):
         flat = MixedTarget(
             y_a=target.y_a.repeat(steps), y_b=target.y_b.repeat(steps), lam=target.lam
