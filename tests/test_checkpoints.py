@@ -142,7 +142,9 @@ def slow_forward(sd: dict[str, Tensor], frames: list[Tensor], kind: str, gac: bo
     T = len(frames)
     stride, pad = n["stem"]
     # 1. stem, per step
-    U = [bn_eval(F.conv2d(x, sd[n["stem_conv"]], stride=stride, padding=pad), sd, n["stem_bn"]) for x in frames]
+    U = [
+        bn_eval(F.conv2d(x, sd[n["stem_conv"]], stride=stride, padding=pad), sd, n["stem_bn"]) for x in frames
+    ]
     if gac:
         # 3. temporal attention: a shared MLP over the T pooled values of a sample
         w1 = sd["encoding.TA.sharedMLP.0.weight"].flatten(1)  # [T//2, T]
@@ -170,14 +172,17 @@ def slow_forward(sd: dict[str, Tensor], frames: list[Tensor], kind: str, gac: bo
                 break
             st = n["strides"](i) if j == 0 else 1
             s1 = lif_loop(h, r["decay"], r["th"], r["kind"], r["detach"])
-            y1 = [bn_eval(F.conv2d(s, sd[p + "conv1.weight"], stride=st, padding=1), sd, p + "bn1.bn") for s in s1]
+            y1 = [
+                bn_eval(F.conv2d(s, sd[p + "conv1.weight"], stride=st, padding=1), sd, p + "bn1.bn")
+                for s in s1
+            ]
             s2 = lif_loop(y1, r["decay"], r["th"], r["kind"], r["detach"])
             y2 = [bn_eval(F.conv2d(s, sd[p + "conv2.weight"], padding=1), sd, p + "bn2.bn") for s in s2]
             if p + n["sc_conv"] in sd:
                 sc = [bn_eval(F.conv2d(x, sd[p + n["sc_conv"]], stride=st), sd, p + n["sc_bn"]) for x in h]
             else:
                 sc = h
-            h = [a + b for a, b in zip(y2, sc)]
+            h = [a + b for a, b in zip(y2, sc, strict=True)]
             j += 1
         i += 1
     # head: LIF -> global average pool -> Linear, per step
@@ -278,9 +283,7 @@ def test_layout_and_export_equal_the_authors_key_lists(name, model_name, num_cla
     model = create_model(model_name, num_classes=num_classes, T=T)
     layout = reference_layout(model)
     exported = export_reference_state_dict(model)
-    ours = [
-        (k, e.shape, str(exported[k].dtype), e.alias_of or k) for k, e in layout.items()
-    ]
+    ours = [(k, e.shape, str(exported[k].dtype), e.alias_of or k) for k, e in layout.items()]
     assert ours == _layout(name)
     assert list(exported) == [row[0] for row in _layout(name)]
 
@@ -295,7 +298,7 @@ def test_export_then_load_round_trips_through_a_file(tmp_path) -> None:
     dst = create_model("msresnet_tiny", num_classes=10, T=4)
     load_reference_checkpoint(dst, path)
     load_reference_checkpoint(dst, str(path))
-    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items()):
+    for (k, a), (_, b) in zip(src.state_dict().items(), dst.state_dict().items(), strict=True):
         assert torch.equal(a, b), k
 
 
@@ -303,8 +306,12 @@ def test_wrapped_state_dict_is_unwrapped(cifar_sd) -> None:
     model = create_model("msresnet18_cifar", num_classes=100, T=6)
     load_reference_checkpoint(model, {"state_dict": cifar_sd, "epoch": 250})
     assert torch.equal(model.fc.weight, cifar_sd["fc1.weight"])
-    assert torch.equal(model.encoder.gate.ta.fc1.weight, cifar_sd["encoding.TA.sharedMLP.0.weight"].flatten(1))
-    assert torch.equal(model.stages[1][0].shortcut[1].running_var, cifar_sd["layer2.0.downsample.bn.bn.running_var"])
+    assert torch.equal(
+        model.encoder.gate.ta.fc1.weight, cifar_sd["encoding.TA.sharedMLP.0.weight"].flatten(1)
+    )
+    assert torch.equal(
+        model.stages[1][0].shortcut[1].running_var, cifar_sd["layer2.0.downsample.bn.bn.running_var"]
+    )
 
 
 def test_one_copy_of_an_alias_is_enough(cifar_sd) -> None:
@@ -345,7 +352,12 @@ def test_missing_key_is_named(cifar_model, cifar_sd) -> None:
 
 
 def test_unexpected_key_is_named(cifar_model, cifar_sd) -> None:
-    _fails(cifar_model, {**cifar_sd, "layer4.0.conv1.weight": torch.zeros(3)}, "unexpected", "'layer4.0.conv1.weight'")
+    _fails(
+        cifar_model,
+        {**cifar_sd, "layer4.0.conv1.weight": torch.zeros(3)},
+        "unexpected",
+        "'layer4.0.conv1.weight'",
+    )
 
 
 def test_misshaped_key_is_named(cifar_model, cifar_sd) -> None:
@@ -371,15 +383,25 @@ def test_checkpoint_for_another_class_count_says_so(cifar_sd) -> None:
 
 
 def test_layout_of_the_other_recipe_says_so(cifar_sd) -> None:
-    _fails(create_model("msresnet18_imagenet", T=6, num_classes=100), cifar_sd, "CIFAR layout", "ImageNet recipe")
+    _fails(
+        create_model("msresnet18_imagenet", T=6, num_classes=100), cifar_sd, "CIFAR layout", "ImageNet recipe"
+    )
     imagenet = random_reference_state_dict(IMAGENET18_T4)
-    _fails(create_model("msresnet18_cifar", T=4, num_classes=1000), imagenet, "ImageNet layout", "CIFAR recipe")
+    _fails(
+        create_model("msresnet18_cifar", T=4, num_classes=1000), imagenet, "ImageNet layout", "CIFAR recipe"
+    )
 
 
 def test_gac_mismatch_says_so(cifar_sd) -> None:
     _fails(create_model("msresnet18_cifar", num_classes=100, T=6, gac=False), cifar_sd, "gac=False")
     no_encoding = {k: v for k, v in cifar_sd.items() if not k.startswith("encoding.")}
-    _fails(create_model("msresnet18_cifar", num_classes=100, T=6), no_encoding, "missing", "encoding.TA", "gac=False")
+    _fails(
+        create_model("msresnet18_cifar", num_classes=100, T=6),
+        no_encoding,
+        "missing",
+        "encoding.TA",
+        "gac=False",
+    )
 
 
 def test_module_prefix_must_be_on_every_key_or_none(cifar_model, cifar_sd) -> None:

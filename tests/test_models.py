@@ -143,9 +143,9 @@ def test_static_input_equals_the_repeated_sequence_in_training(gac: bool) -> Non
     (yb * w).sum().backward()
     torch.testing.assert_close(x.grad, seq.grad.sum(0), rtol=1e-8, atol=1e-10)
     assert float(x.grad.abs().max()) > 0
-    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-8, atol=1e-10, msg=name)
-    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers()):
+    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers(), strict=True):
         torch.testing.assert_close(ba, bb, rtol=1e-10, atol=1e-12, msg=name)
 
 
@@ -166,7 +166,13 @@ def test_direct_coding_feeds_the_stem_output_repeated_to_the_first_block() -> No
     stem = model.encoder
     u = torch.nn.functional.batch_norm(
         torch.nn.functional.conv2d(x, stem.conv.weight, padding=1),
-        stem.bn.running_mean, stem.bn.running_var, stem.bn.weight, stem.bn.bias, False, 0.0, stem.bn.eps,
+        stem.bn.running_mean,
+        stem.bn.running_var,
+        stem.bn.weight,
+        stem.bn.bias,
+        False,
+        0.0,
+        stem.bn.eps,
     )
     assert seen[0].shape == (3, 2, 16, 8, 8)
     for t in range(3):

@@ -13,6 +13,12 @@ Example:
 
 from __future__ import annotations
 
+from .checkpoints import (
+    ReferenceCheckpointError,
+    export_reference_state_dict,
+    load_reference_checkpoint,
+    reference_layout,
+)
 from .msresnet import (
     DirectEncoder,
     MSBlock,
@@ -22,12 +28,6 @@ from .msresnet import (
     msresnet18_imagenet,
     msresnet34_imagenet,
     msresnet_tiny,
-)
-from .checkpoints import (
-    ReferenceCheckpointError,
-    export_reference_state_dict,
-    load_reference_checkpoint,
-    reference_layout,
 )
 from .registry import create_model, list_models, register_model
 

@@ -5,7 +5,8 @@ Two layouts, both possibly prefixed with ``module.`` (files saved from ``DataPar
 * CIFAR: ``conv1.weight``, ``bn1.bn.*``, ``layer{1,2,3}.{i}.conv{1,2}.weight``,
   ``...bn{1,2}.bn.*``, ``...downsample.layer.module.weight``, ``...downsample.bn.bn.*``,
   ``fc1.*``, and every shared submodule saved a second time under another name
-  (``bn1.seqbn.module.*``, ``conv1_s.layer.module.weight``, ``conv1_s.bn.bn.*``, ``fc1_s.layer.module.*``, ...).
+  (``bn1.seqbn.module.*``, ``conv1_s.layer.module.weight``, ``conv1_s.bn.bn.*``,
+  ``fc1_s.layer.module.*``, ...).
 * ImageNet: ``conv1.0.weight``, ``conv1.1.bn.*``, ``conv{2,3,4,5}_x.{i}.conv{1,2}.weight``,
   ``...bn{1,2}.bn.*``, ``...shortcut.0.weight``, ``...shortcut.1.bn.*``, ``fc1.*`` (and
   ``fc1_s.layer.module.*``).
@@ -66,8 +67,7 @@ class LayoutEntry:
 def _check_model(model: object) -> MSResNet:
     if not isinstance(model, MSResNet):
         raise TypeError(
-            f"model: expected an MSResNet (from gac_coding.models.create_model), "
-            f"got {type(model).__name__}"
+            f"model: expected an MSResNet (from gac_coding.models.create_model), got {type(model).__name__}"
         )
     return model
 
@@ -104,7 +104,7 @@ def _layout_items(model: MSResNet) -> Iterator[tuple[str, str, str | None, bool]
             for f in _BN_FIELDS:
                 yield f"{alias}.{f}", f"encoder.bn.{f}", f"bn1.bn.{f}", False
         for i, stage in enumerate(model.stages):
-            for j, block in enumerate(stage):
+            for j, block in enumerate(stage):  # type: ignore[arg-type, var-annotated]
                 a, o = f"layer{i + 1}.{j}", f"stages.{i}.{j}"
                 for n in (1, 2):
                     yield f"{a}.conv{n}.weight", f"{o}.conv{n}.weight", None, False
@@ -131,7 +131,7 @@ def _layout_items(model: MSResNet) -> Iterator[tuple[str, str, str | None, bool]
         yield from bn("conv1.1", "encoder.bn")
         yield from encoding()
         for i, stage in enumerate(model.stages):
-            for j, block in enumerate(stage):
+            for j, block in enumerate(stage):  # type: ignore[arg-type, var-annotated]
                 a, o = f"conv{i + 2}_x.{j}", f"stages.{i}.{j}"
                 for n in (1, 2):
                     yield f"{a}.conv{n}.weight", f"{o}.conv{n}.weight", None, False
@@ -334,9 +334,7 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
                 " (the checkpoint has no GAC encoder weights: if it is a direct-coding model, "
                 "build the model with gac=False)"
             )
-        raise ReferenceCheckpointError(
-            f"path_or_state_dict: missing keys: {_listed(missing)}{hint}"
-        )
+        raise ReferenceCheckpointError(f"path_or_state_dict: missing keys: {_listed(missing)}{hint}")
     for key, value in state.items():
         expected = layout[key].shape
         if tuple(value.shape) != expected:
@@ -345,9 +343,7 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
                 f"{list(expected)} for this model"
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ReferenceCheckpointError(
-                f"path_or_state_dict: key {key!r} contains NaN or infinite values"
-            )
+            raise ReferenceCheckpointError(f"path_or_state_dict: key {key!r} contains NaN or infinite values")
     converted: dict[str, Tensor] = {}
     for canon, keys in groups.items():
         present = [k for k in keys if k in state]

@@ -99,7 +99,7 @@ class MSBlock(nn.Module):
         bn2_weight: float | None = None,
     ) -> None:
         super().__init__()
-        lif = dict(RECIPES["cifar"] if lif is None else lif)
+        lif = dict(RECIPES["cifar"] if lif is None else lif)  # a copy
         self.lif1 = LIF(**lif)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -113,7 +113,7 @@ class MSBlock(nn.Module):
                 nn.BatchNorm2d(out_channels),
             )
             if bn_weight is not None:
-                nn.init.constant_(self.shortcut[1].weight, bn_weight)
+                nn.init.constant_(self.shortcut[1].weight, bn_weight)  # type: ignore[arg-type]
         else:
             self.shortcut = nn.Identity()
         if bn_weight is not None:
@@ -181,23 +181,23 @@ class MSResNet(nn.Module):
                 raise ValueError(f"{name}: expected an integer >= 1, got {value}")
         if not isinstance(gac, bool):
             raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
-        stages = [tuple(s) for s in stages]
-        if not stages or any(
+        specs = [tuple(s) for s in stages]
+        if not specs or any(
             len(s) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in s)
-            for s in stages
+            for s in specs
         ):
             raise ValueError(
                 f"stages: expected a non-empty list of (channels, blocks, stride) positive ints, "
-                f"got {stages!r}"
+                f"got {specs!r}"
             )
-        lif = dict(RECIPES[recipe])
+        lif: dict[str, Any] = dict(RECIPES[recipe])
         self.recipe = recipe
         self.gac = gac
         self.T = T
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.stage_specs: tuple[tuple[int, int, int], ...] = tuple(stages)  # type: ignore[arg-type]
-        threshold = float(lif["threshold"])  # type: ignore[arg-type]
+        self.stage_specs: tuple[tuple[int, ...], ...] = tuple(specs)
+        threshold = float(lif["threshold"])
         bn_weight = threshold if recipe == "imagenet" else None
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
@@ -260,7 +260,7 @@ TINY_STAGES = ((16, 1, 1), (32, 1, 2), (64, 1, 2))
 
 
 def _imagenet_stages(blocks: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
-    return tuple((w, n, 2) for w, n in zip((64, 128, 256, 512), blocks))
+    return tuple((w, n, 2) for w, n in zip((64, 128, 256, 512), blocks, strict=True))
 
 
 def msresnet18_cifar(num_classes: int = 10, T: int = 6, gac: bool = True, **kwargs: Any) -> MSResNet:
@@ -271,9 +271,7 @@ def msresnet18_cifar(num_classes: int = 10, T: int = 6, gac: bool = True, **kwar
     )  # fmt: skip
 
 
-def msresnet18_imagenet(
-    num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any
-) -> MSResNet:
+def msresnet18_imagenet(num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
     """GAC-MS-ResNet-18, ImageNet recipe (7x7/2 stem, no max-pool, [2, 2, 2, 2]); 11.82 M params."""
     return MSResNet(
         _imagenet_stages((2, 2, 2, 2)), num_classes, T, "imagenet", gac, stem_channels=64,
@@ -281,9 +279,7 @@ def msresnet18_imagenet(
     )  # fmt: skip
 
 
-def msresnet34_imagenet(
-    num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any
-) -> MSResNet:
+def msresnet34_imagenet(num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
     """GAC-MS-ResNet-34, ImageNet recipe (7x7/2 stem, no max-pool, [3, 4, 6, 3]); 21.93 M params."""
     return MSResNet(
         _imagenet_stages((3, 4, 6, 3)), num_classes, T, "imagenet", gac, stem_channels=64,

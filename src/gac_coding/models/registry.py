@@ -16,9 +16,7 @@ _B = TypeVar("_B", bound=Builder)
 _REGISTRY: dict[str, Builder] = {}
 
 
-def register_model(
-    name: str, builder: Builder | None = None, *, overwrite: bool = False
-) -> Any:
+def register_model(name: str, builder: Builder | None = None, *, overwrite: bool = False) -> Any:
     """Register ``builder(num_classes=..., T=..., gac=..., **kwargs) -> nn.Module`` under ``name``.
 
     Use it as a function (``register_model("mine", build)``) or a decorator
@@ -43,9 +41,7 @@ def register_model(
         if not callable(fn):
             raise TypeError(f"builder: expected a callable, got {type(fn).__name__}")
         if name in _REGISTRY and not overwrite and _REGISTRY[name] is not fn:
-            raise ValueError(
-                f"name: {name!r} is already registered; pass overwrite=True to replace it"
-            )
+            raise ValueError(f"name: {name!r} is already registered; pass overwrite=True to replace it")
         _REGISTRY[name] = fn
         return fn
 

@@ -1,0 +1,225 @@
+"""Training-step speed and peak memory of GAC-MS-ResNet-18 (CIFAR recipe), side by side in one run.
+
+Compares, for ``msresnet18_cifar`` at T=6, batch 8, 32x32 static images, one training step
+(forward + backward of the cross-entropy on the time-averaged logits):
+
+* ``library``: this library (static fast path of the stem and SCA, fused multi-step LIF);
+* ``naive``: the same weights computed the way the authors' code runs them: the image repeated T
+  times, the stem, its BN and the SCA recomputed every step, every LIF (the encoder's included) a
+  Python loop of autograd operations (``gac_coding.neuron.lif_reference``);
+* ``direct``: this library with ``gac=False`` (direct coding), to see what GAC costs.
+
+Before timing, the script asserts that ``library`` and ``naive`` agree (logits, input gradient and
+every parameter gradient, float64, training mode). Peak memory is the growth of the resident set
+during one step, each variant measured in a fresh subprocess.
+
+Run: ``.venv/bin/python benchmarks/models.py`` (``--repeats N``, ``--batch B``, ``--threads N``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gac_coding import LIF
+from gac_coding.encoder import GACEncoder
+from gac_coding.models import create_model
+from gac_coding.neuron import lif_reference
+
+T, CLASSES, SIZE = 6, 10, 32
+
+
+class LoopLIF(nn.Module):
+    """The LIF as a Python loop of autograd operations (as in the authors' code)."""
+
+    def __init__(self, neuron: LIF) -> None:
+        super().__init__()
+        self.params = (neuron.decay, neuron.threshold, neuron.surrogate, neuron.detach_reset)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return lif_reference(x, *self.params)
+
+
+class NaiveEncoder(nn.Module):
+    """GAC computed per step from the T-fold repeated image; shares the library encoder's weights."""
+
+    def __init__(self, encoder: GACEncoder) -> None:
+        super().__init__()
+        self.enc = encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        enc, gate = self.enc, self.enc.gate
+        frames = x.unsqueeze(0).repeat(enc.T, 1, 1, 1, 1)  # direct coding, spelled out
+        u = enc.bn(enc.conv(frames.flatten(0, 1)))  # stem + BN on every step
+        u = u.view(enc.T, x.shape[0], *u.shape[1:])
+        ta = gate.ta(u)  # [T, B]
+        sca = gate.sca(u.flatten(0, 1)).view(u.shape)  # SCA on every step
+        spikes = lif_reference(u, gate.decay, gate.threshold, gate.surrogate, gate.detach_reset)
+        return torch.sigmoid(ta.view(*ta.shape, 1, 1, 1) * sca) * spikes
+
+
+def naive_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with the naive encoder and loop LIFs."""
+    naive = copy.deepcopy(model)
+    for module in list(naive.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, LIF):
+                setattr(module, name, LoopLIF(child))
+    naive.encoder = NaiveEncoder(naive.encoder)
+    return naive
+
+
+def build(variant: str, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    lib = create_model("msresnet18_cifar", num_classes=CLASSES, T=T, gac=variant != "direct")
+    return naive_copy(lib) if variant == "naive" else lib
+
+
+def train_step(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = F.cross_entropy(logits.mean(0), y)
+    loss.backward()
+    return logits
+
+
+def check_equal(batch: int = 2) -> float:
+    """library == naive in float64, training mode: logits, input and parameter gradients."""
+    lib = build("library").double()
+    naive = naive_copy(lib)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, 3, SIZE, SIZE, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, CLASSES, (batch,), generator=g)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = train_step(lib, xa, y), train_step(naive, xb, y)
+    worst = float((a - b).detach().abs().max())
+    assert torch.allclose(a, b, rtol=1e-9, atol=1e-9), f"logits differ by {worst}"
+    assert torch.allclose(xa.grad, xb.grad, rtol=1e-7, atol=1e-9), "input gradients differ"
+    for (name, pa), (_, pb) in zip(lib.named_parameters(), naive.named_parameters(), strict=True):
+        assert torch.allclose(pa.grad, pb.grad, rtol=1e-7, atol=1e-9), f"gradient of {name} differs"
+    for (name, ba), (_, bb) in zip(lib.named_buffers(), naive.named_buffers(), strict=True):
+        assert torch.allclose(ba.double(), bb.double(), rtol=1e-9, atol=1e-12), f"{name} differs"
+    return worst
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def saved_for_backward(model: nn.Module, x: Tensor, y: Tensor) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward pass of one step."""
+    storages: dict[int, int] = {}
+
+    def pack(t: Tensor) -> Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = F.cross_entropy(model(x).mean(0), y)
+    loss.backward()
+    return sum(storages.values())
+
+
+def memory_of(variant: str, batch: int) -> dict[str, int]:
+    """Peak resident-set growth during one training step (run in a fresh process, with glibc
+    returning large blocks to the system at once) and the bytes saved for backward."""
+    model = build(variant)
+    x = torch.rand(batch, 3, SIZE, SIZE)
+    y = torch.randint(0, CLASSES, (batch,))
+    before = _rss_bytes()
+    train_step(model, x, y)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_rss": peak - before, "saved": saved_for_backward(model, x, y)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--memory-of", choices=["library", "naive", "direct"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        print(json.dumps(memory_of(args.memory_of, args.batch)))
+        return
+
+    print(
+        f"msresnet18_cifar, T={T}, batch {args.batch}, {SIZE}x{SIZE}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}"
+    )
+    worst = check_equal()
+    print(
+        f"library == naive (float64, train mode): logits, input and parameter gradients "
+        f"(max |logit diff| {worst:.1e})"
+    )
+
+    variants = ["library", "naive", "direct"]
+    models = {v: build(v) for v in variants}
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(args.batch, 3, SIZE, SIZE, generator=g)
+    y = torch.randint(0, CLASSES, (args.batch,), generator=g)
+    for v in variants:  # warm-up
+        train_step(models[v], x, y)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(args.repeats):  # interleaved so that load changes hit all variants alike
+        for v in variants:
+            start = time.perf_counter()
+            train_step(models[v], x, y)
+            times[v].append(time.perf_counter() - start)
+    med = {v: statistics.median(ts) for v, ts in times.items()}
+    best = {v: min(ts) for v, ts in times.items()}  # least disturbed by other load: the ratios use it
+
+    mem = {}
+    for v in variants:
+        cmd = [sys.executable, __file__, "--memory-of", v, "--batch", str(args.batch)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        mem[v] = json.loads(out.strip().splitlines()[-1])
+
+    mib = 2**20
+    print(
+        f"\n{'variant':<9} {'best step s':>12} {'median s':>9}  {'all steps s':<30} "
+        f"{'peak RSS MiB':>13} {'saved for bwd MiB':>18}"
+    )
+    for v in variants:
+        every = " ".join(f"{t:.2f}" for t in times[v])
+        print(
+            f"{v:<9} {best[v]:>12.2f} {med[v]:>9.2f}  {every:<30} {mem[v]['peak_rss'] / mib:>13.0f} "
+            f"{mem[v]['saved'] / mib:>18.0f}"
+        )
+    print()
+    print(
+        f"speed-up library vs naive:         {best['naive'] / best['library']:.2f}x   (goal >= 1.3x; "
+        f"medians: {med['naive'] / med['library']:.2f}x)"
+    )
+    print(
+        f"cost of GAC, library vs direct:    {best['library'] / best['direct']:.3f}x  (goal <= 1.05x; "
+        f"medians: {med['library'] / med['direct']:.3f}x)"
+    )
+    for key, label in (("peak_rss", "peak RSS"), ("saved", "saved for backward")):
+        print(
+            f"{label + ' library / naive:':<35}{mem['library'][key] / mem['naive'][key]:.2f}   "
+            f"library / direct: {mem['library'][key] / mem['direct'][key]:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
