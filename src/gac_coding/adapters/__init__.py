@@ -119,7 +119,9 @@ class GACNet(nn.Module):
             that layer by a **re-initialised** one of the same class and hyperparameters that takes
             ``out_channels``. Without it a mismatch raises ``ValueError``.
         **encoder_kwargs: passed to :class:`~gac_coding.GACEncoder` (``binarize``, ``decay``,
-            ``kernel_size``, ...).
+            ``kernel_size``, ...). Use ``binarize=True`` when the backbone's first layer is a
+            Conv/Linear, so that it receives binary spikes; keep the gated code (the default) for a
+            backbone that starts with a spiking neuron, as the paper's MS-ResNet does.
 
     Attributes:
         encoder: the :class:`~gac_coding.GACEncoder`, on the backbone's device and dtype.
