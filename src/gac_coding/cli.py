@@ -27,13 +27,15 @@ def configure_demo_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--T", type=int, default=DEMO_DEFAULTS["T"],
                         help=f"time steps (default {DEMO_DEFAULTS['T']})")
     parser.add_argument("--out", default="demo_out", help="folder for demo.json and demo.png")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="parallel training processes, one thread each (default: up to 2)")
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding demo``."""
     from .train.demo import run_demo
 
-    run_demo(epochs=args.epochs, seeds=args.seeds, T=args.T, out=args.out)
+    run_demo(epochs=args.epochs, seeds=args.seeds, T=args.T, out=args.out, workers=args.workers)
     return 0
 
 
