@@ -14,7 +14,8 @@ from gac_coding.cli import build_parser, main
 
 def test_demo_writes_json_png_and_prints_the_table(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--epochs", "1", "--seeds", "2", "--T", "2", "--out", str(out)]) == 0
+    assert main(["demo", "--epochs", "1", "--seeds", "2", "--T", "2", "--out", str(out),
+                 "--workers", "2"]) == 0
     text = capsys.readouterr().out
     report = json.loads((out / "demo.json").read_text())
     assert list(report["codings"]) == ["direct", "poisson", "gac"]
@@ -34,8 +35,16 @@ def test_demo_writes_json_png_and_prints_the_table(tmp_path: Path, capsys) -> No
         report["codings"], key=lambda k: report["codings"][k]["test_acc_mean"]
     )
     assert "test accuracy" in text and "firing rate" in text and "±" in text
+    assert "2 process(es)" in text.splitlines()[0]
     png = (out / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # the runs are seeded and single-threaded: in-process gives the pool's numbers exactly
+    from gac_coding.train.demo import run_demo
+
+    solo = run_demo(epochs=1, seeds=2, T=2, out=tmp_path / "solo", workers=1, log=lambda _m: None)
+    for name, res in report["codings"].items():
+        for a, b in zip(res["runs"], solo["codings"][name]["runs"], strict=True):
+            assert (a["test_acc"], a["firing_rate"]) == (b["test_acc"], b["firing_rate"])
 
 
 def test_demo_rejects_bad_values(tmp_path: Path) -> None:
