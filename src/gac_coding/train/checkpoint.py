@@ -105,6 +105,13 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
         FileNotFoundError: no file at ``path``.
         UnsafeCheckpointError: the file would import or call code; nothing of it ran.
         CheckpointError: the file is truncated or not a torch checkpoint dict.
+
+    Example:
+        >>> import tempfile, torch
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = save_checkpoint({"epoch": 2, "w": torch.ones(3)}, f"{d}/last.pt")
+        ...     load_checkpoint(path)["epoch"]
+        2
     """
     path = Path(path)
     if not path.is_file():

@@ -316,6 +316,14 @@ def fit(
         on_epoch_end: called on every rank with each epoch's metrics after they are saved.
         model_factory: ``create_model``-like callable; default is ``gac_coding.models``' registry.
         data: an already built :class:`DataSpec` (default: built from ``config.dataset``).
+
+    Example:
+        >>> from gac_coding.train import TrainConfig, fit
+        >>> config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1,
+        ...                      batch_size=256, lr=0.1, progress=False, device="cpu")
+        >>> result = fit(config, log=lambda line: None)     # out=None: no files written
+        >>> result.history[0]["epoch"], 0.0 <= result.history[0]["val_acc"] <= 1.0
+        (1, True)
     """
     config.validate()
     ctx = dist_utils.setup(config.device)
