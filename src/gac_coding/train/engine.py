@@ -349,10 +349,10 @@ def _fit(
         model_factory, known = default_model_factory()
         check_model_name(config.model, known)
     device = ctx.device
+    ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
     spec = data if data is not None else build_datasets(
         config.dataset, config.data_dir, image_size=config.image_size
     )
-    ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))
     if ckpt is not None:
         saved = ckpt["config"]
         for key, label, mine in (("num_classes", "class count", spec.num_classes),
