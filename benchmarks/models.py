@@ -13,7 +13,9 @@ Before timing, the script asserts that ``library`` and ``naive`` agree (logits, 
 every parameter gradient, float64, training mode). Peak memory is the growth of the resident set
 during one step, each variant measured in a fresh subprocess.
 
-Run: ``.venv/bin/python benchmarks/models.py`` (``--repeats N``, ``--batch B``, ``--threads N``).
+Run: ``.venv/bin/python benchmarks/models.py`` (``--repeats N``, ``--batch B``, ``--threads N``;
+one thread by default: on a CPU shared with other jobs, OpenMP threads that wait on each other make
+multi-threaded timings swing by several times, while one thread gives repeatable figures).
 """
 
 from __future__ import annotations
@@ -118,6 +120,16 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def _peak_rss_bytes() -> int:
+    """High-water mark of this process's resident set (VmHWM; unlike ``getrusage``'s ru_maxrss it
+    starts afresh at exec, so the parent's size does not leak into a subprocess's figure)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
+
+
 def saved_for_backward(model: nn.Module, x: Tensor, y: Tensor) -> int:
     """Bytes of the distinct storages autograd keeps for the backward pass of one step."""
     storages: dict[int, int] = {}
@@ -142,15 +154,17 @@ def memory_of(variant: str, batch: int) -> dict[str, int]:
     y = torch.randint(0, CLASSES, (batch,))
     before = _rss_bytes()
     train_step(model, x, y)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss_bytes()
     return {"peak_rss": peak - before, "saved": saved_for_backward(model, x, y)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1: robust on a shared CPU)"
+    )
     parser.add_argument("--memory-of", choices=["library", "naive", "direct"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
