@@ -3,15 +3,18 @@
 Compares, for ``msresnet18_cifar`` at T=6, batch 8, 32x32 static images, one training step
 (forward + backward of the cross-entropy on the time-averaged logits):
 
-* ``library``: this library (static fast path of the stem and SCA, fused multi-step LIF);
+* ``library``: this library (static fast path of the stem and SCA, fused multi-step LIF), with the
+  default eager LIF backend; ``library_cpp``: the same with the C++ LIF kernel
+  (``gac_coding.neuron.set_backend("cpp")``, compiled on first use; its build time is printed);
 * ``naive``: the same weights computed the way the authors' code runs them: the image repeated T
   times, the stem, its BN and the SCA recomputed every step, every LIF (the encoder's included) a
   Python loop of autograd operations (``gac_coding.neuron.lif_reference``);
-* ``direct``: this library with ``gac=False`` (direct coding), to see what GAC costs.
+* ``direct`` / ``direct_cpp``: this library with ``gac=False`` (direct coding), to see what GAC
+  costs, with each LIF backend.
 
-Before timing, the script asserts that ``library`` and ``naive`` agree (logits, input gradient and
-every parameter gradient, float64, training mode). Peak memory is the growth of the resident set
-during one step, each variant measured in a fresh subprocess.
+Before timing, the script asserts that ``library`` (both backends) and ``naive`` agree (logits,
+input gradient and every parameter gradient, float64, training mode). Peak memory is the growth of
+the resident set during one step, each variant measured in a fresh subprocess.
 
 Run: ``.venv/bin/python benchmarks/models.py`` (``--repeats N``, ``--batch B``, ``--threads N``;
 one thread by default: on a CPU shared with other jobs, OpenMP threads that wait on each other make
@@ -34,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gac_coding import LIF
+from gac_coding import LIF, _lif_kernel, neuron
 from gac_coding.encoder import GACEncoder
 from gac_coding.models import create_model
 from gac_coding.neuron import lif_reference
@@ -82,9 +85,18 @@ def naive_copy(model: nn.Module) -> nn.Module:
     return naive
 
 
+VARIANTS = ["library", "library_cpp", "naive", "direct", "direct_cpp"]
+
+
+def use_backend(variant: str) -> None:
+    """Select the LIF backend a variant runs with (``naive`` does not use it)."""
+    neuron.set_backend("cpp" if variant.endswith("_cpp") else "eager")
+
+
 def build(variant: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    lib = create_model("msresnet18_cifar", num_classes=CLASSES, T=T, gac=variant != "direct")
+    gac = not variant.startswith("direct")
+    lib = create_model("msresnet18_cifar", num_classes=CLASSES, T=T, gac=gac)
     return naive_copy(lib) if variant == "naive" else lib
 
 
@@ -96,8 +108,9 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return logits
 
 
-def check_equal(batch: int = 2) -> float:
+def check_equal(backend: str, batch: int = 2) -> float:
     """library == naive in float64, training mode: logits, input and parameter gradients."""
+    neuron.set_backend(backend)
     lib = build("library").double()
     naive = naive_copy(lib)
     g = torch.Generator().manual_seed(1)
@@ -149,6 +162,7 @@ def saved_for_backward(model: nn.Module, x: Tensor, y: Tensor) -> int:
 def memory_of(variant: str, batch: int) -> dict[str, int]:
     """Peak resident-set growth during one training step (run in a fresh process, with glibc
     returning large blocks to the system at once) and the bytes saved for backward."""
+    use_backend(variant)
     model = build(variant)
     x = torch.rand(batch, 3, SIZE, SIZE)
     y = torch.randint(0, CLASSES, (batch,))
@@ -165,7 +179,7 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1: robust on a shared CPU)"
     )
-    parser.add_argument("--memory-of", choices=["library", "naive", "direct"], help=argparse.SUPPRESS)
+    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -177,22 +191,34 @@ def main() -> None:
         f"msresnet18_cifar, T={T}, batch {args.batch}, {SIZE}x{SIZE}, {torch.get_num_threads()} threads, "
         f"torch {torch.__version__}"
     )
-    worst = check_equal()
-    print(
-        f"library == naive (float64, train mode): logits, input and parameter gradients "
-        f"(max |logit diff| {worst:.1e})"
-    )
+    start = time.perf_counter()
+    built_before = _lif_kernel.is_built()
+    kernel = _lif_kernel.load()
+    took = time.perf_counter() - start
+    if kernel is None:
+        print(f"C++ LIF kernel: build FAILED ({_lif_kernel.build_error()}); *_cpp run the eager path")
+    else:
+        how = "loaded from torch's extension cache" if built_before else "compiled"
+        print(f"C++ LIF kernel: {how} in {took:.1f} s")
+    for backend in ("eager", "cpp"):
+        worst = check_equal(backend)
+        print(
+            f"library ({backend}) == naive (float64, train mode): logits, input and parameter "
+            f"gradients (max |logit diff| {worst:.1e})"
+        )
 
-    variants = ["library", "naive", "direct"]
+    variants = VARIANTS
     models = {v: build(v) for v in variants}
     g = torch.Generator().manual_seed(2)
     x = torch.rand(args.batch, 3, SIZE, SIZE, generator=g)
     y = torch.randint(0, CLASSES, (args.batch,), generator=g)
     for v in variants:  # warm-up
+        use_backend(v)
         train_step(models[v], x, y)
     times: dict[str, list[float]] = {v: [] for v in variants}
     for _ in range(args.repeats):  # interleaved so that load changes hit all variants alike
         for v in variants:
+            use_backend(v)
             start = time.perf_counter()
             train_step(models[v], x, y)
             times[v].append(time.perf_counter() - start)
@@ -210,30 +236,36 @@ def main() -> None:
 
     mib = 2**20
     print(
-        f"\n{'variant':<9} {'best step s':>12} {'median s':>9}  {'all steps s':<30} "
+        f"\n{'variant':<11} {'best step s':>12} {'median s':>9}  {'all steps s':<30} "
         f"{'peak RSS MiB':>13} {'saved for bwd MiB':>18}"
     )
     for v in variants:
         every = " ".join(f"{t:.2f}" for t in times[v])
         print(
-            f"{v:<9} {best[v]:>12.2f} {med[v]:>9.2f}  {every:<30} {mem[v]['peak_rss'] / mib:>13.0f} "
+            f"{v:<11} {best[v]:>12.2f} {med[v]:>9.2f}  {every:<30} {mem[v]['peak_rss'] / mib:>13.0f} "
             f"{mem[v]['saved'] / mib:>18.0f}"
         )
     print()
-    print(
-        f"speed-up library vs naive:         {best['naive'] / best['library']:.2f}x   (goal >= 1.3x; "
-        f"medians: {med['naive'] / med['library']:.2f}x)"
-    )
-    print(
-        f"cost of GAC, library vs direct:    {best['library'] / best['direct']:.3f}x  (goal <= 1.05x; "
-        f"medians: {med['library'] / med['direct']:.3f}x)"
-    )
-    for key, label in (("peak_rss", "peak RSS"), ("saved", "saved for backward")):
+    for lib, label in (("library", "eager"), ("library_cpp", "cpp")):
         print(
-            f"{label + ' library / naive:':<35}{mem['library'][key] / mem['naive'][key]:.2f}   "
-            f"library / direct: {mem['library'][key] / mem['direct'][key]:.2f}"
+            f"speed-up library ({label}) vs naive:{'':<{6 - len(label)}} "
+            f"{best['naive'] / best[lib]:.2f}x   (goal >= 1.3x; medians: {med['naive'] / med[lib]:.2f}x)"
         )
-
+    print(
+        f"speed-up cpp vs eager LIF backend:      {best['library'] / best['library_cpp']:.2f}x   "
+        f"(medians: {med['library'] / med['library_cpp']:.2f}x)"
+    )
+    for lib, direct, label in (("library", "direct", "eager"), ("library_cpp", "direct_cpp", "cpp")):
+        print(
+            f"cost of GAC ({label}), library / direct:{'':<{6 - len(label)}}"
+            f"{best[lib] / best[direct]:.3f}x  (goal <= 1.05x; medians: {med[lib] / med[direct]:.3f}x)"
+        )
+    for key, name in (("peak_rss", "peak RSS"), ("saved", "saved for backward")):
+        print(
+            f"{name + ' library / naive:':<35}{mem['library'][key] / mem['naive'][key]:.2f}   "
+            f"library / direct: {mem['library'][key] / mem['direct'][key]:.2f}   "
+            f"library_cpp / naive: {mem['library_cpp'][key] / mem['naive'][key]:.2f}"
+        )
 
 if __name__ == "__main__":
     main()

@@ -144,12 +144,14 @@ class _GatedLIF(torch.autograd.Function):
         fired = torch.empty(full, dtype=torch.bool, device=u.device)
         gate = torch.empty(full, dtype=dtype, device=u.device)
         out = torch.empty(full, dtype=dtype, device=u.device)
+        keep = torch.empty(step_shape, dtype=dtype, device=u.device)
         sca_static = sca.dim() == len(step_shape)
         ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
-        v = None
+        h_prev = None
         for t in range(T):
             h_t = h[t] if save else h
-            v = lif_step_forward(u if static else u[t], v, decay, threshold, h_t, fired[t])
+            lif_step_forward(u if static else u[t], h_prev, keep, decay, threshold, h_t, fired[t])
+            h_prev = h_t
             torch.mul(sca if sca_static else sca[t], ta_b[t], out=gate[t])
             gate[t].sigmoid_()
             torch.mul(gate[t], fired[t], out=out[t])
@@ -170,6 +172,7 @@ class _GatedLIF(torch.autograd.Function):
         grad_ta = torch.empty((T, B), dtype=ta.dtype, device=ta.device)
         grad_u = None if static else torch.empty_like(h)
         grad_sca = torch.zeros_like(sca) if sca_static else torch.empty_like(sca)
+        keep = torch.empty(step_shape, dtype=h.dtype, device=h.device)
         g = None
         for t in range(T - 1, -1, -1):
             m = gate[t]
@@ -182,7 +185,7 @@ class _GatedLIF(torch.autograd.Function):
                 grad_sca.addcmul_(grad_z, ta_b[t])
             else:
                 torch.mul(grad_z, ta_b[t], out=grad_sca[t])
-            g = lif_step_backward(grad_s, g, h[t], fired[t], decay, threshold, surrogate, detach_reset)
+            g = lif_step_backward(grad_s, g, h[t], keep, decay, threshold, surrogate, detach_reset)
             if static:
                 grad_u = g if grad_u is None else grad_u.add_(g)
             else:

@@ -12,23 +12,33 @@ applied after firing. The backward pass replaces ``d s / d h`` by a surrogate an
 
 The multi-step function :func:`lif` runs the whole ``[T, B, ...]`` sequence inside one autograd
 node with a hand-written backward through time: it saves one tensor (the pre-spike membrane) instead
-of the handful of intermediates per step that an autograd loop keeps.
+of the handful of intermediates per step that an autograd loop keeps. Two backends run it on CPU
+(:func:`set_backend`): ``"eager"`` (default), torch operations with float comparisons written
+directly (no bool masks, ``masked_fill`` or bool-to-float copies), and ``"cpp"``, an optional fused
+C++ kernel (:mod:`gac_coding._lif_kernel`) compiled on first use, with a fallback to eager.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Callable
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "BACKENDS",
+    "BACKEND_ENV",
     "LIF",
     "RECIPES",
     "SurrogateLike",
+    "get_backend",
     "lif",
     "lif_reference",
     "resolve_surrogate",
+    "set_backend",
     "surrogate_rectangle",
     "surrogate_triangle",
 ]
@@ -91,48 +101,199 @@ def _check_params(decay: float, threshold: float) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------------------------
-# One step forward and backward, shared by the LIF function and the fused GAC gate.
+# Backend selection: the eager torch path or the fused C++ kernel (gac_coding._lif_kernel).
+# --------------------------------------------------------------------------------------------
+
+BACKENDS = ("auto", "eager", "cpp")
+#: Environment variable read on the first LIF call when :func:`set_backend` was not called.
+BACKEND_ENV = "GAC_CODING_LIF_BACKEND"
+_DEFAULT_BACKEND = "eager"
+
+_backend: str | None = None  # None: not chosen yet, read BACKEND_ENV on first use
+_warned_build = False
+
+
+def _check_backend(name: object, source: str) -> str:
+    if not isinstance(name, str) or name.strip().lower() not in BACKENDS:
+        raise ValueError(f"{source}: expected one of {list(BACKENDS)}, got {name!r}")
+    return name.strip().lower()
+
+
+def set_backend(name: str) -> None:
+    """Choose how :func:`lif` (and every :class:`LIF`) runs on CPU.
+
+    * ``"eager"`` (default): torch operations, a few passes over memory per time step.
+    * ``"cpp"``: a fused C++ kernel, one pass over the sequence forward and one backward. It is
+      compiled on first use (about half a minute, once: torch caches the build in its extensions
+      directory, ``TORCH_EXTENSIONS_DIR``); if compiling fails, one warning names the reason and the
+      eager path is used for the rest of the process.
+    * ``"auto"``: the kernel when it is already built or a C++ compiler and ``ninja`` are found (it
+      then builds it on first use), else the eager path without a warning.
+
+    The kernel covers float32/float64 CPU tensors and the ``"triangle"``/``"rectangle"`` surrogates;
+    anything else (CUDA, half precision, a callable surrogate) takes the eager path. Both paths
+    give the same spikes and gradients. Without a call, the environment variable
+    ``GAC_CODING_LIF_BACKEND`` is read on the first LIF call. Nothing is compiled here.
+    """
+    global _backend
+    _backend = _check_backend(name, "backend")
+
+
+def get_backend() -> str:
+    """The backend chosen by :func:`set_backend`, ``GAC_CODING_LIF_BACKEND`` or the default."""
+    global _backend
+    if _backend is None:
+        env = os.environ.get(BACKEND_ENV, "").strip()
+        _backend = _check_backend(env, BACKEND_ENV) if env else _DEFAULT_BACKEND
+    return _backend
+
+
+def _surrogate_code(fn: SurrogateFn) -> int | None:
+    if fn is surrogate_triangle:
+        return 0
+    if fn is surrogate_rectangle:
+        return 1
+    return None
+
+
+def _kernel_for(x: Tensor, fn: SurrogateFn) -> ModuleType | None:
+    """The compiled kernel if the chosen backend and this call allow it, else ``None`` (eager)."""
+    global _warned_build
+    backend = get_backend()
+    if backend == "eager":
+        return None
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    if _surrogate_code(fn) is None:
+        return None
+    from . import _lif_kernel
+
+    if backend == "auto" and not (_lif_kernel.is_built() or _lif_kernel.toolchain_available()):
+        return None
+    module = _lif_kernel.load()
+    if module is None and not _warned_build:
+        _warned_build = True
+        warnings.warn(
+            f"gac_coding: the C++ LIF kernel could not be built ({_lif_kernel.build_error()}); "
+            "using the eager torch path for the rest of this process",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return module
+
+
+# --------------------------------------------------------------------------------------------
+# One step forward and backward (eager), shared by the LIF function and the fused GAC gate.
 # --------------------------------------------------------------------------------------------
 
 
 def lif_step_forward(
-    x_t: Tensor, v: Tensor | None, decay: float, threshold: float, h_out: Tensor, fired_out: Tensor
-) -> Tensor:
-    """Write ``h_t`` into ``h_out`` and ``s_t`` (bool) into ``fired_out``; return the reset ``v_t``."""
-    if v is None:
+    x_t: Tensor,
+    h_prev: Tensor | None,
+    keep: Tensor,
+    decay: float,
+    threshold: float,
+    h_out: Tensor,
+    spike_out: Tensor,
+) -> None:
+    """One step: write ``h_t`` into ``h_out``, ``s_t`` into ``spike_out`` and ``1 - s_t`` into ``keep``.
+
+    ``h_prev`` is ``h_{t-1}`` (``None`` at the first step), ``keep`` holds ``1 - s_{t-1}`` on entry
+    (a float tensor of the step's shape). ``h_t = x_t + (decay h_{t-1}) (1 - s_{t-1})`` is one
+    ``addcmul``; ``spike_out`` may be float (0./1.) or bool. ``h_out`` may be ``h_prev`` itself.
+    Comparisons write float results directly: no bool mask, ``masked_fill`` or bool-to-float copy.
+    """
+    if h_prev is None:
         h_out.copy_(x_t)
     else:
-        torch.add(x_t, v, alpha=decay, out=h_out)
-    torch.gt(h_out, threshold, out=fired_out)
-    return h_out.masked_fill(fired_out, 0.0)
+        torch.addcmul(x_t, h_prev, keep, value=decay, out=h_out)
+    torch.gt(h_out, threshold, out=spike_out)
+    torch.le(h_out, threshold, out=keep)
+
+
+def _surrogate_at(h_t: Tensor, threshold: float, surrogate: SurrogateFn) -> Tensor:
+    """``surrogate(h_t - threshold)`` as a new tensor, in place after the subtraction when named."""
+    d = torch.sub(h_t, threshold)
+    if surrogate is surrogate_triangle:
+        return d.abs_().neg_().add_(1.0).clamp_(min=0.0)  # -a + 1 rounds exactly as 1 - a
+    if surrogate is surrogate_rectangle:
+        return d.abs_().lt_(0.5)
+    return surrogate(d)
 
 
 def lif_step_backward(
     grad_s: Tensor,
     grad_h_next: Tensor | None,
     h_t: Tensor,
-    s_t: Tensor,
+    keep: Tensor,
     decay: float,
     threshold: float,
     surrogate: SurrogateFn,
     detach_reset: bool,
+    out: Tensor | None = None,
 ) -> Tensor:
     """``dL/dh_t`` from ``dL/ds_t`` and ``g = dL/dh_{t+1}`` (``None`` at the last step).
 
-    ``s_t`` is the bool spike mask.
+    ``keep`` is a float scratch tensor of the step's shape (overwritten with ``1 - s_t``, computed
+    from ``h_t``); the result goes to ``out`` when given.
 
     ``v_t = h_t (1 - s_t)`` and ``h_{t+1} = decay v_t + x_{t+1}``, hence
     ``dL/ds_t = grad_s - decay g h_t`` (the reset path, dropped when detached) and
     ``dL/dh_t = dL/ds_t * surrogate(h_t - threshold) + decay g (1 - s_t)`` with ``g = dL/dh_{t+1}``.
     """
+    sg = _surrogate_at(h_t, threshold, surrogate)
     if grad_h_next is None:
-        return grad_s * surrogate(h_t - threshold)
+        return torch.mul(grad_s, sg, out=out) if out is not None else sg.mul_(grad_s)
     if detach_reset:
-        gs = grad_s
+        grad_h = sg.mul_(grad_s)
     else:
-        gs = torch.addcmul(grad_s, grad_h_next, h_t, value=-decay)
-    grad_h = gs * surrogate(h_t - threshold)
-    return grad_h.add_(grad_h_next.masked_fill(s_t, 0.0), alpha=decay)
+        grad_h = torch.addcmul(grad_s, grad_h_next, h_t, value=-decay).mul_(sg)
+    torch.le(h_t, threshold, out=keep)
+    if out is None:
+        return grad_h.addcmul_(grad_h_next, keep, value=decay)
+    return torch.addcmul(grad_h, grad_h_next, keep, value=decay, out=out)
+
+
+def _eager_forward(
+    x: Tensor, steps: int, decay: float, threshold: float, save: bool
+) -> tuple[Tensor, Tensor | None]:
+    static = steps > 0
+    T = steps if static else x.shape[0]
+    shape = (T, *x.shape) if static else x.shape
+    spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
+    # without a backward pass one scratch step of membrane is enough (updated in place)
+    h = torch.empty(shape if save else shape[1:], dtype=x.dtype, device=x.device)
+    keep = torch.empty(shape[1:], dtype=x.dtype, device=x.device)
+    h_prev = None
+    for t in range(T):
+        h_t = h[t] if save else h
+        lif_step_forward(x if static else x[t], h_prev, keep, decay, threshold, h_t, spikes[t])
+        h_prev = h_t
+    return spikes, (h if save else None)
+
+
+def _eager_backward(
+    grad_s: Tensor,
+    h: Tensor,
+    static: bool,
+    decay: float,
+    threshold: float,
+    surrogate: SurrogateFn,
+    detach_reset: bool,
+) -> Tensor:
+    T = h.shape[0]
+    keep = torch.empty_like(h[0])
+    grad_x = None if static else torch.empty_like(h)
+    g = None
+    for t in range(T - 1, -1, -1):
+        out = None if static else grad_x[t]  # type: ignore[index]
+        g = lif_step_backward(
+            grad_s[t], g, h[t], keep, decay, threshold, surrogate, detach_reset, out=out
+        )
+        if static:
+            # g is fresh each step and the previous one is no longer needed: accumulate in place
+            grad_x = g if grad_x is None else grad_x.add_(g)
+    return grad_x  # type: ignore[return-value]
 
 
 class _LIFFunction(torch.autograd.Function):
@@ -146,37 +307,27 @@ class _LIFFunction(torch.autograd.Function):
         surrogate: SurrogateFn,
         detach_reset: bool,
         save: bool,
+        kernel: ModuleType | None,
     ) -> Tensor:
-        static = steps > 0
-        T = steps if static else x.shape[0]
-        shape = (T, *x.shape) if static else x.shape
-        # without a backward pass one scratch step of membrane is enough
-        h = torch.empty(shape if save else shape[1:], dtype=x.dtype, device=x.device)
-        fired = torch.empty(shape, dtype=torch.bool, device=x.device)
-        v = None
-        for t in range(T):
-            h_t = h[t] if save else h
-            v = lif_step_forward(x if static else x[t], v, decay, threshold, h_t, fired[t])
+        if kernel is not None:
+            spikes, h = kernel.lif_forward(x, steps, decay, threshold, save)
+        else:
+            spikes, h = _eager_forward(x, steps, decay, threshold, save)
         if save:
-            ctx.save_for_backward(h, fired)
-        ctx.params = (static, decay, threshold, surrogate, detach_reset)
-        return fired.to(x.dtype)
+            ctx.save_for_backward(h)
+        ctx.params = (steps > 0, decay, threshold, surrogate, detach_reset, kernel)
+        return spikes
 
     @staticmethod
     def backward(ctx, grad_s: Tensor):  # type: ignore[override]
-        h, fired = ctx.saved_tensors
-        static, decay, threshold, surrogate, detach_reset = ctx.params
-        T = h.shape[0]
-        grad_x = None if static else torch.empty_like(h)
-        g = None
-        for t in range(T - 1, -1, -1):
-            g = lif_step_backward(grad_s[t], g, h[t], fired[t], decay, threshold, surrogate, detach_reset)
-            if static:
-                # g is fresh each step and the previous one is no longer needed: accumulate in place
-                grad_x = g if grad_x is None else grad_x.add_(g)
-            else:
-                grad_x[t] = g
-        return grad_x, None, None, None, None, None, None
+        (h,) = ctx.saved_tensors
+        static, decay, threshold, surrogate, detach_reset, kernel = ctx.params
+        if kernel is not None:
+            code = _surrogate_code(surrogate)
+            grad_x = kernel.lif_backward(grad_s, h, static, decay, threshold, code, detach_reset)
+        else:
+            grad_x = _eager_backward(grad_s, h, static, decay, threshold, surrogate, detach_reset)
+        return grad_x, None, None, None, None, None, None, None
 
 
 def lif(
@@ -218,7 +369,8 @@ def lif(
     elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     save = torch.is_grad_enabled() and x.requires_grad
-    return _LIFFunction.apply(x, steps, decay, threshold, fn, bool(detach_reset), save)
+    kernel = _kernel_for(x, fn)
+    return _LIFFunction.apply(x, steps, decay, threshold, fn, bool(detach_reset), save, kernel)
 
 
 class _Heaviside(torch.autograd.Function):

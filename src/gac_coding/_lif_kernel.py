@@ -1,0 +1,279 @@
+"""Optional fused C++ CPU kernel of the multi-step LIF, compiled on first use.
+
+The eager path of :mod:`gac_coding.neuron` runs a handful of elementwise torch operations per time
+step, each one a full pass over memory. This module compiles (``torch.utils.cpp_extension``,
+C++ only) a kernel that walks ``[T, N]`` once per element in the forward pass (writing the spikes
+and, for the backward pass, the pre-spike membrane ``h``) and once in the backward pass (the whole
+backward through time inside the kernel, steps in reverse), parallel over ``N`` with ATen's OpenMP.
+
+It performs the same floating-point operations in the same order as the eager path (compiled with
+``-ffp-contract=off``): the spikes agree exactly with it and with :func:`gac_coding.neuron.lif_reference`;
+the gradients agree to float rounding (ATen's vectorised ``addcmul`` fuses a multiply-add, this
+kernel does not).
+
+Nothing here runs at import: :func:`load` compiles (or loads torch's cached build) on the first
+call, and a failure is remembered, so that the caller can fall back to the eager path for the rest
+of the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import threading
+from types import ModuleType
+
+__all__ = ["SURROGATE_CODES", "build_error", "is_built", "load", "toolchain_available"]
+
+#: Integer codes of the surrogates the kernel knows; other surrogates use the eager path.
+SURROGATE_CODES: dict[str, int] = {"triangle": 0, "rectangle": 1}
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+// Elements of one step handled together: the membrane of a chunk stays in a local buffer while
+// the loop walks the steps, and the inner loop over a chunk is contiguous (vectorisable).
+constexpr int64_t kChunk = 512;
+// Below this many elements per step, one thread.
+constexpr int64_t kGrain = 16384;
+
+template <typename scalar_t>
+void forward_range(const scalar_t* x, scalar_t* s, scalar_t* h, int64_t T, int64_t N,
+                   bool is_static, scalar_t decay, scalar_t th, int64_t begin, int64_t end) {
+  scalar_t hp[kChunk];
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, end - c0);
+    for (int64_t t = 0; t < T; ++t) {
+      const scalar_t* xt = x + (is_static ? 0 : t * N) + c0;
+      scalar_t* st = s + t * N + c0;
+      if (t == 0) {
+        for (int64_t i = 0; i < n; ++i) {
+          hp[i] = xt[i];
+        }
+      } else {
+        // h_t = x_t + (decay * h_{t-1}) * keep_{t-1}, keep = [h <= th]: the eager addcmul
+        for (int64_t i = 0; i < n; ++i) {
+          const scalar_t keep = hp[i] <= th ? scalar_t(1) : scalar_t(0);
+          hp[i] = xt[i] + (decay * hp[i]) * keep;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        st[i] = hp[i] > th ? scalar_t(1) : scalar_t(0);
+      }
+      if (h != nullptr) {
+        scalar_t* ht = h + t * N + c0;
+        for (int64_t i = 0; i < n; ++i) {
+          ht[i] = hp[i];
+        }
+      }
+    }
+  }
+}
+
+template <typename scalar_t, int kSurrogate, bool kDetach>
+void backward_range(const scalar_t* gs, const scalar_t* h, scalar_t* gx, int64_t T, int64_t N,
+                    bool is_static, scalar_t decay, scalar_t th, int64_t begin, int64_t end) {
+  scalar_t g[kChunk];
+  const scalar_t ndecay = -decay;
+  for (int64_t c0 = begin; c0 < end; c0 += kChunk) {
+    const int64_t n = std::min(kChunk, end - c0);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const scalar_t* gst = gs + t * N + c0;
+      const scalar_t* ht = h + t * N + c0;
+      scalar_t* out = gx + (is_static ? 0 : t * N) + c0;
+      const bool last = t == T - 1;
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t hv = ht[i];
+        const scalar_t d = hv - th;
+        scalar_t sg;
+        if (kSurrogate == 0) {
+          const scalar_t a = scalar_t(1) - std::abs(d);
+          sg = a < scalar_t(0) ? scalar_t(0) : a;
+        } else {
+          sg = std::abs(d) < scalar_t(0.5) ? scalar_t(1) : scalar_t(0);
+        }
+        scalar_t r;
+        if (last) {
+          r = gst[i] * sg;
+        } else {
+          // dL/ds_t = grad_s - decay g h_t (reset path); dL/dh_t = dL/ds_t sg + decay g keep_t
+          const scalar_t gsv = kDetach ? gst[i] : gst[i] + (ndecay * g[i]) * hv;
+          const scalar_t keep = hv <= th ? scalar_t(1) : scalar_t(0);
+          r = gsv * sg + (decay * g[i]) * keep;
+        }
+        g[i] = r;
+        if (is_static && !last) {
+          out[i] = out[i] + r;
+        } else {
+          out[i] = r;
+        }
+      }
+    }
+  }
+}
+
+void check_input(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, name,
+              ": expected float32 or float64");
+}
+
+}  // namespace
+
+std::vector<at::Tensor> lif_forward(const at::Tensor& x_in, int64_t steps, double decay,
+                                    double threshold, bool save) {
+  check_input(x_in, "x");
+  const at::Tensor x = x_in.contiguous();
+  const bool is_static = steps > 0;
+  const int64_t T = is_static ? steps : x.size(0);
+  const int64_t N = is_static ? x.numel() : (T > 0 ? x.numel() / T : 0);
+  std::vector<int64_t> shape;
+  if (is_static) shape.push_back(T);
+  for (int64_t d : x.sizes()) shape.push_back(d);
+  at::Tensor s = at::empty(shape, x.options());
+  at::Tensor h = save ? at::empty(shape, x.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gac_lif_forward", [&] {
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    scalar_t* sp = s.data_ptr<scalar_t>();
+    scalar_t* hp = save ? h.data_ptr<scalar_t>() : nullptr;
+    const scalar_t dc = static_cast<scalar_t>(decay);
+    const scalar_t th = static_cast<scalar_t>(threshold);
+    at::parallel_for(0, N, kGrain, [&](int64_t b, int64_t e) {
+      forward_range<scalar_t>(xp, sp, hp, T, N, is_static, dc, th, b, e);
+    });
+  });
+  return {s, h};
+}
+
+at::Tensor lif_backward(const at::Tensor& grad_in, const at::Tensor& h_in, bool is_static,
+                        double decay, double threshold, int64_t surrogate, bool detach_reset) {
+  check_input(h_in, "h");
+  TORCH_CHECK(surrogate == 0 || surrogate == 1, "surrogate: expected 0 or 1");
+  const at::Tensor h = h_in.contiguous();
+  const at::Tensor gs = grad_in.to(h.scalar_type()).contiguous();
+  TORCH_CHECK(gs.sizes() == h.sizes(), "grad: expected the shape of h");
+  const int64_t T = h.size(0);
+  const int64_t N = T > 0 ? h.numel() / T : 0;
+  at::Tensor gx = is_static ? at::empty(h.sizes().slice(1), h.options()) : at::empty_like(h);
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gac_lif_backward", [&] {
+    const scalar_t* gp = gs.data_ptr<scalar_t>();
+    const scalar_t* hp = h.data_ptr<scalar_t>();
+    scalar_t* op = gx.data_ptr<scalar_t>();
+    const scalar_t dc = static_cast<scalar_t>(decay);
+    const scalar_t th = static_cast<scalar_t>(threshold);
+    at::parallel_for(0, N, kGrain, [&](int64_t b, int64_t e) {
+      if (surrogate == 0 && detach_reset) {
+        backward_range<scalar_t, 0, true>(gp, hp, op, T, N, is_static, dc, th, b, e);
+      } else if (surrogate == 0) {
+        backward_range<scalar_t, 0, false>(gp, hp, op, T, N, is_static, dc, th, b, e);
+      } else if (detach_reset) {
+        backward_range<scalar_t, 1, true>(gp, hp, op, T, N, is_static, dc, th, b, e);
+      } else {
+        backward_range<scalar_t, 1, false>(gp, hp, op, T, N, is_static, dc, th, b, e);
+      }
+    });
+  });
+  return gx;
+}
+"""
+
+_FLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
+
+_lock = threading.Lock()
+_module: ModuleType | None = None
+_error: str | None = None
+
+
+def _name() -> str:
+    """Extension name, tied to the source and flags so that an edit never loads a stale build."""
+    digest = hashlib.sha256((_SOURCE + " ".join(_FLAGS)).encode()).hexdigest()[:12]
+    return f"gac_coding_lif_{digest}"
+
+
+def _cpp_extension() -> ModuleType:
+    """``torch.utils.cpp_extension``, imported without its "No CUDA runtime is found" log line
+    (irrelevant here: the kernel is C++ only)."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
+def _build_dir() -> str:
+    return _cpp_extension()._get_build_directory(_name(), verbose=False)
+
+
+def toolchain_available() -> bool:
+    """Whether a C++ compiler and ``ninja`` (which ``torch.utils.cpp_extension`` needs) are found."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return False
+    return bool(_cpp_extension().is_ninja_available())
+
+
+def is_built() -> bool:
+    """Whether torch's extension cache already holds a build of this kernel (no compiling)."""
+    if _module is not None:
+        return True
+    try:
+        directory = _build_dir()
+    except Exception:  # noqa: BLE001 - no cache directory: not built
+        return False
+    return os.path.isfile(os.path.join(directory, f"{_name()}.so"))
+
+
+def build_error() -> str | None:
+    """Why the last build failed in this process (``None`` if none failed)."""
+    return _error
+
+
+def _summary(exc: BaseException) -> str:
+    """The first line of a (possibly long, compiler-output) exception message and the first later
+    line that says what went wrong, shortened."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0][:200] if lines else ""
+    causes = [line for line in lines[1:] if "error" in line.lower() or "not found" in line.lower()]
+    if causes or len(lines) > 1:
+        text += " ... " + (causes or lines[-1:])[0][:300]
+    return f"{type(exc).__name__}: {text}"
+
+
+def _compile() -> ModuleType:
+    return _cpp_extension().load_inline(
+        name=_name(),
+        cpp_sources=[_SOURCE],
+        functions=["lif_forward", "lif_backward"],
+        extra_cflags=_FLAGS,
+        verbose=False,
+    )
+
+
+def load() -> ModuleType | None:
+    """The compiled module (building it on first use), or ``None`` after a failed build.
+
+    A failure is recorded in :func:`build_error` and not retried in this process.
+    """
+    global _module, _error
+    if _module is not None or _error is not None:
+        return _module
+    with _lock:
+        if _module is None and _error is None:
+            try:
+                _module = _compile()
+            except Exception as exc:  # noqa: BLE001 - any failure means: use the eager path
+                _error = _summary(exc)
+    return _module
