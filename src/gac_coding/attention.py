@@ -115,7 +115,7 @@ class SpatialChannelAttention(nn.Module):
 
 
 class _GatedLIF(torch.autograd.Function):
-    """``O_t = sigmoid(TA_t * SCA_t) * LIF(U)_t``; also returns the spikes (bool) and the gate."""
+    """``O_t = sigmoid(TA_t * SCA_t) * LIF(U)_t``; also returns the spikes and the gate."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -141,7 +141,7 @@ class _GatedLIF(torch.autograd.Function):
         full = (T, *step_shape)
         # without a backward pass one scratch step of membrane is enough
         h = torch.empty(full if save else step_shape, dtype=dtype, device=u.device)
-        fired = torch.empty(full, dtype=torch.bool, device=u.device)
+        fired = torch.empty(full, dtype=dtype, device=u.device)  # 0./1.: no bool promotions later
         gate = torch.empty(full, dtype=dtype, device=u.device)
         out = torch.empty(full, dtype=dtype, device=u.device)
         keep = torch.empty(step_shape, dtype=dtype, device=u.device)
@@ -156,40 +156,54 @@ class _GatedLIF(torch.autograd.Function):
             gate[t].sigmoid_()
             torch.mul(gate[t], fired[t], out=out[t])
         if save:
-            ctx.save_for_backward(h, fired, gate, ta, sca)
+            # the output O = gate * S stands for S in the backward pass (dO/dz = dO * O * (1 - gate))
+            ctx.save_for_backward(h, out, gate, ta, sca)
         ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset)
         ctx.mark_non_differentiable(fired, gate)
+        # no zero-filled T-sized gradients for the two non-differentiable outputs
+        ctx.set_materialize_grads(False)
         return out, fired, gate
 
     @staticmethod
     def backward(ctx, grad_out: Tensor, _g_fired, _g_gate):  # type: ignore[override]
-        h, fired, gate, ta, sca = ctx.saved_tensors
+        h, out, gate, ta, sca = ctx.saved_tensors
         static, sca_static, decay, threshold, surrogate, detach_reset = ctx.params
+        if grad_out is None:  # only the non-differentiable outputs were used
+            return (None,) * 9
         T = h.shape[0]
         step_shape = h.shape[1:]
         B = step_shape[0]
         ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
         grad_ta = torch.empty((T, B), dtype=ta.dtype, device=ta.device)
-        grad_u = None if static else torch.empty_like(h)
-        grad_sca = torch.zeros_like(sca) if sca_static else torch.empty_like(sca)
-        keep = torch.empty(step_shape, dtype=h.dtype, device=h.device)
+        grad_u = torch.empty_like(h[0] if static else h)
+        grad_sca = torch.empty_like(sca)
+        # per-step scratch, reused: no fresh T-sized temporaries in the loop
+        keep, grad_s, grad_z, prod = (torch.empty_like(h[0]) for _ in range(4))
+        carry = (torch.empty_like(h[0]), torch.empty_like(h[0]))
         g = None
-        for t in range(T - 1, -1, -1):
+        for i, t in enumerate(range(T - 1, -1, -1)):
             m = gate[t]
             sca_t = sca if sca_static else sca[t]
-            grad_s = grad_out[t] * m
-            # d O / d z = S * m * (1 - m), z = TA * SCA; written from grad_s = dO * m
-            grad_z = torch.addcmul(grad_s, grad_s, m, value=-1.0).mul_(fired[t])
-            grad_ta[t] = torch.einsum("bn,bn->b", grad_z.reshape(B, -1), sca_t.reshape(B, -1))
-            if sca_static:
-                grad_sca.addcmul_(grad_z, ta_b[t])
-            else:
+            torch.mul(grad_out[t], m, out=grad_s)
+            # d O / d z = S * m * (1 - m) with z = TA * SCA, and S * m = O
+            torch.mul(grad_out[t], out[t], out=prod)
+            torch.addcmul(prod, prod, m, value=-1.0, out=grad_z)
+            grad_ta[t] = torch.mul(grad_z, sca_t, out=prod).view(B, -1).sum(1)
+            if not sca_static:
                 torch.mul(grad_z, ta_b[t], out=grad_sca[t])
-            g = lif_step_backward(grad_s, g, h[t], keep, decay, threshold, surrogate, detach_reset)
-            if static:
-                grad_u = g if grad_u is None else grad_u.add_(g)
+            elif i == 0:
+                torch.mul(grad_z, ta_b[t], out=grad_sca)
             else:
+                grad_sca.addcmul_(grad_z, ta_b[t])
+            g = lif_step_backward(
+                grad_s, g, h[t], keep, decay, threshold, surrogate, detach_reset, out=carry[i % 2]
+            )
+            if not static:
                 grad_u[t] = g
+            elif i == 0:
+                grad_u.copy_(g)
+            else:
+                grad_u.add_(g)
         ta_dtype, sca_dtype = ctx.dtypes
         return (
             grad_u,
@@ -226,8 +240,8 @@ def gated_lif(
         static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
 
     Returns:
-        ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes as a
-        bool tensor and the gate ``sigmoid(ta * sca)`` (both detached).
+        ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
+        (0./1. in the dtype of ``u``) and the gate ``sigmoid(ta * sca)`` (both detached).
     """
     decay, threshold = _check_params(decay, threshold)
     fn = resolve_surrogate(surrogate)
@@ -294,7 +308,7 @@ class GatedAttentionUnit(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``.
 
-        ``spikes`` (bool), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
+        ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
         if static:
             flat = u.flatten(1)
