@@ -24,7 +24,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), (
         f"{path.name} is committed with outputs; clear them"
     )
-    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     errors = [
         out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])
