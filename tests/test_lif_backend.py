@@ -19,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import Tensor
 
+import gac_coding as gac
 from gac_coding import _lif_kernel, neuron
+from gac_coding.attention import gated_lif
 from gac_coding.neuron import lif, lif_reference
 
 
@@ -245,3 +247,203 @@ def test_import_does_not_compile() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# --------------------------------------------------------------------------------------------
+# The encoder's fused LIF + gate (gac_coding.attention.gated_lif) on the C++ kernel.
+# --------------------------------------------------------------------------------------------
+
+
+def _run_gated(
+    backend: str, u: Tensor, ta: Tensor, sca: Tensor, grad: Tensor, **kwargs: object
+) -> tuple[tuple[Tensor, Tensor, Tensor], tuple[Tensor, ...]]:
+    neuron.set_backend(backend)
+    leaves = [x.clone().requires_grad_() for x in (u, ta, sca)]
+    out, fired, gate = gated_lif(*leaves, **kwargs)  # type: ignore[arg-type]
+    grads = torch.autograd.grad(out, leaves, grad)
+    return (out, fired, gate), grads
+
+
+def _slow_gated(
+    u: Tensor,
+    ta: Tensor,
+    sca: Tensor,
+    decay: float,
+    threshold: float,
+    surrogate: str,
+    detach_reset: bool,
+    static: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``sigmoid(ta * sca) * S`` step by step with autograd operations, as tests/test_encoder.py's
+    slow formulation writes it (the LIF as a plain loop, a static input repeated T times)."""
+    T, B = ta.shape
+    seq = u.expand(T, *u.shape) if static else u
+    sca_seq = sca.expand(T, *sca.shape) if sca.dim() == seq.dim() - 1 else sca
+    S = lif_reference(seq, decay, threshold, surrogate, detach_reset)
+    M = torch.sigmoid(ta.view(T, B, *([1] * (seq.dim() - 2))) * sca_seq)
+    return M * S, S, M
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    T=st.integers(1, 6),
+    B=st.integers(1, 3),
+    C=st.integers(1, 4),
+    H=st.integers(1, 6),
+    W=st.integers(1, 6),
+    static=st.booleans(),
+    sca_per_step=st.booleans(),
+    decay=st.floats(0.0, 1.0),
+    threshold=st.floats(0.05, 2.0),
+    surrogate=st.sampled_from(["triangle", "rectangle"]),
+    detach=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_cpp_gated_lif_equals_eager_and_slow(
+    kernel: ModuleType | None,
+    T: int,
+    B: int,
+    C: int,
+    H: int,
+    W: int,
+    static: bool,
+    sca_per_step: bool,
+    decay: float,
+    threshold: float,
+    surrogate: str,
+    detach: bool,
+    seed: int,
+) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    step = (B, C, H, W)
+    f64 = torch.float64
+    u = torch.randn(step if static else (T, *step), generator=gen, dtype=f64) * 1.5
+    ta = torch.randn((T, B), generator=gen, dtype=f64)
+    sca = torch.randn((T, *step) if sca_per_step else step, generator=gen, dtype=f64)
+    grad = torch.randn((T, *step), generator=gen, dtype=f64)
+    kw = {
+        "decay": decay,
+        "threshold": threshold,
+        "surrogate": surrogate,
+        "detach_reset": detach,
+        "static": static,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the fallback warning where no build
+        (o_cpp, s_cpp, m_cpp), g_cpp = _run_gated("cpp", u, ta, sca, grad, **kw)
+    (o_eager, s_eager, m_eager), g_eager = _run_gated("eager", u, ta, sca, grad, **kw)
+    leaves = [x.clone().requires_grad_() for x in (u, ta, sca)]
+    o_ref, s_ref, m_ref = _slow_gated(*leaves, decay, threshold, surrogate, detach, static)
+    g_ref = torch.autograd.grad(o_ref, leaves, grad)
+    assert o_cpp.shape == (T, *step) and s_cpp.dtype == f64
+    assert torch.equal(s_cpp, s_eager) and torch.equal(s_cpp, s_ref)
+    tol = {"rtol": 1e-12, "atol": 1e-12}
+    for cpp_value, eager_value, ref_value in ((o_cpp, o_eager, o_ref), (m_cpp, m_eager, m_ref)):
+        torch.testing.assert_close(cpp_value, eager_value, **tol)
+        torch.testing.assert_close(cpp_value, ref_value.detach(), **tol)
+    for name, gc, ge, gr in zip(("u", "ta", "sca"), g_cpp, g_eager, g_ref, strict=True):
+        assert gc.shape == ge.shape, name
+        torch.testing.assert_close(gc, ge, **tol, msg=lambda m, n=name: f"grad {n}: {m}")
+        torch.testing.assert_close(gc, gr, **tol, msg=lambda m, n=name: f"grad {n}: {m}")
+
+
+@pytest.mark.parametrize("surrogate", ["triangle", "rectangle"])
+@pytest.mark.parametrize("static", [False, True])
+def test_cpp_gated_lif_float32_multithreaded_deterministic(
+    kernel: ModuleType | None, surrogate: str, static: bool
+) -> None:
+    gen = torch.Generator().manual_seed(5)
+    T, step = 4, (3, 8, 30, 30)  # 7200 elements per sample: several chunks per sample
+    u = torch.randn(step if static else (T, *step), generator=gen) * 1.5
+    ta = torch.randn((T, 3), generator=gen)
+    sca = torch.randn(step if static else (T, *step), generator=gen)
+    grad = torch.randn((T, *step), generator=gen)
+    kw = {"decay": 0.4, "threshold": 0.8, "surrogate": surrogate, "static": static}
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                results.append(_run_gated("cpp", u, ta, sca, grad, **kw))
+    finally:
+        torch.set_num_threads(threads)
+    (out, fired, _), g_cpp = results[0]
+    # the same bits whatever the number of threads (grad_ta's reduction order is fixed)
+    for a, b in zip((*results[0][0], *results[0][1]), (*results[1][0], *results[1][1]), strict=True):
+        assert torch.equal(a, b)
+    (o_eager, s_eager, _), g_eager = _run_gated("eager", u, ta, sca, grad, **kw)
+    assert fired.dtype == torch.float32 and torch.equal(fired, s_eager)
+    assert 0.05 < float(fired.mean()) < 0.95
+    torch.testing.assert_close(out, o_eager, rtol=1e-6, atol=1e-6)
+    for gc, ge in zip(g_cpp, g_eager, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-4, atol=1e-4)
+
+
+def test_cpp_gated_lif_inference_and_kernel_use(kernel: ModuleType | None) -> None:
+    u = torch.randn(3, 2, 4, 5, 5)
+    ta = torch.randn(3, 2)
+    sca = torch.randn(3, 2, 4, 5, 5)
+    neuron.set_backend("cpp")
+    calls: list[str] = []
+    if kernel is not None:
+        # the cpp backend must reach the kernel's gated functions (not the eager loop)
+        class Spy:
+            def __getattr__(self, name: str) -> object:
+                calls.append(name)
+                return getattr(kernel, name)
+
+        spy = Spy()
+        original = neuron._kernel_for
+        attention_module = sys.modules["gac_coding.attention"]
+        attention_module._kernel_for = lambda x, fn: spy  # type: ignore[attr-defined]
+        try:
+            leaf = u.clone().requires_grad_()
+            out, _, _ = gated_lif(leaf, ta, sca)
+            out.sum().backward()
+            with torch.no_grad():
+                inferred = gated_lif(u, ta, sca)
+        finally:
+            attention_module._kernel_for = original  # type: ignore[attr-defined]
+        assert calls == ["gated_forward", "gated_backward", "gated_forward"]
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with torch.no_grad():
+                inferred = gated_lif(u, ta, sca)
+    neuron.set_backend("eager")
+    with torch.no_grad():
+        eager = gated_lif(u, ta, sca)
+    assert not inferred[0].requires_grad
+    assert torch.equal(inferred[1], eager[1])
+    torch.testing.assert_close(inferred[0], eager[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("feed_sequence", [False, True])
+@pytest.mark.parametrize("train", [True, False])
+def test_encoder_cpp_equals_eager_float64(
+    kernel: ModuleType | None, feed_sequence: bool, train: bool
+) -> None:
+    torch.manual_seed(11)
+    enc = gac.GACEncoder(3, 8, 4).double().train(train)
+    x = torch.rand(2, 3, 9, 9, dtype=torch.float64) * 2
+    inp = x.unsqueeze(0).expand(4, *x.shape) if feed_sequence else x
+    bn_state = {k: v.clone() for k, v in enc.bn.state_dict().items()}
+    runs = []
+    for backend in ("cpp", "eager"):
+        enc.bn.load_state_dict(bn_state)
+        neuron.set_backend(backend)
+        leaf = inp.detach().clone().requires_grad_()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out = enc(leaf)
+        params = [p for p in enc.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(out, [leaf, *params], torch.ones_like(out) * 0.5)
+        runs.append((out.detach(), enc.last_spikes, grads))
+    (o_cpp, s_cpp, g_cpp), (o_eager, s_eager, g_eager) = runs
+    assert s_cpp is not None and s_eager is not None and torch.equal(s_cpp, s_eager)
+    assert 0.0 < float(s_cpp.mean()) < 1.0
+    torch.testing.assert_close(o_cpp, o_eager, rtol=1e-12, atol=1e-12)
+    for gc, ge in zip(g_cpp, g_eager, strict=True):
+        torch.testing.assert_close(gc, ge, rtol=1e-11, atol=1e-12)

@@ -11,6 +11,14 @@ It performs the same floating-point operations in the same order as the eager pa
 the gradients agree to float rounding (ATen's vectorised ``addcmul`` fuses a multiply-add, this
 kernel does not).
 
+The same extension holds ``gated_forward`` / ``gated_backward``, the encoder's LIF fused with the GAC
+gate (:func:`gac_coding.attention.gated_lif`): ``out_t = sigmoid(ta[t, b] * sca_t) * s_t`` in one pass
+forward, and in one pass backward the gradients of ``u``, ``sca`` and ``ta``, a static input or
+``sca`` (one step for all ``T``) read in place. They work on chunks of one sample ``b`` each, in
+parallel; ``grad_ta[t, b]`` is a sum of per-chunk partial sums (in double) added in a fixed order
+after the parallel pass, so the results do not depend on the number of threads. The gate's sigmoid
+is ``1 / (1 + exp(-z))``, within an ulp of ATen's.
+
 Nothing here runs at import: :func:`load` compiles (or loads torch's cached build) on the first
 call, and a failure is remembered, so that the caller can fall back to the eager path for the rest
 of the process.
@@ -185,6 +193,267 @@ at::Tensor lif_backward(const at::Tensor& grad_in, const at::Tensor& h_in, bool 
   });
   return gx;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The GAC gate fused with the LIF: out_t = sigmoid(ta[t, b] * sca_t) * s_t.
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+// Work item k of the gated kernels: a chunk of at most kChunk elements of one sample b (a chunk
+// never spans two samples), elements [b * P + c0, b * P + c0 + n) of each step.
+struct GatedItem {
+  int64_t b;
+  int64_t start;
+  int64_t n;
+};
+
+inline GatedItem gated_item(int64_t k, int64_t P, int64_t per_b) {
+  const int64_t b = k / per_b;
+  const int64_t c0 = (k % per_b) * kChunk;
+  return {b, b * P + c0, std::min(kChunk, P - c0)};
+}
+
+template <typename scalar_t>
+inline scalar_t sigmoid_of(scalar_t z) {
+  return scalar_t(1) / (scalar_t(1) + std::exp(-z));
+}
+
+template <typename scalar_t>
+void gated_forward_items(const scalar_t* u, const scalar_t* ta, const scalar_t* sca, scalar_t* out,
+                         scalar_t* fired, scalar_t* gate, scalar_t* h, int64_t T, int64_t B,
+                         int64_t P, bool u_static, bool sca_static, scalar_t decay, scalar_t th,
+                         int64_t per_b, int64_t k0, int64_t k1) {
+  const int64_t N = B * P;
+  scalar_t hp[kChunk];
+  for (int64_t k = k0; k < k1; ++k) {
+    const GatedItem it = gated_item(k, P, per_b);
+    const int64_t n = it.n;
+    for (int64_t t = 0; t < T; ++t) {
+      const scalar_t* ut = u + (u_static ? 0 : t * N) + it.start;
+      const scalar_t* st = sca + (sca_static ? 0 : t * N) + it.start;
+      const scalar_t tav = ta[t * B + it.b];
+      scalar_t* ot = out + t * N + it.start;
+      scalar_t* ft = fired + t * N + it.start;
+      scalar_t* gt = gate + t * N + it.start;
+      if (t == 0) {
+        for (int64_t i = 0; i < n; ++i) {
+          hp[i] = ut[i];
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          const scalar_t keep = hp[i] <= th ? scalar_t(1) : scalar_t(0);
+          hp[i] = ut[i] + (decay * hp[i]) * keep;
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t s = hp[i] > th ? scalar_t(1) : scalar_t(0);
+        const scalar_t m = sigmoid_of(st[i] * tav);
+        ft[i] = s;
+        gt[i] = m;
+        ot[i] = m * s;
+      }
+      if (h != nullptr) {
+        scalar_t* ht = h + t * N + it.start;
+        for (int64_t i = 0; i < n; ++i) {
+          ht[i] = hp[i];
+        }
+      }
+    }
+  }
+}
+
+// partial[t * items + k]: the sum over item k's elements of grad_z * sca at step t, in double.
+template <typename scalar_t, int kSurrogate, bool kDetach>
+void gated_backward_items(const scalar_t* dout, const scalar_t* h, const scalar_t* out,
+                          const scalar_t* gate, const scalar_t* ta, const scalar_t* sca,
+                          scalar_t* gu, scalar_t* gsca, double* partial, int64_t T, int64_t B,
+                          int64_t P, bool u_static, bool sca_static, scalar_t decay, scalar_t th,
+                          int64_t per_b, int64_t items, int64_t k0, int64_t k1) {
+  const int64_t N = B * P;
+  const scalar_t ndecay = -decay;
+  scalar_t g[kChunk];
+  for (int64_t k = k0; k < k1; ++k) {
+    const GatedItem it = gated_item(k, P, per_b);
+    const int64_t n = it.n;
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t off = t * N + it.start;
+      const scalar_t* dt = dout + off;
+      const scalar_t* ht = h + off;
+      const scalar_t* ot = out + off;
+      const scalar_t* mt = gate + off;
+      const scalar_t* st = sca + (sca_static ? 0 : t * N) + it.start;
+      scalar_t* gut = gu + (u_static ? 0 : t * N) + it.start;
+      scalar_t* gst = gsca + (sca_static ? 0 : t * N) + it.start;
+      const scalar_t tav = ta[t * B + it.b];
+      const bool last = t == T - 1;
+      double acc = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const scalar_t m = mt[i];
+        const scalar_t grad_s = dt[i] * m;
+        // d out / d z = s m (1 - m) with z = ta * sca, and s m = out
+        const scalar_t prod = dt[i] * ot[i];
+        const scalar_t grad_z = prod + (scalar_t(-1) * prod) * m;
+        acc += static_cast<double>(grad_z * st[i]);
+        const scalar_t gz_ta = grad_z * tav;
+        if (sca_static && !last) {
+          gst[i] = gst[i] + gz_ta;
+        } else {
+          gst[i] = gz_ta;
+        }
+        const scalar_t hv = ht[i];
+        const scalar_t d = hv - th;
+        scalar_t sg;
+        if (kSurrogate == 0) {
+          const scalar_t a = scalar_t(1) - std::abs(d);
+          sg = a < scalar_t(0) ? scalar_t(0) : a;
+        } else {
+          sg = std::abs(d) < scalar_t(0.5) ? scalar_t(1) : scalar_t(0);
+        }
+        scalar_t r;
+        if (last) {
+          r = grad_s * sg;
+        } else {
+          const scalar_t gsv = kDetach ? grad_s : grad_s + (ndecay * g[i]) * hv;
+          const scalar_t keep = hv <= th ? scalar_t(1) : scalar_t(0);
+          r = gsv * sg + (decay * g[i]) * keep;
+        }
+        g[i] = r;
+        if (u_static && !last) {
+          gut[i] = gut[i] + r;
+        } else {
+          gut[i] = r;
+        }
+      }
+      partial[t * items + k] = acc;
+    }
+  }
+}
+
+void check_gated(const at::Tensor& u, const at::Tensor& ta, const at::Tensor& sca, int64_t T,
+                 int64_t N) {
+  TORCH_CHECK(ta.dim() == 2 && ta.size(0) == T, "ta: expected [T, B]");
+  TORCH_CHECK(ta.scalar_type() == u.scalar_type() && sca.scalar_type() == u.scalar_type(),
+              "ta, sca: expected the dtype of u");
+  TORCH_CHECK(sca.numel() == N || sca.numel() == T * N, "sca: expected one step or T steps");
+  TORCH_CHECK(ta.size(1) > 0 && N % ta.size(1) == 0, "ta: batch size does not divide a step");
+}
+
+}  // namespace
+
+std::vector<at::Tensor> gated_forward(const at::Tensor& u_in, const at::Tensor& ta_in,
+                                      const at::Tensor& sca_in, int64_t steps, double decay,
+                                      double threshold, bool save) {
+  check_input(u_in, "u");
+  const at::Tensor u = u_in.contiguous();
+  const at::Tensor ta = ta_in.contiguous();
+  const at::Tensor sca = sca_in.contiguous();
+  const bool u_static = steps > 0;
+  const int64_t T = ta.size(0);
+  TORCH_CHECK(u_static || (u.dim() > 0 && u.size(0) == T), "u: expected T steps");
+  const int64_t N = u_static ? u.numel() : (T > 0 ? u.numel() / T : 0);
+  check_gated(u, ta, sca, T, N);
+  // one step of sca (the same at every step) or T steps; with T = 1 both read the same memory
+  const bool sca_static = sca.numel() == N;
+  const int64_t B = ta.size(1);
+  const int64_t P = N / B;
+  const int64_t per_b = (P + kChunk - 1) / kChunk;
+  const int64_t items = B * per_b;
+  std::vector<int64_t> shape;
+  shape.push_back(T);
+  auto step = u.sizes();
+  for (size_t d = u_static ? 0 : 1; d < step.size(); ++d) shape.push_back(step[d]);
+  at::Tensor out = at::empty(shape, u.options());
+  at::Tensor fired = at::empty(shape, u.options());
+  at::Tensor gate = at::empty(shape, u.options());
+  at::Tensor h = save ? at::empty(shape, u.options()) : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "gac_gated_forward", [&] {
+    const scalar_t* up = u.data_ptr<scalar_t>();
+    const scalar_t* tp = ta.data_ptr<scalar_t>();
+    const scalar_t* sp = sca.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    scalar_t* fp = fired.data_ptr<scalar_t>();
+    scalar_t* gp = gate.data_ptr<scalar_t>();
+    scalar_t* hp = save ? h.data_ptr<scalar_t>() : nullptr;
+    const scalar_t dc = static_cast<scalar_t>(decay);
+    const scalar_t th = static_cast<scalar_t>(threshold);
+    at::parallel_for(0, items, kGrain / kChunk, [&](int64_t k0, int64_t k1) {
+      gated_forward_items<scalar_t>(up, tp, sp, op, fp, gp, hp, T, B, P, u_static, sca_static, dc,
+                                    th, per_b, k0, k1);
+    });
+  });
+  return {out, fired, gate, h};
+}
+
+std::vector<at::Tensor> gated_backward(const at::Tensor& grad_in, const at::Tensor& h_in,
+                                       const at::Tensor& out_in, const at::Tensor& gate_in,
+                                       const at::Tensor& ta_in, const at::Tensor& sca_in,
+                                       bool u_static, double decay, double threshold,
+                                       int64_t surrogate, bool detach_reset) {
+  check_input(h_in, "h");
+  TORCH_CHECK(surrogate == 0 || surrogate == 1, "surrogate: expected 0 or 1");
+  const at::Tensor h = h_in.contiguous();
+  const at::Tensor dout = grad_in.to(h.scalar_type()).contiguous();
+  const at::Tensor out = out_in.contiguous();
+  const at::Tensor gate = gate_in.contiguous();
+  const at::Tensor ta = ta_in.contiguous();
+  const at::Tensor sca = sca_in.contiguous();
+  TORCH_CHECK(dout.sizes() == h.sizes() && out.sizes() == h.sizes() && gate.sizes() == h.sizes(),
+              "grad, out, gate: expected the shape of h");
+  const int64_t T = h.size(0);
+  const int64_t N = T > 0 ? h.numel() / T : 0;
+  check_gated(h, ta, sca, T, N);
+  const bool sca_static = sca.numel() == N;
+  const int64_t B = ta.size(1);
+  const int64_t P = N / B;
+  const int64_t per_b = (P + kChunk - 1) / kChunk;
+  const int64_t items = B * per_b;
+  at::Tensor gu = u_static ? at::empty(h.sizes().slice(1), h.options()) : at::empty_like(h);
+  at::Tensor gsca = at::empty_like(sca);
+  at::Tensor partial = at::empty({T, items}, h.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gac_gated_backward", [&] {
+    const scalar_t* dp = dout.data_ptr<scalar_t>();
+    const scalar_t* hp = h.data_ptr<scalar_t>();
+    const scalar_t* op = out.data_ptr<scalar_t>();
+    const scalar_t* mp = gate.data_ptr<scalar_t>();
+    const scalar_t* tp = ta.data_ptr<scalar_t>();
+    const scalar_t* sp = sca.data_ptr<scalar_t>();
+    scalar_t* gup = gu.data_ptr<scalar_t>();
+    scalar_t* gsp = gsca.data_ptr<scalar_t>();
+    double* pp = partial.data_ptr<double>();
+    const scalar_t dc = static_cast<scalar_t>(decay);
+    const scalar_t th = static_cast<scalar_t>(threshold);
+    at::parallel_for(0, items, kGrain / kChunk, [&](int64_t k0, int64_t k1) {
+      auto run = [&](auto kernel) {
+        kernel(dp, hp, op, mp, tp, sp, gup, gsp, pp, T, B, P, u_static, sca_static, dc, th, per_b,
+               items, k0, k1);
+      };
+      if (surrogate == 0 && detach_reset) {
+        run(gated_backward_items<scalar_t, 0, true>);
+      } else if (surrogate == 0) {
+        run(gated_backward_items<scalar_t, 0, false>);
+      } else if (detach_reset) {
+        run(gated_backward_items<scalar_t, 1, true>);
+      } else {
+        run(gated_backward_items<scalar_t, 1, false>);
+      }
+    });
+  });
+  // grad_ta[t, b]: the items' partial sums added in a fixed order (independent of the threads)
+  at::Tensor gta = at::empty({T, B}, h.options());
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "gac_gated_grad_ta", [&] {
+    const double* pp = partial.data_ptr<double>();
+    scalar_t* gp = gta.data_ptr<scalar_t>();
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t b = 0; b < B; ++b) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < per_b; ++j) acc += pp[t * items + b * per_b + j];
+        gp[t * B + b] = static_cast<scalar_t>(acc);
+      }
+    }
+  });
+  return {gu, gta, gsca};
+}
 """
 
 _FLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
@@ -256,7 +525,7 @@ def _compile() -> ModuleType:
     return _cpp_extension().load_inline(
         name=_name(),
         cpp_sources=[_SOURCE],
-        functions=["lif_forward", "lif_backward"],
+        functions=["lif_forward", "lif_backward", "gated_forward", "gated_backward"],
         extra_cflags=_FLAGS,
         verbose=False,
     )

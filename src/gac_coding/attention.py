@@ -20,6 +20,8 @@ from .neuron import (
     SurrogateFn,
     SurrogateLike,
     _check_params,
+    _kernel_for,
+    _surrogate_code,
     lif_step_backward,
     lif_step_forward,
     resolve_surrogate,
@@ -136,6 +138,17 @@ class _GatedLIF(torch.autograd.Function):
         ctx.dtypes = (ta.dtype, sca.dtype)
         ta = ta.to(dtype)
         sca = sca.to(dtype)
+        sca_static = sca.dim() == (u.dim() if static else u.dim() - 1)
+        # the fused C++ kernel (one pass over the sequence) when the LIF backend allows it
+        kernel = _kernel_for(u, surrogate)
+        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset, kernel)
+        if kernel is not None:
+            out, fired, gate, h = kernel.gated_forward(u, ta, sca, steps, decay, threshold, save)
+            if save:
+                ctx.save_for_backward(h, out, gate, ta, sca)
+            ctx.mark_non_differentiable(fired, gate)
+            ctx.set_materialize_grads(False)
+            return out, fired, gate
         step_shape = u.shape if static else u.shape[1:]
         B = step_shape[0]
         full = (T, *step_shape)
@@ -145,7 +158,6 @@ class _GatedLIF(torch.autograd.Function):
         gate = torch.empty(full, dtype=dtype, device=u.device)
         out = torch.empty(full, dtype=dtype, device=u.device)
         keep = torch.empty(step_shape, dtype=dtype, device=u.device)
-        sca_static = sca.dim() == len(step_shape)
         ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
         h_prev = None
         for t in range(T):
@@ -158,7 +170,6 @@ class _GatedLIF(torch.autograd.Function):
         if save:
             # the output O = gate * S stands for S in the backward pass (dO/dz = dO * O * (1 - gate))
             ctx.save_for_backward(h, out, gate, ta, sca)
-        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset)
         ctx.mark_non_differentiable(fired, gate)
         # no zero-filled T-sized gradients for the two non-differentiable outputs
         ctx.set_materialize_grads(False)
@@ -167,9 +178,16 @@ class _GatedLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor, _g_fired, _g_gate):  # type: ignore[override]
         h, out, gate, ta, sca = ctx.saved_tensors
-        static, sca_static, decay, threshold, surrogate, detach_reset = ctx.params
+        static, sca_static, decay, threshold, surrogate, detach_reset, kernel = ctx.params
         if grad_out is None:  # only the non-differentiable outputs were used
             return (None,) * 9
+        ta_dtype, sca_dtype = ctx.dtypes
+        if kernel is not None:
+            code = _surrogate_code(surrogate)
+            grad_u, grad_ta, grad_sca = kernel.gated_backward(
+                grad_out, h, out, gate, ta, sca, static, decay, threshold, code, detach_reset
+            )
+            return (grad_u, grad_ta.to(ta_dtype), grad_sca.to(sca_dtype)) + (None,) * 6
         T = h.shape[0]
         step_shape = h.shape[1:]
         B = step_shape[0]
@@ -204,7 +222,6 @@ class _GatedLIF(torch.autograd.Function):
                 grad_u.copy_(g)
             else:
                 grad_u.add_(g)
-        ta_dtype, sca_dtype = ctx.dtypes
         return (
             grad_u,
             grad_ta.to(ta_dtype),
