@@ -120,10 +120,10 @@ def _check_backend(name: object, source: str) -> str:
 
 
 def set_backend(name: str) -> None:
-    """Choose how :func:`lif` (and every :class:`LIF`) runs on CPU.
+    """Choose how :func:`lif` (every :class:`LIF`) and the encoder's fused LIF+gate run on CPU.
 
     * ``"eager"`` (default): torch operations, a few passes over memory per time step.
-    * ``"cpp"``: a fused C++ kernel, one pass over the sequence forward and one backward. It is
+    * ``"cpp"``: fused C++ kernels, one pass over the sequence forward and one backward. They are
       compiled on first use (about half a minute, once: torch caches the build in its extensions
       directory, ``TORCH_EXTENSIONS_DIR``); if compiling fails, one warning names the reason and the
       eager path is used for the rest of the process.
