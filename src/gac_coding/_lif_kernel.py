@@ -88,6 +88,28 @@ void forward_range(const scalar_t* x, scalar_t* s, scalar_t* h, int64_t T, int64
   }
 }
 
+// dL/dh_t of one element from dL/ds_t (grad_s) and g = dL/dh_{t+1} (unused at the last step):
+// dL/ds_t = grad_s - decay g h_t (the reset path, dropped when detached);
+// dL/dh_t = dL/ds_t * surrogate(h_t - th) + decay g keep_t, keep_t = 1 - s_t = [h_t <= th].
+template <typename scalar_t, int kSurrogate, bool kDetach>
+inline scalar_t lif_grad_h(scalar_t grad_s, scalar_t g, scalar_t hv, scalar_t th, scalar_t decay,
+                           scalar_t ndecay, bool last) {
+  const scalar_t d = hv - th;
+  scalar_t sg;
+  if (kSurrogate == 0) {
+    const scalar_t a = scalar_t(1) - std::abs(d);
+    sg = a < scalar_t(0) ? scalar_t(0) : a;
+  } else {
+    sg = std::abs(d) < scalar_t(0.5) ? scalar_t(1) : scalar_t(0);
+  }
+  if (last) {
+    return grad_s * sg;
+  }
+  const scalar_t gsv = kDetach ? grad_s : grad_s + (ndecay * g) * hv;
+  const scalar_t keep = hv <= th ? scalar_t(1) : scalar_t(0);
+  return gsv * sg + (decay * g) * keep;
+}
+
 template <typename scalar_t, int kSurrogate, bool kDetach>
 void backward_range(const scalar_t* gs, const scalar_t* h, scalar_t* gx, int64_t T, int64_t N,
                     bool is_static, scalar_t decay, scalar_t th, int64_t begin, int64_t end) {
@@ -101,24 +123,8 @@ void backward_range(const scalar_t* gs, const scalar_t* h, scalar_t* gx, int64_t
       scalar_t* out = gx + (is_static ? 0 : t * N) + c0;
       const bool last = t == T - 1;
       for (int64_t i = 0; i < n; ++i) {
-        const scalar_t hv = ht[i];
-        const scalar_t d = hv - th;
-        scalar_t sg;
-        if (kSurrogate == 0) {
-          const scalar_t a = scalar_t(1) - std::abs(d);
-          sg = a < scalar_t(0) ? scalar_t(0) : a;
-        } else {
-          sg = std::abs(d) < scalar_t(0.5) ? scalar_t(1) : scalar_t(0);
-        }
-        scalar_t r;
-        if (last) {
-          r = gst[i] * sg;
-        } else {
-          // dL/ds_t = grad_s - decay g h_t (reset path); dL/dh_t = dL/ds_t sg + decay g keep_t
-          const scalar_t gsv = kDetach ? gst[i] : gst[i] + (ndecay * g[i]) * hv;
-          const scalar_t keep = hv <= th ? scalar_t(1) : scalar_t(0);
-          r = gsv * sg + (decay * g[i]) * keep;
-        }
+        const scalar_t r =
+            lif_grad_h<scalar_t, kSurrogate, kDetach>(gst[i], g[i], ht[i], th, decay, ndecay, last);
         g[i] = r;
         if (is_static && !last) {
           out[i] = out[i] + r;
@@ -301,23 +307,8 @@ void gated_backward_items(const scalar_t* dout, const scalar_t* h, const scalar_
         } else {
           gst[i] = gz_ta;
         }
-        const scalar_t hv = ht[i];
-        const scalar_t d = hv - th;
-        scalar_t sg;
-        if (kSurrogate == 0) {
-          const scalar_t a = scalar_t(1) - std::abs(d);
-          sg = a < scalar_t(0) ? scalar_t(0) : a;
-        } else {
-          sg = std::abs(d) < scalar_t(0.5) ? scalar_t(1) : scalar_t(0);
-        }
-        scalar_t r;
-        if (last) {
-          r = grad_s * sg;
-        } else {
-          const scalar_t gsv = kDetach ? grad_s : grad_s + (ndecay * g[i]) * hv;
-          const scalar_t keep = hv <= th ? scalar_t(1) : scalar_t(0);
-          r = gsv * sg + (decay * g[i]) * keep;
-        }
+        const scalar_t r =
+            lif_grad_h<scalar_t, kSurrogate, kDetach>(grad_s, g[i], ht[i], th, decay, ndecay, last);
         g[i] = r;
         if (u_static && !last) {
           gut[i] = gut[i] + r;
