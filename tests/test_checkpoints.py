@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from slow_reference import fire
 from torch import Tensor
 
 from gac_coding.models import (
@@ -75,25 +76,6 @@ def random_reference_state_dict(name: str, seed: int = 0) -> dict[str, Tensor]:
 # ------------------------------------------------------------------------------------------------
 
 
-class _Fire(torch.autograd.Function):
-    """Heaviside(x) with the recipe's surrogate derivative; x = v - V_th."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, kind: str) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.kind = kind
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        if ctx.kind == "triangle":
-            d = torch.clamp(1.0 - x.abs(), min=0.0)
-        else:
-            d = (x.abs() < 0.5).to(x.dtype)
-        return grad * d, None
-
-
 RECIPE = {
     "cifar": dict(decay=0.5, th=1.0, kind="triangle", detach=False),
     "imagenet": dict(decay=0.25, th=0.5, kind="rectangle", detach=True),
@@ -108,7 +90,7 @@ def lif_loop(inputs: list[Tensor], decay: float, th: float, kind: str, detach: b
     for x in inputs:
         keep = 1 - (s.detach() if detach else s)
         v = decay * v * keep + x
-        s = _Fire.apply(v - th, kind)
+        s = fire(v - th, kind)
         out.append(s)
     return out
 

@@ -13,25 +13,9 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from slow_reference import fire
 
 import gac_coding as gac
-
-
-class _Spike(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, kind):  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.kind = kind
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        if ctx.kind == "triangle":
-            d = torch.clamp(1 - x.abs(), min=0)
-        else:
-            d = (x.abs() < 0.5).to(x.dtype)
-        return grad * d, None
 
 
 def slow_encoder(
@@ -68,7 +52,7 @@ def slow_encoder(
     for t in range(T):
         keep = 1 - (s.detach() if g.detach_reset else s)
         v = g.decay * v * keep + u[t]
-        s = _Spike.apply(v - g.threshold, g.surrogate)
+        s = fire(v - g.threshold, g.surrogate)
         spikes.append(s)
     S = torch.stack(spikes)
 
