@@ -3,12 +3,14 @@
 Compares, for ``msresnet18_cifar`` at T=6, batch 8, 32x32 static images, one training step
 (forward + backward of the cross-entropy on the time-averaged logits):
 
-* ``library``: this library (static fast path of the stem and SCA, fused multi-step LIF), with the
-  default eager LIF backend; ``library_cpp``: the same with the C++ LIF kernel
-  (``gac_coding.neuron.set_backend("cpp")``, compiled on first use; its build time is printed);
-* ``naive``: the same weights computed the way the authors' code runs them: the image repeated T
-  times, the stem, its BN and the SCA recomputed every step, every LIF (the encoder's included) a
-  Python loop of autograd operations (``gac_coding.neuron.lif_reference``);
+* ``library``: this library as ``create_model`` builds it (static fast path of the stem and SCA,
+  fused multi-step LIF, channels-last activations), with the default eager LIF backend;
+  ``library_cpp``: the same with the C++ LIF kernel (``gac_coding.neuron.set_backend("cpp")``,
+  compiled on first use; its build time is printed); ``library_nchw``: the library with PyTorch's
+  default layout (``channels_last=False``), to show what the layout alone contributes;
+* ``naive``: the same weights computed the way the authors' code runs them: PyTorch's default
+  layout, the image repeated T times, the stem, its BN and the SCA recomputed every step, every LIF
+  (the encoder's included) a Python loop of autograd operations (``gac_coding.neuron.lif_reference``);
 * ``direct`` / ``direct_cpp``: this library with ``gac=False`` (direct coding), to see what GAC
   costs, with each LIF backend.
 
@@ -75,8 +77,9 @@ class NaiveEncoder(nn.Module):
 
 
 def naive_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` with the naive encoder and loop LIFs."""
-    naive = copy.deepcopy(model)
+    """A deep copy of ``model`` with the naive encoder and loop LIFs, in PyTorch's default layout."""
+    naive = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    naive.channels_last = False
     for module in list(naive.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, LIF):
@@ -85,7 +88,7 @@ def naive_copy(model: nn.Module) -> nn.Module:
     return naive
 
 
-VARIANTS = ["library", "library_cpp", "naive", "direct", "direct_cpp"]
+VARIANTS = ["library", "library_cpp", "library_nchw", "naive", "direct", "direct_cpp"]
 
 
 def use_backend(variant: str) -> None:
@@ -96,7 +99,9 @@ def use_backend(variant: str) -> None:
 def build(variant: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     gac = not variant.startswith("direct")
-    lib = create_model("msresnet18_cifar", num_classes=CLASSES, T=T, gac=gac)
+    lib = create_model(
+        "msresnet18_cifar", num_classes=CLASSES, T=T, gac=gac, channels_last=variant != "library_nchw"
+    )
     return naive_copy(lib) if variant == "naive" else lib
 
 
@@ -254,6 +259,11 @@ def main() -> None:
     print(
         f"speed-up cpp vs eager LIF backend:      {best['library'] / best['library_cpp']:.2f}x   "
         f"(medians: {med['library'] / med['library_cpp']:.2f}x)"
+    )
+    print(
+        f"speed-up channels-last vs NCHW (eager): {best['library_nchw'] / best['library']:.2f}x   "
+        f"(medians: {med['library_nchw'] / med['library']:.2f}x); library (NCHW) vs naive: "
+        f"{best['naive'] / best['library_nchw']:.2f}x"
     )
     for lib, direct, label in (("library", "direct", "eager"), ("library_cpp", "direct_cpp", "cpp")):
         print(

@@ -5,6 +5,11 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import settings
+
+# the same examples on every run (a fixed seed per test), no example database between runs
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.load_profile("deterministic")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")

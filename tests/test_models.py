@@ -271,3 +271,68 @@ def test_register_model() -> None:
             register_model("test_tmp_net2", 3)
     finally:
         _REGISTRY.pop("test_tmp_net", None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory layout
+# ------------------------------------------------------------------------------------------------
+
+
+def _layouts(model, x):
+    """Whether the input of every convolution, BN and LIF is stored channels-last per step."""
+    from gac_coding import LIF
+
+    seen = []
+
+    def record(module, inputs, output):
+        t = inputs[0]
+        step = t if t.dim() == 4 else t[0]
+        seen.append(
+            (type(module).__name__, step.is_contiguous(memory_format=torch.channels_last) and not
+             step.is_contiguous())
+        )  # fmt: skip
+
+    kinds = (torch.nn.Conv2d, torch.nn.BatchNorm2d, LIF)
+    handles = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, seen
+
+
+@pytest.mark.parametrize("gac", [True, False])
+@pytest.mark.parametrize("sequence", [False, True])
+def test_channels_last_equals_the_default_layout(gac: bool, sequence: bool) -> None:
+    """``channels_last=True`` (the default) changes the layout, not the numbers (float64)."""
+    T = 3
+    torch.manual_seed(4)
+    a = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac).double()
+    b = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, channels_last=False).double()
+    b.load_state_dict(a.state_dict())
+    assert a.channels_last and not b.channels_last
+    assert a.encoder.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert b.encoder.conv.weight.is_contiguous()
+    shape = (T, 2, 3, 10, 10) if sequence else (2, 3, 10, 10)
+    x = torch.rand(shape, dtype=torch.float64) * 3
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, layout_a = _layouts(a, xa)
+    yb, layout_b = _layouts(b, xb)
+    # every convolution, BN and neuron sees channels-last steps in one model and none in the other
+    assert len(layout_a) == len(layout_b) > 10
+    assert all(cl for _, cl in layout_a) and not any(cl for _, cl in layout_b)
+    torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+    w = torch.randn(ya.shape, dtype=torch.float64)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-10, atol=1e-12)
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-10, atol=1e-12, msg=name)
+    for (name, ba), (_, bb) in zip(a.named_buffers(), b.named_buffers(), strict=True):
+        torch.testing.assert_close(ba, bb, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_channels_last_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match=r"channels_last: expected a bool, got str"):
+        create_model("msresnet_tiny", channels_last="yes")

@@ -22,6 +22,10 @@ from .neuron import (
     _check_params,
     _kernel_for,
     _surrogate_code,
+    channels_to_front,
+    channels_to_last,
+    empty_steps,
+    is_channels_last_step,
     lif_step_backward,
     lif_step_forward,
     resolve_surrogate,
@@ -141,23 +145,37 @@ class _GatedLIF(torch.autograd.Function):
         sca_static = sca.dim() == (u.dim() if static else u.dim() - 1)
         # the fused C++ kernel (one pass over the sequence) when the LIF backend allows it
         kernel = _kernel_for(u, surrogate)
-        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset, kernel)
+        # a channels-last membrane goes to the kernel as contiguous [..., H, W, C] views
+        nhwc = kernel is not None and is_channels_last_step(u if static else u[0])
+        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset, kernel, nhwc)
         if kernel is not None:
-            out, fired, gate, h = kernel.gated_forward(u, ta, sca, steps, decay, threshold, save)
+            out, fired, gate, h = (
+                None if r is None else channels_to_front(r, nhwc)
+                for r in kernel.gated_forward(
+                    channels_to_last(u, nhwc),
+                    ta,
+                    channels_to_last(sca, nhwc),
+                    steps,
+                    decay,
+                    threshold,
+                    save,
+                )
+            )
             if save:
                 ctx.save_for_backward(h, out, gate, ta, sca)
             ctx.mark_non_differentiable(fired, gate)
             ctx.set_materialize_grads(False)
             return out, fired, gate
-        step_shape = u.shape if static else u.shape[1:]
+        step = u if static else u[0]
+        step_shape = step.shape
         B = step_shape[0]
-        full = (T, *step_shape)
+        # every buffer keeps the layout of u's steps (channels-last stays channels-last)
+        fired = empty_steps(step, T)  # 0./1.: no bool promotions later
+        gate = torch.empty_like(fired)
+        out = torch.empty_like(fired)
         # without a backward pass one scratch step of membrane is enough
-        h = torch.empty(full if save else step_shape, dtype=dtype, device=u.device)
-        fired = torch.empty(full, dtype=dtype, device=u.device)  # 0./1.: no bool promotions later
-        gate = torch.empty(full, dtype=dtype, device=u.device)
-        out = torch.empty(full, dtype=dtype, device=u.device)
-        keep = torch.empty(step_shape, dtype=dtype, device=u.device)
+        h = torch.empty_like(fired) if save else torch.empty_like(fired[0])
+        keep = torch.empty_like(fired[0])
         ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
         h_prev = None
         for t in range(T):
@@ -178,15 +196,17 @@ class _GatedLIF(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor, _g_fired, _g_gate):  # type: ignore[override]
         h, out, gate, ta, sca = ctx.saved_tensors
-        static, sca_static, decay, threshold, surrogate, detach_reset, kernel = ctx.params
+        static, sca_static, decay, threshold, surrogate, detach_reset, kernel, nhwc = ctx.params
         if grad_out is None:  # only the non-differentiable outputs were used
             return (None,) * 9
         ta_dtype, sca_dtype = ctx.dtypes
         if kernel is not None:
             code = _surrogate_code(surrogate)
+            last = [channels_to_last(t, nhwc) for t in (grad_out, h, out, gate)]
             grad_u, grad_ta, grad_sca = kernel.gated_backward(
-                grad_out, h, out, gate, ta, sca, static, decay, threshold, code, detach_reset
+                *last, ta, channels_to_last(sca, nhwc), static, decay, threshold, code, detach_reset
             )
+            grad_u, grad_sca = channels_to_front(grad_u, nhwc), channels_to_front(grad_sca, nhwc)
             return (grad_u, grad_ta.to(ta_dtype), grad_sca.to(sca_dtype)) + (None,) * 6
         T = h.shape[0]
         step_shape = h.shape[1:]
@@ -206,7 +226,7 @@ class _GatedLIF(torch.autograd.Function):
             # d O / d z = S * m * (1 - m) with z = TA * SCA, and S * m = O
             torch.mul(grad_out[t], out[t], out=prod)
             torch.addcmul(prod, prod, m, value=-1.0, out=grad_z)
-            grad_ta[t] = torch.mul(grad_z, sca_t, out=prod).view(B, -1).sum(1)
+            grad_ta[t] = torch.mul(grad_z, sca_t, out=prod).sum(tuple(range(1, prod.dim())))
             if not sca_static:
                 torch.mul(grad_z, ta_b[t], out=grad_sca[t])
             elif i == 0:

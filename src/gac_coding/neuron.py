@@ -183,6 +183,51 @@ def _kernel_for(x: Tensor, fn: SurrogateFn) -> ModuleType | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Memory layout: a channels-last step stays channels-last (convolutions around the neuron run
+# faster in that layout on oneDNN and cuDNN, and a layout change would cost a copy).
+# --------------------------------------------------------------------------------------------
+
+
+def is_channels_last_step(step: Tensor) -> bool:
+    """Whether a ``[B, C, H, W]`` step is stored channels-last (and not also plain contiguous)."""
+    return (
+        step.dim() == 4
+        and not step.is_contiguous()
+        and step.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def empty_steps(step: Tensor, T: int, dtype: torch.dtype | None = None) -> Tensor:
+    """Uninitialised ``[T, *step.shape]`` whose every step has the layout of ``step``.
+
+    A channels-last ``step`` gives ``T`` channels-last steps, each a dense block, so that
+    ``out.flatten(0, 1)`` is a channels-last ``[T * B, C, H, W]`` view; anything else gives a
+    contiguous tensor.
+    """
+    dtype = step.dtype if dtype is None else dtype
+    if is_channels_last_step(step):
+        flat = torch.empty(
+            (T * step.shape[0], *step.shape[1:]),
+            dtype=dtype,
+            device=step.device,
+            memory_format=torch.channels_last,
+        )
+        return flat.view(T, *step.shape)
+    return torch.empty((T, *step.shape), dtype=dtype, device=step.device)
+
+
+def channels_to_last(x: Tensor, on: bool) -> Tensor:
+    """``[..., C, H, W] -> [..., H, W, C]`` (a view) when ``on``: a channels-last tensor becomes
+    plainly contiguous, which is the layout the C++ kernels walk."""
+    return x.movedim(-3, -1) if on else x
+
+
+def channels_to_front(x: Tensor, on: bool) -> Tensor:
+    """Inverse of :func:`channels_to_last`."""
+    return x.movedim(-1, -3) if on else x
+
+
+# --------------------------------------------------------------------------------------------
 # One step forward and backward (eager), shared by the LIF function and the fused GAC gate.
 # --------------------------------------------------------------------------------------------
 
@@ -259,11 +304,11 @@ def _eager_forward(
 ) -> tuple[Tensor, Tensor | None]:
     static = steps > 0
     T = steps if static else x.shape[0]
-    shape = (T, *x.shape) if static else x.shape
-    spikes = torch.empty(shape, dtype=x.dtype, device=x.device)
+    step = x if static else x[0]
+    spikes = empty_steps(step, T)
     # without a backward pass one scratch step of membrane is enough (updated in place)
-    h = torch.empty(shape if save else shape[1:], dtype=x.dtype, device=x.device)
-    keep = torch.empty(shape[1:], dtype=x.dtype, device=x.device)
+    h = torch.empty_like(spikes) if save else torch.empty_like(spikes[0])
+    keep = torch.empty_like(spikes[0])
     h_prev = None
     for t in range(T):
         h_t = h[t] if save else h
@@ -309,22 +354,36 @@ class _LIFFunction(torch.autograd.Function):
         save: bool,
         kernel: ModuleType | None,
     ) -> Tensor:
+        nhwc = False
         if kernel is not None:
-            spikes, h = kernel.lif_forward(x, steps, decay, threshold, save)
+            # a channels-last input goes to the kernel as a contiguous [..., H, W, C] view
+            nhwc = is_channels_last_step(x if steps > 0 else x[0])
+            spikes, h = kernel.lif_forward(channels_to_last(x, nhwc), steps, decay, threshold, save)
+            spikes = channels_to_front(spikes, nhwc)
+            h = channels_to_front(h, nhwc) if save else h
         else:
             spikes, h = _eager_forward(x, steps, decay, threshold, save)
         if save:
             ctx.save_for_backward(h)
-        ctx.params = (steps > 0, decay, threshold, surrogate, detach_reset, kernel)
+        ctx.params = (steps > 0, decay, threshold, surrogate, detach_reset, kernel, nhwc)
         return spikes
 
     @staticmethod
     def backward(ctx, grad_s: Tensor):  # type: ignore[override]
         (h,) = ctx.saved_tensors
-        static, decay, threshold, surrogate, detach_reset, kernel = ctx.params
+        static, decay, threshold, surrogate, detach_reset, kernel, nhwc = ctx.params
         if kernel is not None:
             code = _surrogate_code(surrogate)
-            grad_x = kernel.lif_backward(grad_s, h, static, decay, threshold, code, detach_reset)
+            grad_x = kernel.lif_backward(
+                channels_to_last(grad_s, nhwc),
+                channels_to_last(h, nhwc),
+                static,
+                decay,
+                threshold,
+                code,
+                detach_reset,
+            )
+            grad_x = channels_to_front(grad_x, nhwc)
         else:
             grad_x = _eager_backward(grad_s, h, static, decay, threshold, surrogate, detach_reset)
         return grad_x, None, None, None, None, None, None, None

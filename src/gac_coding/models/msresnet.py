@@ -23,12 +23,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..encoder import GACEncoder
-from ..neuron import LIF, RECIPES
+from ..neuron import LIF, RECIPES, empty_steps, is_channels_last_step
 
 __all__ = ["DirectEncoder", "MSBlock", "MSResNet"]
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    """A ``[B, C, H, W]`` batch or ``[T, B, C, H, W]`` sequence with channels-last steps (other
+    inputs pass unchanged, for the encoder to reject with a clear message)."""
+    if not isinstance(x, Tensor) or x.dim() not in (4, 5) or x.numel() == 0:
+        return x
+    if x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # no copy when it already is
+    return flat.view(x.shape)
 
 
 def _fold(x: Tensor) -> Tensor:
@@ -65,7 +77,10 @@ class DirectEncoder(GACEncoder):
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C_in, H, W]`` or ``[T, B, C_in, H, W]`` -> ``U: [T, B, C, H', W']``."""
         u, static = self.membrane(x)
-        return u.unsqueeze(0).expand(self.T, *u.shape) if static else u
+        if not static:
+            return u
+        # T copies of U in U's layout (channels-last steps stay channels-last for the first block)
+        return empty_steps(u, self.T).copy_(u.unsqueeze(0).expand(self.T, *u.shape))
 
     def extra_repr(self) -> str:
         return f"T={self.T}, direct coding (no gate)"
@@ -126,7 +141,8 @@ class MSBlock(nn.Module):
         T = x.shape[0]
         y = self.bn1(self.conv1(_fold(self.lif1(x))))
         y = self.bn2(self.conv2(_fold(self.lif2(_unfold(y, T)))))
-        y = y + self.shortcut(_fold(x))
+        # in place: BN (or a convolution, should BN be folded away) does not keep its output
+        y += self.shortcut(_fold(x))
         return _unfold(y, T)
 
 
@@ -148,6 +164,10 @@ class MSResNet(nn.Module):
         stem_kernel, stem_stride, stem_padding: the stem convolution.
         encoder_kwargs: extra keyword arguments of :class:`~gac_coding.GACEncoder`
             (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
+        channels_last: store the convolution weights and run every activation channels-last
+            (``torch.channels_last`` per step; the input is converted on entry). The values are
+            those of the default layout up to float rounding; oneDNN (CPU) and cuDNN convolutions
+            run faster this way (``benchmarks/models.py``). ``False`` keeps PyTorch's default layout.
 
     Example:
         >>> import torch
@@ -170,6 +190,7 @@ class MSResNet(nn.Module):
         stem_stride: int = 1,
         stem_padding: int = 1,
         encoder_kwargs: dict[str, Any] | None = None,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -179,8 +200,9 @@ class MSResNet(nn.Module):
                 raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"{name}: expected an integer >= 1, got {value}")
-        if not isinstance(gac, bool):
-            raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
+        for name, flag in (("gac", gac), ("channels_last", channels_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
         specs = [tuple(s) for s in stages]
         if not specs or any(
             len(s) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in s)
@@ -234,10 +256,13 @@ class MSResNet(nn.Module):
             self.stages.append(stage)
         self.head_lif = LIF(**lif)
         self.fc = nn.Linear(channels, num_classes)
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)  # the 4-d (convolution) weights
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
-        h = self.encoder(x)
+        h = self.encoder(_channels_last(x) if self.channels_last else x)
         for stage in self.stages:
             h = stage(h)
         return h
@@ -248,7 +273,10 @@ class MSResNet(nn.Module):
         return self.fc(spikes.mean((3, 4)))
 
     def extra_repr(self) -> str:
-        return f"recipe={self.recipe!r}, gac={self.gac}, T={self.T}, num_classes={self.num_classes}"
+        return (
+            f"recipe={self.recipe!r}, gac={self.gac}, T={self.T}, num_classes={self.num_classes}, "
+            f"channels_last={self.channels_last}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
