@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..encoder import GACEncoder
-from ..neuron import LIF, RECIPES, empty_steps, is_channels_last_step
+from ..neuron import LIF, RECIPES, empty_steps
 
 __all__ = ["DirectEncoder", "MSBlock", "MSResNet"]
 
