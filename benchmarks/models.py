@@ -241,35 +241,34 @@ def main() -> None:
 
     mib = 2**20
     print(
-        f"\n{'variant':<11} {'best step s':>12} {'median s':>9}  {'all steps s':<30} "
+        f"\n{'variant':<13} {'best step s':>12} {'median s':>9}  {'all steps s':<30} "
         f"{'peak RSS MiB':>13} {'saved for bwd MiB':>18}"
     )
     for v in variants:
         every = " ".join(f"{t:.2f}" for t in times[v])
         print(
-            f"{v:<11} {best[v]:>12.2f} {med[v]:>9.2f}  {every:<30} {mem[v]['peak_rss'] / mib:>13.0f} "
+            f"{v:<13} {best[v]:>12.2f} {med[v]:>9.2f}  {every:<30} {mem[v]['peak_rss'] / mib:>13.0f} "
             f"{mem[v]['saved'] / mib:>18.0f}"
         )
     print()
-    for lib, label in (("library", "eager"), ("library_cpp", "cpp")):
-        print(
-            f"speed-up library ({label}) vs naive:{'':<{6 - len(label)}} "
-            f"{best['naive'] / best[lib]:.2f}x   (goal >= 1.3x; medians: {med['naive'] / med[lib]:.2f}x)"
+
+    def ratio(slow: str, fast: str) -> str:
+        """``slow / fast`` three ways: best steps, median steps, and the median of the ratios of
+        the two steps of each interleaved round (neighbours in time share the machine's load)."""
+        paired = statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
+        return (
+            f"{best[slow] / best[fast]:.2f}x best, {med[slow] / med[fast]:.2f}x medians, "
+            f"{paired:.2f}x paired"
         )
-    print(
-        f"speed-up cpp vs eager LIF backend:      {best['library'] / best['library_cpp']:.2f}x   "
-        f"(medians: {med['library'] / med['library_cpp']:.2f}x)"
-    )
-    print(
-        f"speed-up channels-last vs NCHW (eager): {best['library_nchw'] / best['library']:.2f}x   "
-        f"(medians: {med['library_nchw'] / med['library']:.2f}x); library (NCHW) vs naive: "
-        f"{best['naive'] / best['library_nchw']:.2f}x"
-    )
-    for lib, direct, label in (("library", "direct", "eager"), ("library_cpp", "direct_cpp", "cpp")):
-        print(
-            f"cost of GAC ({label}), library / direct:{'':<{6 - len(label)}}"
-            f"{best[lib] / best[direct]:.3f}x  (goal <= 1.05x; medians: {med[lib] / med[direct]:.3f}x)"
-        )
+
+    print("speed-up over naive (goal >= 1.3x):")
+    for lib in ("library", "library_cpp", "library_nchw"):
+        print(f"  {lib:<13} {ratio('naive', lib)}")
+    print(f"cpp vs eager LIF backend:      {ratio('library', 'library_cpp')}")
+    print(f"channels-last vs NCHW (eager): {ratio('library_nchw', 'library')}")
+    print("cost of GAC, library / direct (goal <= 1.05x):")
+    for lib, direct in (("library", "direct"), ("library_cpp", "direct_cpp")):
+        print(f"  {lib:<13} {ratio(lib, direct)}")
     for key, name in (("peak_rss", "peak RSS"), ("saved", "saved for backward")):
         print(
             f"{name + ' library / naive:':<35}{mem['library'][key] / mem['naive'][key]:.2f}   "
