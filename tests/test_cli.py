@@ -56,11 +56,11 @@ def test_parser_has_the_documented_options() -> None:
     parser = build_parser()
     args = parser.parse_args(
         ["train", "--model", "m", "--dataset", "cifar100", "--data-dir", "d", "--T", "6",
-         "--epochs", "250", "--batch-size", "64", "--lr", "0.1", "--out", "o", "--resume",
-         "--no-gac", "--amp", "--cutmix", "0.5", "--loss", "tet", "--label-smoothing", "0.1",
+         "--epochs", "250", "--stop-after", "100", "--batch-size", "64", "--lr", "0.1", "--out", "o",
+         "--resume", "--no-gac", "--amp", "--cutmix", "0.5", "--loss", "tet", "--label-smoothing", "0.1",
          "--weight-decay", "1e-5", "--workers", "4", "--seed", "7", "--device", "cpu"]
     )  # fmt: skip
-    assert (args.T, args.epochs, args.batch_size, args.lr) == (6, 250, 64, 0.1)
+    assert (args.T, args.epochs, args.stop_after, args.batch_size, args.lr) == (6, 250, 100, 64, 0.1)
     assert args.resume and args.no_gac and args.amp and args.loss == "tet" and args.seed == 7
     assert (args.cutmix, args.label_smoothing, args.weight_decay, args.workers) == (0.5, 0.1, 1e-5, 4)
     with pytest.raises(SystemExit):

@@ -89,6 +89,53 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, extra: dict) -> 
         assert got == want  # bit-identical losses, accuracies and learning rates
 
 
+def _without_seconds(path: Path) -> list[dict]:
+    lines = read_jsonl(path)
+    for line in lines:
+        line.pop("seconds")
+    return lines
+
+
+def test_stop_after_then_resume_reproduces_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = fit(_cfg(tmp_path / "a", epochs=2, cutmix=0.5), **QUIET)
+    messages: list[str] = []
+    stopped = fit(_cfg(tmp_path / "b", epochs=2, stop_after=1, cutmix=0.5), log=messages.append)
+    assert [r["epoch"] for r in stopped.history] == [1]
+    assert any("stopping after epoch 1 of 2" in m and "--resume" in m for m in messages)
+    last = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert last["epoch"] == 1 and "stop_after" not in last["config"] and last["config"]["epochs"] == 2
+    assert (tmp_path / "b" / "model.safetensors").is_file() and (tmp_path / "b" / "best.pt").is_file()
+    before = (tmp_path / "b" / "last.pt").read_bytes()
+    messages.clear()  # the same job again, e.g. a resubmitted cluster job: nothing left to do
+    again = fit(_cfg(tmp_path / "b", epochs=2, stop_after=1, cutmix=0.5, resume=True), log=messages.append)
+    assert [r["epoch"] for r in again.history] == [1]
+    assert (tmp_path / "b" / "last.pt").read_bytes() == before
+    assert any("nothing to do" in m and "stop-after 1" in m for m in messages)
+    assert not any("stopping after" in m for m in messages)
+    resumed = fit(_cfg(tmp_path / "b", epochs=2, cutmix=0.5, resume=True), **QUIET)
+    assert [r["epoch"] for r in resumed.history] == [1, 2]
+    assert len(straight.history) == 2
+    assert _without_seconds(tmp_path / "b" / "metrics.jsonl") == _without_seconds(
+        tmp_path / "a" / "metrics.jsonl"
+    )  # bit-identical losses, accuracies and learning rates
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stop_after_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"stop_after: expected an integer >= 1, got 0"):
+        _cfg(tmp_path, stop_after=0).validate()
+    with pytest.raises(TypeError, match=r"stop_after: expected an integer, got float"):
+        _cfg(tmp_path, stop_after=1.0).validate()
+    with pytest.raises(TypeError, match=r"stop_after: expected an integer, got bool"):
+        _cfg(tmp_path, stop_after=True).validate()
+    with pytest.raises(ValueError, match=r"stop_after: expected at most epochs \(3\), got 4"):
+        fit(_cfg(tmp_path / "x", epochs=3, stop_after=4), **QUIET)
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+    _cfg(tmp_path, epochs=3, stop_after=3).validate()  # stopping at the end: a plain run
+
+
 def test_run_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model: unknown model 'resnet9'.*msresnet_tiny"):
         fit(_cfg(tmp_path / "x", model="resnet9"), **QUIET)
@@ -193,15 +240,20 @@ def test_poisson_encoding_rates() -> None:
 
 
 # ----------------------------------------------------------------------------------- torchrun
-def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
-    out = tmp_path / "ddp"
+def _torchrun(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gac_coding", "train", "--model", "msresnet_tiny", "--dataset", "digits",
-           "--T", "2", "--epochs", "2", "--batch-size", "128", "--lr", "0.1", "--out", str(out),
-           "--device", "cpu", "--no-progress"]  # fmt: skip
+           "--T", "2", "--epochs", "2", "--batch-size", "128", "--lr", "0.1", "--cutmix", "0.5",
+           "--out", str(out), "--device", "cpu", "--no-progress", *extra]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_torchrun_two_cpu_processes_and_stop_resume(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    proc = _torchrun(out)
     assert "2 process(es) on cpu" in proc.stdout
     assert proc.stdout.count("epoch 1/2") == 1  # only rank 0 logs
     lines = read_jsonl(out / "metrics.jsonl")
@@ -215,3 +267,20 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     # metrics are reduced over ranks: the whole test set (360 images) is scored exactly once
     assert all(round(r["val_acc"] * 360) == pytest.approx(r["val_acc"] * 360) for r in lines)
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+
+    # the same run as two jobs: --stop-after 1, then --resume; both ranks' random states come back
+    split = tmp_path / "split"
+    first = _torchrun(split, "--stop-after", "1")
+    assert first.stdout.count("stopping after epoch 1 of 2") == 1 and "epoch 2/2" not in first.stdout
+    saved = load_checkpoint(split / "last.pt")
+    assert saved["epoch"] == 1 and len(saved["rng"]) == 2
+    second = _torchrun(split, "--resume")
+    assert "resume: continuing" in second.stdout and "random streams restart" not in second.stdout
+    assert second.stdout.count("epoch 2/2") == 1 and "epoch 1/2" not in second.stdout
+    assert _without_seconds(split / "metrics.jsonl") == _without_seconds(out / "metrics.jsonl")
+    resumed = load_checkpoint(split / "last.pt")
+    for rank in (0, 1):  # every random state of both ranks after epoch 2 matches the straight run
+        got, want = resumed["rng"][rank], ckpt["rng"][rank]
+        assert torch.equal(got["torch"], want["torch"]) and torch.equal(got["data"], want["data"])
+        assert got["python"] == want["python"] and torch.equal(got["numpy"][1], want["numpy"][1])
+    assert all(torch.equal(resumed["model"][k], ckpt["model"][k]) for k in ckpt["model"])

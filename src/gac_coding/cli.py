@@ -56,6 +56,9 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True,
                         help="run folder: metrics.jsonl, last.pt, best.pt, model.safetensors")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
+                        help="end normally after epoch N of the --epochs schedule (checkpoints "
+                             "written as usual); continue later with --resume")
     parser.add_argument("--no-gac", action="store_true", help="direct coding baseline (no GAC encoder)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler)")
@@ -85,6 +88,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         T=args.T,
         epochs=args.epochs,
+        stop_after=args.stop_after,
         batch_size=args.batch_size,
         lr=args.lr,
         out=args.out,

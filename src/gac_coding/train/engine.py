@@ -9,6 +9,10 @@ time-averaged logits or TET, optional label smoothing and CutMix, automatic mixe
 ``resume=True`` restores the model, optimizer, scheduler, grad scaler, every random state and the
 data-order generator from ``last.pt``: on CPU with the same seed the continued run reproduces the
 metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
+
+``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
+written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
+``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class TrainConfig:
     data_dir: str | None = None
     T: int = 4
     epochs: int = 1
+    stop_after: int | None = None
     batch_size: int = 64
     lr: float = 0.1
     out: str | None = None
@@ -111,6 +116,11 @@ class TrainConfig:
         for name in ("T", "epochs", "batch_size"):
             positive_int(name)
         positive_int("workers", 0)
+        if self.stop_after is not None:
+            positive_int("stop_after")
+            if self.stop_after > self.epochs:
+                raise ValueError(f"stop_after: expected at most epochs ({self.epochs}), got "
+                                 f"{self.stop_after}; epochs is the schedule's length")
         positive_int("seed", 0)
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
             value = getattr(self, name)
@@ -138,7 +148,7 @@ class TrainConfig:
 
     def run_config(self) -> dict[str, Any]:
         """The part of the config that describes the run (stored in checkpoints)."""
-        skip = {"out", "resume", "device", "progress", "workers", "data_dir"}
+        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "data_dir"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -443,13 +453,17 @@ def _fit(
     test_loader = DataLoader(spec.test, sampler=test_sampler, **loader_kw)
 
     bars = ctx.is_main and _use_bars(config.progress)
+    last_epoch = config.epochs if config.stop_after is None else config.stop_after
     if start_epoch > config.epochs:
         say(f"nothing to do: {config.out} already holds {start_epoch - 1} of {config.epochs} epochs")
+    elif start_epoch > last_epoch:
+        say(f"nothing to do: {config.out} already holds {start_epoch - 1} of {config.epochs} epochs "
+            f"(--stop-after {last_epoch}); resume without --stop-after, or with a later one, to go on")
     else:
         say(f"training {config.model} (T={config.T}, gac={config.gac}, coding={config.coding}) on "
             f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
             f"{ctx.world_size} process(es) on {device}")
-    epoch_bar = _bar(range(start_epoch, config.epochs + 1), bars, desc="epochs",
+    epoch_bar = _bar(range(start_epoch, last_epoch + 1), bars, desc="epochs",
                      initial=start_epoch - 1, total=config.epochs)
     for epoch in epoch_bar:
         started = time.perf_counter()
@@ -536,5 +550,8 @@ def _fit(
             say(msg)
         if on_epoch_end is not None:
             on_epoch_end(record)
+    if start_epoch <= last_epoch < config.epochs:
+        say(f"stopping after epoch {last_epoch} of {config.epochs} as asked (--stop-after); "
+            f"continue with --resume")
     return FitResult(history=history, best_val_acc=best, model=model, data=spec, out=out)
 
