@@ -180,7 +180,7 @@ def memory_of(variant: str, batch: int) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1: robust on a shared CPU)"
     )
