@@ -333,9 +333,21 @@ def check_lif(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
                 f, n = spike_flips(s32, sr)
                 flips, total = flips + f, total + n
                 errors[f"{tag}.vs_loop_grad"] = rel_err(g32, r.grad)
+    return comparison_result(errors, flips, total, firing, layout_kept, "the spikes'")
+
+
+def comparison_result(
+    errors: dict[str, float],
+    flips: int,
+    total: int,
+    firing: list[float],
+    layout_kept: bool,
+    what: str,
+) -> dict[str, Any]:
+    """The record of a CUDA-vs-CPU comparison: verdict, summary line and every figure."""
     ok, problems = judge(errors, flips, total)
     if not layout_kept:
-        problems.append("the spikes' steps do not keep the input's layout")
+        problems.append(f"{what} steps do not keep the input's layout")
     return {
         "ok": ok and layout_kept,
         "summary": f"{flips}/{total} spikes differ; worst rel err {max(errors.values()):.1e}"
@@ -390,20 +402,7 @@ def check_encoder(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
             errors[f"{tag}.bn_running"] = buffers_err(enc32, enc64)
             errors[f"{tag}.worst_param({worst_name})_grad"] = worst
             layout_kept &= is_channels_last_step(o32[0]) == channels_last
-    ok, problems = judge(errors, flips, total)
-    if not layout_kept:
-        problems.append("the code's steps do not keep the input's layout")
-    return {
-        "ok": ok and layout_kept,
-        "summary": f"{flips}/{total} spikes differ; worst rel err {max(errors.values()):.1e}"
-        + ("" if not problems else "; " + "; ".join(problems)),
-        "errors": fmt_errors(errors),
-        "spikes_differing": flips,
-        "spikes_total": total,
-        "firing_rate": round(statistics.mean(firing), 4),
-        "layout_kept": layout_kept,
-        "problems": problems,
-    }
+    return comparison_result(errors, flips, total, firing, layout_kept, "the code's")
 
 
 def _model_pass(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
