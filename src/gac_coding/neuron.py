@@ -197,23 +197,22 @@ def is_channels_last_step(step: Tensor) -> bool:
     )
 
 
-def empty_steps(step: Tensor, T: int, dtype: torch.dtype | None = None) -> Tensor:
+def empty_steps(step: Tensor, T: int) -> Tensor:
     """Uninitialised ``[T, *step.shape]`` whose every step has the layout of ``step``.
 
     A channels-last ``step`` gives ``T`` channels-last steps, each a dense block, so that
     ``out.flatten(0, 1)`` is a channels-last ``[T * B, C, H, W]`` view; anything else gives a
     contiguous tensor.
     """
-    dtype = step.dtype if dtype is None else dtype
     if is_channels_last_step(step):
         flat = torch.empty(
             (T * step.shape[0], *step.shape[1:]),
-            dtype=dtype,
+            dtype=step.dtype,
             device=step.device,
             memory_format=torch.channels_last,
         )
         return flat.view(T, *step.shape)
-    return torch.empty((T, *step.shape), dtype=dtype, device=step.device)
+    return torch.empty((T, *step.shape), dtype=step.dtype, device=step.device)
 
 
 def channels_to_last(x: Tensor, on: bool) -> Tensor:
