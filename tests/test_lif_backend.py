@@ -470,10 +470,7 @@ def _is_channels_last_steps(x: Tensor) -> bool:
 @settings(max_examples=30, deadline=None)
 @given(
     T=st.integers(1, 5),
-    B=st.integers(1, 3),
-    C=st.integers(2, 5),
-    H=st.integers(2, 5),
-    W=st.integers(2, 5),
+    step=st.tuples(st.integers(1, 3), *[st.integers(2, 5)] * 3),  # (B, C, H, W), C*H*W > 1
     static=st.booleans(),
     backend=st.sampled_from(["eager", "cpp"]),
     surrogate=st.sampled_from(["triangle", "rectangle"]),
@@ -483,10 +480,7 @@ def _is_channels_last_steps(x: Tensor) -> bool:
 def test_channels_last_steps_keep_their_layout_and_values(
     kernel: ModuleType | None,
     T: int,
-    B: int,
-    C: int,
-    H: int,
-    W: int,
+    step: tuple[int, int, int, int],
     static: bool,
     backend: str,
     surrogate: str,
@@ -495,7 +489,7 @@ def test_channels_last_steps_keep_their_layout_and_values(
 ) -> None:
     gen = torch.Generator().manual_seed(seed)
     f64 = torch.float64
-    step = (B, C, H, W)
+    B = step[0]
     x = torch.randn(step if static else (T, *step), generator=gen, dtype=f64) * 1.5
     ta = torch.randn((T, B), generator=gen, dtype=f64)
     sca = torch.randn(step, generator=gen, dtype=f64)
