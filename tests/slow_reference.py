@@ -28,3 +28,39 @@ class _Fire(torch.autograd.Function):
 def fire(x: Tensor, kind: str) -> Tensor:
     """Spikes of ``x = v - V_th`` with the ``"triangle"`` or ``"rectangle"`` surrogate gradient."""
     return _Fire.apply(x, kind)
+
+
+def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -> Tensor:
+    """``TA`` ``[T, B]`` from per-sample pooled statistics ``a_avg, a_max: [B, T]``, written out.
+
+    ``"mlp"``: the paper's bias-free MLP across the T steps. ``"conv"``: two bias-free 1-D
+    convolutions over time (zero padding, "same" length) with a ReLU between, as explicit sums.
+    """
+    if ta.kind == "mlp":
+        w1, w2 = ta.fc1.weight, ta.fc2.weight
+
+        def f(a: Tensor) -> Tensor:
+            return torch.relu(a @ w1.t()) @ w2.t()
+
+        return (f(a_avg) + f(a_max)).t()
+    w1, w2 = ta.conv1.weight, ta.conv2.weight  # [hidden, 1, k], [1, hidden, k]
+    hidden, _, k = w1.shape
+    half = k // 2
+    T = a_avg.shape[1]
+
+    def conv(a: Tensor) -> Tensor:  # a: [B, T] -> [B, T]
+        def tap(x: Tensor, t: int) -> Tensor:
+            return x[:, t] if 0 <= t < T else torch.zeros_like(x[:, 0])
+
+        mid = [
+            [torch.relu(sum(w1[h, 0, i] * tap(a, t + i - half) for i in range(k))) for t in range(T)]
+            for h in range(hidden)
+        ]
+        mids = [torch.stack(m, dim=1) for m in mid]  # hidden x [B, T]
+        out = [
+            sum(w2[0, h, i] * tap(mids[h], t + i - half) for h in range(hidden) for i in range(k))
+            for t in range(T)
+        ]
+        return torch.stack(out, dim=1)
+
+    return (conv(a_avg) + conv(a_max)).t()

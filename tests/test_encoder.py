@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from slow_reference import fire
+from slow_reference import fire, slow_temporal_attention
 
 import gac_coding as gac
 
@@ -58,12 +58,7 @@ def slow_encoder(
 
     a_avg = torch.stack([u[t].mean(dim=(1, 2, 3)) for t in range(T)], dim=1)  # [B, T]
     a_max = torch.stack([u[t].amax(dim=(1, 2, 3)) for t in range(T)], dim=1)
-    w1, w2 = g.ta.fc1.weight, g.ta.fc2.weight
-
-    def mlp(a: torch.Tensor) -> torch.Tensor:
-        return torch.relu(a @ w1.t()) @ w2.t()
-
-    ta = (mlp(a_avg) + mlp(a_max)).t()  # [T, B]
+    ta = slow_temporal_attention(g.ta, a_avg, a_max)  # [T, B]
     sca = torch.stack(
         [
             F.conv2d(F.relu(F.conv2d(u[t], g.sca.conv1.weight, padding="same")),

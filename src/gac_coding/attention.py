@@ -32,10 +32,13 @@ from .neuron import (
 )
 
 __all__ = [
+    "TEMPORAL_ATTENTIONS",
+    "ConvTemporalAttention",
     "GatedAttentionUnit",
     "SpatialChannelAttention",
     "TemporalAttention",
     "gated_lif",
+    "make_temporal_attention",
 ]
 
 
@@ -50,6 +53,10 @@ def _positive_int(name: str, value: object) -> int:
 class TemporalAttention(nn.Module):
     """One attention score per time step and sample, from the ``T`` pooled membranes of the sample.
 
+    The paper's form: a bias-free MLP of width ``T`` mixes the ``T`` values of one sample, so the
+    module only runs at the ``T`` it was built for (see :class:`ConvTemporalAttention` for a
+    T-agnostic one).
+
     Args:
         T: number of time steps (the MLP's width).
         ratio: reduction ratio ``r_t``; the hidden layer has ``max(1, T // ratio)`` units.
@@ -61,6 +68,8 @@ class TemporalAttention(nn.Module):
         >>> ta(torch.randn(4, 2, 8, 5, 5)).shape    # [T, B, C, H, W] -> [T, B]
         torch.Size([4, 2])
     """
+
+    kind = "mlp"
 
     def __init__(self, T: int, ratio: int = 2) -> None:
         super().__init__()
@@ -74,17 +83,100 @@ class TemporalAttention(nn.Module):
         """The shared MLP on per-sample vectors ``a: [B, T]``."""
         return self.fc2(F.relu(self.fc1(a)))
 
+    def check_steps(self, steps: int) -> None:
+        """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its width ``T``)."""
+        if steps != self.T:
+            raise ValueError(
+                f"T: the paper's temporal attention (temporal_attention='mlp') is an MLP over the "
+                f"{self.T} time steps it was built for, so it cannot run at T={steps}; build the "
+                f"model with temporal_attention='conv' (no T-sized weights) to change the number of "
+                f"steps, or set_timesteps({self.T}) back"
+            )
+
     def from_stats(self, avg: Tensor, peak: Tensor) -> Tensor:
         """``TA`` from pooled statistics ``avg, peak: [T, B]``; returns ``[T, B]``."""
+        self.check_steps(avg.shape[0])
         return (self.mlp(avg.t()) + self.mlp(peak.t())).t()
 
     def forward(self, u: Tensor) -> Tensor:
-        if u.dim() < 3 or u.shape[0] != self.T:
-            raise ValueError(
-                f"u: expected [T={self.T}, B, ...], got shape {tuple(u.shape)}"
-            )
+        if u.dim() < 3:
+            raise ValueError(f"u: expected [T={self.T}, B, ...], got shape {tuple(u.shape)}")
+        self.check_steps(u.shape[0])
         flat = u.flatten(2)
         return self.from_stats(flat.mean(2), flat.amax(2))
+
+
+class ConvTemporalAttention(nn.Module):
+    """A temporal attention with no ``T``-sized weights: it runs at any number of steps.
+
+    ``TA[:, b] = f(mean_{chw} U[:, b]) + f(max_{chw} U[:, b])`` as in the paper, but the shared
+    ``f`` is a bias-free 1-D convolution over time, ``Conv1d(1, hidden, k) -> ReLU ->
+    Conv1d(hidden, 1, k)`` with zero "same" padding, instead of an MLP across all ``T`` steps.
+
+    Why a convolution: the score of a step is then a function of the statistics of its
+    neighbourhood (``2k - 1`` steps wide for the two layers), the same function at every step and
+    for every sequence length. A model trained at one ``T`` can run at another (fewer steps for
+    latency and energy, event streams of varying length), and a shift in time shifts the scores
+    (for steps away from the ends, where the zero padding sits). ``k = 3`` (one step either side per
+    layer) keeps the receptive field small enough that a step's score is still local at ``T = 4``,
+    as in ECA-Net's 1-D convolution over channels; ``hidden = 4`` filters.
+
+    Args:
+        kernel_size: ``k``, odd (the padding is symmetric).
+        hidden: filters of the hidden layer.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.attention import ConvTemporalAttention
+        >>> ta = ConvTemporalAttention()
+        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape, ta(torch.randn(7, 2, 8, 5, 5)).shape
+        (torch.Size([4, 2]), torch.Size([7, 2]))
+    """
+
+    kind = "conv"
+
+    def __init__(self, kernel_size: int = 3, hidden: int = 4) -> None:
+        super().__init__()
+        self.kernel_size = _positive_int("kernel_size", kernel_size)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size: expected an odd integer (symmetric padding), got {kernel_size}")
+        self.hidden = _positive_int("hidden", hidden)
+        pad = self.kernel_size // 2
+        self.conv1 = nn.Conv1d(1, self.hidden, self.kernel_size, padding=pad, bias=False)
+        self.conv2 = nn.Conv1d(self.hidden, 1, self.kernel_size, padding=pad, bias=False)
+
+    def check_steps(self, steps: int) -> None:
+        """Any number of steps >= 1 is accepted."""
+        _positive_int("T", steps)
+
+    def from_stats(self, avg: Tensor, peak: Tensor) -> Tensor:
+        """``TA`` from pooled statistics ``avg, peak: [T, B]``; returns ``[T, B]``."""
+        T, B = avg.shape
+        both = torch.cat((avg.t(), peak.t())).unsqueeze(1)  # [2B, 1, T]: f runs once on both
+        scores = self.conv2(F.relu(self.conv1(both))).view(2, B, T)
+        return (scores[0] + scores[1]).t()
+
+    def forward(self, u: Tensor) -> Tensor:
+        if u.dim() < 3:
+            raise ValueError(f"u: expected [T, B, ...], got shape {tuple(u.shape)}")
+        flat = u.flatten(2)
+        return self.from_stats(flat.mean(2), flat.amax(2))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, hidden={self.hidden}"
+
+
+#: The accepted values of ``temporal_attention=``.
+TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
+
+
+def make_temporal_attention(kind: str, T: int, ratio: int = 2) -> nn.Module:
+    """``TemporalAttention(T, ratio)`` for ``"mlp"``, ``ConvTemporalAttention()`` for ``"conv"``."""
+    if kind == "mlp":
+        return TemporalAttention(T, ratio)
+    if kind == "conv":
+        return ConvTemporalAttention()
+    raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
 
 
 class SpatialChannelAttention(nn.Module):
@@ -306,9 +398,11 @@ class GatedAttentionUnit(nn.Module):
 
     Args:
         channels: ``C`` of ``U``.
-        T: number of time steps.
+        T: number of time steps (change it later with :meth:`set_timesteps`).
         ta_ratio, sca_ratio, sca_kernel: ``r_t``, ``r_sc``, ``k`` (paper: 2, 1, 4).
         decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
+        temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
+            ``"conv"`` (:class:`ConvTemporalAttention`, any ``T``).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -329,16 +423,27 @@ class GatedAttentionUnit(nn.Module):
         threshold: float = float(RECIPES["cifar"]["threshold"]),  # type: ignore[arg-type]
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
+        temporal_attention: str = "mlp",
     ) -> None:
         super().__init__()
         self.T = _positive_int("T", T)
         self.channels = _positive_int("channels", channels)
-        self.ta = TemporalAttention(self.T, ta_ratio)
+        self.ta = make_temporal_attention(temporal_attention, self.T, ta_ratio)
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         self.decay, self.threshold = _check_params(decay, threshold)
         self.surrogate = surrogate
         self._surrogate_fn = resolve_surrogate(surrogate)
         self.detach_reset = bool(detach_reset)
+
+    @property
+    def temporal_attention(self) -> str:
+        """``"mlp"`` or ``"conv"``: the kind of temporal attention."""
+        return str(self.ta.kind)
+
+    def set_timesteps(self, T: int) -> None:
+        """Run at ``T`` steps from now on (the ``"mlp"`` attention then refuses a call at another
+        ``T`` than its width, with a ``ValueError`` saying so)."""
+        self.T = _positive_int("T", T)
 
     def gate_and_fire(
         self, u: Tensor, static: bool = False

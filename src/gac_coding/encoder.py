@@ -44,7 +44,8 @@ def check_image_input(
     if not static and x.shape[0] != T:
         raise ValueError(
             f"{name}: sequence has T={x.shape[0]} steps but the encoder was built for T={T} "
-            f"(shape {tuple(x.shape)})"
+            f"(or set to it); shape {tuple(x.shape)}. To run at {x.shape[0]} steps, call "
+            f"set_timesteps({x.shape[0]}) on the model first"
         )
     channel_dim = 1 if static else 2
     if x.shape[channel_dim] != in_channels:
@@ -83,6 +84,10 @@ class GACEncoder(nn.Module):
         kernel_size, stride, padding: the stem convolution (no bias).
         decay, threshold, surrogate, detach_reset: the encoder's LIF (GAC.md §3).
         ta_ratio, sca_ratio, sca_kernel: attention sizes (paper: 2, 1, 4).
+        temporal_attention: ``"mlp"`` (the paper's, an MLP of width ``T``: the encoder runs at the
+            ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no
+            ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
+            see :meth:`set_timesteps`).
         binarize: emit binary spikes (see above).
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`).
 
@@ -112,6 +117,7 @@ class GACEncoder(nn.Module):
         ta_ratio: int = 2,
         sca_ratio: int = 1,
         sca_kernel: int = 4,
+        temporal_attention: str = "mlp",
         binarize: bool = False,
         record: bool = True,
     ) -> None:
@@ -135,6 +141,7 @@ class GACEncoder(nn.Module):
             threshold=threshold,
             surrogate=surrogate,
             detach_reset=detach_reset,
+            temporal_attention=temporal_attention,
         )
         self.binarize = bool(binarize)
         self.record = bool(record)
@@ -158,6 +165,26 @@ class GACEncoder(nn.Module):
     def last_temporal_attention(self) -> Tensor | None:
         """``TA`` of the last call, ``[T, B]`` (detached)."""
         return None if self._last is None else self._last[2]
+
+    def set_timesteps(self, T: int) -> None:
+        """Change the number of time steps of the built encoder.
+
+        Static inputs then give ``[T, B, ...]`` and sequences of ``T`` steps are accepted. With the
+        paper's temporal attention (``temporal_attention="mlp"``, an MLP of width equal to the
+        ``T`` it was built for) a later call at another ``T`` raises ``ValueError``; the ``"conv"``
+        attention runs at any ``T``.
+
+        Example:
+            >>> import torch, gac_coding as gac
+            >>> enc = gac.GACEncoder(1, 4, T=4, temporal_attention="conv")
+            >>> enc.set_timesteps(7)
+            >>> enc(torch.rand(2, 1, 6, 6)).shape
+            torch.Size([7, 2, 4, 6, 6])
+        """
+        self.T = _positive_int("T", T)
+        gate = getattr(self, "gate", None)
+        if gate is not None:
+            gate.set_timesteps(self.T)
 
     # ------------------------------------------------------------------ helpers
     def _min_input_size(self) -> tuple[int, int]:
@@ -245,4 +272,4 @@ class GACEncoder(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, binarize={self.binarize}"
+        return f"T={self.T}, temporal_attention={self.gate.temporal_attention!r}, binarize={self.binarize}"

@@ -278,6 +278,24 @@ class GACNet(nn.Module):
 
         return layer.register_forward_pre_hook(check)
 
+    def set_timesteps(self, T: int) -> None:
+        """Run encoder and backbone at ``T`` steps from now on (see
+        :meth:`gac_coding.GACEncoder.set_timesteps`; the paper's ``"mlp"`` temporal attention
+        refuses a call at another ``T`` than it was built for, ``temporal_attention="conv"`` runs at
+        any ``T``). A backbone that loops over its own number of steps (``mode == "loop"``)
+        cannot be told another ``T``: that raises ``ValueError``."""
+        T = _positive_int("T", T)
+        if self.mode == "loop" and T != self.T:
+            raise ValueError(
+                f"T: this backbone runs its own loop of {self.T} steps (mode 'loop'), which "
+                f"set_timesteps cannot change; set the net's number of steps and wrap it again "
+                f"with T={T}"
+            )
+        self.encoder.set_timesteps(T)
+        self.T = self.encoder.T
+        if hasattr(self._driver, "T"):  # drivers that loop over the steps themselves
+            self._driver.T = self.T
+
     def forward(self, x: Tensor) -> Any:
         """Encode ``x`` (``[B, C, H, W]`` or ``[T, B, C, H, W]``) and run the backbone over ``T``."""
         code = self.encoder(x)

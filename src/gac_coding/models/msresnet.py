@@ -164,6 +164,8 @@ class MSResNet(nn.Module):
         stem_kernel, stem_stride, stem_padding: the stem convolution.
         encoder_kwargs: extra keyword arguments of :class:`~gac_coding.GACEncoder`
             (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
+        temporal_attention: the encoder's temporal attention, ``"mlp"`` (the paper's, fixed ``T``)
+            or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); ignored by direct coding.
         channels_last: store the convolution weights and run every activation channels-last
             (``torch.channels_last`` per step; the input is converted on entry). The values are
             those of the default layout up to float rounding; oneDNN (CPU) and cuDNN convolutions
@@ -191,6 +193,7 @@ class MSResNet(nn.Module):
         stem_padding: int = 1,
         encoder_kwargs: dict[str, Any] | None = None,
         channels_last: bool = True,
+        temporal_attention: str = "mlp",
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -224,6 +227,7 @@ class MSResNet(nn.Module):
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
         enc_cls = GACEncoder if gac else DirectEncoder
+        encoder_kwargs = {"temporal_attention": temporal_attention, **(encoder_kwargs or {})}
         self.encoder = enc_cls(
             in_channels,
             stem_channels,
@@ -232,7 +236,7 @@ class MSResNet(nn.Module):
             stem_stride,
             stem_padding,
             **lif,
-            **(encoder_kwargs or {}),
+            **encoder_kwargs,
         )
         if bn_weight is not None:
             nn.init.constant_(self.encoder.bn.weight, bn_weight)
@@ -259,6 +263,23 @@ class MSResNet(nn.Module):
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)  # the 4-d (convolution) weights
+
+    def set_timesteps(self, T: int) -> None:
+        """Change the number of time steps of the built model (see
+        :meth:`gac_coding.GACEncoder.set_timesteps`): the backbone runs at any ``T``; a GAC stem
+        with the paper's ``"mlp"`` temporal attention refuses a call at another ``T`` than it was
+        built for (``ValueError``), the ``"conv"`` one and direct coding do not.
+
+        Example:
+            >>> import torch
+            >>> from gac_coding.models import create_model
+            >>> m = create_model("msresnet_tiny", T=4, in_channels=1, temporal_attention="conv")
+            >>> m.set_timesteps(2)
+            >>> m(torch.rand(3, 1, 8, 8)).shape
+            torch.Size([2, 3, 10])
+        """
+        self.encoder.set_timesteps(T)
+        self.T = self.encoder.T
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""

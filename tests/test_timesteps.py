@@ -1,0 +1,156 @@
+"""The T-agnostic temporal attention and ``set_timesteps`` (encoder, MS-ResNet, GACNet).
+
+The encoder with ``temporal_attention="conv"`` is checked against the independent slow formulation
+of ``test_encoder.py`` (per-step stem, BN, LIF, attention written out) in float64, at the ``T`` it
+was built for and after :meth:`set_timesteps`, for static frames (the fast path) and sequences.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from slow_reference import slow_temporal_attention
+from test_encoder import _compare
+from torch import nn
+
+import gac_coding as gac
+from gac_coding.attention import ConvTemporalAttention, TemporalAttention
+from gac_coding.models import create_model
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@settings(max_examples=15, deadline=None)
+@given(
+    T_built=st.integers(1, 5),
+    T_run=st.integers(1, 7),
+    B=st.integers(1, 3),
+    cout=st.integers(1, 5),
+    size=st.integers(3, 6),
+    recipe=st.sampled_from(["cifar", "imagenet"]),
+    train=st.booleans(),
+    feed_sequence=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_encoder_matches_slow_formulation_at_any_T(
+    T_built: int, T_run: int, B: int, cout: int, size: int, recipe: str, train: bool,
+    feed_sequence: bool, seed: int,
+) -> None:
+    torch.manual_seed(seed)
+    enc = gac.GACEncoder(
+        2, cout, T_built, temporal_attention="conv", **gac.RECIPES[recipe],  # type: ignore[arg-type]
+    ).double()
+    with torch.no_grad():  # non-trivial BN parameters and statistics, larger attention weights
+        enc.bn.weight.uniform_(0.5, 2.0)
+        enc.bn.bias.uniform_(-0.3, 0.8)
+        enc.bn.running_mean.uniform_(-0.2, 0.2)
+        enc.bn.running_var.uniform_(0.5, 2.0)
+        for p in enc.gate.ta.parameters():
+            p.uniform_(-1.0, 1.0)
+    enc.set_timesteps(T_run)
+    x = torch.rand(B, 2, size, size, dtype=torch.float64) * 2
+    if B * size * size == 1 and T_run == 1 and train:
+        return
+    _compare(enc, x, feed_sequence, train)
+
+
+def test_conv_attention_matches_explicit_sums_and_differs_per_step() -> None:
+    torch.manual_seed(1)
+    ta = ConvTemporalAttention(kernel_size=5, hidden=3).double()
+    avg, peak = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    got = ta.from_stats(avg, peak)
+    want = slow_temporal_attention(ta, avg.t(), peak.t())
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert got.shape == (6, 4)
+    assert not torch.allclose(got[0], got[1])
+
+
+def test_conv_attention_is_shift_equivariant_away_from_the_ends() -> None:
+    # k=3, two layers: a step's score depends on steps t-2..t+2 only; shifting the sequence by one
+    # step shifts the scores of steps whose window stays inside on both sequences
+    torch.manual_seed(2)
+    ta = ConvTemporalAttention().double()
+    a = torch.randn(10, 3, dtype=torch.float64)
+    b = torch.roll(a, 1, dims=0)
+    sa, sb = ta.from_stats(a, a), ta.from_stats(b, b)
+    torch.testing.assert_close(sb[3:8], sa[2:7], rtol=1e-12, atol=1e-12)
+
+
+def test_conv_attention_has_no_T_sized_weights() -> None:
+    a = gac.GACEncoder(1, 4, T=2, temporal_attention="conv")
+    b = gac.GACEncoder(1, 4, T=9, temporal_attention="conv")
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    b.load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("kind, error", [("gru", ValueError), ("MLP", ValueError), (None, ValueError)])
+def test_bad_temporal_attention(kind: object, error: type) -> None:
+    with pytest.raises(error, match="temporal_attention: expected one of"):
+        gac.GACEncoder(1, 4, T=2, temporal_attention=kind)  # type: ignore[arg-type]
+
+
+def test_conv_kernel_must_be_odd() -> None:
+    with pytest.raises(ValueError, match="kernel_size: expected an odd integer"):
+        ConvTemporalAttention(kernel_size=4)
+
+
+def test_mlp_at_another_T_raises_and_says_how() -> None:
+    enc = gac.GACEncoder(1, 4, T=4)
+    x = torch.rand(2, 1, 5, 5)
+    enc.set_timesteps(6)
+    for inp in (x, torch.rand(6, 2, 1, 5, 5)):
+        with pytest.raises(ValueError, match=r"built for, so it cannot run at T=6.*temporal_attention='conv'"):
+            enc(inp)
+    enc.set_timesteps(4)
+    assert enc(x).shape == (4, 2, 4, 5, 5)
+    with pytest.raises(ValueError, match="cannot run at T=3"):
+        TemporalAttention(T=4)(torch.randn(3, 2, 4))
+
+
+def test_sequence_of_other_length_says_set_timesteps() -> None:
+    enc = gac.GACEncoder(1, 4, T=4, temporal_attention="conv")
+    with pytest.raises(ValueError, match=r"call set_timesteps\(5\)"):
+        enc(torch.rand(5, 2, 1, 5, 5))
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_set_timesteps_validates(value: object, error: type) -> None:
+    with pytest.raises(error, match="T: expected"):
+        gac.GACEncoder(1, 4, T=4).set_timesteps(value)  # type: ignore[arg-type]
+
+
+def test_msresnet_set_timesteps_matches_a_model_built_at_that_T() -> None:
+    torch.manual_seed(0)
+    for gac_on in (True, False):
+        trained = create_model("msresnet_tiny", T=4, in_channels=2, gac=gac_on,
+                               temporal_attention="conv").double().eval()
+        fresh = create_model("msresnet_tiny", T=3, in_channels=2, gac=gac_on,
+                             temporal_attention="conv").double().eval()
+        fresh.load_state_dict(trained.state_dict())
+        trained.set_timesteps(3)
+        assert trained.T == 3 and trained.encoder.T == 3
+        x = torch.rand(2, 2, 8, 8, dtype=torch.float64)
+        torch.testing.assert_close(trained(x), fresh(x), rtol=0, atol=0)
+        seq = torch.rand(3, 2, 2, 8, 8, dtype=torch.float64)
+        torch.testing.assert_close(trained(seq), fresh(seq), rtol=0, atol=0)
+
+
+def test_msresnet_mlp_set_timesteps_then_call_raises() -> None:
+    m = create_model("msresnet_tiny", T=4, in_channels=1)
+    m.set_timesteps(2)
+    with pytest.raises(ValueError, match="temporal_attention='conv'"):
+        m(torch.rand(2, 1, 8, 8))
+
+
+def test_gacnet_set_timesteps() -> None:
+    torch.manual_seed(0)
+    backbone = nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 6 * 6, 3))
+    net = gac.wrap(backbone, T=4, in_channels=2, temporal_attention="conv")
+    net.set_timesteps(7)
+    out = net(torch.rand(5, 2, 6, 6))
+    assert out.shape == (7, 5, 3) and net.T == 7 and net.encoder.T == 7
+    mlp = gac.wrap(nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 6 * 6, 3)), T=4, in_channels=2)
+    mlp.set_timesteps(2)
+    with pytest.raises(ValueError, match="cannot run at T=2"):
+        mlp(torch.rand(5, 2, 6, 6))
