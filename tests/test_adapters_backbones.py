@@ -8,6 +8,7 @@ Inputs are 1-channel 8x8 images (scikit-learn's digits) and ``T`` steps.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -384,3 +385,216 @@ def test_binarize_feeds_binary_spikes_to_the_backbone(name: str) -> None:
     assert 1.0 in values.tolist()  # some spikes get through
     readout(out).sum().backward()
     assert float(net.encoder.conv.weight.grad.abs().sum()) > 0  # straight-through gradient
+
+
+# ---------------------------------------------------------------- the wrapped output, by hand
+# Each reference below takes ``code = net.encoder(x)`` and steps the backbone the way its framework's
+# own tutorials do, carrying the state from step to step by hand. The nets are float64 (snnTorch
+# with a dtype-keeping surrogate) and the input is strong enough that every spiking layer fires, so
+# a step fed out of order or a state dropped between steps changes the output.
+def _explicit_leaky(neuron: nn.Module) -> nn.Module:
+    """An ``init_hidden=False`` twin of an snnTorch ``Leaky`` (same beta, threshold, reset)."""
+    import snntorch as snn
+
+    return snn.Leaky(beta=float(neuron.beta), threshold=float(neuron.threshold),
+                     spike_grad=dtype_preserving_spike)
+
+
+def by_hand_snntorch_sequential(backbone: nn.Module, code: Tensor) -> tuple[Tensor, Tensor]:
+    conv, lif1, flatten, fc, lif2 = backbone
+    lif1, lif2 = _explicit_leaky(lif1), _explicit_leaky(lif2)
+    mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
+    spikes, membranes = [], []
+    for t in range(code.shape[0]):
+        spk1, mem1 = lif1(conv(code[t]), mem1)
+        spk2, mem2 = lif2(fc(flatten(spk1)), mem2)
+        spikes.append(spk2)
+        membranes.append(mem2)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def by_hand_snntorch_custom(backbone: nn.Module, code: Tensor) -> tuple[Tensor, Tensor]:
+    import snntorch as snn
+
+    conv, synaptic = backbone.block
+    syn_neuron = snn.Synaptic(alpha=float(synaptic.alpha), beta=float(synaptic.beta),
+                              spike_grad=dtype_preserving_spike)
+    out = _explicit_leaky(backbone.out)
+    syn, mem1 = syn_neuron.init_synaptic()
+    mem2 = out.init_leaky()
+    spikes, membranes = [], []
+    for t in range(code.shape[0]):
+        spk1, syn, mem1 = syn_neuron(conv(code[t]), syn, mem1)
+        spk2, mem2 = out(backbone.fc(spk1.flatten(1)), mem2)
+        spikes.append(spk2)
+        membranes.append(mem2)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def by_hand_snntorch_tutorial(backbone: nn.Module, code: Tensor) -> tuple[Tensor, Tensor]:
+    mem1, mem2 = backbone.lif1.init_leaky(), backbone.lif2.init_leaky()
+    spikes, membranes = [], []
+    for t in range(code.shape[0]):
+        spk1, mem1 = backbone.lif1(backbone.fc1(code[t].flatten(1)), mem1)
+        spk2, mem2 = backbone.lif2(backbone.fc2(spk1), mem2)
+        spikes.append(spk2)
+        membranes.append(mem2)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def by_hand_norse_cells(backbone: nn.Module, code: Tensor) -> Tensor:
+    conv, lif, flatten, fc, li = backbone
+    s1 = s2 = None
+    voltages = []
+    for t in range(code.shape[0]):
+        z, s1 = lif(conv(code[t]), s1)
+        v, s2 = li(fc(flatten(z)), s2)
+        voltages.append(v)
+    return torch.stack(voltages)
+
+
+def by_hand_norse_sequence(backbone: nn.Module, code: Tensor) -> Tensor:
+    """The whole-sequence ``LIF``/``LI`` replaced by their cells, stepped with the state threaded."""
+    import norse.torch as norse
+
+    conv, lif, flatten, fc, li = backbone
+    lif_cell = norse.LIFCell(p=lif.p, dt=DT)
+    li_cell = norse.LICell(p=li.p, dt=DT)
+    s1 = s2 = None
+    voltages = []
+    for t in range(code.shape[0]):
+        z, s1 = lif_cell(conv.lifted_module(code[t]), s1)
+        v, s2 = li_cell(fc.lifted_module(z.flatten(1)), s2)
+        voltages.append(v)
+    return torch.stack(voltages)
+
+
+def by_hand_norse_tutorial(backbone: nn.Module, code: Tensor) -> Tensor:
+    return backbone(code)  # the module loops over the sequence itself
+
+
+def by_hand_spikingjelly(backbone: nn.Module, code: Tensor) -> Tensor:
+    """A single-step copy with the same weights, reset, then called once per step in order."""
+    from spikingjelly.activation_based import functional
+
+    single = copy.deepcopy(backbone)
+    functional.set_step_mode(single, "s")
+    functional.reset_net(single)
+    return torch.stack([single(code[t]) for t in range(code.shape[0])])
+
+
+def by_hand_torch(backbone: nn.Module, code: Tensor) -> Tensor:
+    return backbone(code)  # a plain PyTorch backbone takes the whole [T, B, ...] code
+
+
+BY_HAND: dict[str, Callable[[nn.Module, Tensor], Any]] = {
+    "snntorch-sequential": by_hand_snntorch_sequential,
+    "snntorch-custom": by_hand_snntorch_custom,
+    "snntorch-tutorial-loop": by_hand_snntorch_tutorial,
+    "norse-cells": by_hand_norse_cells,
+    "norse-sequence": by_hand_norse_sequence,
+    "norse-tutorial-loop": by_hand_norse_tutorial,
+    "spikingjelly-m": by_hand_spikingjelly,
+    "spikingjelly-s": by_hand_spikingjelly,
+    "torch": by_hand_torch,
+}
+
+
+def build_float64(name: str) -> gac.GACNet:
+    factory, framework, _ = SHAPES[name]
+    kwargs = {"spike_grad": dtype_preserving_spike} if framework == "snntorch" else {}
+    torch.manual_seed(1)
+    backbone, _ = factory(T, **kwargs)
+    with torch.no_grad():  # default init is too weak to make every layer fire on digits
+        for m in backbone.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(6.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GatedInputWarning)
+        net = gac.wrap(backbone.double(), T=T, in_channels=1)
+    # eval: a BatchNorm uses its running statistics, the same whether it sees [T * B, ...] at
+    # once (SpikingJelly "m") or [B, ...] per step ("s"); in training their batch statistics differ
+    return net.eval()
+
+
+def spike_counts(net: gac.GACNet, x: Tensor) -> dict[str, int]:
+    """Spikes emitted by each spiking layer of the backbone during ``net(x)``."""
+    from gac_coding.adapters._common import is_neuron
+
+    counts: dict[str, int] = {}
+
+    def record(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, out: Any) -> None:
+            spikes = out[0] if isinstance(out, tuple) else out
+            counts[name] = counts.get(name, 0) + int(spikes.detach().ne(0).sum())
+        return hook
+
+    handles = [
+        m.register_forward_hook(record(n)) for n, m in net.backbone.named_modules()
+        if n and is_neuron(m) and type(m).__name__ not in ("LI", "LICell")  # LI: no spikes
+    ]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
+
+
+def strong_digits() -> Tensor:
+    return digits()[0][:8].double() * 3  # the encoder's LIF fires on most pixels
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrapped_output_equals_a_hand_written_loop_over_the_code(name: str) -> None:
+    net = build_float64(name)
+    x = strong_digits()
+    counts = spike_counts(net, x)
+    if name != "torch":
+        assert counts and all(c > 0 for c in counts.values()), counts  # every spiking layer fires
+    with torch.no_grad():
+        wrapped = leaves(net(x))
+        code = net.encoder(x)
+        expected = leaves(BY_HAND[name](net.backbone, code))
+    assert code.ne(0).any()
+    assert len(wrapped) == len(expected)
+    for got, want in zip(wrapped, expected, strict=True):
+        assert got.dtype == want.dtype == torch.float64
+        # Same operations in the same order except for the Norse whole-sequence modules (LIF
+        # against LIFCell): float64 round-off is ~1e-16, far below any change of one spike.
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert not torch.equal(wrapped[-1][0], wrapped[-1][-1])  # the output changes over time
+
+
+def test_spikingjelly_single_step_equals_multi_step_with_the_same_weights() -> None:
+    multi = build_float64("spikingjelly-m")
+    single = build_float64("spikingjelly-s")
+    single.load_state_dict(multi.state_dict())
+    x = strong_digits()
+    with torch.no_grad():
+        a, b = multi(x), single(x)
+    assert a.ne(0).any() and not torch.equal(a[0], a[-1])  # nonzero, and varies over time
+    assert torch.equal(a, b)
+
+
+def test_snntorch_whole_sequence_neuron_equals_its_recurrence() -> None:
+    from snntorch._neurons.stateleaky import StateLeaky
+
+    backbone = nn.Sequential(nn.Flatten(2), nn.Linear(64, 10), StateLeaky(beta=0.8, channels=10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GatedInputWarning)
+        net = gac.wrap(backbone.double(), T=T, in_channels=1)
+    assert (net.framework, net.mode) == ("snntorch", "sequence")
+    x = strong_digits()
+    with torch.no_grad():
+        spikes, membrane = net(x)
+        code = net.encoder(x)
+        decay = torch.exp(-1 / backbone[2].tau)  # StateLeaky's kernel: exp(-t / tau)
+        mem = torch.zeros_like(membrane[0])
+        expected = []
+        for t in range(T):
+            mem = decay * mem + backbone[1](code[t].flatten(1))
+            expected.append(mem)
+    torch.testing.assert_close(membrane, torch.stack(expected), rtol=0, atol=1e-12)
+    assert spikes.ne(0).any() and spikes.eq(0).any()
