@@ -1,0 +1,34 @@
+"""Export a trained model out of PyTorch: the spiking backbone to NIR, the GAC encoder to the host.
+
+``from gac_coding.export import to_nir`` (needs the ``export`` extra: ``pip install
+"gac-coding[export]"``). The names below are imported on first use, so ``import gac_coding.export``
+costs nothing and needs torch alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> the module of this package that defines it (one line per exporter)
+_LAZY = {
+    "to_nir": "._nir",
+    "NIRExport": "._nir",
+    "HostEncoder": "._nir",
+    "simulate": "._nir",
+    "save_nir_export": "._nir",
+    "load_host": "._nir",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gac_coding.export' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
