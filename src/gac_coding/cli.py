@@ -1,18 +1,108 @@
 """The ``gac-coding`` command: ``demo``, ``train`` and ``energy`` subcommands.
 
-Also reachable as ``python -m gac_coding``. Each subcommand is one ``configure_*`` function that
-adds its options and one ``run_*`` function that executes it; a new subcommand is one more entry in
-:func:`build_parser`'s table.
+Also reachable as ``python -m gac_coding``. A subcommand ``NAME`` is two functions in one module,
+``configure_NAME_parser(parser)`` (adds its options) and ``run_NAME_command(args) -> int`` (runs it),
+and one :class:`Subcommand` entry in :data:`SUBCOMMANDS` naming that module. The module is imported
+when the parser is built, so it imports torch alone at its top; optional packages are imported
+inside ``run_NAME_command``. A run that misses an optional package ends with one line naming the
+extra to install (:data:`EXTRA_OF_MODULE`) and exit status 2, as any other bad input does.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["build_parser", "main"]
+__all__ = [
+    "EXTRA_OF_MODULE",
+    "SUBCOMMANDS",
+    "Subcommand",
+    "build_parser",
+    "configure_demo_parser",
+    "configure_energy_parser",
+    "configure_train_parser",
+    "main",
+    "run_demo_command",
+    "run_energy_command",
+    "run_train_command",
+]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``gac-coding`` subcommand.
+
+    Attributes:
+        name: the word on the command line.
+        help: one line for ``gac-coding --help``.
+        module: the module holding ``configure_<name>_parser`` and ``run_<name>_command``; it must
+            import with torch alone.
+        extra: the pip extra its runs need (``None``: torch alone).
+        needs: top-level modules every run imports, checked before it starts.
+    """
+
+    name: str
+    help: str
+    module: str = "gac_coding.cli"
+    extra: str | None = None
+    needs: tuple[str, ...] = ()
+
+    def functions(self) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]:
+        """``(configure, run)`` from :attr:`module`."""
+        mod = importlib.import_module(self.module)
+        return (getattr(mod, f"configure_{self.name}_parser"),
+                getattr(mod, f"run_{self.name}_command"))  # fmt: skip
+
+
+#: The subcommands, in the order ``--help`` lists them.
+SUBCOMMANDS: tuple[Subcommand, ...] = (
+    Subcommand("demo", "direct vs Poisson vs GAC coding on scikit-learn's digits: table + plot",
+               extra="train", needs=("numpy", "sklearn", "matplotlib")),
+    Subcommand("train", "train a model (one CPU to many GPUs under torchrun)",
+               extra="train", needs=("numpy",)),
+    Subcommand("energy", "operation counts and energy of a model (torch alone)"),
+)  # fmt: skip
+
+#: The pip extra that provides each optional top-level module.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "numpy": "train", "sklearn": "train", "matplotlib": "train", "torchvision": "train",
+    "tqdm": "train", "safetensors": "train", "PIL": "train",
+    "snntorch": "snntorch", "norse": "norse", "spikingjelly": "spikingjelly",
+    "ninja": "cpp",
+    "nir": "export", "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
+    "tonic": "events",
+}  # fmt: skip
+
+
+def _install_hint(extra: str) -> str:
+    return f'pip install "gac-coding[{extra}]"'
+
+
+def _missing_package_message(exc: ImportError, command: Subcommand) -> str | None:
+    """One line for an ImportError of an optional package; ``None`` for one of our own modules."""
+    text = " ".join(str(exc).split())
+    if "pip install" in text:
+        return text
+    top = (exc.name or "").split(".")[0]
+    if not top or top == "gac_coding":
+        return None
+    extra = EXTRA_OF_MODULE.get(top, command.extra)
+    if extra is None:
+        return f"needs the package {top!r}, which is not installed ({text})"
+    return f"needs the {extra!r} extra (no module named {top!r}): {_install_hint(extra)}"
+
+
+def _check_needs(command: Subcommand) -> None:
+    missing = [m for m in command.needs if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModuleNotFoundError(f"No module named {missing[0]!r}", name=missing[0])
 
 
 # ------------------------------------------------------------------------------------ demo
@@ -76,11 +166,18 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
                         help="crop size for --dataset imagefolder (default 224)")
     parser.add_argument("--no-progress", action="store_true",
                         help="plain log lines even on a terminal")
+    parser.add_argument("--temporal-attention", choices=("mlp", "conv"), default=None,
+                        help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
+                             "(runs at any T after set_timesteps)")
+    from .train.events import add_event_options
+
+    add_event_options(parser)
 
 
 def run_train_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding train``."""
     from .train.engine import TrainConfig, fit
+    from .train.events import event_options_from_args
 
     config = TrainConfig(
         model=args.model,
@@ -104,6 +201,9 @@ def run_train_command(args: argparse.Namespace) -> int:
         device=args.device,
         image_size=args.image_size,
         progress=False if args.no_progress else None,
+        events=event_options_from_args(args),
+        model_kwargs=({} if args.temporal_attention is None
+                      else {"temporal_attention": args.temporal_attention}),
     )
     result = fit(config)
     if _is_rank0() and result.history:
@@ -114,18 +214,109 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------- energy
-def configure_energy(parser: argparse.ArgumentParser) -> None:
-    """Options of ``gac-coding energy`` (defined in :mod:`gac_coding.energy`)."""
-    from .energy import configure_energy_parser
+def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``gac-coding energy``."""
+    parser.add_argument("--model", default=None,
+                        help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights: model.safetensors or last.pt/best.pt of gac-coding train (their "
+                             "model, T, classes and channels are used), a saved state dict, or the "
+                             "authors' .pth")
+    parser.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's, "
+                        "else the model's)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="head size (default: the checkpoint's, else the model's)")
+    parser.add_argument("--in-channels", type=int, default=None,
+                        help="image channels (default: the checkpoint's, else 3)")
+    parser.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="image size (default 224 224 for ImageNet models, else 32 32)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
+    parser.add_argument("--no-gac", action="store_true",
+                        help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
+    parser.add_argument(
+        "--no-calibrate", action="store_true",
+        help="without a checkpoint, keep the initial BatchNorm statistics (by default they are "
+        "set from the random batch so that the untrained network fires)",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    configure_energy_parser(parser)
+
+def _energy_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
+    """Model name, T, classes, channels and gac: the options, else the checkpoint's; never both
+    disagreeing."""
+    from .models.checkpoints import describe_settings
+
+    asked = {"model": args.model, "T": args.T, "num_classes": args.num_classes,
+             "in_channels": args.in_channels, "gac": False if args.no_gac else None}
+    for key in ("T", "num_classes", "in_channels"):
+        if asked[key] is not None and asked[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')}: expected an integer >= 1, got {asked[key]}")
+    settings: dict[str, Any] = {}
+    for key, value in asked.items():
+        option = "--no-gac" if key == "gac" else f"--{key.replace('_', '-')}"
+        if value is not None and key in recorded and recorded[key] != value:
+            raise ValueError(
+                f"{option}: the checkpoint {path} holds {describe_settings(recorded)}, "
+                f"got {option}" + ("" if key == "gac" else f" {value}")
+            )
+        settings[key] = value if value is not None else recorded.get(key)
+    if settings["model"] is None:
+        raise ValueError("--model: expected a model name (required without a --checkpoint that records one)")
+    settings["gac"] = True if settings["gac"] is None else settings["gac"]
+    settings["in_channels"] = settings["in_channels"] or 3
+    return settings
 
 
-def run_energy(args: argparse.Namespace) -> int:
-    """Run ``gac-coding energy``."""
-    from .energy import run_energy_command
+def run_energy_command(args: argparse.Namespace) -> int:
+    """Run ``gac-coding energy``: build the model, load weights, report energy on a random batch.
 
-    return int(run_energy_command(args))
+    The input is a uniform random image batch (seeded): firing rates, and so accumulates, depend on
+    the data and the weights; use :func:`~gac_coding.energy.estimate_energy` on real data for
+    published numbers.
+    """
+    import torch
+
+    from .energy import calibrate_batchnorm, estimate_energy
+    from .models import create_model
+    from .models.checkpoints import load_weights, read_weights
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    if args.input_size is not None and min(args.input_size) < 1:
+        raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
+    weights = read_weights(args.checkpoint) if args.checkpoint else None
+    s = _energy_settings(args, weights.settings if weights else {}, args.checkpoint)
+    torch.manual_seed(args.seed)
+    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
+                         in_channels=s["in_channels"])  # fmt: skip
+    layout = load_weights(model, weights, model_name=s["model"]) if weights else None
+    size = tuple(args.input_size) if args.input_size else ((224, 224) if "imagenet" in s["model"] else (32, 32))
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(args.batch_size, s["in_channels"], *size, generator=gen)
+    calibrated = weights is None and not args.no_calibrate
+    if calibrated:
+        calibrate_batchnorm(model, x)
+    report = estimate_energy(model, x)
+    if args.json:
+        payload = report.to_dict()
+        payload["model"] = s["model"]
+        payload["checkpoint"] = {"path": args.checkpoint, "layout": layout}
+        payload["batchnorm_calibrated"] = calibrated
+        json.dump(payload, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        if weights is not None:
+            described = f"{args.checkpoint} ({layout} layout)"
+        elif calibrated:
+            described = "random init, BatchNorm statistics from the random batch"
+        else:
+            described = "random init"
+        print(f"{s['model']}, input {tuple(x.shape)}, weights: {described}")
+        print(report)
+    return 0
 
 
 # ------------------------------------------------------------------------------------ main
@@ -139,45 +330,54 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gac-coding",
         description="Gated Attention Coding for spiking neural networks: demo, training, energy.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,energy}")
-    commands = (
-        ("demo", "direct vs Poisson vs GAC coding on scikit-learn's digits: table + plot",
-         configure_demo_parser, run_demo_command),
-        ("train", "train a model (one CPU to many GPUs under torchrun)",
-         configure_train_parser, run_train_command),
-        ("energy", "operation counts and energy of a model", configure_energy, run_energy),
-    )
-    for name, help_text, configure, run in commands:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    names = ",".join(c.name for c in SUBCOMMANDS)
+    sub = parser.add_subparsers(dest="command", required=True, metavar=f"{{{names}}}")
+    for command in SUBCOMMANDS:
+        extra = f' Needs {_install_hint(command.extra)}.' if command.extra else ""
+        p = sub.add_parser(command.name, help=command.help, description=command.help + "." + extra)
+        configure, run = command.functions()
         configure(p)
-        p.set_defaults(handler=run)
+        p.set_defaults(handler=run, subcommand=command)
     return parser
+
+
+def _say(command: str, message: str) -> None:
+    if _is_rank0():
+        print(f"gac-coding {command}: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None, *, friendly_errors: bool | None = None) -> int:
     """Entry point of ``gac-coding``; returns the exit status.
 
     Run as a command (``argv=None``: the console script, ``python -m gac_coding``), known error
-    types (bad values, missing data folders, refused checkpoints) print one line
-    ``gac-coding CMD: error: ...`` on stderr and return 2. Called from Python with an explicit
-    ``argv`` they propagate as exceptions, unless ``friendly_errors=True``.
+    types (bad values, missing data folders, unreadable or refused checkpoints, a missing optional
+    package) print one line ``gac-coding CMD: error: ...`` on stderr and return 2. Called from
+    Python with an explicit ``argv`` they propagate as exceptions, unless ``friendly_errors=True``.
     """
+    from .models.checkpoints import CheckpointError
+
     if friendly_errors is None:
         friendly_errors = argv is None
     args = build_parser().parse_args(argv)
-    if not friendly_errors:
-        return int(args.handler(args))
-    from .train.checkpoint import CheckpointError
-
+    command: Subcommand = args.subcommand
     try:
+        _check_needs(command)
         return int(args.handler(args))
-    except (ValueError, TypeError, FileNotFoundError, CheckpointError) as exc:
-        if _is_rank0():
-            print(f"gac-coding {args.command}: error: {exc}", file=sys.stderr, flush=True)
+    except ImportError as exc:
+        message = _missing_package_message(exc, command)
+        if not friendly_errors or message is None:
+            raise
+        _say(args.command, f"error: {message}")
+        return 2
+    except (ValueError, TypeError, OSError, CheckpointError) as exc:
+        if not friendly_errors:
+            raise
+        _say(args.command, "error: " + " ".join(str(exc).split()))
         return 2
     except KeyboardInterrupt:
-        if _is_rank0():
-            print(f"gac-coding {args.command}: interrupted", file=sys.stderr, flush=True)
+        if not friendly_errors:
+            raise
+        _say(args.command, "interrupted")
         return 130
 
 

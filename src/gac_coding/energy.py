@@ -26,10 +26,7 @@ Example:
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,14 +39,11 @@ __all__ = [
     "E_MAC_PJ",
     "EnergyReport",
     "LayerEnergy",
-    "configure_energy_parser",
     "dense_macs",
     "estimate_energy",
     "exact_synops",
     "is_binary",
     "calibrate_batchnorm",
-    "load_checkpoint",
-    "run_energy_command",
     "spikingjelly_counts",
 ]
 
@@ -555,43 +549,8 @@ def spikingjelly_counts(model: nn.Module, x: Tensor, *, include_norm: bool = Fal
 
 
 # ------------------------------------------------------------------------------------------------
-# Checkpoints and the command line
+# BatchNorm statistics of an untrained model
 # ------------------------------------------------------------------------------------------------
-
-
-def load_checkpoint(model: nn.Module, path: str) -> str:
-    """Load weights into ``model`` from this library's checkpoints or the authors' layout.
-
-    Accepted: a ``.safetensors`` file; a ``torch.save`` file (read with ``weights_only=True``)
-    holding a state dict, or a dict with the state dict under ``"model"`` (or ``"state_dict"``).
-    When the keys are not the model's own, the file goes to
-    :func:`gac_coding.models.load_reference_checkpoint` (the authors' released layout), which
-    raises a ``ValueError`` naming what does not fit. Returns ``"library"`` or ``"reference"``,
-    the layout that was loaded.
-    """
-    if not isinstance(path, str):
-        raise TypeError(f"path: expected a str, got {type(path).__name__}")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        state: Any = load_file(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict):
-        for key in ("model", "state_dict"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if isinstance(state, dict) and set(state) == set(model.state_dict()):
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"path: {path!r} does not fit the model: {exc}") from None
-        return "library"
-    from .models import load_reference_checkpoint
-
-    load_reference_checkpoint(model, state if path.endswith(".safetensors") else path)
-    return "reference"
 
 
 def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
@@ -630,73 +589,20 @@ def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
         _reset_framework_state(model)
 
 
-def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the options of ``gac-coding energy`` to ``parser``."""
-    parser.add_argument("--model", required=True, help="registered model name, e.g. msresnet18_cifar")
-    parser.add_argument("--checkpoint", default=None, help="weights: .safetensors, .pt, or the authors' .pth")
-    parser.add_argument("--T", type=int, default=None, help="time steps (default: the model's)")
-    parser.add_argument("--num-classes", type=int, default=None, help="head size (default: the model's)")
-    parser.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
-    parser.add_argument(
-        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-        help="image size (default 224 224 for ImageNet models, else 32 32)",
-    )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
-    parser.add_argument("--no-gac", action="store_true", help="direct-coding baseline")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
-    parser.add_argument(
-        "--no-calibrate", action="store_true",
-        help="without a checkpoint, keep the initial BatchNorm statistics (by default they are "
-        "set from the random batch so that the untrained network fires)",
-    )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+# Names that moved (kept working; energy itself imports neither the models nor the CLI).
+_MOVED = {
+    "load_checkpoint": ("gac_coding.models.checkpoints", "load_weights"),
+    "configure_energy_parser": ("gac_coding.cli", "configure_energy_parser"),
+    "run_energy_command": ("gac_coding.cli", "run_energy_command"),
+}
 
 
-def run_energy_command(args: argparse.Namespace) -> int:
-    """Run ``gac-coding energy``: build the model, load weights, report energy on a random batch.
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
 
-    The input is a uniform random image batch (seeded): firing rates, and so accumulates, depend on
-    the data and the weights; use :func:`estimate_energy` on real data for published numbers.
-    """
-    from .models import create_model
-
-    torch.manual_seed(args.seed)
-    for name in ("T", "num_classes", "batch_size", "in_channels"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
-    model = create_model(
-        args.model, num_classes=args.num_classes, T=args.T, gac=not args.no_gac,
-        in_channels=args.in_channels,
-    )  # fmt: skip
-    loaded = None
-    if args.checkpoint:
-        loaded = load_checkpoint(model, args.checkpoint)
-    if args.input_size is None:
-        size = (224, 224) if "imagenet" in args.model else (32, 32)
-    else:
-        size = tuple(args.input_size)
-        if min(size) < 1:
-            raise ValueError(f"--input-size: expected two integers >= 1, got {size}")
-    gen = torch.Generator().manual_seed(args.seed)
-    x = torch.rand(args.batch_size, args.in_channels, *size, generator=gen)
-    calibrated = not args.checkpoint and not args.no_calibrate
-    if calibrated:
-        calibrate_batchnorm(model, x)
-    report = estimate_energy(model, x)
-    if args.json:
-        payload = report.to_dict()
-        payload["model"] = args.model
-        payload["checkpoint"] = {"path": args.checkpoint, "layout": loaded}
-        payload["batchnorm_calibrated"] = calibrated
-        json.dump(payload, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        weights = (
-            f"{args.checkpoint} ({loaded} layout)"
-            if args.checkpoint
-            else ("random init, BatchNorm statistics from the random batch" if calibrated else "random init")
-        )
-        print(f"{args.model}, input {tuple(x.shape)}, weights: {weights}")
-        print(report)
-    return 0
+    module, new = _MOVED[name]
+    warnings.warn(f"gac_coding.energy.{name} moved to {module}.{new}", DeprecationWarning, stacklevel=2)
+    return getattr(importlib.import_module(module), new)

@@ -1,4 +1,13 @@
-"""Load the authors' released checkpoints (GAC.md §5) into :class:`~gac_coding.models.MSResNet`.
+"""Read checkpoint files safely and load them into :class:`~gac_coding.models.MSResNet`.
+
+One reader for every command that takes a file (``gac-coding train --resume``, ``gac-coding energy
+--checkpoint``): :func:`read_torch_file` (``torch.load(..., weights_only=True)``),
+:func:`read_weights` (``.pt``/``.pth`` or ``.safetensors``, with the run's recorded settings) and
+:func:`load_weights`. Every unreadable or hostile file raises :class:`CheckpointError` with a
+one-line message, and a file made for another model, ``T``, class or channel count raises a
+``ValueError`` that says what the file holds.
+
+The authors' released checkpoints (GAC.md §5) are loaded by :func:`load_reference_checkpoint`.
 
 Two layouts, both possibly prefixed with ``module.`` (files saved from ``DataParallel``):
 
@@ -21,8 +30,11 @@ whose statistics (over B, T, H, W) are exactly those of this library's BatchNorm
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,15 +43,30 @@ from torch import Tensor, nn
 from .msresnet import MSResNet
 
 __all__ = [
+    "CheckpointError",
     "ReferenceCheckpointError",
+    "UnsafeCheckpointError",
+    "WeightsFile",
+    "describe_settings",
     "export_reference_state_dict",
     "load_reference_checkpoint",
+    "load_weights",
+    "read_torch_file",
+    "read_weights",
     "reference_layout",
 ]
 
 _BN_FIELDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 _TA_KEYS = ("encoding.TA.sharedMLP.0.weight", "encoding.TA.sharedMLP.2.weight")
 _MAX_LISTED = 8
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, truncated, empty, a folder, or not a checkpoint."""
+
+
+class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A checkpoint asks to run code (import or call something) and was refused unread."""
 
 
 class ReferenceCheckpointError(ValueError):
@@ -203,7 +230,7 @@ def _read(path_or_state_dict: object) -> dict[str, Tensor]:
             raise FileNotFoundError(
                 f"path_or_state_dict: no checkpoint file at {os.fspath(path_or_state_dict)!r}"
             )
-        obj: Any = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+        obj: Any = read_torch_file(path_or_state_dict)
         source = f"file {os.fspath(path_or_state_dict)!r}"
     elif isinstance(path_or_state_dict, Mapping):
         obj = path_or_state_dict
@@ -357,3 +384,254 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
         entry = layout[canon]
         converted[entry.model_key] = first.reshape(first.shape[:2]) if entry.temporal else first
     model.load_state_dict(converted, strict=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading any checkpoint file safely (train --resume, energy --checkpoint)
+# ------------------------------------------------------------------------------------------------
+
+#: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
+SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac")
+
+
+def _check_file(path: object) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a file path (str or os.PathLike), got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path}: is a folder, expected a checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint: no file at {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path}: the file is empty")
+    return path
+
+
+def _refused_global(exc: BaseException) -> str:
+    """What a weights-only load refused, e.g. ``'os.system'``, from torch's message."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"global:? ([\w.]+)", str(exc))
+    return f" (it asks for {found.group(1)})" if found else ""
+
+
+def read_torch_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a ``torch.save`` file with ``weights_only=True``: tensors, numbers, strings, containers.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnsafeCheckpointError: the file would import or call code; nothing of it ran.
+        CheckpointError: the file is a folder, empty, truncated, not a torch file, or holds no dict.
+
+    Example:
+        >>> import tempfile, torch
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save({"epoch": 2}, f"{d}/last.pt")
+        ...     read_torch_file(f"{d}/last.pt")["epoch"]
+        2
+    """
+    path = _check_file(path)
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeCheckpointError(
+            f"checkpoint {path}: refused to load it because it asks to import or call code"
+            f"{_refused_global(exc)}, which a weights-only load forbids (nothing of it was executed); "
+            "load only checkpoints written by gac-coding or another source you trust"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means unreadable
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt?): "
+            f"{type(exc).__name__}: {first_line}"
+        ) from exc
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
+    return obj
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    try:
+        from safetensors import safe_open
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f'reading {path.name} needs safetensors: pip install "gac-coding[train]"'
+        ) from exc
+    try:
+        with safe_open(str(path), "pt", device="cpu") as fh:
+            metadata = dict(fh.metadata() or {})
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 - not a dict
+    except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means unreadable
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(
+            f"checkpoint {path}: not a readable .safetensors file (truncated or corrupt?): {first_line}"
+        ) from exc
+    return tensors, metadata
+
+
+def _setting(path: Path, key: str, value: object) -> Any:
+    """A recorded setting as its type (safetensors metadata holds strings only)."""
+    if key == "model":
+        if not isinstance(value, str) or not value:
+            raise CheckpointError(f"checkpoint {path}: recorded model {value!r} is not a model name")
+        return value
+    if key == "gac":
+        if isinstance(value, bool):
+            return value
+        if value in ("True", "False"):
+            return value == "True"
+        raise CheckpointError(f"checkpoint {path}: recorded gac {value!r} is not True or False")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not an integer >= 1")
+    return value
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """A model's weights read from a checkpoint file by :func:`read_weights`.
+
+    Attributes:
+        path: the file.
+        state_dict: the weights (this library's keys, or the authors' layout).
+        settings: the run settings the file records (``model``, ``T``, ``num_classes``,
+            ``in_channels``, ``gac``; those present), empty for a bare state dict or the authors' file.
+    """
+
+    path: Path
+    state_dict: dict[str, Tensor]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
+    """Read a model's weights and recorded run settings from any supported file.
+
+    Supported: ``model.safetensors`` (settings in its metadata), ``last.pt`` / ``best.pt`` of
+    ``gac-coding train`` (weights under ``"model"``, settings under ``"config"``), a ``torch.save``
+    state dict, or one wrapped under ``"model"`` / ``"state_dict"``, and the authors' ``.pth``.
+    Torch files are read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnsafeCheckpointError: a torch file asks to run code; nothing of it ran.
+        CheckpointError: a folder, an empty, truncated or corrupt file, no tensors, or a recorded
+            setting that is not valid.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from gac_coding.models import create_model
+        >>> m = create_model("msresnet_tiny", num_classes=10, T=2)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save({"model": m.state_dict(), "config": {"model": "msresnet_tiny", "T": 2}},
+        ...                f"{d}/last.pt")
+        ...     read_weights(f"{d}/last.pt").settings
+        {'model': 'msresnet_tiny', 'T': 2}
+    """
+    path = _check_file(path)
+    recorded: Mapping[str, Any]
+    if path.suffix == ".safetensors":
+        state, recorded = _read_safetensors(path)
+    else:
+        obj = read_torch_file(path)
+        recorded = obj.get("config") if isinstance(obj.get("config"), Mapping) else {}
+        state = obj
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), Mapping):
+                state = obj[key]
+                break
+    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
+    if not state or bad:
+        what = "holds no tensors" if not state else f"key {bad[0]!r} does not hold a tensor"
+        raise CheckpointError(f"checkpoint {path}: not a model checkpoint ({what})")
+    settings = {k: _setting(path, k, recorded[k]) for k in SETTING_KEYS if k in recorded}
+    return WeightsFile(path=path, state_dict=dict(state), settings=settings)
+
+
+def describe_settings(settings: Mapping[str, Any]) -> str:
+    """Recorded run settings in words, e.g. ``"an msresnet_tiny run (T=4, 10 classes, ...)"``.
+
+    Example:
+        >>> describe_settings({"model": "msresnet_tiny", "T": 4, "num_classes": 10, "gac": False})
+        'a msresnet_tiny run (T=4, 10 classes, direct coding)'
+    """
+    parts = []
+    if "T" in settings:
+        parts.append(f"T={settings['T']}")
+    if "num_classes" in settings:
+        parts.append(f"{settings['num_classes']} classes")
+    if "in_channels" in settings:
+        parts.append(f"{settings['in_channels']} input channels")
+    if "gac" in settings:
+        parts.append("GAC encoder" if settings["gac"] else "direct coding")
+    name = f"a {settings['model']} run" if "model" in settings else "a run"
+    return f"{name} ({', '.join(parts)})" if parts else name
+
+
+def _model_settings(model: nn.Module) -> dict[str, Any]:
+    found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:]}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _is_library_layout(state: Mapping[str, Tensor]) -> bool:
+    return any(k.startswith(("encoder.", "stages.")) for k in state)
+
+
+def load_weights(
+    model: nn.Module, source: str | os.PathLike[str] | WeightsFile, *, model_name: str | None = None
+) -> str:
+    """Load ``source`` (a path or a :class:`WeightsFile`) into ``model``; strict, all or nothing.
+
+    This library's layout (``model.safetensors``, ``last.pt``, a saved ``state_dict``) is loaded
+    directly; anything else goes to :func:`load_reference_checkpoint` (the authors' layout).
+    When the file does not fit, the ``ValueError`` says in one line what the file holds (its
+    recorded settings, or the first key that differs) and what the model is. ``model_name`` (the
+    registry name the model was built from) is compared with the recorded one.
+
+    Returns:
+        ``"library"`` or ``"reference"``, the layout that was loaded.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from gac_coding.models import create_model
+        >>> src = create_model("msresnet_tiny", num_classes=10, T=2)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     torch.save(src.state_dict(), f"{d}/w.pt")
+        ...     load_weights(create_model("msresnet_tiny", num_classes=10, T=2), f"{d}/w.pt")
+        'library'
+    """
+    weights = source if isinstance(source, WeightsFile) else read_weights(source)
+    recorded = weights.settings
+    mine = dict(_model_settings(model), **({"model": model_name} if model_name else {}))
+    differ = [k for k in SETTING_KEYS if k in recorded and k in mine and recorded[k] != mine[k]]
+    if differ:
+        raise ValueError(
+            f"checkpoint: {weights.path} holds {describe_settings(recorded)}, which does not fit "
+            f"the model asked for ({', '.join(f'{k}={mine[k]!r}' for k in differ)})"
+        )
+    state = weights.state_dict
+    ours = model.state_dict()
+    if set(state) == set(ours):
+        for key, value in state.items():
+            if value.shape != ours[key].shape:
+                raise ValueError(
+                    f"checkpoint: {weights.path} does not fit the model: {key!r} has shape "
+                    f"{list(value.shape)} in the file, {list(ours[key].shape)} in the model "
+                    "(another T, class count or channel count?)"
+                )
+        model.load_state_dict(state)
+        return "library"
+    if _is_library_layout(state):
+        missing = sorted(set(ours) - set(state))
+        unexpected = sorted(set(state) - set(ours))
+        raise ValueError(
+            f"checkpoint: {weights.path} holds {describe_settings(recorded)} whose keys do not "
+            f"match the model (another model?): missing {_listed(missing) or 'none'}; "
+            f"unexpected {_listed(unexpected) or 'none'}"
+        )
+    try:
+        load_reference_checkpoint(model, state)
+    except ReferenceCheckpointError as exc:
+        raise ReferenceCheckpointError(
+            f"checkpoint: {weights.path} is not this library's layout and does not fit the "
+            f"authors' layout for this model: {exc}"
+        ) from None
+    return "reference"

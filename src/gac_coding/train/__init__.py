@@ -6,18 +6,36 @@ matplotlib, tqdm and safetensors. Nothing here downloads anything.
 
 from __future__ import annotations
 
-from .augment import MixedTarget, cutmix, poisson_encode
-from .checkpoint import (
-    CheckpointError,
-    UnsafeCheckpointError,
-    atomic_write,
-    load_checkpoint,
-    save_checkpoint,
-    save_safetensors,
-)
-from .data import DATASETS, DataFolderError, DataSpec, build_datasets, load_digits_split
-from .engine import CODINGS, RUN_FILES, FitResult, TrainConfig, fit, seed_everything
-from .losses import LOSSES, spike_loss
+import importlib
+from typing import Any
+
+# Names are imported from their submodule on first use (PEP 562), so that importing one submodule
+# (e.g. ``gac_coding.train.data`` for the CLI's ``--dataset`` choices) does not import the rest
+# and ``gac-coding --help`` runs without the train extra.
+_SOURCES = {
+    "MixedTarget": "augment", "cutmix": "augment", "poisson_encode": "augment",
+    "CheckpointError": "checkpoint", "UnsafeCheckpointError": "checkpoint",
+    "atomic_write": "checkpoint", "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
+    "DATASETS": "data", "DataFolderError": "data", "DataSpec": "data",
+    "build_datasets": "data", "load_digits_split": "data",
+    "CODINGS": "engine", "RUN_FILES": "engine", "FitResult": "engine", "TrainConfig": "engine",
+    "fit": "engine", "seed_everything": "engine",
+    "LOSSES": "losses", "spike_loss": "losses",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CODINGS",

@@ -5,7 +5,8 @@
   folder entry is synced. A crash mid-save leaves the previous file intact.
 * Checkpoints are loaded with ``torch.load(..., weights_only=True)``: tensors, numbers, strings and
   plain containers only. A file that asks to import or call anything is refused with
-  :class:`UnsafeCheckpointError` before any of its code can run.
+  :class:`UnsafeCheckpointError` before any of its code can run. The reader lives with the models'
+  checkpoint code (:mod:`gac_coding.models.checkpoints`), shared with ``gac-coding energy``.
 * Random states (python, numpy, torch CPU, every CUDA device, and a data-order generator) are
   stored as tensors and plain tuples so that they too pass the ``weights_only`` loader.
 """
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import random
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from ..models.checkpoints import CheckpointError, UnsafeCheckpointError, read_torch_file
 
 __all__ = [
     "CheckpointError",
@@ -39,14 +40,6 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or not a checkpoint."""
-
-
-class UnsafeCheckpointError(CheckpointError, pickle.UnpicklingError):
-    """A checkpoint asks to run code (import or call something) and was refused unread."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -99,12 +92,14 @@ def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:
 
 
 def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True``.
+    """Load a checkpoint with ``weights_only=True`` (the reader every command shares).
+
+    The same function as :func:`gac_coding.models.checkpoints.read_torch_file`.
 
     Raises:
         FileNotFoundError: no file at ``path``.
         UnsafeCheckpointError: the file would import or call code; nothing of it ran.
-        CheckpointError: the file is truncated or not a torch checkpoint dict.
+        CheckpointError: the file is a folder, empty, truncated, or not a torch checkpoint dict.
 
     Example:
         >>> import tempfile, torch
@@ -113,24 +108,7 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
         ...     load_checkpoint(path)["epoch"]
         2
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no file at {path}")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"checkpoint {path}: refused to load it because it asks to import or call code, "
-            "which a weights-only load forbids (nothing of it was executed). Load only "
-            f"checkpoints written by gac-coding or another source you trust. Detail: {exc}"
-        ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt?): {exc}"
-        ) from exc
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
-    return obj
+    return read_torch_file(path, map_location)
 
 
 def save_safetensors(
@@ -147,6 +125,8 @@ def save_safetensors(
 # ------------------------------------------------------------------------------ random states
 def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Every random state of this process, in a form that ``weights_only`` loading accepts."""
+    import numpy as np  # the train extra's; imported here so that the CLI starts without it
+
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
@@ -162,6 +142,8 @@ def capture_rng_state(data_generator: torch.Generator | None = None) -> dict[str
 
 def restore_rng_state(state: Mapping[str, Any], data_generator: torch.Generator | None = None) -> None:
     """Restore the states captured by :func:`capture_rng_state`."""
+    import numpy as np
+
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]

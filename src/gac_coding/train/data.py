@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -137,6 +136,8 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
         from sklearn.model_selection import train_test_split
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError('the digits data set needs scikit-learn: pip install "gac-coding[train]"') from exc
+    import numpy as np  # scikit-learn's dependency; local so that the CLI starts without it
+
     bunch = load_digits()
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
@@ -225,6 +226,8 @@ def load_cifar(
     """
     if name not in _CIFAR_LAYOUT:
         raise ValueError(f"name: expected one of {sorted(_CIFAR_LAYOUT)}, got {name!r}")
+    import numpy as np  # the train extra's; local so that the CLI starts without it
+
     layout = _CIFAR_LAYOUT[name]
     folder = _find_cifar_folder(name, data_dir)
 

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
@@ -165,6 +164,8 @@ class FitResult:
 
 def seed_everything(seed: int) -> None:
     """Seed python's, numpy's and torch's (CPU and CUDA) global random generators."""
+    import numpy as np  # the train extra's; local so that the CLI starts without it
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
