@@ -89,7 +89,10 @@ class GACEncoder(nn.Module):
             ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
             see :meth:`set_timesteps`).
         binarize: emit binary spikes (see above).
-        record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`).
+        record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
+            for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
+            ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
+            of the ``state_dict``, and is not kept while ``torch.export`` traces the encoder.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -186,6 +189,12 @@ class GACEncoder(nn.Module):
         if gate is not None:
             gate.set_timesteps(self.T)
 
+    def __getstate__(self) -> dict:
+        # the record of the last call is for inspection: pickles, torch.save and deepcopy skip it
+        state = super().__getstate__()
+        state["_last"] = None
+        return state
+
     # ------------------------------------------------------------------ helpers
     def _min_input_size(self) -> tuple[int, int]:
         k = self.conv.kernel_size
@@ -265,7 +274,9 @@ class GACEncoder(nn.Module):
         """Encode ``x: [B, C_in, H, W]`` (static) or ``[T, B, C_in, H, W]`` -> ``[T, B, C, H', W']``."""
         u, static = self.membrane(x)
         out, fired, m, ta = self.gate.gate_and_fire(u, static=static)
-        self._last = (fired, m, ta) if self.record else None
+        # no record while torch.export traces: it would keep the tracer's fake tensors
+        keep = self.record and not torch.compiler.is_exporting()
+        self._last = (fired, m, ta) if keep else None
         if self.binarize:
             hard = (out > 0.5).to(out.dtype)
             out = out + (hard - out).detach()

@@ -26,6 +26,7 @@ import warnings
 from types import FrameType
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..attention import _positive_int
@@ -299,7 +300,10 @@ class GACNet(nn.Module):
     def forward(self, x: Tensor) -> Any:
         """Encode ``x`` (``[B, C, H, W]`` or ``[T, B, C, H, W]``) and run the backbone over ``T``."""
         code = self.encoder(x)
-        handle = self._install_size_check(code)
+        # registering and removing a hook breaks a torch.compile/torch.export graph: when traced,
+        # a code that does not fit the input layer meets that layer's own shape error instead
+        traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        handle = None if traced else self._install_size_check(code)
         try:
             out = self._driver.run(self.backbone, code)
         finally:

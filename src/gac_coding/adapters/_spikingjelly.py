@@ -74,7 +74,10 @@ class SpikingJellyDriver(Driver):
         self.T = T
 
     def run(self, backbone: nn.Module, code: Tensor) -> Any:
-        functional = require("spikingjelly", "spikingjelly.activation_based.functional")
+        # a plain import (build() has imported SpikingJelly already): torch.compile traces it,
+        # whereas importlib.import_module would break the graph
+        from spikingjelly.activation_based import functional
+
         functional.reset_net(backbone)
         if self.mode == "m":
             return backbone(code)
