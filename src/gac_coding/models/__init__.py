@@ -25,22 +25,28 @@ from .msresnet import (
     MSResNet,
     count_parameters,
     msresnet18_cifar,
+    msresnet18_dvs,
     msresnet18_imagenet,
     msresnet34_imagenet,
     msresnet_tiny,
 )
 from .registry import create_model, list_models, register_model
+from .vgg import SpikingVGG, vgg_tiny, vggsnn_dvs
 
 register_model("msresnet18_cifar", msresnet18_cifar)
 register_model("msresnet18_imagenet", msresnet18_imagenet)
 register_model("msresnet34_imagenet", msresnet34_imagenet)
 register_model("msresnet_tiny", msresnet_tiny)
+register_model("msresnet18_dvs", msresnet18_dvs)
+register_model("vggsnn_dvs", vggsnn_dvs)
+register_model("vgg_tiny", vgg_tiny)
 
 __all__ = [
     "DirectEncoder",
     "MSBlock",
     "MSResNet",
     "ReferenceCheckpointError",
+    "SpikingVGG",
     "count_parameters",
     "create_model",
     "export_reference_state_dict",

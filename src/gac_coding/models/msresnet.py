@@ -344,6 +344,27 @@ def msresnet_tiny(num_classes: int = 10, T: int = 4, gac: bool = True, **kwargs:
     )  # fmt: skip
 
 
+DVS_STAGES = ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+
+
+def msresnet18_dvs(
+    num_classes: int = 10, T: int = 10, gac: bool = True, frame_size: int = 48, **kwargs: Any
+) -> MSResNet:
+    """GAC-MS-ResNet-18 for event frames: 2 input channels, CIFAR recipe neurons, 64/128/256/512 x 2
+    blocks (strides 1, 2, 2, 2).
+
+    The stem is a 3x3 convolution, stride 1 for 48- or 64-pixel frames and stride 2 for 128-pixel
+    ones (``frame_size >= 96``), so the last stage sees 6x6, 8x8 or 8x8 maps; 11.30 M params at 10 classes.
+    """
+    if isinstance(frame_size, bool) or not isinstance(frame_size, int) or frame_size < 8:
+        raise ValueError(f"frame_size: expected an integer >= 8 (e.g. 48, 64, 128), got {frame_size!r}")
+    kwargs.setdefault("in_channels", 2)
+    return MSResNet(
+        DVS_STAGES, num_classes, T, "cifar", gac, stem_channels=64,
+        stem_kernel=3, stem_stride=2 if frame_size >= 96 else 1, stem_padding=1, **kwargs,
+    )  # fmt: skip
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (weights, biases, BN affine; not BN running statistics)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -56,7 +56,7 @@ def list_models() -> list[str]:
     Example:
         >>> from gac_coding.models import list_models
         >>> [n for n in list_models() if n.startswith("msresnet")]
-        ['msresnet18_cifar', 'msresnet18_imagenet', 'msresnet34_imagenet', 'msresnet_tiny']
+        ['msresnet18_cifar', 'msresnet18_dvs', 'msresnet18_imagenet', 'msresnet34_imagenet', 'msresnet_tiny']
     """
     return sorted(_REGISTRY)
 
@@ -72,13 +72,15 @@ def create_model(
 
     Args:
         name: one of :func:`list_models` (``"msresnet18_cifar"``, ``"msresnet18_imagenet"``,
-            ``"msresnet34_imagenet"``, ``"msresnet_tiny"``, ...).
+            ``"msresnet34_imagenet"``, ``"msresnet_tiny"``; for event frames ``"msresnet18_dvs"``,
+            ``"vggsnn_dvs"``, ``"vgg_tiny"``, ...).
         num_classes: outputs of the head (``None``: the model's default, 10 for the CIFAR recipe
             and ``msresnet_tiny``, 1000 for the ImageNet recipe).
         T: time steps (``None``: the model's default, 6 for CIFAR, 4 for ImageNet and tiny).
         gac: the GAC encoder (``True``) or the direct-coding baseline (``False``).
-        **kwargs: passed to the builder, e.g. ``in_channels=1`` for grey images, or
-            ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
+        **kwargs: passed to the builder, e.g. ``in_channels=1`` for grey images,
+            ``temporal_attention="conv"`` for a GAC encoder that runs at any ``T``
+            (``set_timesteps``), or ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
 
     Example:
         >>> import torch

@@ -41,8 +41,12 @@ __all__ = [
     "load_digits_split",
 ]
 
-#: The data set names ``gac-coding train --dataset`` accepts.
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagefolder")
+#: The data set names ``gac-coding train --dataset`` accepts (the last three are event-camera
+#: data sets, read by :mod:`gac_coding.train.events` with the ``events`` extra).
+DATASETS: tuple[str, ...] = (
+    "digits", "cifar10", "cifar100", "imagefolder", "nmnist", "dvsgesture", "cifar10dvs",
+)
+_EVENT_DATASETS = DATASETS[4:]
 
 #: Per-channel mean and std used to normalise CIFAR images.
 CIFAR_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -88,6 +92,9 @@ class DataSpec:
     in_channels: int
     image_size: int
     class_names: list[str] = field(default_factory=list)
+    #: how a DataLoader stacks samples (``None``: PyTorch's default); event data sets give
+    #: time-major batches ``[T, B, C, H, W]``
+    collate_fn: Callable[..., Any] | None = None
 
 
 class TensorImageDataset(Dataset):
@@ -362,10 +369,13 @@ def build_datasets(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     image_size: int | None = None,
+    events: Any = None,
 ) -> DataSpec:
     """Build the training and test splits of data set ``name`` (one of :data:`DATASETS`).
 
-    ``image_size`` only matters for ``imagefolder`` (default 224).
+    ``image_size`` only matters for ``imagefolder`` (default 224). ``events``: the
+    :class:`~gac_coding.train.events.FrameOptions` of an event data set (``nmnist``,
+    ``dvsgesture``, ``cifar10dvs``; required for them, refused for the others).
 
     Example:
         >>> spec = build_datasets("digits")
@@ -374,6 +384,14 @@ def build_datasets(
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
+    if name in _EVENT_DATASETS:
+        if events is None:
+            raise ValueError(f"events: --dataset {name} needs FrameOptions (at least T, the frames per sample)")
+        from .events import build_event_datasets
+
+        return build_event_datasets(name, data_dir, events)
+    if events is not None:
+        raise ValueError(f"events: frame options apply to event data sets {list(_EVENT_DATASETS)}, not {name!r}")
     if name == "digits":
         x_tr, y_tr, x_te, y_te = load_digits_split()
         return DataSpec(

@@ -97,6 +97,9 @@ class TrainConfig:
     coding: str = "direct"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
+    #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
+    events: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
@@ -144,6 +147,27 @@ class TrainConfig:
                              "set gac=False (--no-gac)")
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
+        self.frame_options()  # validates the event options
+
+    def frame_options(self) -> Any:
+        """The :class:`~gac_coding.train.events.FrameOptions` of an event data set, else ``None``."""
+        from .events import EVENT_DATASETS, FrameOptions
+
+        if self.dataset not in EVENT_DATASETS:
+            if self.events:
+                raise ValueError(f"events: frame options {sorted(self.events)} apply to the event data "
+                                 f"sets {list(EVENT_DATASETS)}, not to {self.dataset!r}")
+            return None
+        if self.cutmix > 0:
+            raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
+        if self.coding != "direct":
+            raise ValueError(f"coding: event data sets are fed as frames; got coding={self.coding!r}")
+        if not isinstance(self.events, dict):
+            raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
+        try:
+            return FrameOptions(T=self.T, **self.events)
+        except TypeError as exc:
+            raise TypeError(f"events: {exc}") from None
 
     def run_config(self) -> dict[str, Any]:
         """The part of the config that describes the run (stored in checkpoints)."""
@@ -362,7 +386,7 @@ def _fit(
     device = ctx.device
     ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
     spec = data if data is not None else build_datasets(
-        config.dataset, config.data_dir, image_size=config.image_size
+        config.dataset, config.data_dir, image_size=config.image_size, events=config.frame_options()
     )
     if ckpt is not None:
         saved = ckpt["config"]
@@ -449,6 +473,7 @@ def _fit(
         batch_size=config.batch_size,
         num_workers=config.workers,
         pin_memory=device.type == "cuda",
+        collate_fn=spec.collate_fn,
     )
     train_loader = DataLoader(spec.train, sampler=train_sampler, generator=data_gen, **loader_kw)
     test_loader = DataLoader(spec.test, sampler=test_sampler, **loader_kw)
