@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gac_coding.cli import build_parser, main
 
@@ -95,3 +96,158 @@ def test_python_dash_m_trains_and_reports_errors_in_one_line(tmp_path: Path, cap
     assert "cifar-10-batches-py" in err and "data_batch_1" in err
     with pytest.raises(FileNotFoundError, match="data_batch_1"):  # from Python: the exception
         main(missing)
+
+
+# ------------------------------------------------------------- one loader, the same bad files
+class _Hostile:
+    """Unpickling this calls ``Path.touch(marker)``: code carried by the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _run_files(folder: Path, **settings) -> tuple[Path, Path]:
+    """``last.pt`` and ``model.safetensors`` as ``gac-coding train`` writes them for ``settings``."""
+    from gac_coding.models import create_model
+    from gac_coding.train.checkpoint import save_checkpoint, save_safetensors
+    from gac_coding.train.engine import CHECKPOINT_FORMAT
+
+    s = {"model": "msresnet_tiny", "T": 2, "num_classes": 10, "in_channels": 1, "gac": True, **settings}
+    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
+                         in_channels=s["in_channels"])  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    config = dict(s, coding="direct", epochs=1)
+    pt = save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": 1, "config": config,
+                          "model": model.state_dict()}, folder / "last.pt")  # fmt: skip
+    st = save_safetensors(model.state_dict(), folder / "model.safetensors", metadata=s)
+    return pt, st
+
+
+def _bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
+    """Unreadable or hostile files for both suffixes: ``name -> (path, fragment of the message)``."""
+    pt, st = _run_files(folder / "good")
+    bad: dict[str, tuple[Path, str]] = {}
+    for suffix, good in ((".pt", pt), (".safetensors", st)):
+        data = good.read_bytes()
+        cases = {
+            "truncated": (data[: len(data) // 2], "truncated or corrupt"),
+            "empty": (b"", "empty"),
+            "text": (b"weights = [1, 2, 3]\nnot a checkpoint\n", "truncated or corrupt"),
+        }
+        for name, (content, fragment) in cases.items():
+            path = folder / f"{name}{suffix}"
+            path.write_bytes(content)
+            bad[f"{name}{suffix}"] = (path, fragment)
+        (folder / f"folder{suffix}").mkdir()
+        bad[f"folder{suffix}"] = (folder / f"folder{suffix}", "is a folder")
+    hostile = folder / "hostile.pt"
+    torch.save({"model": {}, "payload": _Hostile(folder / "code-ran")}, hostile)
+    bad["hostile.pt"] = (hostile, "refused to load it because it asks to import or call code")
+    # a safetensors header that claims more bytes than the file holds
+    huge = folder / "hostile.safetensors"
+    huge.write_bytes((2**40).to_bytes(8, "little") + b'{"a": 1}')
+    bad["hostile.safetensors"] = (huge, "truncated or corrupt")
+    return bad
+
+
+def _one_line_error(capsys, argv: list[str]) -> str:
+    assert main(argv, friendly_errors=True) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert err.startswith(f"gac-coding {argv[0]}: error: ") and "Traceback" not in err
+    return err
+
+
+_ENERGY = ["energy", "--input-size", "8", "8"]
+
+
+def test_energy_turns_every_unreadable_or_hostile_file_into_one_line(tmp_path: Path, capsys) -> None:
+    for name, (path, fragment) in _bad_files(tmp_path).items():
+        err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet_tiny", "--checkpoint", str(path)])
+        assert fragment in err and str(path) in err, (name, err)
+        if name == "hostile.pt":
+            assert "(getattr)" in err and "weights_only" not in err  # names what it asked for
+    assert not (tmp_path / "code-ran").exists()
+    missing = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet_tiny", "--checkpoint",
+                                       str(tmp_path / "absent.pt")])  # fmt: skip
+    assert "no file at" in missing
+
+
+def test_train_resume_meets_the_same_bad_files_the_same_way(tmp_path: Path, capsys) -> None:
+    common = ["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2", "--epochs", "1",
+              "--batch-size", "64", "--lr", "0.1", "--device", "cpu", "--resume"]  # fmt: skip
+    for name, (path, fragment) in _bad_files(tmp_path / "files").items():
+        if not name.endswith(".pt"):
+            continue
+        out = tmp_path / name
+        out.mkdir()
+        last = out / "last.pt"
+        if path.is_dir():
+            last.mkdir()
+        else:
+            last.write_bytes(path.read_bytes())
+        err = _one_line_error(capsys, [*common, "--out", str(out)])
+        assert fragment in err and str(last) in err, (name, err)
+    assert not (tmp_path / "files" / "code-ran").exists()
+
+
+def test_energy_reads_model_T_classes_channels_from_the_checkpoint(tmp_path: Path, capsys) -> None:
+    pt, st = _run_files(tmp_path, T=3, num_classes=7, in_channels=1, gac=False)
+    for path in (pt, st):
+        assert main([*_ENERGY, "--checkpoint", str(path), "--json"]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["model"] == "msresnet_tiny" and payload["totals"]["T"] == 3
+        assert payload["layers"][0]["input_shape"] == [1, 1, 8, 8]  # one channel, from the file
+        assert payload["layers"][-1]["kind"] == "Linear"
+        assert payload["checkpoint"] == {"path": str(path), "layout": "library"}
+        assert payload["batchnorm_calibrated"] is False
+
+
+def test_energy_says_what_a_checkpoint_holds_when_it_does_not_fit(tmp_path: Path, capsys) -> None:
+    pt, st = _run_files(tmp_path, T=2, num_classes=10, in_channels=1)
+    held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
+    for path in (pt, st):
+        for option in (["--model", "msresnet18_cifar"], ["--T", "4"], ["--num-classes", "100"],
+                       ["--in-channels", "3"], ["--no-gac"]):  # fmt: skip
+            err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(path), *option])
+            assert f"error: {option[0]}: the checkpoint {path} holds {held}" in err, err
+    # without recorded settings: a bare state dict of another T names the first tensor that differs
+    from gac_coding.models import create_model
+
+    bare = tmp_path / "bare.pt"
+    torch.save(create_model("msresnet_tiny", num_classes=10, T=2).state_dict(), bare)
+    err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet_tiny", "--T", "4", "--checkpoint", str(bare)])
+    assert "'encoder.gate.ta.fc1.weight' has shape [1, 2] in the file, [2, 4] in the model" in err
+    err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet18_cifar", "--checkpoint", str(bare)])
+    assert "whose keys do not match the model (another model?)" in err
+    err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(bare)])
+    assert "--model: expected a model name" in err
+
+
+def test_help_of_every_subcommand_and_the_table_of_modules(capsys) -> None:
+    from gac_coding.cli import SUBCOMMANDS
+
+    for command in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as stop:
+            main([command.name, "--help"])
+        assert stop.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: gac-coding {command.name}")
+        if command.extra:
+            assert f'pip install "gac-coding[{command.extra}]"' in " ".join(text.split())
+
+
+def test_a_missing_optional_package_is_one_line_naming_its_extra(monkeypatch, capsys) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "sklearn" else real(name, *a))  # fmt: skip
+    err = _one_line_error(capsys, ["demo", "--epochs", "1"])
+    assert err == ("gac-coding demo: error: needs the 'train' extra (no module named 'sklearn'): "
+                   'pip install "gac-coding[train]"\n')  # fmt: skip
+    with pytest.raises(ModuleNotFoundError):  # from Python: the exception
+        main(["demo", "--epochs", "1"])

@@ -19,10 +19,10 @@ from gac_coding.energy import (
     estimate_energy,
     exact_synops,
     is_binary,
-    load_checkpoint,
     spikingjelly_counts,
 )
 from gac_coding.models import create_model
+from gac_coding.models.checkpoints import load_weights
 
 
 def _spikes(*shape: int, p: float = 0.3, seed: int = 0) -> torch.Tensor:
@@ -363,13 +363,38 @@ def test_cli_energy_checkpoints(tmp_path, capsys: pytest.CaptureFixture[str]) ->
     torch.save(export_reference_state_dict(model), ref)
     for path, layout in ((st, "library"), (pt, "library"), (ref, "reference")):
         fresh = create_model("msresnet_tiny", num_classes=10, T=2)
-        assert load_checkpoint(fresh, str(path)) == layout
+        assert load_weights(fresh, str(path)) == layout
         assert torch.equal(fresh.fc.weight, model.fc.weight)
         out = _cli(["energy", "--model", "msresnet_tiny", "--T", "2", "--input-size", "8", "8",
                     "--checkpoint", str(path), "--json"], capsys)  # fmt: skip
         assert json.loads(out)["checkpoint"]["layout"] == layout
     text = _cli(["energy", "--model", "msresnet_tiny", "--T", "2", "--input-size", "8", "8"], capsys)
     assert "paper accounting" in text and "encoder.conv" in text
+
+
+def test_moved_names_still_work_with_a_deprecation_warning() -> None:
+    import gac_coding.cli
+    import gac_coding.energy as energy
+
+    for name, target in (("load_checkpoint", load_weights),
+                         ("configure_energy_parser", gac_coding.cli.configure_energy_parser),
+                         ("run_energy_command", gac_coding.cli.run_energy_command)):  # fmt: skip
+        with pytest.warns(DeprecationWarning, match=f"energy.{name} moved"):
+            assert getattr(energy, name) is target
+    with pytest.raises(AttributeError, match="no_such_name"):
+        energy.no_such_name  # noqa: B018
+
+
+def test_energy_module_imports_neither_the_models_nor_the_cli() -> None:
+    import inspect
+
+    import gac_coding.energy as energy
+
+    code = ("import sys, gac_coding.energy; "
+            "print(sorted(m for m in sys.modules if m.startswith(('gac_coding.models', 'gac_coding.cli'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    assert "argparse" not in inspect.getsource(energy)  # and parses no arguments
 
 
 def test_cli_energy_rejects_bad_values() -> None:

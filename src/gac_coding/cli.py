@@ -333,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     names = ",".join(c.name for c in SUBCOMMANDS)
     sub = parser.add_subparsers(dest="command", required=True, metavar=f"{{{names}}}")
     for command in SUBCOMMANDS:
-        extra = f' Needs {_install_hint(command.extra)}.' if command.extra else ""
-        p = sub.add_parser(command.name, help=command.help, description=command.help + "." + extra)
+        extra = f"\n\nneeds the {command.extra!r} extra: {_install_hint(command.extra)}" if command.extra else ""
+        p = sub.add_parser(command.name, help=command.help, description=command.help + extra,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         configure, run = command.functions()
         configure(p)
         p.set_defaults(handler=run, subcommand=command)

@@ -407,10 +407,21 @@ def _check_file(path: object) -> Path:
     return path
 
 
-def _refused_global(exc: BaseException) -> str:
-    """What a weights-only load refused, e.g. ``'os.system'``, from torch's message."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"global:? ([\w.]+)", str(exc))
-    return f" (it asks for {found.group(1)})" if found else ""
+def _refused_global(exc: BaseException) -> str | None:
+    """What a weights-only load refused to import, e.g. ``'os.system'``, from torch's message;
+    ``None`` when the unpickler failed for another reason (a corrupt or non-pickle file)."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"[Uu]nsupported global:? ([\w.]+)", str(exc))
+    return found.group(1) if found else None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an exception's message that says what went wrong (torch's weights-only errors
+    put it after ``WeightsUnpickler error:``)."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def read_torch_file(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -431,17 +442,16 @@ def read_torch_file(path: str | os.PathLike[str], map_location: str | torch.devi
     path = _check_file(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"checkpoint {path}: refused to load it because it asks to import or call code"
-            f"{_refused_global(exc)}, which a weights-only load forbids (nothing of it was executed); "
-            "load only checkpoints written by gac-coding or another source you trust"
-        ) from exc
     except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means unreadable
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        refused = _refused_global(exc) if isinstance(exc, pickle.UnpicklingError) else None
+        if refused is not None:
+            raise UnsafeCheckpointError(
+                f"checkpoint {path}: refused to load it because it asks to import or call code "
+                f"({refused}), which a weights-only load forbids (nothing of it was executed); "
+                "load only checkpoints written by gac-coding or another source you trust"
+            ) from exc
         raise CheckpointError(
-            f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt?): "
-            f"{type(exc).__name__}: {first_line}"
+            f"checkpoint {path}: not a readable torch checkpoint (truncated or corrupt?): {_first_line(exc)}"
         ) from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path}: expected a dict, got {type(obj).__name__}")
@@ -460,9 +470,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             metadata = dict(fh.metadata() or {})
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118 - not a dict
     except Exception as exc:  # noqa: BLE001 - any failure to parse an untrusted file means unreadable
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(
-            f"checkpoint {path}: not a readable .safetensors file (truncated or corrupt?): {first_line}"
+            f"checkpoint {path}: not a readable .safetensors file (truncated or corrupt?): {_first_line(exc)}"
         ) from exc
     return tensors, metadata
 

@@ -228,7 +228,7 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
         out.mkdir(parents=True, exist_ok=True)
         return None
     last = out / "last.pt"
-    if not last.is_file():
+    if not last.exists():  # a folder in its place: the shared reader says so
         raise ValueError(f"resume: expected {last} to continue from, but it does not exist")
     ckpt = load_checkpoint(last)
     if ckpt.get("format") != CHECKPOINT_FORMAT:
