@@ -293,7 +293,8 @@ def check_environment(ctx: Ctx) -> dict[str, Any]:
 # ------------------------------------------------------------------------------- correctness
 def check_lif(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
     from gac_coding import RECIPES
-    from gac_coding.neuron import is_channels_last_step, lif, lif_reference
+    from gac_coding.neuron import lif, lif_reference
+    from gac_coding.ops.layout import is_channels_last_step
 
     T, B, C, H, W = ctx.sizes.lif
     g = torch.Generator().manual_seed(0)
@@ -363,7 +364,7 @@ def comparison_result(
 
 def check_encoder(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
     from gac_coding import GACEncoder
-    from gac_coding.neuron import is_channels_last_step
+    from gac_coding.ops.layout import is_channels_last_step
 
     T, B, C, S = ctx.sizes.encoder
     torch.manual_seed(0)
@@ -485,35 +486,31 @@ def check_model(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ AMP
 @contextlib.contextmanager
 def record_lif_dtypes(model: nn.Module, seen: dict[str, Counter]) -> Iterator[None]:
-    """Count the dtypes reaching every ``LIF`` and the encoder's fused LIF+gate, and which LIF path
-    (eager or the C++ kernel) each call took."""
-    from gac_coding import LIF, attention, neuron
+    """Count the dtypes reaching every ``LIF`` and the encoder's fused LIF+gate, and which backend
+    of the neuron ops (eager, cpp, triton) each call took."""
+    from gac_coding import LIF, ops
+    from gac_coding.ops import backends
 
-    orig_gated, orig_kernel_n, orig_kernel_a = attention.gated_lif, neuron._kernel_for, attention._kernel_for
+    orig_gated, orig_select = ops.gated_lif, backends.select
 
     def gated(u: Tensor, ta: Tensor, sca: Tensor, *args: Any, **kwargs: Any) -> Any:
         seen["gated_lif"][f"u={u.dtype}, ta={ta.dtype}, sca={sca.dtype}"] += 1
         return orig_gated(u, ta, sca, *args, **kwargs)
 
-    def kernel_for(orig: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(x: Tensor, fn: Any) -> Any:
-            result = orig(x, fn)
-            seen["lif_path"][f"{x.device.type}/{x.dtype}: {'eager' if result is None else 'cpp kernel'}"] += 1
-            return result
-
-        return wrapped
+    def select(x: Tensor, code: Any) -> str:
+        name = orig_select(x, code)
+        seen["lif_path"][f"{x.device.type}/{x.dtype}: {name}"] += 1
+        return name
 
     hooks = [m.register_forward_pre_hook(lambda _m, args: seen["lif_input"].update([str(args[0].dtype)]))
              for m in model.modules() if isinstance(m, LIF)]
-    attention.gated_lif = gated  # type: ignore[assignment]
-    neuron._kernel_for = kernel_for(orig_kernel_n)  # type: ignore[assignment]
-    attention._kernel_for = kernel_for(orig_kernel_a)  # type: ignore[assignment]
+    ops.gated_lif = gated  # type: ignore[assignment]
+    backends.select = select  # type: ignore[assignment]
     try:
         yield
     finally:
-        attention.gated_lif = orig_gated  # type: ignore[assignment]
-        neuron._kernel_for = orig_kernel_n  # type: ignore[assignment]
-        attention._kernel_for = orig_kernel_a  # type: ignore[assignment]
+        ops.gated_lif = orig_gated  # type: ignore[assignment]
+        backends.select = orig_select  # type: ignore[assignment]
         for h in hooks:
             h.remove()
 

@@ -119,11 +119,11 @@ def main() -> None:
 def _table(args: argparse.Namespace, backend: str) -> None:
     neuron.set_backend(backend)
     if backend == "cpp":
-        from gac_coding import _lif_kernel
+        from gac_coding.ops import _cpp
 
         start = time.perf_counter()
-        if _lif_kernel.load() is None:
-            print(f"\nbackend cpp: the kernel could not be built ({_lif_kernel.build_error()})")
+        if _cpp.load() is None:
+            print(f"\nbackend cpp: the kernel could not be built ({_cpp.build_error()})")
             return
         print(f"\nbackend cpp (fused C++ LIF+gate kernel; loaded or built in "
               f"{time.perf_counter() - start:.1f} s)")

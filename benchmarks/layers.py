@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gac_coding import _lif_kernel, neuron
+from gac_coding import neuron
+from gac_coding.ops import _cpp
 from gac_coding.models import create_model
 
 CL = torch.channels_last
@@ -106,7 +107,7 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        built = _lif_kernel.load() is not None
+        built = _cpp.load() is not None
     print(f"\nLIF on [6, 8, 128, 32, 32] float32, ms (C++ kernel {'built' if built else 'NOT built: eager'})")
     for fmt, name in ((CL, "channels-last"), (NCHW, "NCHW")):
         for backend in ("eager", "cpp"):

@@ -15,21 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .neuron import (
-    RECIPES,
-    SurrogateFn,
-    SurrogateLike,
-    _check_params,
-    _kernel_for,
-    _surrogate_code,
-    channels_to_front,
-    channels_to_last,
-    empty_steps,
-    is_channels_last_step,
-    lif_step_backward,
-    lif_step_forward,
-    resolve_surrogate,
-)
+from . import ops
+from .ops.params import RECIPES, LIFParams, SurrogateLike
 
 __all__ = [
     "TEMPORAL_ATTENTIONS",
@@ -212,141 +199,6 @@ class SpatialChannelAttention(nn.Module):
         return self.conv2(F.pad(hidden, self._pad))
 
 
-class _GatedLIF(torch.autograd.Function):
-    """``O_t = sigmoid(TA_t * SCA_t) * LIF(U)_t``; also returns the spikes and the gate."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx,
-        u: Tensor,
-        ta: Tensor,
-        sca: Tensor,
-        steps: int,
-        decay: float,
-        threshold: float,
-        surrogate: SurrogateFn,
-        detach_reset: bool,
-        save: bool,
-    ):
-        static = steps > 0
-        T = ta.shape[0]
-        dtype = u.dtype
-        ctx.dtypes = (ta.dtype, sca.dtype)
-        ta = ta.to(dtype)
-        sca = sca.to(dtype)
-        sca_static = sca.dim() == (u.dim() if static else u.dim() - 1)
-        # the fused C++ kernel (one pass over the sequence) when the LIF backend allows it
-        kernel = _kernel_for(u, surrogate)
-        # a channels-last membrane goes to the kernel as contiguous [..., H, W, C] views
-        nhwc = kernel is not None and is_channels_last_step(u if static else u[0])
-        ctx.params = (static, sca_static, decay, threshold, surrogate, detach_reset, kernel, nhwc)
-        if kernel is not None:
-            out, fired, gate, h = (
-                None if r is None else channels_to_front(r, nhwc)
-                for r in kernel.gated_forward(
-                    channels_to_last(u, nhwc),
-                    ta,
-                    channels_to_last(sca, nhwc),
-                    steps,
-                    decay,
-                    threshold,
-                    save,
-                )
-            )
-            if save:
-                ctx.save_for_backward(h, out, gate, ta, sca)
-            ctx.mark_non_differentiable(fired, gate)
-            ctx.set_materialize_grads(False)
-            return out, fired, gate
-        step = u if static else u[0]
-        step_shape = step.shape
-        B = step_shape[0]
-        # every buffer keeps the layout of u's steps (channels-last stays channels-last)
-        fired = empty_steps(step, T)  # 0./1.: no bool promotions later
-        gate = torch.empty_like(fired)
-        out = torch.empty_like(fired)
-        # without a backward pass one scratch step of membrane is enough
-        h = torch.empty_like(fired) if save else torch.empty_like(fired[0])
-        keep = torch.empty_like(fired[0])
-        ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
-        h_prev = None
-        for t in range(T):
-            h_t = h[t] if save else h
-            lif_step_forward(u if static else u[t], h_prev, keep, decay, threshold, h_t, fired[t])
-            h_prev = h_t
-            torch.mul(sca if sca_static else sca[t], ta_b[t], out=gate[t])
-            gate[t].sigmoid_()
-            torch.mul(gate[t], fired[t], out=out[t])
-        if save:
-            # the output O = gate * S stands for S in the backward pass (dO/dz = dO * O * (1 - gate))
-            ctx.save_for_backward(h, out, gate, ta, sca)
-        ctx.mark_non_differentiable(fired, gate)
-        # no zero-filled T-sized gradients for the two non-differentiable outputs
-        ctx.set_materialize_grads(False)
-        return out, fired, gate
-
-    @staticmethod
-    def backward(ctx, grad_out: Tensor, _g_fired, _g_gate):  # type: ignore[override]
-        h, out, gate, ta, sca = ctx.saved_tensors
-        static, sca_static, decay, threshold, surrogate, detach_reset, kernel, nhwc = ctx.params
-        if grad_out is None:  # only the non-differentiable outputs were used
-            return (None,) * 9
-        ta_dtype, sca_dtype = ctx.dtypes
-        if kernel is not None:
-            code = _surrogate_code(surrogate)
-            last = [channels_to_last(t, nhwc) for t in (grad_out, h, out, gate)]
-            grad_u, grad_ta, grad_sca = kernel.gated_backward(
-                *last, ta, channels_to_last(sca, nhwc), static, decay, threshold, code, detach_reset
-            )
-            grad_u, grad_sca = channels_to_front(grad_u, nhwc), channels_to_front(grad_sca, nhwc)
-            return (grad_u, grad_ta.to(ta_dtype), grad_sca.to(sca_dtype)) + (None,) * 6
-        T = h.shape[0]
-        step_shape = h.shape[1:]
-        B = step_shape[0]
-        ta_b = ta.view(T, B, *([1] * (len(step_shape) - 1)))
-        grad_ta = torch.empty((T, B), dtype=ta.dtype, device=ta.device)
-        grad_u = torch.empty_like(h[0] if static else h)
-        grad_sca = torch.empty_like(sca)
-        # per-step scratch, reused: no fresh T-sized temporaries in the loop
-        keep, grad_s, grad_z, prod = (torch.empty_like(h[0]) for _ in range(4))
-        carry = (torch.empty_like(h[0]), torch.empty_like(h[0]))
-        g = None
-        for i, t in enumerate(range(T - 1, -1, -1)):
-            m = gate[t]
-            sca_t = sca if sca_static else sca[t]
-            torch.mul(grad_out[t], m, out=grad_s)
-            # d O / d z = S * m * (1 - m) with z = TA * SCA, and S * m = O
-            torch.mul(grad_out[t], out[t], out=prod)
-            torch.addcmul(prod, prod, m, value=-1.0, out=grad_z)
-            grad_ta[t] = torch.mul(grad_z, sca_t, out=prod).sum(tuple(range(1, prod.dim())))
-            if not sca_static:
-                torch.mul(grad_z, ta_b[t], out=grad_sca[t])
-            elif i == 0:
-                torch.mul(grad_z, ta_b[t], out=grad_sca)
-            else:
-                grad_sca.addcmul_(grad_z, ta_b[t])
-            g = lif_step_backward(
-                grad_s, g, h[t], keep, decay, threshold, surrogate, detach_reset, out=carry[i % 2]
-            )
-            if not static:
-                grad_u[t] = g
-            elif i == 0:
-                grad_u.copy_(g)
-            else:
-                grad_u.add_(g)
-        return (
-            grad_u,
-            grad_ta.to(ta_dtype),
-            grad_sca.to(sca_dtype),
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-        )
-
-
 def gated_lif(
     u: Tensor,
     ta: Tensor,
@@ -372,23 +224,8 @@ def gated_lif(
         ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
         (0./1. in the dtype of ``u``) and the gate ``sigmoid(ta * sca)`` (both detached).
     """
-    decay, threshold = _check_params(decay, threshold)
-    fn = resolve_surrogate(surrogate)
-    if ta.dim() != 2:
-        raise ValueError(f"ta: expected [T, B], got shape {tuple(ta.shape)}")
-    T, B = ta.shape
-    step_shape = tuple(u.shape) if static else tuple(u.shape[1:])
-    if not static and u.shape[0] != T:
-        raise ValueError(f"u: expected T={T} steps to match ta, got shape {tuple(u.shape)}")
-    if not step_shape or step_shape[0] != B:
-        raise ValueError(f"u: expected batch size {B} to match ta, got shape {tuple(u.shape)}")
-    if tuple(sca.shape) not in (step_shape, (T, *step_shape)):
-        raise ValueError(
-            f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}"
-        )
-    save = torch.is_grad_enabled() and (u.requires_grad or ta.requires_grad or sca.requires_grad)
-    steps = T if static else 0
-    return _GatedLIF.apply(u, ta, sca, steps, decay, threshold, fn, bool(detach_reset), save)
+    params = LIFParams(decay, threshold, surrogate, detach_reset)
+    return ops.gated_lif(u, ta, sca, params, static=static)
 
 
 class GatedAttentionUnit(nn.Module):
@@ -419,8 +256,8 @@ class GatedAttentionUnit(nn.Module):
         ta_ratio: int = 2,
         sca_ratio: int = 1,
         sca_kernel: int = 4,
-        decay: float = float(RECIPES["cifar"]["decay"]),  # type: ignore[arg-type]
-        threshold: float = float(RECIPES["cifar"]["threshold"]),  # type: ignore[arg-type]
+        decay: float = RECIPES["cifar"].decay,
+        threshold: float = RECIPES["cifar"].threshold,
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
@@ -430,10 +267,25 @@ class GatedAttentionUnit(nn.Module):
         self.channels = _positive_int("channels", channels)
         self.ta = make_temporal_attention(temporal_attention, self.T, ta_ratio)
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
-        self.decay, self.threshold = _check_params(decay, threshold)
-        self.surrogate = surrogate
-        self._surrogate_fn = resolve_surrogate(surrogate)
-        self.detach_reset = bool(detach_reset)
+        #: the LIF's settings (checked once, here)
+        self.params = LIFParams(decay, threshold, surrogate, detach_reset)
+
+    @property
+    def decay(self) -> float:
+        return self.params.decay
+
+    @property
+    def threshold(self) -> float:
+        return self.params.threshold
+
+    @property
+    def surrogate(self) -> SurrogateLike:
+        """The surrogate as given: a name or a callable."""
+        return self.params.surrogate
+
+    @property
+    def detach_reset(self) -> bool:
+        return self.params.detach_reset
 
     @property
     def temporal_attention(self) -> str:
@@ -460,16 +312,7 @@ class GatedAttentionUnit(nn.Module):
         else:
             ta = self.ta(u)
             sca = self.sca(u.flatten(0, 1)).view(u.shape)
-        out, fired, gate = gated_lif(
-            u,
-            ta,
-            sca,
-            self.decay,
-            self.threshold,
-            self._surrogate_fn,
-            self.detach_reset,
-            static=static,
-        )
+        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
         return out, fired, gate, ta.detach()
 
     def forward(self, u: Tensor) -> Tensor:

@@ -19,12 +19,26 @@ __all__ = ["GACEncoder", "check_image_input"]
 
 
 def check_image_input(
-    x: object, *, in_channels: int, T: int, name: str = "x", min_size: tuple[int, int] = (1, 1)
+    x: object,
+    *,
+    in_channels: int,
+    T: int,
+    name: str = "x",
+    min_size: tuple[int, int] = (1, 1),
+    check_finite: bool | None = None,
 ) -> bool:
     """Validate a static ``[B, C, H, W]`` or sequence ``[T, B, C, H, W]`` input.
 
     Returns ``True`` for a static batch, ``False`` for a sequence. Raises ``TypeError`` or
     ``ValueError`` naming ``name``, what was expected and what arrived.
+
+    ``check_finite``: whether to reject NaN or infinite values. ``None`` (default): only for CPU
+    tensors, because on an accelerator the check is a blocking device-to-host copy on every call;
+    ``True`` checks any device (and waits for it), ``False`` never checks.
+
+    Under ``torch.compile`` / ``torch.export`` the type, rank, channel and ``T`` checks run while
+    tracing, the batch and spatial sizes are checked with ``torch._check`` (a guard or a runtime
+    assertion on dynamic sizes, with a shorter message), and the values are not checked.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
@@ -53,6 +67,14 @@ def check_image_input(
             f"{name}: expected {in_channels} channels at dim {channel_dim}, got "
             f"{x.shape[channel_dim]} (shape {tuple(x.shape)})"
         )
+    if torch.compiler.is_compiling():
+        # sizes that may be dynamic: checks that trace (the message must be a constant)
+        batch_msg = f"{name}: expected a batch of at least 1"
+        size_msg = f"{name}: spatial size too small for the stem, which needs at least {min_size}"
+        torch._check(x.shape[channel_dim - 1] >= 1, lambda: batch_msg)
+        torch._check(x.shape[-2] >= min_size[0], lambda: size_msg)
+        torch._check(x.shape[-1] >= min_size[1], lambda: size_msg)
+        return static
     if x.shape[channel_dim - 1] < 1:
         raise ValueError(f"{name}: expected a batch of at least 1, got shape {tuple(x.shape)}")
     if x.shape[-2] < min_size[0] or x.shape[-1] < min_size[1]:
@@ -60,7 +82,9 @@ def check_image_input(
             f"{name}: spatial size {tuple(x.shape[-2:])} is too small for the stem, which needs "
             f"at least {min_size} (shape {tuple(x.shape)})"
         )
-    if not bool(torch.isfinite(x).all()):
+    if check_finite is None:
+        check_finite = x.device.type == "cpu"
+    if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}: contains NaN or infinite values")
     return static
 

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..encoder import GACEncoder
-from ..neuron import LIF, RECIPES, empty_steps
+from ..neuron import LIF, RECIPES
+from ..ops.layout import empty_steps
 
 __all__ = ["DirectEncoder", "MSBlock", "MSResNet"]
 
