@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gac_coding import LIF, _lif_kernel, neuron
+from gac_coding import LIF, neuron
+from gac_coding.ops import _cpp
 from gac_coding.encoder import GACEncoder
 from gac_coding.models import create_model
 from gac_coding.neuron import lif_reference
@@ -197,11 +198,11 @@ def main() -> None:
         f"torch {torch.__version__}"
     )
     start = time.perf_counter()
-    built_before = _lif_kernel.is_built()
-    kernel = _lif_kernel.load()
+    built_before = _cpp.is_built()
+    kernel = _cpp.load()
     took = time.perf_counter() - start
     if kernel is None:
-        print(f"C++ LIF kernel: build FAILED ({_lif_kernel.build_error()}); *_cpp run the eager path")
+        print(f"C++ LIF kernel: build FAILED ({_cpp.build_error()}); *_cpp run the eager path")
     else:
         how = "loaded from torch's extension cache" if built_before else "compiled"
         print(f"C++ LIF kernel: {how} in {took:.1f} s")
