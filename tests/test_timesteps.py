@@ -154,3 +154,36 @@ def test_gacnet_set_timesteps() -> None:
     mlp.set_timesteps(2)
     with pytest.raises(ValueError, match="cannot run at T=2"):
         mlp(torch.rand(5, 2, 6, 6))
+
+
+def test_energy_counts_the_conv_temporal_attention_once_per_sample() -> None:
+    from gac_coding.energy import estimate_energy
+
+    torch.manual_seed(0)
+    enc = gac.GACEncoder(1, 4, T=5, temporal_attention="conv")
+    B = 3
+    report = estimate_energy(enc, torch.rand(B, 1, 6, 6))  # static: the fast path
+    by_name = {ly.name: ly for ly in report.layers}
+    k, hidden, T = 3, 4, 5
+    # conv1: [2B, 1, T] -> [2B, hidden, T], k taps per output; conv2: [2B, hidden, T] -> [2B, 1, T]
+    for name, macs in (("gate.ta.conv1", 2 * B * hidden * T * k), ("gate.ta.conv2", 2 * B * T * hidden * k)):
+        layer = by_name[name]
+        assert (layer.flops, layer.steps, layer.mac_paper) == (macs, 1, macs)
+    assert by_name["conv"].steps == T  # the stem stands for T per-step convolutions
+
+
+def test_energy_of_a_sequence_equals_static_paper_accounting() -> None:
+    from gac_coding.energy import estimate_energy
+
+    torch.manual_seed(0)
+    for name in ("vgg_tiny", "msresnet_tiny"):
+        model = create_model(name, num_classes=3, T=3, in_channels=2, temporal_attention="conv").double()
+        x = torch.rand(2, 2, 8, 8, dtype=torch.float64) * 3
+        static = estimate_energy(model, x).totals
+        seq = estimate_energy(model, x.unsqueeze(0).expand(3, *x.shape).contiguous()).totals
+        # a sequence executes every step; the paper's accounting of the static path matches it
+        assert seq["mac"] == seq["mac_paper"] == static["mac_paper"] > static["mac"]
+        assert seq["ac_paper"] == pytest.approx(static["ac_paper"], rel=1e-12)
+        assert seq["T"] == static["T"] == 3
+        model.set_timesteps(5)
+        assert estimate_energy(model, x).totals["T"] == 5

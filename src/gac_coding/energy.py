@@ -404,9 +404,11 @@ def estimate_energy(
         enc = owner.get(module)
         if enc is None or not encoder_static.get(enc, False):
             return 1
-        # the static fast path computes the stem and the spatial-channel attention (every
-        # convolution of the encoder) once per image; the temporal attention is per sample anyway
-        return enc.T if isinstance(module, _CONV) else 1
+        # the static fast path computes the stem and the spatial-channel attention once per image;
+        # the temporal attention (an MLP, or 1-D convolutions over the T steps) is per sample anyway
+        ta = getattr(getattr(enc, "gate", None), "ta", None)
+        in_ta = ta is not None and any(module is m for m in ta.modules())
+        return enc.T if isinstance(module, _CONV) and not in_ta else 1
 
     def encoder_pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
         inp = args[0] if args else None

@@ -564,6 +564,8 @@ def _fit(
                 save_checkpoint(state, out / "best.pt")
             meta = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
                     "gac": config.gac, "in_channels": spec.in_channels, "epoch": epoch}
+            if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
+                meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
             save_safetensors(model.state_dict(), out / "model.safetensors", metadata=meta)
         dist_utils.barrier(ctx)
         msg = (f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
