@@ -429,12 +429,11 @@ class _Value:
 
 
 class _Builder:
-    def __init__(self, nir: Any, dt: float, dtype: torch.dtype, shapes: dict[nn.Module, Any], names: dict[nn.Module, str]) -> None:
+    def __init__(self, nir: Any, dt: float, dtype: torch.dtype, shapes: dict[nn.Module, Any]) -> None:
         self.nir = nir
         self.dt = dt
         self.dtype = dtype
         self.shapes = shapes
-        self.names = names
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
         self.sources: dict[str, str] = {}  # graph node -> qualified module name in the model
@@ -653,17 +652,7 @@ class _Builder:
             return out
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             return self.chain([(name, module)], x)
-        if any(True for _ in module.children()):
-            raise TypeError(
-                f"{where}: its forward is its own code, which export cannot read; export follows "
-                f"nn.Sequential chains (also Norse's SequentialState and SpikingJelly's "
-                f"containers), MSBlock and the supported layers and neurons"
-            )
-        raise TypeError(
-            f"{where}: no NIR mapping; export supports Conv2d, Linear, BatchNorm (folded), "
-            f"Flatten, AvgPool2d/AdaptiveAvgPool2d, Identity/Dropout, gac_coding.LIF, snnTorch "
-            f"Leaky, SpikingJelly LIFNode/IFNode, Norse LIFCell/LIF/LIFBoxCell and MSBlock"
-        )
+        _unsupported(name, module)
 
     def block(self, name: str, block: nn.Module, x: _Value) -> _Value:
         """MS-ResNet block: ``BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)``."""
@@ -686,6 +675,37 @@ class _Builder:
         if short.shape != y.shape:
             raise ValueError(f"{_describe(name, block)}: branch {y.shape} and shortcut {short.shape} differ")
         return _Value(y.terms + short.terms, y.shape)
+
+    def validate(self, items: list[tuple[str, nn.Module]]) -> None:
+        """Refuse unsupported modules and settings before the traced run (which they may break)."""
+        from ..models.msresnet import MSBlock
+
+        flat = list(self._flatten_items(items))
+        for i, (name, module) in enumerate(flat):
+            if isinstance(module, MSBlock):
+                self.validate([(f"{name}.lif1", module.lif1), (f"{name}.lif2", module.lif2)])
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if i == 0 or not isinstance(flat[i - 1][1], (nn.Conv2d, nn.Linear)):
+                    self.module(name, module, _Value([], ()))  # raises the BatchNorm message
+            elif not isinstance(module, (nn.Conv2d, nn.Linear, nn.Identity, nn.Dropout, nn.Flatten,
+                                         nn.AvgPool2d, nn.AdaptiveAvgPool2d)):  # fmt: skip
+                if _neuron_node(self.nir, name, module, (1,), self.dt, self.dtype) is None:
+                    _unsupported(name, module)
+
+
+def _unsupported(name: str, module: nn.Module) -> None:
+    where = _describe(name, module)
+    if any(True for _ in module.children()):
+        raise TypeError(
+            f"{where}: its forward is its own code, which export cannot read; export follows "
+            f"nn.Sequential chains (also Norse's SequentialState and SpikingJelly's "
+            f"containers), MSBlock and the supported layers and neurons"
+        )
+    raise TypeError(
+        f"{where}: no NIR mapping; export supports Conv2d, Linear, BatchNorm (folded), "
+        f"Flatten, AvgPool2d/AdaptiveAvgPool2d, Identity/Dropout, gac_coding.LIF, snnTorch "
+        f"Leaky, SpikingJelly LIFNode/IFNode, Norse LIFCell/LIF/LIFBoxCell and MSBlock"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -846,8 +866,20 @@ def to_nir(
     idx = torch.arange(B, device=example_input.device) % example_input.shape[batch_dim]
     x = example_input.index_select(batch_dim, idx)
 
-    training = {m: m.training for m in model.modules()}
     work = model if binarize is None else _with_binarize(model, binarize)
+    builder = _Builder(nir, dt, dtype, {})
+    if isinstance(work, MSResNet):
+        items = [(f"stages.{s}", stage) for s, stage in enumerate(work.stages)]
+        builder.validate([*items, ("head_lif", work.head_lif)])
+    else:
+        backbone = work.backbone
+        if _is_chain(backbone):
+            items = [(f"backbone.{n}", m) for n, m in backbone.named_children()]
+        else:
+            items = [("backbone", backbone)]
+        builder.validate(items)
+
+    training = {m: m.training for m in model.modules()}
     try:
         work.eval()
         host.eval()
@@ -858,16 +890,13 @@ def to_nir(
         for module, flag in training.items():
             module.training = flag
     in_shape = tuple(int(s) for s in code.shape[2:])
-    names = {m: n for n, m in work.named_modules()}
-    builder = _Builder(nir, dt, dtype, shapes, names)
+    builder.shapes = shapes
     import numpy as np
 
     builder.nodes["input"] = nir.Input(input_type={"input": np.array(in_shape, dtype=np.int64)})
     x_val = _Value(["input"], in_shape)
+    y = builder.chain(items, x_val)
     if isinstance(work, MSResNet):
-        y = x_val
-        for s, stage in enumerate(work.stages):
-            y = builder.chain([(f"stages.{s}", stage)], y)
         y = builder.neuron("head_lif", work.head_lif, y)
         assert y is not None
         c, h, w = y.shape
@@ -875,12 +904,6 @@ def to_nir(
         flat = nir.Flatten(input_type={"input": np.array((c, 1, 1), dtype=np.int64)}, start_dim=0, end_dim=-1)
         y = builder.add("flatten", flat, y, (c,))
         y = builder.linear("fc", work.fc, None, y)
-    else:
-        backbone = work.backbone
-        if _is_chain(backbone):
-            y = builder.chain([(f"backbone.{n}", m) for n, m in backbone.named_children()], x_val)
-        else:
-            y = builder.chain([("backbone", backbone)], x_val)
     builder.nodes["output"] = nir.Output(output_type={"output": np.array(y.shape, dtype=np.int64)})
     builder.edges.extend((src, "output") for src in y.terms)
     graph = nir.NIRGraph(

@@ -1,0 +1,105 @@
+"""``gac-coding export``: write a model's host encoder and its spiking backbone to a folder.
+
+Imports with torch alone (``nir`` is imported when the command runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["FORMATS", "configure_export_parser", "format_summary", "run_export_command"]
+
+#: Export formats of ``--format`` (one entry per exporter of :mod:`gac_coding.export`).
+FORMATS: tuple[str, ...] = ("nir",)
+
+
+def configure_export_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``gac-coding export``."""
+    parser.add_argument("--model", default=None,
+                        help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="weights: model.safetensors or last.pt/best.pt of gac-coding train, a "
+                             "saved state dict, or the authors' .pth")
+    parser.add_argument("--out", required=True,
+                        help="folder for backbone.nir, host.safetensors and host.json")
+    parser.add_argument("--format", choices=FORMATS, default="nir", help="export format (default nir)")
+    parser.add_argument("--binarize", action="store_true",
+                        help="send binary spikes [gated code > 0.5] to the chip instead of the graded code")
+    parser.add_argument("--dt", type=float, default=None,
+                        help="integration step in seconds the NIR time constants are written for "
+                             "(default 1e-4)")
+    parser.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's, else the model's)")
+    parser.add_argument("--num-classes", type=int, default=None,
+                        help="head size (default: the checkpoint's, else the model's)")
+    parser.add_argument("--in-channels", type=int, default=None,
+                        help="image channels (default: the checkpoint's, else 3)")
+    parser.add_argument("--no-gac", action="store_true",
+                        help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="image size the graph is written for (default 224 224 for ImageNet "
+                             "models, else 32 32)")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random images of the summary")
+
+
+def format_summary(summary: dict[str, Any], title: str) -> str:
+    """The one-screen summary printed by ``gac-coding export``."""
+    nodes = ", ".join(f"{kind} {count}" for kind, count in summary["nodes"].items())
+    lines = [
+        title,
+        f"code to the chip: {summary['code']}, per sample {tuple(summary['input_shape'])} x T={summary['T']}",
+        f"graph: {sum(summary['nodes'].values())} nodes ({nodes}), {summary['edges']} edges, dt={summary['dt']:g} s",
+        f"neurons: {summary['neurons']:,}   synapses (weights): {summary['synapses']:,}   "
+        f"output per step: {tuple(summary['output_shape'])}",
+    ]
+    if "host_mac_per_image" in summary:
+        lines.append(
+            f"host MACs/image: {summary['host_mac_per_image']:,.0f} (stem and attention; stem "
+            f"BatchNorm {summary['host_mac_norm_per_image']:,.0f})"
+        )
+        lines.append(
+            f"chip synops/image: {summary['chip_synop_per_image']:,.0f} (spike-driven), chip "
+            f"MACs/image: {summary['chip_mac_per_image']:,.0f} (real-valued inputs: shortcuts, head)"
+        )
+    return "\n".join(lines)
+
+
+def run_export_command(args: argparse.Namespace) -> int:
+    """Run ``gac-coding export``: load the model, split it, write the files, print a summary.
+
+    The summary's operation counts come from a batch of 4 uniform random images (seeded) at the
+    graph's input size; they depend on the data.
+    """
+    import torch
+
+    from ..cli import _energy_settings
+    from ..models import create_model
+    from ..models.checkpoints import load_weights, read_weights
+    from ._nir import DEFAULT_DT, save_nir_export, to_nir
+
+    if args.input_size is not None and min(args.input_size) < 1:
+        raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
+    weights = read_weights(args.checkpoint)
+    s = _energy_settings(args, weights.settings, args.checkpoint)
+    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
+                         in_channels=s["in_channels"])  # fmt: skip
+    layout = load_weights(model, weights, model_name=s["model"])
+    model.eval()
+    size = tuple(args.input_size) if args.input_size else ((224, 224) if "imagenet" in s["model"] else (32, 32))
+    gen = torch.Generator().manual_seed(args.seed)
+    x = torch.rand(4, s["in_channels"], *size, generator=gen)
+    exp = to_nir(model, x, dt=DEFAULT_DT if args.dt is None else args.dt, binarize=True if args.binarize else None)
+    exp.model_name = s["model"]
+    config = {
+        "model": s["model"],
+        "num_classes": int(model.num_classes),  # type: ignore[arg-type]
+        "in_channels": int(s["in_channels"]),
+        "input_size": list(size),
+        "checkpoint": str(args.checkpoint),
+        "layout": layout,
+    }
+    paths = save_nir_export(exp, args.out, config)
+    title = f"{s['model']} ({layout} weights from {args.checkpoint}) -> {paths['graph'].parent}"
+    print(format_summary(exp.summary(x), title))
+    print("wrote: " + ", ".join(str(p.name) for p in paths.values()))
+    return 0
