@@ -12,7 +12,7 @@ Spikes are compared exactly.
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,8 @@ def _snntorch() -> nn.Module:
     return nn.Sequential(
         # thresholds off 0.5: the untrained encoder emits exactly 0.5 where its temporal attention is
         # 0, and a membrane exactly on the threshold is decided by the rounding of NIR's dt/tau * r
-        snn.Leaky(beta=0.6, threshold=0.45, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike),
+        snn.Leaky(beta=0.6, threshold=0.45, init_hidden=True, reset_mechanism="zero",
+                  spike_grad=strict_spike),
         nn.Conv2d(2, HIDDEN, 3, padding=1),
         nn.BatchNorm2d(HIDDEN),
         snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike),
@@ -133,7 +134,7 @@ def build(name: str, seed: int = 0) -> tuple[nn.Module, Tensor]:
     return model.eval(), x
 
 
-@lru_cache(maxsize=None)
+@cache
 def exported(name: str) -> tuple[nn.Module, Tensor, Any]:
     """``build(name)`` and its export, shared by the tests that only read them."""
     model, x = build(name)
@@ -188,19 +189,20 @@ def np_conv2d(x: np.ndarray, node: Any) -> np.ndarray:
     (sh, sw), (ph, pw), (dh, dw) = _pair(node.stride), _pair(node.padding), _pair(node.dilation)
     groups = int(node.groups)
     B, C, H, W = x.shape
-    O, Cg, kh, kw = w.shape
+    n_out, Cg, kh, kw = w.shape
     Ho = (H + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     Wo = (W + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    out = np.zeros((B, O, Ho, Wo))
-    Og = O // groups
+    out = np.zeros((B, n_out, Ho, Wo))
+    Og = n_out // groups
     for g in range(groups):
         for i in range(kh):
             for j in range(kw):
                 patch = xp[:, g * Cg:(g + 1) * Cg,
                            i * dh:i * dh + sh * (Ho - 1) + 1:sh,
                            j * dw:j * dw + sw * (Wo - 1) + 1:sw]  # fmt: skip
-                out[:, g * Og:(g + 1) * Og] += np.einsum("bchw,oc->bohw", patch, w[g * Og:(g + 1) * Og, :, i, j])
+                taps = w[g * Og:(g + 1) * Og, :, i, j]
+                out[:, g * Og:(g + 1) * Og] += np.einsum("bchw,oc->bohw", patch, taps)
     return out + b[None, :, None, None]
 
 
@@ -250,7 +252,8 @@ def reference_run(graph: Any, code: np.ndarray, dt: float) -> tuple[np.ndarray, 
             elif kind == "Flatten":
                 shape = tuple(int(s) for s in node.input_type["input"])
                 end = node.end_dim % len(shape)
-                new = shape[:node.start_dim] + (int(np.prod(shape[node.start_dim:end + 1])),) + shape[end + 1:]
+                merged = int(np.prod(shape[node.start_dim:end + 1]))
+                new = shape[:node.start_dim] + (merged,) + shape[end + 1:]
                 y = x.reshape(x.shape[0], *new)
             elif kind in ("LIF", "IF", "CubaLIF"):
                 s = state.setdefault(k, {"v": np.zeros_like(x), "i": np.zeros_like(x)})
@@ -378,7 +381,8 @@ def test_binarize_sends_binary_spikes_and_the_graph_follows() -> None:
     gated = to_nir(model, x)
     binary = to_nir(model, x, binarize=True)
     code = binary.host(x)
-    assert bool(((code == 0) | (code == 1)).all()) and not bool(((gated.host(x) == 0) | (gated.host(x) == 1)).all())
+    graded = gated.host(x)
+    assert bool(((code == 0) | (code == 1)).all()) and not bool(((graded == 0) | (graded == 1)).all())
     model.encoder.binarize = True
     torch.testing.assert_close(binary.run(x), model(x), rtol=0.0, atol=ATOL)
     assert model.encoder.binarize and not gated.host.binarize  # to_nir copies, never edits
@@ -504,14 +508,17 @@ def test_refuses_what_it_cannot_map() -> None:
 
     x = torch.rand(2, 1, 4, 4)
     cases = [
-        (nn.Sequential(gac.LIF(), nn.Flatten(2), nn.ReLU()), TypeError, r"'backbone\.2' \(ReLU\): no NIR mapping"),
-        (nn.Sequential(nn.Flatten(2), nn.BatchNorm1d(16)), ValueError, r"'backbone\.1' \(BatchNorm1d\).*follow"),
+        (nn.Sequential(gac.LIF(), nn.Flatten(2), nn.ReLU()), TypeError,
+         r"'backbone\.2' \(ReLU\): no NIR mapping"),
+        (nn.Sequential(nn.Flatten(2), nn.BatchNorm1d(16)), ValueError,
+         r"'backbone\.1' \(BatchNorm1d\).*follow"),
         (nn.Sequential(snn.Leaky(beta=0.5, init_hidden=True, spike_grad=strict_spike)), ValueError,
          r"'backbone\.0' \(Leaky\): reset_mechanism='subtract' is a soft reset"),
         (nn.Sequential(snn.Leaky(beta=0.5, init_hidden=True, reset_mechanism="zero",
                                  spike_grad=lambda v: (v >= 0).to(v.dtype))), ValueError,
          r"does not fire exactly when mem > threshold \(probe gave 'ge'\)"),
-        (nn.Sequential(neuron.LIFNode(v_reset=None)), ValueError, r"'backbone\.0' \(LIFNode\): v_reset=None is a soft reset"),
+        (nn.Sequential(neuron.LIFNode(v_reset=None)), ValueError,
+         r"'backbone\.0' \(LIFNode\): v_reset=None is a soft reset"),
         (nn.Sequential(neuron.IFNode(v_reset=-0.1)), ValueError, r"v_reset=-0\.1"),
         (nn.Sequential(neuron.ParametricLIFNode()), TypeError, r"LIFNode and IFNode only"),
         (nn.Sequential(gac.LIF(), nn.Linear(4, 3)), ValueError, r"'backbone\.1' \(Linear\).*flatten"),
@@ -552,7 +559,8 @@ def test_export_package_and_command_import_with_torch_alone() -> None:
         tree = ast.parse(Path(module.__file__).read_text())
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
-        names |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and not n.level}
+        absolute = [n for n in top if isinstance(n, ast.ImportFrom) and not n.level]
+        names |= {(n.module or "").split(".")[0] for n in absolute}
         assert names <= {"__future__", "importlib", "typing", "argparse"}, (module.__name__, names)
     assert "export" not in Path(gac.__file__).read_text()  # import gac_coding does not load it
 

@@ -122,7 +122,9 @@ class HostEncoder(nn.Module):
             ``channels_last=True`` does (same values as the model's own encoder).
     """
 
-    def __init__(self, encoder: nn.Module, *, binarize: bool | None = None, channels_last: bool = False) -> None:
+    def __init__(
+        self, encoder: nn.Module, *, binarize: bool | None = None, channels_last: bool = False
+    ) -> None:
         super().__init__()
         from ..encoder import GACEncoder
         from ..models.msresnet import DirectEncoder
@@ -231,7 +233,9 @@ def _full(value: Any, shape: tuple[int, ...], dtype: torch.dtype) -> Any:
     return torch.broadcast_to(t.to("cpu"), shape).clone().numpy()
 
 
-def _decay_node(nir: Any, decay: Tensor, threshold: Any, shape: tuple[int, ...], dt: float, where: str) -> Any:
+def _decay_node(
+    nir: Any, decay: Tensor, threshold: Any, shape: tuple[int, ...], dt: float, where: str
+) -> Any:
     """``v <- decay v + x``, fire above ``threshold``, reset to 0, as a NIR LIF (or IF when decay is 1)."""
     dtype = decay.dtype
     d = torch.broadcast_to(decay.detach().to("cpu"), shape)
@@ -275,7 +279,9 @@ def _probe_spike_function(fn: Callable[[Tensor], Tensor], dtype: torch.dtype) ->
     return "other"
 
 
-def _neuron_node(nir: Any, name: str, module: nn.Module, shape: tuple[int, ...], dt: float, dtype: torch.dtype) -> Any | None:
+def _neuron_node(
+    nir: Any, name: str, module: nn.Module, shape: tuple[int, ...], dt: float, dtype: torch.dtype
+) -> Any | None:
     """The NIR node of a neuron module, ``None`` when ``module`` is not a neuron."""
     from ..neuron import LIF
 
@@ -283,7 +289,9 @@ def _neuron_node(nir: Any, name: str, module: nn.Module, shape: tuple[int, ...],
     if type(module) is LIF:
         return _decay_node(nir, torch.tensor(module.decay, dtype=dtype), module.threshold, shape, dt, where)
     if isinstance(module, LIF):
-        raise TypeError(f"{where}: a subclass of gac_coding.LIF may change its dynamics; export takes LIF itself")
+        raise TypeError(
+            f"{where}: a subclass of gac_coding.LIF may change its dynamics; export takes LIF itself"
+        )
 
     cls = type(module)
     root = cls.__module__.partition(".")[0]
@@ -306,7 +314,8 @@ def _neuron_node(nir: Any, name: str, module: nn.Module, shape: tuple[int, ...],
                 f"has other dynamics"
             )
     if root == "norse":
-        if cls.__name__ in ("LIFCell", "LIF", "LIFBoxCell") and cls.__module__.startswith("norse.torch.module"):
+        in_module = cls.__module__.startswith("norse.torch.module")
+        if in_module and cls.__name__ in ("LIFCell", "LIF", "LIFBoxCell"):
             return _norse_node(nir, module, where, shape, dt, dtype)
         if cls.__module__.startswith("norse.torch.module") and (
             cls.__name__.endswith("Cell") or hasattr(module, "p")
@@ -319,7 +328,9 @@ def _neuron_node(nir: Any, name: str, module: nn.Module, shape: tuple[int, ...],
     return None
 
 
-def _snntorch_leaky(nir: Any, m: Any, where: str, shape: tuple[int, ...], dt: float, dtype: torch.dtype) -> Any:
+def _snntorch_leaky(
+    nir: Any, m: Any, where: str, shape: tuple[int, ...], dt: float, dtype: torch.dtype
+) -> Any:
     mech = getattr(m, "reset_mechanism", "subtract")
     if mech != "zero":
         kind = "a soft reset (subtract the threshold)" if mech == "subtract" else "no reset"
@@ -439,7 +450,9 @@ class _Builder:
         self.sources: dict[str, str] = {}  # graph node -> qualified module name in the model
 
     # -------------------------------------------------------------- helpers
-    def add(self, name: str, node: Any, inputs: _Value, shape: tuple[int, ...], module_name: str | None = None) -> _Value:
+    def add(
+        self, name: str, node: Any, inputs: _Value, shape: tuple[int, ...], module_name: str | None = None
+    ) -> _Value:
         key = (name or "node").replace(".", "_")
         base, i = key, 1
         while key in self.nodes:
@@ -497,7 +510,10 @@ class _Builder:
             padding = (0, 0)
         _, out_shape = self.shape_of(conv, name)
         weight = conv.weight.detach().to(torch.float64)
-        bias = conv.bias.detach().to(torch.float64) if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+        if conv.bias is not None:
+            bias = conv.bias.detach().to(torch.float64)
+        else:
+            bias = torch.zeros(conv.out_channels, dtype=torch.float64)
         if bn is not None:
             scale, shift = self._bn_scale(bn[1], _describe(*bn))
             weight = weight * scale.view(-1, 1, 1, 1)
@@ -583,11 +599,15 @@ class _Builder:
                     f"{where}: padding, ceil_mode and divisor_override change what is averaged; "
                     f"NIR's AvgPool2d is written without them"
                 )
-            kernel = module.kernel_size if isinstance(module.kernel_size, tuple) else (module.kernel_size,) * 2
+            k = module.kernel_size
+            kernel = k if isinstance(k, tuple) else (k, k)
             stride = module.stride if isinstance(module.stride, tuple) else (module.stride,) * 2
         return self.avgpool(name, x, ps_out, kernel, stride, name)
 
-    def avgpool(self, name: str, x: _Value, out_shape: tuple[int, ...], kernel: Any, stride: Any, module_name: str | None) -> _Value:
+    def avgpool(
+        self, name: str, x: _Value, out_shape: tuple[int, ...], kernel: Any, stride: Any,
+        module_name: str | None,
+    ) -> _Value:  # fmt: skip
         node = self.nir.AvgPool2d(
             kernel_size=self.nir_shape(tuple(int(k) for k in kernel)),
             stride=self.nir_shape(tuple(int(s) for s in stride)),
@@ -994,7 +1014,9 @@ def simulate(
         return _simulate(graph, code, dt, record, count_ops)
 
 
-def _simulate(graph: Any, code: Tensor, dt: float, record: bool, count_ops: bool) -> tuple[Tensor, dict[str, Any]]:
+def _simulate(
+    graph: Any, code: Tensor, dt: float, record: bool, count_ops: bool
+) -> tuple[Tensor, dict[str, Any]]:
     from ..energy import dense_macs, exact_synops, is_binary
 
     order = _topological(graph)

@@ -29,7 +29,8 @@ def configure_export_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dt", type=float, default=None,
                         help="integration step in seconds the NIR time constants are written for "
                              "(default 1e-4)")
-    parser.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's, else the model's)")
+    parser.add_argument("--T", type=int, default=None,
+                        help="time steps (default: the checkpoint's, else the model's)")
     parser.add_argument("--num-classes", type=int, default=None,
                         help="head size (default: the checkpoint's, else the model's)")
     parser.add_argument("--in-channels", type=int, default=None,
@@ -48,7 +49,8 @@ def format_summary(summary: dict[str, Any], title: str) -> str:
     lines = [
         title,
         f"code to the chip: {summary['code']}, per sample {tuple(summary['input_shape'])} x T={summary['T']}",
-        f"graph: {sum(summary['nodes'].values())} nodes ({nodes}), {summary['edges']} edges, dt={summary['dt']:g} s",
+        f"graph: {sum(summary['nodes'].values())} nodes ({nodes}), {summary['edges']} edges, "
+        f"dt={summary['dt']:g} s",
         f"neurons: {summary['neurons']:,}   synapses (weights): {summary['synapses']:,}   "
         f"output per step: {tuple(summary['output_shape'])}",
     ]
@@ -85,10 +87,12 @@ def run_export_command(args: argparse.Namespace) -> int:
                          in_channels=s["in_channels"])  # fmt: skip
     layout = load_weights(model, weights, model_name=s["model"])
     model.eval()
-    size = tuple(args.input_size) if args.input_size else ((224, 224) if "imagenet" in s["model"] else (32, 32))
+    default_size = (224, 224) if "imagenet" in s["model"] else (32, 32)
+    size = tuple(args.input_size) if args.input_size else default_size
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(4, s["in_channels"], *size, generator=gen)
-    exp = to_nir(model, x, dt=DEFAULT_DT if args.dt is None else args.dt, binarize=True if args.binarize else None)
+    dt = DEFAULT_DT if args.dt is None else args.dt
+    exp = to_nir(model, x, dt=dt, binarize=True if args.binarize else None)
     exp.model_name = s["model"]
     config = {
         "model": s["model"],
