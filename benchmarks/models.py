@@ -40,10 +40,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gac_coding import LIF, neuron
-from gac_coding.ops import _cpp
 from gac_coding.encoder import GACEncoder
 from gac_coding.models import create_model
 from gac_coding.neuron import lif_reference
+from gac_coding.ops import _cpp
 
 T, CLASSES, SIZE = 6, 10, 32
 
@@ -114,14 +114,17 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return logits
 
 
-def check_equal(backend: str, batch: int = 2) -> float:
-    """library == naive in float64, training mode: logits, input and parameter gradients."""
+def check_equal(
+    backend: str, batch: int = 2, lib: nn.Module | None = None, size: int = SIZE, classes: int = CLASSES
+) -> float:
+    """library == naive in float64, training mode: logits, input and parameter gradients
+    (``lib``: the model to check, default this script's ``library``; it is converted to float64)."""
     neuron.set_backend(backend)
-    lib = build("library").double()
+    lib = (build("library") if lib is None else lib).double()
     naive = naive_copy(lib)
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(batch, 3, SIZE, SIZE, generator=g, dtype=torch.float64) * 2
-    y = torch.randint(0, CLASSES, (batch,), generator=g)
+    x = torch.rand(batch, 3, size, size, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, classes, (batch,), generator=g)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     a, b = train_step(lib, xa, y), train_step(naive, xb, y)
     worst = float((a - b).detach().abs().max())
@@ -176,6 +179,20 @@ def memory_of(variant: str, batch: int) -> dict[str, int]:
     train_step(model, x, y)
     peak = _peak_rss_bytes()
     return {"peak_rss": peak - before, "saved": saved_for_backward(model, x, y)}
+
+
+def ratios(times: dict[str, list[float]], slow: str, fast: str) -> tuple[float, float, float]:
+    """``slow / fast`` three ways: best steps, median steps, and the median of the ratios of the
+    two steps of each interleaved round (neighbours in time share the machine's load)."""
+    a, b = times[slow], times[fast]
+    paired = statistics.median(s / f for s, f in zip(a, b, strict=True))
+    return min(a) / min(b), statistics.median(a) / statistics.median(b), paired
+
+
+def ratio_text(times: dict[str, list[float]], slow: str, fast: str) -> str:
+    """:func:`ratios` as text."""
+    best, med, paired = ratios(times, slow, fast)
+    return f"{best:.2f}x best, {med:.2f}x medians, {paired:.2f}x paired"
 
 
 def main() -> None:
@@ -254,13 +271,7 @@ def main() -> None:
     print()
 
     def ratio(slow: str, fast: str) -> str:
-        """``slow / fast`` three ways: best steps, median steps, and the median of the ratios of
-        the two steps of each interleaved round (neighbours in time share the machine's load)."""
-        paired = statistics.median(a / b for a, b in zip(times[slow], times[fast], strict=True))
-        return (
-            f"{best[slow] / best[fast]:.2f}x best, {med[slow] / med[fast]:.2f}x medians, "
-            f"{paired:.2f}x paired"
-        )
+        return ratio_text(times, slow, fast)
 
     print("speed-up over naive (goal >= 1.3x):")
     for lib in ("library", "library_cpp", "library_nchw"):
