@@ -103,12 +103,30 @@ def _norse() -> nn.Module:
     )
 
 
+def _norse_sequence() -> nn.Module:
+    import norse.torch as norse
+
+    p = norse.LIFParameters(tau_syn_inv=torch.tensor(400.0), tau_mem_inv=torch.tensor(500.0),
+                            v_th=torch.tensor(0.3))  # fmt: skip
+    return norse.SequentialState(norse.LIF(p, dt=1e-3), nn.Flatten(2), nn.Linear(2 * 64, 4))
+
+
+def _torch_msblock() -> nn.Module:
+    """The library's MS-ResNet block (1x1 downsample shortcut) inside a wrapped plain-torch chain."""
+    from gac_coding.models import MSBlock
+
+    return nn.Sequential(MSBlock(2, 4, stride=2, lif=dict(decay=0.5, threshold=0.45)),
+                         gac.LIF(decay=0.5, threshold=0.45), nn.Flatten(2), nn.Linear(4 * 16, 4))  # fmt: skip
+
+
 WRAPPED = {
     "spikingjelly-m": lambda: _sj("m"),
     "spikingjelly-s": lambda: _sj("s"),
     "snntorch": _snntorch,
     "torch": _torch_lif,
     "norse": _norse,
+    "norse-sequence": _norse_sequence,
+    "torch-msblock": _torch_msblock,
 }
 
 
@@ -363,7 +381,7 @@ def test_spikingjelly_importer_runs_the_graph_like_the_model(name: str, tmp_path
     _check_against_model(model, x, exp, torch.stack(outs), {k: torch.stack(v) for k, v in seen.items()})
 
 
-@pytest.mark.parametrize("name", [*SPEC_FOLLOWING, "norse"])
+@pytest.mark.parametrize("name", [*SPEC_FOLLOWING, "norse", "norse-sequence", "torch-msblock"])
 def test_reference_interpreter_runs_the_graph_like_the_model(name: str, tmp_path: Path) -> None:
     model, x, exp = exported(name)
     graph = written_and_read(exp, tmp_path)
@@ -451,6 +469,7 @@ def test_spikingjelly_refuses_a_cubalif_with_r_one() -> None:
         import_from_nir(exp.graph, dt=1e-4, dtype=torch.float64)
 
 
+@pytest.mark.filterwarnings("ignore:nirtorch.load is being deprecated:DeprecationWarning")
 def test_norse_importer_ignores_r_and_flattens_the_batch() -> None:
     import norse.torch as norse
 

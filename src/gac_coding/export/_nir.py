@@ -238,7 +238,8 @@ def _decay_node(
 ) -> Any:
     """``v <- decay v + x``, fire above ``threshold``, reset to 0, as a NIR LIF (or IF when decay is 1)."""
     dtype = decay.dtype
-    d = torch.broadcast_to(decay.detach().to("cpu"), shape)
+    # the time constants in float64, then in the model's dtype
+    d = torch.broadcast_to(decay.detach().to("cpu", torch.float64), shape)
     thr = _full(threshold, shape, dtype)
     zeros = _full(0.0, shape, dtype)
     if bool((d == 1).all()):
@@ -250,8 +251,8 @@ def _decay_node(
         )
     leak = 1.0 - d
     return nir.LIF(
-        tau=(dt / leak).clone().numpy(),
-        r=(1.0 / leak).clone().numpy(),
+        tau=(dt / leak).to(dtype).numpy(),
+        r=(1.0 / leak).to(dtype).numpy(),
         v_leak=zeros,
         v_threshold=thr,
         v_reset=zeros.copy(),
