@@ -47,8 +47,13 @@ _error: str | None = None
 
 
 def _name() -> str:
-    """Extension name, tied to the source and flags so that an edit never loads a stale build."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_FLAGS).encode()).hexdigest()[:12]
+    """Extension name, tied to the source, the flags, the source's location and the torch build,
+    so that an edit never loads a stale build and two environments (each with its own torch
+    headers and source path) never rebuild each other's copy in torch's shared cache."""
+    import torch
+
+    where = f"{' '.join(_FLAGS)}|{SOURCE}|{torch.__version__}|{Path(torch.__file__).parent}"
+    digest = hashlib.sha256(SOURCE.read_bytes() + where.encode()).hexdigest()[:12]
     return f"gac_coding_lif_{digest}"
 
 

@@ -504,7 +504,13 @@ def gated_lif(
         raise ValueError(f"u: expected T={T} steps to match ta, got shape {tuple(u.shape)}")
     if not step_shape or step_shape[0] != B:
         raise ValueError(f"u: expected batch size {B} to match ta, got shape {tuple(u.shape)}")
-    if tuple(sca.shape) not in (step_shape, (T, *step_shape)):
+    # lengths first: a tuple comparison would compare T with the (maybe dynamic) batch size
+    sca_shape = tuple(sca.shape)
+    n = len(step_shape)
+    if not (
+        (len(sca_shape) == n and sca_shape == step_shape)
+        or (len(sca_shape) == n + 1 and sca_shape == (T, *step_shape))
+    ):
         raise ValueError(
             f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}"
         )

@@ -104,7 +104,7 @@ class LIFParams:
         threshold = _real("threshold", self.threshold)
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"decay: expected a value in [0, 1], got {self.decay}")
-        if not (threshold > 0.0 and math.isfinite(threshold)):
+        if not 0.0 < threshold < math.inf:  # also rejects NaN
             raise ValueError(f"threshold: expected a finite value > 0, got {self.threshold}")
         resolve_surrogate(self.surrogate)  # raises for an unknown name or a non-callable
         if not isinstance(self.detach_reset, (bool, int)) or self.detach_reset not in (0, 1):

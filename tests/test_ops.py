@@ -1,0 +1,386 @@
+"""The neuron-ops layer: LIFParams, backend selection and fallback, and traceability.
+
+Tracing: ``torch.compile(fullgraph=True)`` (forward and backward) and ``torch.export`` of the LIF,
+the fused LIF+gate and the modules built on them give eager's numbers in float64; the custom
+operators pass ``torch.library.opcheck`` (schema, fake kernels with the real output strides,
+autograd registration) for sequences, static inputs and channels-last steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gac_coding as gac
+from gac_coding import neuron, ops
+from gac_coding.encoder import check_image_input
+from gac_coding.ops import LIFParams, backends
+from gac_coding.ops import _cpp, _triton
+from gac_coding.ops.functional import gated_lif_decomposed, lif_decomposed
+from gac_coding.ops.layout import is_channels_last_step
+
+F64 = torch.float64
+
+
+@pytest.fixture
+def backend_state():
+    """Save and restore the process-wide backend state around a test."""
+    saved = (backends._setting, set(backends._ready), dict(backends._dropped), backends._cpp_cached)
+    yield backends
+    backends._setting, ready, dropped, backends._cpp_cached = saved
+    backends._ready.clear()
+    backends._ready.update(ready)
+    backends._dropped.clear()
+    backends._dropped.update(dropped)
+
+
+@pytest.fixture
+def eager(backend_state):
+    """Pin the eager backend (exact values independent of what "auto" would pick)."""
+    backends.set_backend("eager")
+    return backends
+
+
+# ------------------------------------------------------------------------------------ LIFParams
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"decay": 1.5}, ValueError, "decay"),
+        ({"decay": -0.1}, ValueError, "decay"),
+        ({"decay": True}, TypeError, "decay"),
+        ({"threshold": 0.0}, ValueError, "threshold"),
+        ({"threshold": float("inf")}, ValueError, "threshold"),
+        ({"threshold": float("nan")}, ValueError, "threshold"),
+        ({"threshold": "1"}, TypeError, "threshold"),
+        ({"surrogate": "sigmoid"}, ValueError, "surrogate"),
+        ({"surrogate": 3}, TypeError, "surrogate"),
+        ({"detach_reset": "yes"}, TypeError, "detach_reset"),
+        ({"detach_reset": 2}, TypeError, "detach_reset"),
+    ],
+)
+def test_lif_params_are_checked_once_at_construction(kwargs: dict, exc: type, match: str) -> None:
+    with pytest.raises(exc, match=match):
+        LIFParams(**kwargs)
+    with pytest.raises(exc, match=match):
+        LIFParams().replace(**kwargs)  # a changed copy is checked again
+
+
+def test_lif_params_value_semantics() -> None:
+    p = LIFParams(decay=1, threshold=2, surrogate="rectangle", detach_reset=1)
+    assert (p.decay, p.threshold, p.detach_reset) == (1.0, 2.0, True)
+    assert type(p.decay) is float and type(p.detach_reset) is bool
+    assert p.surrogate_code == 1 and p.surrogate_fn is ops.surrogate_rectangle
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.decay = 0.5  # type: ignore[misc]
+    assert p == LIFParams(1.0, 2.0, "rectangle", True) and hash(p) == hash(LIFParams(1.0, 2.0, "rectangle", True))
+    # a read-only mapping: the recipes keep working as keyword arguments
+    assert dict(gac.RECIPES["imagenet"]) == {
+        "decay": 0.25, "threshold": 0.5, "surrogate": "rectangle", "detach_reset": True
+    }
+    assert gac.RECIPES["cifar"]["decay"] == 0.5
+    with pytest.raises(KeyError):
+        p["tau"]
+    assert gac.LIF(**gac.RECIPES["imagenet"]).params == gac.RECIPES["imagenet"]
+    # the named surrogate functions have kernel codes, any other callable has none
+    assert LIFParams(surrogate=ops.surrogate_triangle).surrogate_code == 0
+    assert LIFParams(surrogate=lambda d: d).surrogate_code is None
+
+
+def test_ops_reject_bad_arguments() -> None:
+    x = torch.rand(3, 2)
+    with pytest.raises(TypeError, match="params"):
+        ops.lif(x, {"decay": 0.5})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="x"):
+        ops.lif(x.numpy(), LIFParams())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps"):
+        ops.lif(x, LIFParams(), steps=0)
+    with pytest.raises(TypeError, match="ta"):
+        ops.gated_lif(x, torch.ones(3, 2, dtype=torch.int64), x, LIFParams())
+    with pytest.raises(ValueError, match="sca"):
+        ops.gated_lif(x, torch.ones(3, 2), torch.ones(4), LIFParams())
+
+
+# ------------------------------------------------------------------------------------ backends
+
+
+def test_backend_setting_env_and_default(backend_state, monkeypatch) -> None:
+    backends._setting = None
+    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
+    assert neuron.get_backend() == "auto"  # the default
+    backends._setting = None
+    monkeypatch.setenv(backends.BACKEND_ENV, " Triton ")
+    assert neuron.get_backend() == "triton"
+    neuron.set_backend("EAGER")
+    assert neuron.get_backend() == "eager"
+    with pytest.raises(ValueError, match="backend"):
+        neuron.set_backend("cuda")
+    backends._setting = None
+    monkeypatch.setenv(backends.BACKEND_ENV, "fast")
+    with pytest.raises(ValueError, match=backends.BACKEND_ENV):
+        neuron.get_backend()
+    assert neuron.BACKENDS == ("auto", "eager", "cpp", "triton")
+    with backends.use_backend("cpp"):
+        assert neuron.get_backend() == "cpp"
+    backends._setting = "eager"
+    with backends.use_backend("triton"):
+        pass
+    assert neuron.get_backend() == "eager"
+
+
+def test_auto_picks_cpp_on_cpu_only_when_already_built(backend_state, monkeypatch) -> None:
+    neuron.set_backend("auto")
+    x = torch.rand(2, 3)
+    backends._ready.discard("cpp")
+    backends._cpp_cached = None
+    monkeypatch.setattr(_cpp, "is_built", lambda: False)
+    monkeypatch.setattr(_cpp, "load", lambda: pytest.fail("auto must not start a build"))
+    assert backends.select(x, 0) == "eager"
+    backends._cpp_cached = True  # a build in torch's cache
+    backends._ready.add("cpp")
+    assert backends.select(x, 0) == "cpp"
+    assert backends.select(x, None) == "eager"  # a callable surrogate
+    assert backends.select(x.half(), 0) == "eager"  # the C++ kernels take float32/float64
+    assert backends.select(x.to("meta"), 1) == "eager"
+
+
+def test_explicit_backends_on_cpu(backend_state, monkeypatch) -> None:
+    x = torch.rand(2, 3)
+    neuron.set_backend("cpp")
+    backends._ready.add("cpp")
+    assert backends.select(x, 1) == "cpp"
+    assert backends.select(x.bfloat16(), 1) == "eager"
+    neuron.set_backend("triton")
+    monkeypatch.setattr(_triton, "available", lambda device=None: (False, "no interpreter here"))
+    backends._ready.discard("triton on cpu")
+    backends._dropped.pop("triton on cpu", None)
+    with pytest.warns(RuntimeWarning, match="no interpreter here"):
+        assert backends.select(x, 0) == "eager"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per process, not per call
+        assert backends.select(x, 0) == "eager"
+    monkeypatch.setattr(_triton, "available", lambda device=None: (True, ""))
+    assert backends.select(x, 0) == "eager"  # dropped for CPU tensors for the rest of the process
+    assert "triton" not in backends._dropped  # CUDA tensors are another matter
+
+
+def test_kernel_that_fails_at_launch_falls_back_to_eager_once(backend_state, monkeypatch) -> None:
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("illegal instruction in the kernel")
+
+    neuron.set_backend("cpp")
+    backends._ready.add("cpp")
+    backends._dropped.pop("cpp", None)
+    monkeypatch.setattr(_cpp, "lif_forward", broken)
+    x = torch.randn(4, 3, 5, dtype=F64) * 2
+    with pytest.warns(RuntimeWarning, match="cpp.*illegal instruction"):
+        spikes = neuron.lif(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = neuron.lif(x)
+    assert len(calls) == 1  # not retried
+    expected = neuron.lif_reference(x)
+    assert torch.equal(spikes, expected) and torch.equal(again, expected)
+
+
+def test_auto_on_cuda_prefers_triton(backend_state, monkeypatch) -> None:
+    # a meta tensor stands for the device check; pretend it is CUDA
+    class FakeCuda:
+        device = torch.device("cuda")
+        dtype = torch.bfloat16
+
+    neuron.set_backend("auto")
+    backends._ready.add("triton")
+    assert backends.select(FakeCuda(), 0) == "triton"  # type: ignore[arg-type]
+    FakeCuda.dtype = torch.int32  # type: ignore[assignment]
+    assert backends.select(FakeCuda(), 0) == "eager"  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------ custom-op contracts
+
+
+def _steps(T: int, B: int, channels_last: bool, dtype=F64) -> Tensor:
+    flat = torch.randn(T * B, 3, 4, 5, dtype=dtype) * 1.2 + 0.6
+    if channels_last:
+        flat = flat.contiguous(memory_format=torch.channels_last)
+    return flat.view(T, B, 3, 4, 5)
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_custom_ops_pass_opcheck(eager, static: bool, channels_last: bool) -> None:
+    T, B = 3, 2
+    x = _steps(1 if static else T, B, channels_last)
+    x = (x[0] if static else x).detach().requires_grad_()
+    steps = T if static else 0
+    torch.library.opcheck(torch.ops.gac_coding.lif.default, (x, steps, 0.5, 1.0, 0, False, True))
+    torch.library.opcheck(torch.ops.gac_coding.lif.default, (x.detach(), steps, 0.25, 0.5, 1, True, False))
+    ta = torch.randn(T, B, dtype=F64, requires_grad=True)
+    for sca_steps in (None, T):
+        sca = _steps(sca_steps or 1, B, channels_last)
+        sca = (sca[0] if sca_steps is None else sca).detach().requires_grad_()
+        torch.library.opcheck(
+            torch.ops.gac_coding.gated_lif.default, (x, ta, sca, steps, 0.5, 1.0, 0, False, True)
+        )
+
+
+# ------------------------------------------------------------------------------------ compile
+
+
+def _grads(out: Tensor, inputs: list[Tensor], grad: Tensor) -> tuple[Tensor, ...]:
+    return torch.autograd.grad(out, inputs, grad)
+
+
+@pytest.mark.parametrize(
+    "static,channels_last,recipe",
+    [(False, False, "cifar"), (True, True, "imagenet"), (False, True, "imagenet"), (True, False, "cifar")],
+)
+def test_compiled_lif_equals_eager(eager, static: bool, channels_last: bool, recipe: str) -> None:
+    p = gac.RECIPES[recipe]
+    x = _steps(1 if static else 4, 2, channels_last)
+    x = (x[0] if static else x).detach().requires_grad_()
+    steps = 4 if static else None
+
+    def f(x: Tensor) -> Tensor:
+        return neuron.lif(x, **p, steps=steps) * torch.arange(1.0, 3.0, dtype=F64).view(1, 2, 1, 1, 1)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out, ref = compiled(x), f(x)
+    assert torch.equal(out, ref)
+    assert is_channels_last_step(out[0]) == channels_last
+    g = torch.randn_like(ref)
+    (g_c,), (g_e,) = _grads(out, [x], g), _grads(ref, [x], g)
+    torch.testing.assert_close(g_c, g_e, rtol=0, atol=0)  # the same backend, the same arithmetic
+
+
+def test_inductor_compiles_lif_module_and_gate_unit(eager) -> None:
+    torch.manual_seed(0)
+    unit = gac.GatedAttentionUnit(channels=3, T=4).double()
+    lif = gac.LIF(**gac.RECIPES["imagenet"])
+
+    def f(u: Tensor) -> Tensor:
+        return lif(unit(u) * 3.0 + u)
+
+    compiled = torch.compile(f, fullgraph=True)  # inductor
+    u = (torch.randn(4, 2, 3, 5, 5, dtype=F64) * 1.5 + 0.5).requires_grad_()
+    out, ref = compiled(u), f(u)
+    assert torch.equal(out, ref)
+    g = torch.randn_like(ref)
+    params = list(unit.parameters())
+    for a, b in zip(_grads(out, [u, *params], g), _grads(ref, [u, *params], g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("sca_per_step", [False, True])
+def test_compiled_gated_lif_equals_eager(eager, static: bool, sca_per_step: bool) -> None:
+    T, B = 3, 2
+    p = LIFParams(0.5, 1.0, "triangle", False)
+    u = _steps(1 if static else T, B, True)
+    u = (u[0] if static else u).detach().requires_grad_()
+    ta = torch.randn(T, B, dtype=torch.float32, requires_grad=True)  # cast to u's dtype inside
+    sca = _steps(T if sca_per_step else 1, B, False)
+    sca = (sca if sca_per_step else sca[0]).detach().requires_grad_()
+
+    def f(u: Tensor, ta: Tensor, sca: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return gac.attention.gated_lif(u, ta, sca, **p, static=static)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    got, ref = compiled(u, ta, sca), f(u, ta, sca)
+    for a, b in zip(got, ref, strict=True):
+        assert torch.equal(a, b) and a.stride() == b.stride()
+    g = torch.randn_like(ref[0])
+    for a, b in zip(_grads(got[0], [u, ta, sca], g), _grads(ref[0], [u, ta, sca], g), strict=True):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_callable_surrogate_compiles_through_the_decomposition(eager) -> None:
+    def sigmoid_slope(d: Tensor) -> Tensor:
+        s = torch.sigmoid(4.0 * d)
+        return 4.0 * s * (1.0 - s)
+
+    neuron_ = gac.LIF(surrogate=sigmoid_slope, detach_reset=False)
+    x = (torch.randn(5, 2, 7, dtype=F64) * 1.5).requires_grad_()
+    compiled = torch.compile(neuron_, fullgraph=True, backend="aot_eager")
+    out, ref = compiled(x), neuron_(x)
+    assert torch.equal(out, ref)
+    slow = neuron.lif_reference(x, surrogate=sigmoid_slope)
+    g = torch.randn_like(ref)
+    (g_c,), (g_e,), (g_s,) = _grads(out, [x], g), _grads(ref, [x], g), _grads(slow, [x], g)
+    torch.testing.assert_close(g_c, g_e, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_c, g_s, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_decomposition_equals_the_op(eager, static: bool) -> None:
+    """The plain-torch formulation (exporters' fallback, callables under tracing) equals the op."""
+    T, B = 4, 3
+    p = LIFParams(0.25, 0.5, "rectangle", True)
+    u = _steps(1 if static else T, B, False)
+    u = (u[0] if static else u).detach().requires_grad_()
+    ta = torch.randn(T, B, dtype=F64, requires_grad=True)
+    sca = torch.randn(u.shape[-4:] if static else u.shape[1:], dtype=F64, requires_grad=True)
+    steps = T if static else 0
+    spikes, h = lif_decomposed(u, steps, p)
+    assert torch.equal(spikes, ops.lif(u, p, steps=steps or None))
+    out, fired, gate, _ = gated_lif_decomposed(u, ta, sca, steps, p)
+    ref = ops.gated_lif(u, ta, sca, p, static=static)
+    assert torch.equal(out, ref[0]) and torch.equal(fired, ref[1]) and torch.equal(gate, ref[2])
+    g = torch.randn_like(out)
+    for a, b in zip(_grads(out, [u, ta, sca], g), _grads(ref[0], [u, ta, sca], g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+class _Head(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = gac.GatedAttentionUnit(channels=3, T=3)
+        self.lif = gac.LIF(**gac.RECIPES["imagenet"])
+
+    def forward(self, u: Tensor) -> Tensor:
+        o = self.unit(u)
+        return self.lif(o * 2.0 + u) + neuron.lif(u[0], steps=3)
+
+
+def test_export_with_dynamic_batch_equals_eager(eager) -> None:
+    torch.manual_seed(1)
+    model = _Head().double().eval()
+    u = torch.randn(3, 2, 3, 5, 5, dtype=F64) * 1.5
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(model, (u,), dynamic_shapes=({1: batch},))
+    targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert {"gac_coding.lif.default", "gac_coding.gated_lif.default"} <= targets
+    for B in (1, 5):
+        new = torch.randn(3, B, 3, 5, 5, dtype=F64) * 1.5
+        assert torch.equal(program.module()(new), model(new))
+
+
+def test_encoder_compiles_fullgraph_and_checks_values_on_cpu_only(eager) -> None:
+    torch.manual_seed(2)
+    enc = gac.GACEncoder(2, 4, T=3).double()
+    x = torch.rand(2, 2, 6, 6, dtype=F64)
+    compiled = torch.compile(enc, fullgraph=True, backend="aot_eager")  # no graph break
+    out = compiled(x)
+    torch.testing.assert_close(out, enc(x), rtol=0, atol=0)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        enc(bad)  # eager, CPU: checked
+    kwargs = {"in_channels": 2, "T": 3}
+    assert check_image_input(bad, check_finite=False, **kwargs) is True
+    with pytest.raises(ValueError, match="NaN"):
+        check_image_input(bad, check_finite=True, **kwargs)
+    # an accelerator tensor (meta stands for one here) is not value-checked by default: no sync
+    assert check_image_input(bad.to("meta"), **kwargs) is True
