@@ -184,11 +184,10 @@ def _first_tensor(value: Any) -> Tensor | None:
     return None
 
 
-def _trace_shapes(
-    model: nn.Module, x: Tensor, T: int, B: int
-) -> dict[nn.Module, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Per-sample (input, output) shapes of the first call of every module of ``model``."""
-    shapes: dict[nn.Module, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+def _trace_shapes(model: nn.Module, x: Tensor, T: int, B: int) -> dict[nn.Module, Any]:
+    """Per-sample (input, output) shapes of the first call of every module of ``model`` (or the
+    error that says why they cannot be read)."""
+    shapes: dict[nn.Module, Any] = {}
     names = {m: n for n, m in model.named_modules()}
 
     def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
@@ -201,12 +200,14 @@ def _trace_shapes(
         ps_in = _per_sample(tuple(inp.shape), T, B)
         ps_out = _per_sample(tuple(res.shape), T, B)
         if ps_in is None or ps_out is None:
-            raise ValueError(
+            # only an error if the graph needs this module (the encoder's internals never are)
+            shapes[module] = ValueError(
                 f"model: cannot tell the batch dimension of the tensors around "
                 f"{_describe(names.get(module, '?'), module)} (input {tuple(inp.shape)}, output "
                 f"{tuple(res.shape)}, T={T}, batch {B}); export expects [B, ...], [T*B, ...] or "
                 f"[T, B, ...]"
             )
+            return
         shapes[module] = (ps_in, ps_out)
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
@@ -471,7 +472,10 @@ class _Builder:
                 f"model: {_describe(name, module)} was not called in the traced forward pass; "
                 f"export follows the modules the model runs"
             )
-        return self.shapes[module]
+        found = self.shapes[module]
+        if isinstance(found, ValueError):
+            raise found
+        return found
 
     def array(self, t: Tensor | None, shape: tuple[int, ...] | None = None) -> Any:
         if t is None:
