@@ -30,6 +30,51 @@ def fire(x: Tensor, kind: str) -> Tensor:
     return _Fire.apply(x, kind)
 
 
+def slow_lif(
+    x: Tensor, decay: float, threshold: float, kind: str, detach_reset: bool
+) -> tuple[Tensor, Tensor]:
+    """The LIF of GAC.md §1 step by step with autograd operations: ``(spikes, membranes)``.
+
+    ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]`` (``v_0 = 0``) over
+    dim 0 of ``x``; the reset factor is a constant in the backward pass when ``detach_reset``.
+    ``membranes`` (detached) are the ``v_t`` before the reset, for tests that keep away from the
+    threshold.
+    """
+    v = torch.zeros_like(x[0])
+    s = torch.zeros_like(x[0])
+    spikes, membranes = [], []
+    for t in range(x.shape[0]):
+        reset = s.detach() if detach_reset else s
+        v = decay * v * (1.0 - reset) + x[t]
+        s = fire(v - threshold, kind)
+        spikes.append(s)
+        membranes.append(v.detach())
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def slow_gated_lif(
+    u: Tensor,
+    ta: Tensor,
+    sca: Tensor,
+    decay: float,
+    threshold: float,
+    kind: str,
+    detach_reset: bool,
+    static: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``O = sigmoid(TA * SCA) * LIF(U)`` written out: ``(out, spikes, gate, membranes)``.
+
+    ``u``: ``[T, B, ...]`` or (``static``) one step repeated ``T = ta.shape[0]`` times; ``sca``: one
+    step (the same at every step) or ``[T, B, ...]``.
+    """
+    T, B = ta.shape
+    seq = u.expand(T, *u.shape) if static else u
+    sca_seq = sca.expand(T, *sca.shape) if sca.dim() == seq.dim() - 1 else sca
+    spikes, membranes = slow_lif(seq, decay, threshold, kind, detach_reset)
+    gate = torch.sigmoid(ta.reshape(T, B, *([1] * (seq.dim() - 2))) * sca_seq)
+    return gate * spikes, spikes, gate, membranes
+
+
 def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -> Tensor:
     """``TA`` ``[T, B]`` from per-sample pooled statistics ``a_avg, a_max: [B, T]``, written out.
 

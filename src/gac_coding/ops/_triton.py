@@ -91,6 +91,25 @@ def _load() -> ModuleType:
     return _kernels
 
 
+def _launch(name: str, grid: int, *args: object, **meta: object) -> None:
+    """Run kernel ``name`` on ``grid`` programs.
+
+    Interpreted kernels also need triton's interpreter switch on while they run (triton imports
+    parts of itself lazily and checks it), whatever ``TRITON_INTERPRET`` says by then: it is set
+    for the launch only and restored afterwards.
+    """
+    kernels = _load()
+    kernel = getattr(kernels, name)
+    if not kernels._INTERPRETED:
+        kernel[(grid,)](*args, **meta)
+        return
+    import triton
+
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = True
+        kernel[(grid,)](*args, **meta)
+
+
 def _check(name: str, t: Tensor, device: torch.device | None = None) -> Tensor:
     if t.dtype not in _FLOATS:
         raise TypeError(
@@ -136,10 +155,9 @@ def lif_forward(
     h = torch.empty((T, *step_shape), dtype=ct, device=x.device) if save else None
     if N == 0 or T == 0:
         return spikes, h
-    k = _load()
     block, warps = _block(N)
-    k.lif_forward_kernel[(triton_cdiv(N, block),)](
-        x, spikes, h if save else spikes, T, N,
+    _launch(
+        "lif_forward_kernel", triton_cdiv(N, block), x, spikes, h if save else spikes, T, N,
         DECAY=float(decay), TH=float(threshold), STATIC=static, SAVE=bool(save),
         CT=_tl_dtype(x.dtype), BLOCK=block, num_warps=warps,
     )  # fmt: skip
@@ -168,10 +186,9 @@ def lif_backward(
     grad_x = torch.empty(shape, dtype=grad_s.dtype, device=h.device)
     if N == 0:
         return grad_x.zero_()
-    k = _load()
     block, warps = _block(N)
-    k.lif_backward_kernel[(triton_cdiv(N, block),)](
-        grad_s, h, grad_x, T, N, (T - 1) * N,
+    _launch(
+        "lif_backward_kernel", triton_cdiv(N, block), grad_s, h, grad_x, T, N, (T - 1) * N,
         DECAY=float(decay), TH=float(threshold), SURROGATE=int(surrogate),
         DETACH=bool(detach_reset), STATIC=bool(is_static), CT=_tl_dtype(h.dtype),
         BLOCK=block, num_warps=warps,
@@ -222,11 +239,10 @@ def gated_forward(
     if N == 0 or T == 0:
         return out, fired, gate, h
     P, sca_static = _gated_layout(N, B, T, sca)
-    k = _load()
     block, warps = _block(P)
     per_b = triton_cdiv(P, block)
-    k.gated_forward_kernel[(B * per_b,)](
-        u, ta, sca, out, fired, gate, h if save else out, T, B, P, per_b,
+    _launch(
+        "gated_forward_kernel", B * per_b, u, ta, sca, out, fired, gate, h if save else out, T, B, P, per_b,
         DECAY=float(decay), TH=float(threshold), U_STATIC=static, SCA_STATIC=sca_static,
         SAVE=bool(save), CT=_tl_dtype(u.dtype), BLOCK=block, num_warps=warps,
     )  # fmt: skip
@@ -250,13 +266,17 @@ def gated_backward(
 
     ``grad_u`` and (one-step ``sca``) ``grad_sca`` are sums over the steps where the input was one
     step. ``grad_ta[t, b]`` adds per-block partial sums (arithmetic dtype) in a fixed order.
+    ``out`` and ``gate`` are only checked: the kernel recomputes the spike from ``h`` and the gate
+    from ``ta * sca`` in the arithmetic dtype (a half-precision gate near 1 would lose ``1 - gate``).
     """
     if surrogate not in (0, 1):
         raise ValueError(f"surrogate: expected 0 (triangle) or 1 (rectangle), got {surrogate!r}")
     h = _check("h", h)
     grad_out, out, gate, ta, sca = (
         _check(name, t, h.device)
-        for name, t in zip(("grad_out", "out", "gate", "ta", "sca"), (grad_out, out, gate, ta, sca))
+        for name, t in zip(
+            ("grad_out", "out", "gate", "ta", "sca"), (grad_out, out, gate, ta, sca), strict=True
+        )
     )
     for name, t in (("grad_out", grad_out), ("out", out), ("gate", gate)):
         if t.shape != h.shape:
@@ -271,12 +291,12 @@ def gated_backward(
     if N == 0:
         return grad_u.zero_(), torch.zeros_like(ta), grad_sca.zero_()
     P, sca_static = _gated_layout(N, B, T, sca)
-    k = _load()
     block, warps = _block(P)
     per_b = triton_cdiv(P, block)
     partial = torch.empty((T, B * per_b), dtype=h.dtype, device=h.device)
-    k.gated_backward_kernel[(B * per_b,)](
-        grad_out, h, out, gate, ta, sca, grad_u, grad_sca, partial, T, B, P, per_b, (T - 1) * N,
+    _launch(
+        "gated_backward_kernel", B * per_b, grad_out, h, ta, sca, grad_u, grad_sca, partial,
+        T, B, P, per_b, (T - 1) * N,
         DECAY=float(decay), TH=float(threshold), SURROGATE=int(surrogate),
         DETACH=bool(detach_reset), U_STATIC=bool(u_static), SCA_STATIC=sca_static,
         CT=_tl_dtype(h.dtype), BLOCK=block, num_warps=warps,

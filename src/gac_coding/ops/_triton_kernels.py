@@ -32,6 +32,17 @@ def _surrogate(d, SURROGATE: tl.constexpr):
 
 
 @triton.jit
+def _gate(z):
+    """``(sigmoid(z), 1 - sigmoid(z))``, each without cancellation or overflow:
+    with ``e = exp(-|z|)``, ``1 / (1 + e)`` and ``e / (1 + e)`` are the larger and the smaller."""
+    e = tl.exp(-tl.abs(z))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    pos = z >= 0.0
+    return tl.where(pos, big, small), tl.where(pos, small, big)
+
+
+@triton.jit
 def _grad_h(grad_s, g, hv, DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.constexpr,
             DETACH: tl.constexpr, CT: tl.constexpr):
     """``dL/dh_t`` from ``dL/ds_t`` and ``g = dL/dh_{t+1}`` (zero at the last step).
@@ -140,7 +151,7 @@ def gated_forward_kernel(
         keep = (h <= TH).to(CT)
         s = (h > TH).to(CT)
         z = tl.load(cp, mask=mask, other=0.0).to(CT) * tl.load(tp).to(CT)
-        m = 1.0 / (1.0 + tl.exp(-z))
+        m, _one_minus_m = _gate(z)
         tl.store(fp, s.to(fired_ptr.dtype.element_ty), mask=mask)
         tl.store(mp, m.to(gate_ptr.dtype.element_ty), mask=mask)
         tl.store(op, (m * s).to(out_ptr.dtype.element_ty), mask=mask)
@@ -159,13 +170,18 @@ def gated_forward_kernel(
 
 @triton.jit
 def gated_backward_kernel(
-    dout_ptr, h_ptr, out_ptr, gate_ptr, ta_ptr, sca_ptr, gu_ptr, gsca_ptr, part_ptr,
+    dout_ptr, h_ptr, ta_ptr, sca_ptr, gu_ptr, gsca_ptr, part_ptr,
     T, B, P, per_b, last,
     DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.constexpr, DETACH: tl.constexpr,
     U_STATIC: tl.constexpr, SCA_STATIC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Gradients of ``u``, ``sca`` and the partial sums of ``grad_ta`` (``part[t, program]``),
-    steps in reverse (``last = (T-1) N``). ``dout/dz = s m (1 - m) = out (1 - m)``, ``z = ta sca``."""
+    steps in reverse (``last = (T-1) N``).
+
+    ``dout/dz = s m (1 - m)`` with ``z = ta sca``: the gate ``m`` and the spike ``s`` are recomputed
+    in ``CT`` from ``ta``, ``sca`` and ``h`` rather than read back from the forward outputs (fewer
+    bytes read, and no loss of ``1 - m`` to a gate stored in half precision near 1).
+    """
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
     b = pid // per_b
@@ -175,8 +191,6 @@ def gated_backward_kernel(
     offs = b.to(tl.int64) * P + col
     dp = dout_ptr + last + offs
     hp = h_ptr + last + offs
-    op = out_ptr + last + offs
-    mp = gate_ptr + last + offs
     if U_STATIC:
         gup = gu_ptr + offs
     else:
@@ -194,13 +208,13 @@ def gated_backward_kernel(
     acc_sca = tl.zeros([BLOCK], dtype=CT)
     for _i in range(T):
         d = tl.load(dp, mask=mask, other=0.0).to(CT)
-        m = tl.load(mp, mask=mask, other=0.0).to(CT)
-        prod = d * tl.load(op, mask=mask, other=0.0).to(CT)
-        grad_z = prod - prod * m
-        sca = tl.load(cp, mask=mask, other=0.0).to(CT)
-        tl.store(pp, tl.sum(grad_z * sca, axis=0))
-        gz_ta = grad_z * tl.load(tp).to(CT)
         hv = tl.load(hp, mask=mask, other=0.0).to(CT)
+        sca = tl.load(cp, mask=mask, other=0.0).to(CT)
+        tav = tl.load(tp).to(CT)
+        m, one_minus_m = _gate(sca * tav)
+        grad_z = ((d * (hv > TH).to(CT)) * m) * one_minus_m
+        tl.store(pp, tl.sum(grad_z * sca, axis=0))
+        gz_ta = grad_z * tav
         g = _grad_h(d * m, g, hv, DECAY, TH, SURROGATE, DETACH, CT)
         if U_STATIC:
             acc_u += g
@@ -215,8 +229,6 @@ def gated_backward_kernel(
             cp -= N
         dp -= N
         hp -= N
-        op -= N
-        mp -= N
         tp -= B
         pp -= programs
     if U_STATIC:
