@@ -510,6 +510,24 @@ def test_snntorch_importer_assumes_dt_1e4_and_flattens_the_batch() -> None:
     assert betas[1e-3] == pytest.approx(1 - 1e-4 / 2e-3, abs=1e-6)  # dt ignored: 0.95, not 0.5
 
 
+def test_nirtorch_default_map_leaves_the_affine_bias_unset() -> None:
+    """nirtorch's own default mapping of ``Affine`` assigns the bias to ``weight.bias``, so the
+    Linear keeps its random initial bias (the importers above map ``Affine`` themselves)."""
+    import nirtorch
+
+    bias = np.array([5.0, -5.0])
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([2])}),
+               "fc": nir.Affine(weight=np.eye(2), bias=bias),
+               "output": nir.Output(output_type={"output": np.array([2])})},
+        edges=[("input", "fc"), ("fc", "output")],
+    )  # fmt: skip
+    module = nirtorch.nir_to_torch(graph, {}, dtype=torch.float64)
+    out, _ = module(torch.zeros(1, 2, dtype=torch.float64))
+    assert not np.allclose(out.detach().numpy()[0], bias)  # NIR says y = W 0 + b = b
+    assert np.allclose(module.get_submodule("fc").weight.bias.detach().numpy(), bias)
+
+
 # ------------------------------------------------------------------------------------------------
 # Refusals: clear errors naming the module and its type
 # ------------------------------------------------------------------------------------------------
