@@ -10,9 +10,10 @@ train``'s loop (:func:`gac_coding.train.fit`), then run at every T' with ``set_t
 
 For each T' it reports the test accuracy (360 images, mean and std over seeds) and the paper's
 energy estimate per image (:func:`gac_coding.energy.estimate_energy` on the test set, mean over
-seeds). Writes ``timesteps.json`` and ``timesteps.png`` to ``--out`` and prints a Markdown table.
+seeds). Writes ``timesteps.json`` and ``timesteps.png`` to ``--out`` (default ``benchmarks/``, where
+the README's figures are kept) and prints a Markdown table.
 
-    python benchmarks/timesteps.py                       # 3 seeds x 8 epochs, ~5 min on 2 cores
+    python benchmarks/timesteps.py                       # 3 seeds x 8 epochs: 954 s on 2 busy cores
     python benchmarks/timesteps.py --seeds 1 --epochs 1  # a quick look
 """
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-T", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2, help="parallel single-thread processes")
-    parser.add_argument("--out", default="benchmarks/timesteps_out")
+    parser.add_argument("--out", default="benchmarks", help="folder for timesteps.json and timesteps.png")
     args = parser.parse_args(argv)
     for name in ("epochs", "seeds", "max_T", "workers"):
         if getattr(args, name) < 1:
