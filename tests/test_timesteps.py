@@ -187,3 +187,29 @@ def test_energy_of_a_sequence_equals_static_paper_accounting() -> None:
         assert seq["T"] == static["T"] == 3
         model.set_timesteps(5)
         assert estimate_energy(model, x).totals["T"] == 5
+
+
+def _sweep_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "timesteps.py"
+    spec = importlib.util.spec_from_file_location("timesteps_sweep", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_sweep_smoke_mlp_only_at_its_T_and_summary() -> None:
+    sweep = _sweep_module()
+    run = sweep.run_one("gac-mlp", seed=0, epochs=1, steps=[2, 4])
+    assert run["rows"][2] is None and 0.0 <= run["rows"][4]["acc"] <= 1.0 and run["rows"][4]["energy_uj"] > 0
+    # the summary's mean and std by hand on two made-up seeds
+    runs = [{"coding": c, "seed": s, "rows": {1: None if c == "gac-mlp" else {"acc": a, "energy_uj": e}}}
+            for c in sweep.CODINGS for s, (a, e) in enumerate([(0.5, 1.0), (0.7, 3.0)])]
+    table = sweep.summarise(runs, [1])
+    assert table["gac-mlp"][1] is None
+    cell = table["direct"][1]
+    assert cell["acc_mean"] == pytest.approx(0.6) and cell["acc_std"] == pytest.approx(0.1414213562373095)
+    assert cell["energy_uj"] == pytest.approx(2.0) and cell["seeds"] == 2
+    assert "| 1 | n/a | n/a | 60.00 ± 14.14 | 2.000 |" in sweep.markdown(table, [1])
