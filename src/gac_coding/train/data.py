@@ -12,6 +12,9 @@ Nothing is downloaded. A missing or malformed data folder raises :class:`DataFol
 * ``imagefolder``: ``train/`` and ``val/`` trees of class folders read by torchvision's
   ``ImageFolder``; ImageNet-style ``RandomResizedCrop`` + flip for training, resize + centre crop
   for validation.
+* ``nmnist`` / ``dvsgesture`` / ``cifar10dvs``: event-camera recordings in tonic's extracted
+  layout, turned into cached frame sequences with time-major batches ``[T, B, 2, H, W]`` by
+  :mod:`gac_coding.train.events` (the ``events`` extra; pass ``events=FrameOptions(...)``).
 
 The CIFAR pickles are read with a restricted unpickler that only rebuilds numpy arrays, lists,
 dicts, strings and numbers; a file asking for anything else is refused.
