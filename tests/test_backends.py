@@ -14,9 +14,6 @@ run on CUDA tensors instead. The interpreter is slow: shapes are small and examp
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
@@ -25,6 +22,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from slow_reference import slow_gated_lif, slow_lif
 from torch import Tensor
+from triton_device import triton_kernel_device
 
 from gac_coding.ops import _cpp, _eager, _triton
 
@@ -33,13 +31,9 @@ CODES = {"triangle": 0, "rectangle": 1}
 
 
 @pytest.fixture(scope="module")
-def triton_device() -> Iterator[str]:
+def triton_device() -> str:
     """The device the triton kernels run on in this process: "cpu" (interpreter) or "cuda"."""
-    if _triton._kernels is None:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("TRITON_INTERPRET", "1")
-            _triton._load()
-    yield "cpu" if _triton.interpreted() else "cuda"
+    return triton_kernel_device()
 
 
 @pytest.fixture(scope="module")
@@ -469,13 +463,3 @@ def test_without_grad_nothing_is_saved(triton_device: str) -> None:
     ta = torch.randn(3, 2, device=triton_device)
     out, fired, gate, h = _triton.gated_forward(x, ta, x, 0, 0.5, 1.0, False)
     assert h is None and torch.equal(out, gate * fired)
-
-
-def test_import_gac_coding_does_not_import_triton() -> None:
-    code = (
-        "import sys, gac_coding, gac_coding.ops._triton as t; "
-        "print('triton' in sys.modules, t.available()[0] in (True, False), 'triton' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    # available() may import triton to read its interpreter switch; importing the package may not
-    assert out.stdout.split()[0:2] == ["False", "True"]

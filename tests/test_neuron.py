@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from triton_device import triton_kernel_device
 
 import gac_coding as gac
 from gac_coding.neuron import lif, lif_reference
+from gac_coding.ops import _cpp, backends
 
 # x = [0.6, 0.6, 0.6, 2.0], decay 0.5, threshold 1.0:
 # h = 0.6, 0.9, 1.05 (fires, reset), 2.0 (fires); spikes 0, 0, 1, 1.
@@ -34,6 +38,42 @@ def test_lif_hand_computed(surrogate: str, detach: bool) -> None:
     assert x.grad is not None
     torch.testing.assert_close(
         x.grad.flatten(), torch.tensor(HAND[(surrogate, detach)], dtype=torch.float64)
+    )
+
+
+# x = [1.2, 0.9, 0.3], decay 0.5, threshold 1.0: h = 1.2 (fires, reset), 0.9, 0.3 + 0.5 * 0.9 = 0.75;
+# spikes 1, 0, 0. The fired step carries a non-zero surrogate and the steps after it a non-zero
+# gradient, so the reset path (dL/ds_t gets -decay * g * h_t) changes the result when not detached.
+# dL/ds_t = 1 for every t; triangle sg = 0.8, 0.9, 0.75; rectangle sg = 1, 1, 1.
+#   triangle:  g2 = 0.75
+#              g1 = (1 - 0.5 * 0.75 * 0.9) * 0.9 + 0.5 * 0.75 * 1 = 0.6625 * 0.9 + 0.375 = 0.97125
+#              g0 = (1 - 0.5 * 0.97125 * 1.2) * 0.8 + 0 (fired: no leak) = 0.41725 * 0.8 = 0.3338
+#   detached:  g2 = 0.75, g1 = 0.9 + 0.375 = 1.275, g0 = 0.8
+#   rectangle: g2 = 1, g1 = (1 - 0.45) + 0.5 = 1.05, g0 = 1 - 0.5 * 1.05 * 1.2 = 0.37
+#   detached:  g2 = 1, g1 = 1 + 0.5 = 1.5, g0 = 1
+HAND_RESET = {
+    ("triangle", False): [0.3338, 0.97125, 0.75],
+    ("triangle", True): [0.8, 1.275, 0.75],
+    ("rectangle", False): [0.37, 1.05, 1.0],
+    ("rectangle", True): [1.0, 1.5, 1.0],
+}
+# every backend that can run here (triton in its interpreter, cpp where a compiler is found)
+BACKEND_NAMES = ["eager", "triton", *(["cpp"] if _cpp.toolchain_available() else [])]
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("surrogate,detach", sorted(HAND_RESET))
+def test_lif_hand_computed_gradient_through_the_reset(backend: str, surrogate: str, detach: bool) -> None:
+    triton_kernel_device()  # the triton kernels in the interpreter (CPU tensors)
+    x = torch.tensor([1.2, 0.9, 0.3], dtype=torch.float64).view(3, 1).requires_grad_()
+    neuron = gac.LIF(decay=0.5, threshold=1.0, surrogate=surrogate, detach_reset=detach)
+    with backends.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("error")  # the backend runs (no fallback warning)
+        s = neuron(x)
+        (grad,) = torch.autograd.grad(s.sum(), x)
+    assert s.flatten().tolist() == [1.0, 0.0, 0.0]
+    torch.testing.assert_close(
+        grad.flatten(), torch.tensor(HAND_RESET[(surrogate, detach)], dtype=torch.float64)
     )
 
 
