@@ -29,6 +29,11 @@ of NCCL, ``msresnet_tiny`` for the timings; the TF32 comparison and memory figur
   fails only above 1e-3; with no differing spike the values must agree to 1e-4 and gradients to
   1e-3 (relative L2), else to 5e-2 / 1e-1. The model check also reports (without judging) how far
   cuDNN's default TF32 convolutions move the result.
+* ``correct_triton``: the triton backend on CUDA against the eager backend in float64 on the CPU
+  from the same inputs: the LIF and the LIF+gate, both recipes, static and sequence inputs, both
+  layouts, float32 (relative error 1e-5) and bfloat16 (8e-3); spikes, outputs, every gradient,
+  and two runs' gradients bitwise equal (grad_ta's reduction order is fixed). Dry run: the same
+  kernels in triton's interpreter on CPU tensors.
 * ``amp_bf16``, ``amp_fp16``: a few SGD steps of ``msresnet_tiny`` on one random batch under
   ``torch.autocast`` (fp16 with ``torch.amp.GradScaler``), both layouts: finite, decreasing loss;
   the dtypes that reach the LIFs and the encoder's fused LIF+gate, and which LIF path ran; a bare
@@ -404,6 +409,127 @@ def check_encoder(ctx: Ctx, channels_last: bool) -> dict[str, Any]:
             errors[f"{tag}.worst_param({worst_name})_grad"] = worst
             layout_kept &= is_channels_last_step(o32[0]) == channels_last
     return comparison_result(errors, flips, total, firing, layout_kept, "the code's")
+
+
+# Tolerances of the triton check (relative L2 against float64). float32: the kernels' float32
+# arithmetic (a sigmoid, T-step recurrences, sums over a sample for grad_ta) stays within ~1e-6;
+# bfloat16: every result is float32 arithmetic rounded once to bfloat16 (2**-9 relative per
+# element), allowed 4x. With differing spikes (membranes within rounding of the threshold) the
+# loose tolerances above apply.
+TRITON_TOL = {torch.float32: 1e-5, torch.bfloat16: 8e-3}
+
+
+def check_triton(ctx: Ctx) -> dict[str, Any]:
+    """The triton backend on CUDA (dry run: in triton's interpreter on CPU) against the eager
+    backend in float64 on the CPU, from the same (rounded) inputs: the LIF and the LIF+gate, both
+    recipes, static and sequence inputs, contiguous and channels-last steps, float32 and bfloat16;
+    values and the gradients of every input; grad_ta bitwise equal over two runs."""
+    import warnings
+
+    from gac_coding import RECIPES
+    from gac_coding.attention import gated_lif
+    from gac_coding.neuron import lif
+    from gac_coding.ops import _triton, backends
+
+    saved_env = os.environ.get("TRITON_INTERPRET")
+    if ctx.dry and _triton._kernels is None:
+        os.environ["TRITON_INTERPRET"] = "1"  # read by triton when it first loads the kernels
+    try:
+        _triton._load()
+    finally:
+        if saved_env is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = saved_env
+    usable, reason = _triton.available(ctx.device)
+    if not usable:
+        return {"ok": False, "summary": f"the triton backend cannot run here: {reason}"}
+    T, B, C, H, W = ctx.sizes.lif
+    g = torch.Generator().manual_seed(3)
+    errors: dict[str, float] = {}
+    problems: list[str] = []
+    flips = total = 0
+    firing = []
+    deterministic = True
+
+    def on(backend: str, fn: Callable[..., Any], *args: Any) -> Any:
+        with backends.use_backend(backend), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn(*args)
+        problems.extend(f"{backend}: {w.message}" for w in caught if issubclass(w.category, RuntimeWarning))
+        return result
+
+    def lif_run(x: Tensor, grad: Tensor, params: tuple, static: bool) -> tuple[Tensor, Tensor]:
+        leaf = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+        s = lif(leaf, *params, steps=T if static else None)
+        (gx,) = torch.autograd.grad(s, leaf, grad.to(s))
+        return s.detach(), gx
+
+    def gated_run(u: Tensor, ta: Tensor, sca: Tensor, grad: Tensor, params: tuple, static: bool) -> tuple:
+        leaves = [t.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+                  for t in (u, ta, sca)]
+        out, fired, gate = gated_lif(*leaves, *params, static=static)
+        return (out.detach(), fired, gate), torch.autograd.grad(out, leaves, grad.to(out))
+
+    for dtype in (torch.float32, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        for recipe in ("cifar", "imagenet"):
+            p = RECIPES[recipe]
+            params = (float(p["decay"]), float(p["threshold"]), str(p["surrogate"]), bool(p["detach_reset"]))
+            for static in (False, True):
+                for cl in (False, True):
+                    tag = f"{name}.{recipe}.{'static' if static else 'sequence'}.{'nhwc' if cl else 'nchw'}"
+                    step = (B, C, H, W)
+                    x = (torch.randn(step if static else (T, *step), generator=g) * 0.5
+                         + 0.7 * params[1]).to(dtype)
+                    ta = torch.randn((T, B), generator=g).to(dtype)
+                    sca = torch.randn(step, generator=g).to(dtype)
+                    grad = torch.randn((T, *step), generator=g).to(dtype)
+                    xd, scad = x.to(ctx.device), sca.to(ctx.device)
+                    if cl:
+                        xd, scad = channels_last_steps(xd), channels_last_steps(scad)
+                    s_t, g_t = on("triton", lif_run, xd, grad.to(ctx.device), params, static)
+                    s_r, g_r = on("eager", lif_run, x.double(), grad.double(), params, static)
+                    f, n = spike_flips(s_t, s_r)
+                    flips, total = flips + f, total + n
+                    firing.append(float(s_r.mean()))
+                    errors[f"{tag}.lif.input_grad"] = rel_err(g_t, g_r)
+                    args_t = (xd, ta.to(ctx.device), scad, grad.to(ctx.device), params, static)
+                    (o_t, f_t, m_t), gr_t = on("triton", gated_run, *args_t)
+                    args_r = (x.double(), ta.double(), sca.double(), grad.double(), params, static)
+                    (o_r, f_r, m_r), gr_r = on("eager", gated_run, *args_r)
+                    f, n = spike_flips(f_t, f_r)
+                    flips, total = flips + f, total + n
+                    same = f_t.cpu().double() == f_r
+                    errors[f"{tag}.gated.out"] = rel_err(o_t, o_r, same)
+                    errors[f"{tag}.gated.gate"] = rel_err(m_t, m_r)
+                    for gname, a, b in zip(("u", "ta", "sca"), gr_t, gr_r, strict=True):
+                        errors[f"{tag}.gated.{gname}_grad"] = rel_err(a, b)
+                    _, again = on("triton", gated_run, *args_t)
+                    deterministic &= all(torch.equal(a, b) for a, b in zip(gr_t, again, strict=True))
+        for key, err in errors.items():
+            if key.startswith(name + ".") and not err <= (
+                    TRITON_TOL[dtype] if flips == 0 else (GRAD_TOL_FLIPS if key.endswith("grad")
+                                                          else VALUE_TOL_FLIPS)):
+                problems.append(f"{key}: {err:.2e}")
+    if flips / max(total, 1) > MAX_SPIKE_FRACTION:
+        problems.append(f"{flips} of {total} spikes differ")
+    if not deterministic:
+        problems.append("the gradients differ between two identical runs")
+    return {
+        "ok": not problems,
+        "summary": f"{flips}/{total} spikes differ; worst rel err float32 "
+        f"{max(v for k, v in errors.items() if k.startswith('float32')):.1e}, bfloat16 "
+        f"{max(v for k, v in errors.items() if k.startswith('bfloat16')):.1e}; deterministic "
+        f"{deterministic}" + ("" if not problems else "; " + "; ".join(problems[:6])),
+        "interpreted": _triton.interpreted(),
+        "errors": fmt_errors(errors),
+        "spikes_differing": flips,
+        "spikes_total": total,
+        "firing_rate": round(statistics.mean(firing), 4),
+        "deterministic": deterministic,
+        "problems": problems,
+    }
 
 
 def _model_pass(model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -1009,6 +1135,7 @@ def all_checks(ctx: Ctx) -> list[Check]:
         checks.append(Check(f"correct_lif_{layout}", lambda c, cl=cl: check_lif(c, cl), 10, 60))
         checks.append(Check(f"correct_encoder_{layout}", lambda c, cl=cl: check_encoder(c, cl), 10, 60))
         checks.append(Check(f"correct_msresnet_tiny_{layout}", lambda c, cl=cl: check_model(c, cl), 10, 90))
+    checks.append(Check("correct_triton", check_triton, 15, 120))
     checks.append(Check("amp_bf16", lambda c: check_amp(c, torch.bfloat16), 15, 90))
     checks.append(Check("amp_fp16", lambda c: check_amp(c, torch.float16), 15, 90))
     # speed before the subprocesses: a hung torchrun (stopped at its timeout) cannot cost the timings
