@@ -29,9 +29,11 @@ constexpr int64_t kGrain = 16384;
 
 // One step of the membrane of a chunk of n elements, in place in hp (h_{t-1} on entry, h_t on
 // exit); also stored to ht when given (the pre-spike membrane saved for the backward pass).
+// The three buffers never overlap (restrict: the loops vectorise without alias checks).
 template <typename scalar_t>
-inline void membrane_step(scalar_t* hp, const scalar_t* xt, scalar_t* ht, int64_t n, bool first,
-                          scalar_t decay, scalar_t th) {
+inline void membrane_step(scalar_t* __restrict__ hp, const scalar_t* __restrict__ xt,
+                          scalar_t* __restrict__ ht, int64_t n, bool first, scalar_t decay,
+                          scalar_t th) {
   if (first) {
     for (int64_t i = 0; i < n; ++i) {
       hp[i] = xt[i];
