@@ -31,7 +31,8 @@ A train step is ``zero_grad``, forward, cross-entropy of the time-averaged logit
 ``SGD.step`` (momentum 0.9); inference is a forward in ``eval`` mode under ``torch.inference_mode``.
 Steps are interleaved (one step of every variant per round), each ratio is given three ways: best
 steps, median steps and the median over rounds of the two steps' ratio within a round; images/s are
-``batch / median step``. Peak memory: on CPU the growth of the resident set (VmHWM) during one
+``batch / median step`` (``--clock cpu``: of this process's CPU time instead of the wall clock, on
+a CPU shared with other jobs). Peak memory: on CPU the growth of the resident set (VmHWM) during one
 steady-state step, each variant and mode in a fresh subprocess; on CUDA the growth of
 ``torch.cuda.max_memory_allocated`` during one step. The load average is printed before and after.
 
@@ -208,12 +209,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], None], device: torch.device) -> float:
+def timed(
+    fn: Callable[[], None], device: torch.device, clock: Callable[[], float] = time.perf_counter
+) -> float:
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 # ------------------------------------------------------------------------------------- memory
@@ -346,6 +349,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds (default 7)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument(
+        "--clock",
+        default="wall",
+        choices=["wall", "cpu"],
+        help="wall: elapsed time (default); cpu: this process's CPU time (CPU only; less disturbed "
+        "by other jobs on a shared machine, but it counts threads spinning at barriers)",
+    )
+    parser.add_argument(
         "--backends", help="our LIF backends, comma-separated (default: CPU eager,cpp; CUDA triton,eager)"
     )
     parser.add_argument(
@@ -382,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda: CUDA is not available", file=sys.stderr)
         return 2
     device = torch.device(args.device)
+    if cuda and args.clock == "cpu":
+        parser.error("--clock cpu: CUDA steps are timed by the wall clock")
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     variants = variant_names(args.model, backends)
     if args.variants:
         chosen = args.variants.split(",")
@@ -447,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         times[mode] = {k: [] for k in keys}
         for _ in range(args.repeats):  # interleaved so that load changes hit all variants alike
             for k in keys:
-                times[mode][k].append(timed(getattr(runners[k], mode), device))
+                times[mode][k].append(timed(getattr(runners[k], mode), device, clock))
     load_after = os.getloadavg()
     results["load_after"] = load_after
     print(f"SpikingJelly's LIF implementation: {sj_implementation(device)}")
@@ -479,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
         t = times[mode]
         print(
             f"\n{mode} ({'forward, backward, SGD step' if mode == 'train' else 'eval forward'}), "
-            f"{args.repeats} interleaved rounds"
+            f"{args.repeats} interleaved rounds, {'CPU' if args.clock == 'cpu' else 'wall'} time"
         )
         print(
             f"{'variant':<20} {'best ' + unit:>9} {'median ' + unit:>10} {'img/s':>8} {'peak MiB':>9}"

@@ -336,3 +336,31 @@ def test_channels_last_equals_the_default_layout(gac: bool, sequence: bool) -> N
 def test_channels_last_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match=r"channels_last: expected a bool, got str"):
         create_model("msresnet_tiny", channels_last="yes")
+
+
+def test_channels_last_model_runs_weight_heavy_cpu_blocks_in_the_default_layout() -> None:
+    """On CPU a channels-last model runs a block of >= 256 channels with few output positions in
+    the default layout (faster there); the numbers stay those of the default-layout model."""
+    from gac_coding.models import MSResNet
+
+    T = 2
+    torch.manual_seed(5)
+    stages = [(8, 1, 1), (256, 1, 2)]  # the second block: 256 channels at 2x2, 16 positions
+    a = MSResNet(stages, num_classes=3, T=T, stem_channels=8).double()
+    b = MSResNet(stages, num_classes=3, T=T, stem_channels=8, channels_last=False).double()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64) * 3
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, layout_a = _layouts(a, xa)
+    yb, _ = _layouts(b, xb)
+    convs = [cl for kind, cl in layout_a if kind == "Conv2d"]
+    # stem, SCA (2) and the first block's two convolutions channels-last; the 256-channel block's
+    # three (conv1, conv2, shortcut) in the default layout
+    assert convs == [True] * 5 + [False] * 3, convs
+    torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+    w = torch.randn(ya.shape, dtype=torch.float64)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-10, atol=1e-12)
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
+        torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-10, atol=1e-12, msg=name)

@@ -44,6 +44,32 @@ def _channels_last(x: Tensor) -> Tensor:
     return flat.view(x.shape)
 
 
+#: On CPU a block of a channels-last model with at least this many channels runs in the default
+#: layout below ``_CPU_DEFAULT_LAYOUT_BELOW`` output positions per channel (see :func:`_block_layout`).
+_CPU_DEFAULT_LAYOUT_CHANNELS = 256
+_CPU_DEFAULT_LAYOUT_BELOW = 2.0
+
+
+def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
+    """``x: [T, B, C, H, W]`` in the layout a block of a channels-last model runs in: channels-last
+    steps, except on CPU for a block of 256 channels or more whose output has fewer than
+    ``2 * channels`` positions (``T * B * H' * W'``). There the convolutions' large weights
+    outweigh their maps, and oneDNN's channels-last convolutions lose to the default layout (512
+    channels at 3x3 for 16 images: about 2x slower forward + backward on one thread;
+    ``benchmarks/peers.py``). Either way the values are the same up to float rounding."""
+    if x.dim() != 5:
+        return x
+    T, B, _, H, W = x.shape
+    positions = T * B * ((H - 1) // stride + 1) * ((W - 1) // stride + 1)
+    if (
+        x.device.type == "cpu"
+        and channels >= _CPU_DEFAULT_LAYOUT_CHANNELS
+        and positions < _CPU_DEFAULT_LAYOUT_BELOW * channels
+    ):
+        return x.contiguous()
+    return _channels_last(x)
+
+
 def _fold(x: Tensor) -> Tensor:
     """``[T, B, ...] -> [T * B, ...]``."""
     return x.flatten(0, 1)
@@ -97,6 +123,9 @@ class MSBlock(nn.Module):
         bn_weight: initial weight of BN1 and of the shortcut BN (``None``: PyTorch default, 1).
         bn2_weight: initial weight of BN2 (``None``: PyTorch default).
 
+    A block inside a channels-last :class:`MSResNet` (``channels_last = True``) converts its input to
+    the layout it runs fastest in (see :class:`MSResNet`); a block on its own keeps its input's.
+
     Example:
         >>> import torch
         >>> from gac_coding.models import MSBlock
@@ -116,6 +145,8 @@ class MSBlock(nn.Module):
     ) -> None:
         super().__init__()
         lif = dict(RECIPES["cifar"] if lif is None else lif)  # a copy
+        self.channels_last = False  # set by MSResNet
+        self.stride = stride
         self.lif1 = LIF(**lif)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
@@ -139,6 +170,8 @@ class MSBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [T, B, C_in, H, W]`` (membrane potentials) -> ``[T, B, C_out, H', W']``."""
+        if self.channels_last:
+            x = _block_layout(x, self.bn2.num_features, self.stride)
         T = x.shape[0]
         y = self.bn1(self.conv1(_fold(self.lif1(x))))
         y = self.bn2(self.conv2(_fold(self.lif2(_unfold(y, T)))))
@@ -167,10 +200,16 @@ class MSResNet(nn.Module):
             (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
         temporal_attention: the encoder's temporal attention, ``"mlp"`` (the paper's, fixed ``T``)
             or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); ignored by direct coding.
-        channels_last: store the convolution weights and run every activation channels-last
-            (``torch.channels_last`` per step; the input is converted on entry). The values are
-            those of the default layout up to float rounding; oneDNN (CPU) and cuDNN convolutions
-            run faster this way (``benchmarks/models.py``). ``False`` keeps PyTorch's default layout.
+        channels_last: run the activations channels-last (``torch.channels_last`` per step; the
+            input is converted on entry) and store the encoder's convolution weights so. The values
+            are those of the default layout up to float rounding; oneDNN (CPU) and cuDNN
+            convolutions run faster this way (``benchmarks/models.py``). Exception, on CPU only: a
+            block of 256 channels or more whose output has fewer than ``2 * channels`` positions
+            (``T * B * H' * W'``; e.g. the 512-channel stage of the ImageNet model at 3x3 or 7x7
+            with 16 images) runs in the default layout, where oneDNN is faster for such
+            weight-heavy convolutions (``benchmarks/peers.py``). The blocks' weights keep the
+            default layout, which costs a channels-last convolution nothing on CPU (cuDNN converts
+            them, a small copy per call). ``False`` keeps PyTorch's default layout.
 
     Example:
         >>> import torch
@@ -263,7 +302,10 @@ class MSResNet(nn.Module):
         self.fc = nn.Linear(channels, num_classes)
         self.channels_last = channels_last
         if channels_last:
-            self.to(memory_format=torch.channels_last)  # the 4-d (convolution) weights
+            self.encoder.to(memory_format=torch.channels_last)  # the 4-d (convolution) weights
+            for block in self.modules():
+                if isinstance(block, MSBlock):
+                    block.channels_last = True
 
     def set_timesteps(self, T: int) -> None:
         """Change the number of time steps of the built model (see
