@@ -33,7 +33,7 @@ def fire(x: Tensor, kind: str) -> Tensor:
 def slow_lif(
     x: Tensor, decay: float, threshold: float, kind: str, detach_reset: bool
 ) -> tuple[Tensor, Tensor]:
-    """The LIF of GAC.md §1 step by step with autograd operations: ``(spikes, membranes)``.
+    """The LIF of docs/design/neuron.md §1 step by step with autograd operations: ``(spikes, membranes)``.
 
     ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]`` (``v_0 = 0``) over
     dim 0 of ``x``; the reset factor is a constant in the backward pass when ``detach_reset``.

@@ -1,10 +1,11 @@
-"""Loading the authors' checkpoints (GAC.md §5), checked against an independent slow forward.
+"""Loading the authors' checkpoints (docs/design/checkpoints.md), checked against an independent slow forward.
 
-The slow forward below is written from GAC.md alone and reads the authors' key names directly: every
+The slow forward below is written from the design docs alone (docs/design/encoder.md §1,
+docs/design/recipes.md §1-2) and reads the authors' key names directly: every
 step is computed on its own (stem, temporal and spatial-channel attention recomputed per step), the
 LIF is a plain Python loop, BatchNorm uses the running statistics (eval mode). It does not call any
-gac_coding module. Random checkpoints are built from the key lists in ``tests/data`` (copies of
-``shared/design/reference-layouts``).
+gac_coding module. Random checkpoints are built from the key lists in ``tests/data`` (described
+in docs/design/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def random_reference_state_dict(name: str, seed: int = 0) -> dict[str, Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------
-# The independent slow forward (GAC.md §1 and §3)
+# The independent slow forward (docs/design/encoder.md §1, docs/design/recipes.md §1-2)
 # ------------------------------------------------------------------------------------------------
 
 

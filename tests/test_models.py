@@ -1,4 +1,4 @@
-"""MS-ResNet backbones and the model registry (GAC.md §3)."""
+"""MS-ResNet backbones and the model registry (docs/design/recipes.md)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_tiny_on_one_channel_digits() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Architecture and recipes (GAC.md §3)
+# Architecture and recipes (docs/design/recipes.md §1-2)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Observer-model coding metrics, firing rates per layer, and plots (GAC.md §7).
+"""Observer-model coding metrics, firing rates per layer, and plots (docs/design/metrics.md).
 
 The paper argues that direct coding hands a downstream observer the same frame at every step, so its
 first spikes are periodic and carry little temporal information, while GAC's gate varies over time.

@@ -1,4 +1,4 @@
-"""Temporal attention, spatial-channel attention and the gate of GAC (GAC.md §1, steps 3-5).
+"""Temporal attention, spatial-channel attention and the gate of GAC (docs/design/encoder.md §1, stages 3-5).
 
 ``TA[t, b] = f(mean_{chw} U[t, b]) + f(max_{chw} U[t, b])`` with a bias-free MLP ``f`` that mixes the
 ``T`` values of one sample; ``SCA = Conv_k(ReLU(Conv_k(U_t)))``; the output is

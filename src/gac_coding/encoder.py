@@ -1,4 +1,4 @@
-"""The GAC encoder: stem convolution + BN, LIF, attention gate (GAC.md §1-2).
+"""The GAC encoder: stem convolution + BN, LIF, attention gate (docs/design/encoder.md §1-3).
 
 A static image batch ``[B, C, H, W]`` (direct coding) takes the exact fast path: the stem, its BN
 and the spatial-channel attention run once per sample instead of ``T`` times, the temporal attention
@@ -106,7 +106,7 @@ class GACEncoder(nn.Module):
         out_channels: channels of the code (``C``).
         T: number of time steps (>= 1).
         kernel_size, stride, padding: the stem convolution (no bias).
-        decay, threshold, surrogate, detach_reset: the encoder's LIF (GAC.md §3).
+        decay, threshold, surrogate, detach_reset: the encoder's LIF (docs/design/recipes.md §2).
         ta_ratio, sca_ratio, sca_kernel: attention sizes (paper: 2, 1, 4).
         temporal_attention: ``"mlp"`` (the paper's, an MLP of width ``T``: the encoder runs at the
             ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no

@@ -1,6 +1,6 @@
 """Energy in the accounting of the paper, exact synaptic operations, and a spike-driven check.
 
-The convention of this line of work (GAC.md §6): ``E = E_MAC * MACs + E_AC * ACs`` with
+The convention of this line of work (docs/design/energy.md §1): ``E = E_MAC * MACs + E_AC * ACs`` with
 ``E_MAC = 4.6 pJ`` and ``E_AC = 0.9 pJ`` (45 nm, 32-bit float; Horowitz, ISSCC 2014). A convolution
 or linear layer whose input is real-valued costs multiply-accumulates (its dense FLOP count); one
 whose input is binary spikes costs accumulates. The paper approximates the accumulates of a layer by
@@ -170,7 +170,7 @@ class LayerEnergy:
         calls: how many times the forward pass called the layer.
         input_shape: shape of the input of its first call.
         binary_input: whether every call received only zeros and ones. The encoder's attention
-            layers always count as multiply-accumulates (GAC.md §6), even on an input that
+            layers always count as multiply-accumulates (docs/design/energy.md §1), even on an input that
             happens to be all zeros.
         firing_rate: fraction of non-zero input entries over all calls (the spike rate when binary).
         flops: dense multiply-accumulates of the executed calls.

@@ -6,7 +6,7 @@ The neuron of GAC and of the MS-ResNet backbones, per element and per step ``t``
     s_t = Heaviside(h_t - threshold)        (strictly greater than the threshold fires)
     v_t = h_t * (1 - s_t)                   (hard reset to 0)
 
-which is ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t`` of GAC.md §1 written with the reset
+which is ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t`` (docs/design/neuron.md §1) written with the reset
 applied after firing. The backward pass replaces ``d s / d h`` by a surrogate and, with
 ``detach_reset=True``, treats the reset factor ``(1 - s_t)`` as a constant.
 
@@ -123,8 +123,8 @@ class LIF(nn.Module):
 
     ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]``, ``v_0 = 0``.
     Stateless between calls: every forward starts from a zero membrane. Defaults are the CIFAR
-    recipe (GAC.md §3); ``LIF(**RECIPES["imagenet"])`` gives the ImageNet one. The settings are
-    one :class:`~gac_coding.ops.LIFParams` (:attr:`params`), checked here once.
+    recipe (docs/design/recipes.md §2); ``LIF(**RECIPES["imagenet"])`` gives the ImageNet one. The
+    settings are one :class:`~gac_coding.ops.LIFParams` (:attr:`params`), checked here once.
 
     Args:
         decay: membrane leak factor in ``[0, 1]``.

@@ -7,7 +7,8 @@ One reader for every command that takes a file (``gac-coding train --resume``, `
 one-line message, and a file made for another model, ``T``, class or channel count raises a
 ``ValueError`` that says what the file holds.
 
-The authors' released checkpoints (GAC.md §5) are loaded by :func:`load_reference_checkpoint`.
+The authors' released checkpoints (docs/design/checkpoints.md) are loaded by
+:func:`load_reference_checkpoint`.
 
 Two layouts, both possibly prefixed with ``module.`` (files saved from ``DataParallel``):
 
@@ -312,12 +313,13 @@ def _check_model_settings(model: MSResNet, state: Mapping[str, Tensor]) -> None:
 def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> None:
     """Load the authors' checkpoint (a file path or a state dict) into ``model``, in place.
 
-    Accepts their CIFAR and ImageNet layouts (GAC.md §5), with or without the ``module.`` prefix
-    of ``DataParallel`` files; files are read with ``torch.load(..., weights_only=True)``. Keys the
-    authors' files store twice (``conv1_s.layer.module.weight`` repeating ``conv1.weight``,
-    ``.seqbn.module.`` repeating ``.bn.``, ``fc1_s.*`` repeating ``fc1.*``) must hold equal
-    tensors; one of the copies is enough. The temporal attention's Conv3d weights
-    ``[T//2, T, 1, 1, 1]`` become the Linear weights ``[T//2, T]``.
+    Accepts their CIFAR and ImageNet layouts (docs/design/checkpoints.md §2-3), with or without the
+    ``module.`` prefix of ``DataParallel`` files; files are read with
+    ``torch.load(..., weights_only=True)``. Keys the authors' files store twice
+    (``conv1_s.layer.module.weight`` repeating ``conv1.weight``, ``.seqbn.module.`` repeating
+    ``.bn.``, ``fc1_s.*`` repeating ``fc1.*``) must hold equal tensors; one of the copies is enough.
+    The temporal attention's Conv3d weights ``[T//2, T, 1, 1, 1]`` become the Linear weights
+    ``[T//2, T]``.
 
     Strict: raises :class:`ReferenceCheckpointError` (a ``ValueError``) naming the key for a
     missing, unexpected or mis-shaped key, for aliases that differ, and says so plainly when the

@@ -1,4 +1,4 @@
-"""MS-ResNet backbones with the GAC encoder as their stem (GAC.md §3).
+"""MS-ResNet backbones with the GAC encoder as their stem (docs/design/recipes.md §1-2).
 
 Membrane-shortcut block, time-major ``[T, B, C, H, W]``::
 

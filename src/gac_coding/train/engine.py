@@ -1,4 +1,4 @@
-"""The training loop behind ``gac-coding train`` (GAC.md §4 recipes).
+"""The training loop behind ``gac-coding train`` (recipes: docs/design/recipes.md §4).
 
 SGD with momentum 0.9 and cosine annealing (stepped once per epoch), cross-entropy on the
 time-averaged logits or TET, optional label smoothing and CutMix, automatic mixed precision on CUDA
