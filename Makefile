@@ -26,6 +26,15 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
 
+# the documentation site (mkdocs.yml, docs/): built with --strict into site/ (git-ignored)
+$(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $@
+
+.PHONY: docs   # also the name of the docs/ folder
+docs: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/encoder_fast_path.py
 
