@@ -111,7 +111,7 @@ _NEURON = {
 }
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     T=st.integers(1, 5),
     step=st.lists(st.integers(1, 6), min_size=1, max_size=3),
@@ -174,7 +174,7 @@ def _close(actual: Tensor, expected: Tensor, dtype: torch.dtype, what: str) -> N
     )  # fmt: skip
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
     T=st.integers(1, 5),
@@ -247,7 +247,7 @@ def _gated_reference(
 _STEP = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     T=st.integers(1, 4),
     step=_STEP,
@@ -282,7 +282,7 @@ def test_gated_float64_equals_slow_reference(
         torch.testing.assert_close(g, r, **tol, msg=lambda m, n=name: f"grad {n}: {m}")
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.float16]),
     T=st.integers(1, 4),
@@ -346,7 +346,7 @@ def _channels_last(x: Tensor) -> Tensor:
     return flat.view(x.shape)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     T=st.integers(1, 4),
     step=st.tuples(st.integers(1, 3), st.integers(2, 4), st.integers(2, 4), st.integers(1, 4)),

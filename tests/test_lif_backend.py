@@ -98,7 +98,7 @@ _NEURON = {
 
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     T=st.integers(1, 4),
     step=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
@@ -144,7 +144,7 @@ def test_lif_through_each_backend_equals_slow_reference(
 
 
 @pytest.mark.parametrize("name", BACKEND_NAMES)
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     T=st.integers(1, 4),
     step=st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
