@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo_out
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test packaging bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: $(VENV)/.demo-installed
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
+
+# every documented install from the built wheel: bare and each extra alone, fresh venvs (tests/packaging)
+packaging: $(VENV)/.test-installed
+	$(BIN)/python tests/packaging/matrix.py
 
 # the documentation site (mkdocs.yml, docs/): built with --strict into site/ (git-ignored)
 $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python

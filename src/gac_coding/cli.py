@@ -61,13 +61,16 @@ class Subcommand:
                 getattr(mod, f"run_{self.name}_command"))  # fmt: skip
 
 
+# what the train extra installs (checked before demo or train start, not after an epoch)
+_TRAIN_EXTRA = ("sklearn", "torchvision", "matplotlib", "tqdm", "safetensors")
+
 #: The subcommands, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("demo", "direct vs Poisson vs GAC coding on scikit-learn's digits: table + plot",
-               extra="train", needs=("numpy", "sklearn", "matplotlib")),
+               extra="train", needs=_TRAIN_EXTRA),
     Subcommand("train", "train a model (one CPU to many GPUs under torchrun)",
-               extra="train", needs=("numpy",)),
-    Subcommand("energy", "operation counts and energy of a model (torch alone)"),
+               extra="train", needs=_TRAIN_EXTRA),
+    Subcommand("energy", "operation counts and energy of a model (the base install)"),
 )  # fmt: skip
 
 #: The pip extra that provides each optional top-level module.
