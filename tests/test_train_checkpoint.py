@@ -166,3 +166,35 @@ def test_safetensors_weights_and_metadata(tmp_path: Path) -> None:
         assert torch.equal(fh.get_tensor("weight"), lin.weight.detach())
     # the temporary file's private mode is not left on the result: it gets the umask's mode
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~ckpt_mod._umask()
+
+
+# ------------------------------------------------------- the shared reader's recorded settings
+def test_recorded_settings_are_typed_and_checked(tmp_path: Path) -> None:
+    from gac_coding.models.checkpoints import describe_settings, read_weights
+
+    lin = torch.nn.Linear(3, 2)
+    good = save_safetensors(lin.state_dict(), tmp_path / "good.safetensors",
+                            {"model": "m", "T": 4, "num_classes": 2, "gac": False, "epoch": 3})  # fmt: skip
+    weights = read_weights(good)
+    assert weights.settings == {"model": "m", "T": 4, "num_classes": 2, "gac": False}  # typed, no epoch
+    assert torch.equal(weights.state_dict["weight"], lin.weight.detach())
+    assert describe_settings(weights.settings) == "a m run (T=4, 2 classes, direct coding)"
+    for key, value, fragment in (("T", "-3", "recorded T '-3' is not an integer >= 1"),
+                                 ("T", "four", "recorded T 'four'"),
+                                 ("gac", "maybe", "recorded gac 'maybe' is not True or False"),
+                                 ("model", "", "recorded model '' is not a model name")):  # fmt: skip
+        path = save_safetensors(lin.state_dict(), tmp_path / f"{key}.safetensors", {key: value})
+        with pytest.raises(CheckpointError, match=fragment):
+            read_weights(path)
+    pt = tmp_path / "cfg.pt"
+    torch.save({"model": lin.state_dict(), "config": {"T": True}}, pt)  # a bool is not a count
+    with pytest.raises(CheckpointError, match="recorded T True"):
+        read_weights(pt)
+    torch.save({"model": {"w": "not a tensor"}}, pt)
+    with pytest.raises(CheckpointError, match="key 'w' does not hold a tensor"):
+        read_weights(pt)
+    torch.save([1, 2], pt)
+    with pytest.raises(CheckpointError, match="expected a dict, got list"):
+        read_weights(pt)
+    with pytest.raises(TypeError, match="path: expected a file path"):
+        read_weights(3)
