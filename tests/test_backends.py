@@ -431,6 +431,7 @@ def test_triton_available_and_reasons(triton_device: str, monkeypatch: pytest.Mo
     assert not ok and "CUDA" in reason
     # kernels compiled for CUDA (no interpreter): CPU tensors are refused with the way out
     monkeypatch.setattr(_triton, "interpreted", lambda: False)
+    monkeypatch.setattr(_triton, "_usable", set())  # forget that CPU tensors ran
     ok, reason = _triton.available("cpu")
     assert not ok and "TRITON_INTERPRET=1" in reason
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):

@@ -91,8 +91,8 @@ def _load() -> ModuleType:
     return _kernels
 
 
-def _launch(name: str, grid: int, *args: object, **meta: object) -> None:
-    """Run kernel ``name`` on ``grid`` programs.
+def _launch(name: str, grid: int, device: torch.device, *args: object, **meta: object) -> None:
+    """Run kernel ``name`` on ``grid`` programs, on the CUDA device of the tensors.
 
     Interpreted kernels also need triton's interpreter switch on while they run (triton imports
     parts of itself lazily and checks it), whatever ``TRITON_INTERPRET`` says by then: it is set
@@ -101,7 +101,8 @@ def _launch(name: str, grid: int, *args: object, **meta: object) -> None:
     kernels = _load()
     kernel = getattr(kernels, name)
     if not kernels._INTERPRETED:
-        kernel[(grid,)](*args, **meta)
+        with torch.cuda.device(device):  # triton launches on the current device
+            kernel[(grid,)](*args, **meta)
         return
     import triton
 
@@ -110,16 +111,24 @@ def _launch(name: str, grid: int, *args: object, **meta: object) -> None:
         kernel[(grid,)](*args, **meta)
 
 
+_usable: set[str] = set()  # device types found usable in this process (checked once)
+
+
 def _check(name: str, t: Tensor, device: torch.device | None = None) -> Tensor:
+    """``t`` contiguous after checking its dtype, its device (``device``: that of the first
+    tensor of the call) and, for the first tensor, that the kernels can run there."""
     if t.dtype not in _FLOATS:
         raise TypeError(
             f"{name}: expected float16, bfloat16, float32 or float64, got dtype {t.dtype}"
         )
-    if device is not None and t.device != device:
-        raise ValueError(f"{name}: expected a tensor on {device}, got one on {t.device}")
-    ok, reason = available(t.device)
-    if not ok:
-        raise RuntimeError(f"gac_coding triton backend: {reason}")
+    if device is not None:
+        if t.device != device:
+            raise ValueError(f"{name}: expected a tensor on {device}, got one on {t.device}")
+    elif t.device.type not in _usable:
+        ok, reason = available(t.device)
+        if not ok:
+            raise RuntimeError(f"gac_coding triton backend: {reason}")
+        _usable.add(t.device.type)
     return t.contiguous()
 
 
@@ -157,7 +166,8 @@ def lif_forward(
         return spikes, h
     block, warps = _block(N)
     _launch(
-        "lif_forward_kernel", triton_cdiv(N, block), x, spikes, h if save else spikes, T, N,
+        "lif_forward_kernel", triton_cdiv(N, block), x.device,
+        x, spikes, h if save else spikes, T, N,
         DECAY=float(decay), TH=float(threshold), STATIC=static, SAVE=bool(save),
         CT=_tl_dtype(x.dtype), BLOCK=block, num_warps=warps,
     )  # fmt: skip
@@ -188,7 +198,8 @@ def lif_backward(
         return grad_x.zero_()
     block, warps = _block(N)
     _launch(
-        "lif_backward_kernel", triton_cdiv(N, block), grad_s, h, grad_x, T, N, (T - 1) * N,
+        "lif_backward_kernel", triton_cdiv(N, block), grad_s.device,
+        grad_s, h, grad_x, T, N, (T - 1) * N,
         DECAY=float(decay), TH=float(threshold), SURROGATE=int(surrogate),
         DETACH=bool(detach_reset), STATIC=bool(is_static), CT=_tl_dtype(h.dtype),
         BLOCK=block, num_warps=warps,
@@ -242,7 +253,8 @@ def gated_forward(
     block, warps = _block(P)
     per_b = triton_cdiv(P, block)
     _launch(
-        "gated_forward_kernel", B * per_b, u, ta, sca, out, fired, gate, h if save else out, T, B, P, per_b,
+        "gated_forward_kernel", B * per_b, u.device,
+        u, ta, sca, out, fired, gate, h if save else out, T, B, P, per_b,
         DECAY=float(decay), TH=float(threshold), U_STATIC=static, SCA_STATIC=sca_static,
         SAVE=bool(save), CT=_tl_dtype(u.dtype), BLOCK=block, num_warps=warps,
     )  # fmt: skip
@@ -295,7 +307,8 @@ def gated_backward(
     per_b = triton_cdiv(P, block)
     partial = torch.empty((T, B * per_b), dtype=h.dtype, device=h.device)
     _launch(
-        "gated_backward_kernel", B * per_b, grad_out, h, ta, sca, grad_u, grad_sca, partial,
+        "gated_backward_kernel", B * per_b, grad_out.device,
+        grad_out, h, ta, sca, grad_u, grad_sca, partial,
         T, B, P, per_b, (T - 1) * N,
         DECAY=float(decay), TH=float(threshold), SURROGATE=int(surrogate),
         DETACH=bool(detach_reset), U_STATIC=bool(u_static), SCA_STATIC=sca_static,

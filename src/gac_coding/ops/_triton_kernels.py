@@ -32,6 +32,14 @@ def _surrogate(d, SURROGATE: tl.constexpr):
 
 
 @triton.jit
+def _membrane(x, h, keep, DECAY: tl.constexpr, TH: tl.constexpr, CT: tl.constexpr):
+    """One step: ``h_t = x_t + (decay h_{t-1}) keep_{t-1}`` and ``keep_t = [h_t <= th]`` (the spike
+    is ``1 - keep_t``); with ``h = keep = 0`` before the first step, ``h_0 = x_0 + 0 * 0 = x_0``."""
+    h = x + (h * DECAY) * keep
+    return h, (h <= TH).to(CT)
+
+
+@triton.jit
 def _gate(z):
     """``(sigmoid(z), 1 - sigmoid(z))``, each without cancellation or overflow:
     with ``e = exp(-|z|)``, ``1 / (1 + e)`` and ``e / (1 + e)`` are the larger and the smaller."""
@@ -77,9 +85,7 @@ def lif_forward_kernel(
     h = tl.zeros([BLOCK], dtype=CT)
     keep = tl.zeros([BLOCK], dtype=CT)
     for _t in range(T):
-        x = tl.load(xp, mask=mask, other=0.0).to(CT)
-        h = x + (h * DECAY) * keep  # at t = 0: x + 0 * 0 = x
-        keep = (h <= TH).to(CT)
+        h, keep = _membrane(tl.load(xp, mask=mask, other=0.0).to(CT), h, keep, DECAY, TH, CT)
         tl.store(sp, (h > TH).to(CT).to(s_ptr.dtype.element_ty), mask=mask)
         if SAVE:
             tl.store(hp, h, mask=mask)
@@ -146,9 +152,7 @@ def gated_forward_kernel(
     h = tl.zeros([BLOCK], dtype=CT)
     keep = tl.zeros([BLOCK], dtype=CT)
     for _t in range(T):
-        x = tl.load(up, mask=mask, other=0.0).to(CT)
-        h = x + (h * DECAY) * keep
-        keep = (h <= TH).to(CT)
+        h, keep = _membrane(tl.load(up, mask=mask, other=0.0).to(CT), h, keep, DECAY, TH, CT)
         s = (h > TH).to(CT)
         z = tl.load(cp, mask=mask, other=0.0).to(CT) * tl.load(tp).to(CT)
         m, _one_minus_m = _gate(z)
