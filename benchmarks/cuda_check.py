@@ -44,6 +44,12 @@ of NCCL, ``msresnet_tiny`` for the timings; the TF32 comparison and memory figur
   and under bf16 autocast; medians after warm-up, interleaved, with ``torch.cuda.synchronize``;
   peak memory from ``torch.cuda.max_memory_allocated``. Ratios: naive / library, library_nchw /
   library, library / direct, library fp32 / bf16, step memory library / naive.
+* ``peers_imagenet``, ``peers_cifar``: ``benchmarks/peers.py --device cuda`` in a subprocess:
+  ``msresnet18_imagenet`` (direct coding and GAC, triton and eager LIF backends), the naive
+  formulation and SpikingJelly's ``ms_resnet18`` at T=4, batch 32, 224x224; ``msresnet18_cifar``
+  against the naive formulation at T=6, batch 128; fp32 and bf16 autocast, train step (with SGD)
+  and inference, images/s and peak memory; ratios with the goals (>= SpikingJelly for direct
+  coding, >= 2x naive).
 * ``cli_train_amp``: ``python -m gac_coding train ... --device cuda --amp`` (one epoch on digits).
   ``cli_torchrun_stop_after`` / ``cli_torchrun_resume``: the same under ``torch.distributed.run``
   (``--epochs 2 --stop-after 1``, then ``--resume``; ``metrics.jsonl`` must hold epochs 1 and 2).
@@ -1111,6 +1117,33 @@ def check_speed(ctx: Ctx, batch: int) -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------------------------- peers
+def check_peers(ctx: Ctx, model: str) -> dict[str, Any]:
+    """``benchmarks/peers.py`` in a subprocess: the ImageNet model against SpikingJelly's
+    ``ms_resnet18`` (T=4, batch 32, 224x224) or the CIFAR model against the naive formulation
+    (T=6, batch 128), fp32 and bf16 autocast, train and inference (dry run: CPU, tiny sizes)."""
+    result = ctx.tmp / f"peers_{model}.json"
+    cmd = [sys.executable, str(BENCH / "peers.py"), "--model", model, "--json", str(result)]
+    if ctx.dry:
+        size = "32" if model == "imagenet" else "16"
+        cmd += ["--device", "cpu", "--threads", "1", "--T", "2", "--batch", "2", "--size", size,
+                "--repeats", "1", "--warmup", "0", "--backends", "eager", "--no-memory"]
+        cmd += ["--no-check"] if model == "cifar" else []
+    else:  # the float64 equality checks are device-independent: run on CPU by the CPU benchmark
+        cmd += ["--device", "cuda", "--backends", "triton,eager", "--repeats", "5", "--warmup", "2",
+                "--no-check"]
+    r = run_subprocess(ctx, f"peers_{model}", cmd, 200 if model == "imagenet" else 120)
+    table = [line for line in r["output"].splitlines() if line.strip()][-60:]
+    print("\n".join(table), flush=True)
+    if r["rc"] != 0 or not result.is_file():
+        return {"ok": False, "rc": r["rc"], "timed_out": r["timed_out"], "tail": r["tail"], "table": table}
+    figures = json.loads(result.read_text())
+    train = figures["modes"].get("train", {}).get("ratios", {})
+    return {"ok": True, "summary": ", ".join(f"{k} {v['median']:.2f}x" for k, v in train.items()
+                                             if k.startswith(("sj /", "naive /"))),
+            "figures": figures, "table": table, "seconds_subprocess": r["seconds"]}
+
+
 # ---------------------------------------------------------------------------------------- runner
 @dataclass
 class Check:
@@ -1141,6 +1174,9 @@ def all_checks(ctx: Ctx) -> list[Check]:
     # speed before the subprocesses: a hung torchrun (stopped at its timeout) cannot cost the timings
     for batch in ctx.sizes.speed_batches:
         checks.append(Check(f"speed_b{batch}", lambda c, b=batch: check_speed(c, b), 20, 150))
+    # benchmarks/peers.py: the ImageNet model against SpikingJelly's, the CIFAR model against naive
+    checks.append(Check("peers_imagenet", lambda c: check_peers(c, "imagenet"), 60, 215))
+    checks.append(Check("peers_cifar", lambda c: check_peers(c, "cifar"), 45, 135))
     # the subprocess checks stop their commands at their own timeouts (150 s, 120 s)
     checks.append(Check("cli_train_amp", check_cli_train, 30, 200))
     checks.append(Check("cli_torchrun_stop_after", check_cli_torchrun_stop, 30, 200))
@@ -1214,7 +1250,7 @@ def summary_lines(results: dict[str, Any], wall: float) -> list[str]:
         seconds = res["seconds"] if res["seconds"] is not None else float("nan")
         lines.append(f"{name:<34} {status:<5} {seconds:>7.1f} s  {note}")
     for name, res in results.items():
-        if name.startswith("speed_") and "details" in res:
+        if name.startswith(("speed_", "peers_")) and "details" in res:
             lines += ["", *res["details"]["table"]]
     counts = Counter({True: "ok", False: "failed", None: "skipped"}[r["ok"]] for r in results.values())
     lines += ["", f"{counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped"]
