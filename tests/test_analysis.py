@@ -161,11 +161,23 @@ def test_firing_rates_of_a_model() -> None:
     model = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1)
     model.train()
     x = torch.rand(2, 1, 8, 8)
+    lifs = {n: m for n, m in model.named_modules() if isinstance(m, gac.LIF)}
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n, m in lifs.items()
+    ]
+    model.eval()  # by hand: one eval-mode forward, the fraction of non-zero outputs of each LIF
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    expected = {n: float(o.ne(0).float().mean()) for n, o in outputs.items()}
+    expected_encoder = float(model.encoder.last_spikes.mean())
+    model.train()
     rates = firing_rates(model, x)
-    lifs = [n for n, m in model.named_modules() if isinstance(m, gac.LIF)]
     assert list(rates) == ["encoder.spikes", *lifs]
-    assert all(0.0 <= r <= 1.0 for r in rates.values())
-    assert rates["encoder.spikes"] == pytest.approx(float(model.encoder.last_spikes.mean()))
+    assert rates["encoder.spikes"] == pytest.approx(expected_encoder)
+    assert {n: rates[n] for n in lifs} == pytest.approx(expected)
     assert model.training  # restored
 
 
