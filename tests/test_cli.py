@@ -192,6 +192,22 @@ def test_train_resume_meets_the_same_bad_files_the_same_way(tmp_path: Path, caps
         err = _one_line_error(capsys, [*common, "--out", str(out)])
         assert fragment in err and str(last) in err, (name, err)
     assert not (tmp_path / "files" / "code-ran").exists()
+    # a run of another model, T, class count or channel count: one line saying what it was
+    from gac_coding.train.checkpoint import load_checkpoint, save_checkpoint
+
+    for name, settings, fragment in (
+        ("model", {"model": "msresnet18_cifar"}, "trained with model='msresnet18_cifar', got model='msresnet_tiny'"),
+        ("T", {"T": 3}, "trained with T=3, got T=2"),
+        ("classes", {"num_classes": 7}, "trained with class count 7, but data set 'digits' has 10"),
+        ("channels", {"in_channels": 3}, "trained with in_channels 3, but data set 'digits' has 1"),
+    ):  # fmt: skip
+        out = tmp_path / f"wrong-{name}"
+        last, _ = _run_files(out)
+        ckpt = load_checkpoint(last)
+        ckpt["config"].update(settings)
+        save_checkpoint(ckpt, last)
+        err = _one_line_error(capsys, [*common, "--out", str(out)])
+        assert fragment in err, (name, err)
 
 
 def test_energy_reads_model_T_classes_channels_from_the_checkpoint(tmp_path: Path, capsys) -> None:
