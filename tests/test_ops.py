@@ -214,6 +214,11 @@ def _steps(T: int, B: int, channels_last: bool, dtype=F64) -> Tensor:
     return flat.view(T, B, 3, 4, 5)
 
 
+# schema, fake kernels (shapes, dtypes, strides vs the real kernels), autograd registration; the
+# AOT-dispatch checks are the compile tests below
+CHECKS = ("test_schema", "test_faketensor", "test_autograd_registration")
+
+
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_custom_ops_pass_opcheck(eager, static: bool, channels_last: bool) -> None:
@@ -221,14 +226,15 @@ def test_custom_ops_pass_opcheck(eager, static: bool, channels_last: bool) -> No
     x = _steps(1 if static else T, B, channels_last)
     x = (x[0] if static else x).detach().requires_grad_()
     steps = T if static else 0
-    torch.library.opcheck(torch.ops.gac_coding.lif.default, (x, steps, 0.5, 1.0, 0, False, True))
-    torch.library.opcheck(torch.ops.gac_coding.lif.default, (x.detach(), steps, 0.25, 0.5, 1, True, False))
+    lif_op, gated_op = torch.ops.gac_coding.lif.default, torch.ops.gac_coding.gated_lif.default
+    torch.library.opcheck(lif_op, (x, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS)
+    torch.library.opcheck(lif_op, (x.detach(), steps, 0.25, 0.5, 1, True, False), test_utils=CHECKS)
     ta = torch.randn(T, B, dtype=F64, requires_grad=True)
     for sca_steps in (None, T):
         sca = _steps(sca_steps or 1, B, channels_last)
         sca = (sca[0] if sca_steps is None else sca).detach().requires_grad_()
         torch.library.opcheck(
-            torch.ops.gac_coding.gated_lif.default, (x, ta, sca, steps, 0.5, 1.0, 0, False, True)
+            gated_op, (x, ta, sca, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS
         )
 
 
