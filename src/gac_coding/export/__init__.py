@@ -18,6 +18,7 @@ _LAZY = {
     "simulate": "._nir",
     "save_nir_export": "._nir",
     "load_host": "._nir",
+    "to_onnx": "._onnx",  # the whole model as an ONNX file for onnxruntime
 }
 
 __all__ = sorted(_LAZY)
