@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+import weakref
 from types import FrameType
 from typing import Any
 
@@ -49,6 +50,10 @@ from ._common import (
 __all__ = ["FRAMEWORKS", "GACNet", "GatedInputWarning", "wrap"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: backbone -> the live GACNets that drive it (weak on both sides: a net or a backbone that is
+#: garbage-collected drops out). A shared backbone's input layer must not be replaced under a net.
+_NETS_OF: weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet[GACNet]] = weakref.WeakKeyDictionary()
 
 _BUILDERS = {
     "snntorch": _snntorch.build,
@@ -118,7 +123,10 @@ class GACNet(nn.Module):
             first Conv/Linear registered.
         adapt_input_layer: when the code's channels differ from what the input layer takes, replace
             that layer by a **re-initialised** one of the same class and hyperparameters that takes
-            ``out_channels``. Without it a mismatch raises ``ValueError``.
+            ``out_channels``. Without it a mismatch raises ``ValueError``. The layer is replaced
+            in the backbone object itself, so a backbone that another live :class:`GACNet`
+            already drives is refused with a ``ValueError`` (the replacement would change that
+            net too): wrap ``copy.deepcopy(backbone)`` instead.
         **encoder_kwargs: passed to :class:`~gac_coding.GACEncoder` (``binarize``, ``decay``,
             ``kernel_size``, ...). Use ``binarize=True`` when the backbone's first layer is a
             Conv/Linear, so that it receives binary spikes; keep the gated code (the default) for a
@@ -183,7 +191,16 @@ class GACNet(nn.Module):
         self._driver: Driver = _BUILDERS[self.framework](backbone, T, found)
         self.input_layer: str | None = None if found is None else found[0]
         self._verified: set[tuple[int, ...]] = set()
+        self._register()
         self._warn_if_gated_into_mac(input_layer)
+
+    def _register(self) -> None:
+        _NETS_OF.setdefault(self.backbone, weakref.WeakSet()).add(self)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an unpickled or deep-copied net drives its own copy of the backbone: register it too
+        super().__setstate__(state)
+        self._register()
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -217,6 +234,15 @@ class GACNet(nn.Module):
                 f"adapt_input_layer=True to replace it by a re-initialised "
                 f"{type(layer).__name__} that takes {out_channels}, or choose "
                 f"out_channels={n}"
+            )
+        drivers = [net for net in _NETS_OF.get(backbone, ()) if net.backbone is backbone]
+        if drivers:
+            raise ValueError(
+                f"adapt_input_layer: the backbone is already wrapped by a GACNet whose code has "
+                f"{drivers[0].encoder.out_channels} channels; replacing its input layer "
+                f"{describe(name, layer)} for {out_channels} channels would change that net too "
+                f"(the backbone is one object, shared). Wrap a copy instead: "
+                f"wrap(copy.deepcopy(backbone), ...)"
             )
         new = adapt_layer(layer, in_channels, out_channels)
         replace_submodule(backbone, name, new)
