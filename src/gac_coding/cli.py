@@ -24,11 +24,13 @@ __all__ = [
     "EXTRA_OF_MODULE",
     "SUBCOMMANDS",
     "Subcommand",
+    "add_model_options",
     "build_parser",
     "configure_demo_parser",
     "configure_energy_parser",
     "configure_train_parser",
     "main",
+    "model_settings",
     "run_demo_command",
     "run_energy_command",
     "run_train_command",
@@ -217,11 +219,13 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------- energy
-def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``gac-coding energy``."""
+def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: bool = False) -> None:
+    """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``:
+    the options of a subcommand that builds a registered model and may load its weights (read the
+    values with :func:`model_settings`)."""
     parser.add_argument("--model", default=None,
                         help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)")
-    parser.add_argument("--checkpoint", default=None,
+    parser.add_argument("--checkpoint", default=None, required=checkpoint_required,
                         help="weights: model.safetensors or last.pt/best.pt of gac-coding train (their "
                              "model, T, classes and channels are used), a saved state dict, or the "
                              "authors' .pth")
@@ -231,25 +235,14 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
                         help="head size (default: the checkpoint's, else the model's)")
     parser.add_argument("--in-channels", type=int, default=None,
                         help="image channels (default: the checkpoint's, else 3)")
-    parser.add_argument(
-        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-        help="image size (default 224 224 for ImageNet models, else 32 32)",
-    )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
     parser.add_argument("--no-gac", action="store_true",
                         help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
-    parser.add_argument(
-        "--no-calibrate", action="store_true",
-        help="without a checkpoint, keep the initial BatchNorm statistics (by default they are "
-        "set from the random batch so that the untrained network fires)",
-    )  # fmt: skip
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _energy_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """Model name, T, classes, channels and gac: the options, else the checkpoint's; never both
-    disagreeing."""
+def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
+    """``model``, ``T``, ``num_classes``, ``in_channels`` and ``gac`` from the options of
+    :func:`add_model_options`, else from the checkpoint's ``recorded`` settings; an option that
+    disagrees with the checkpoint raises a ``ValueError`` saying what the file holds."""
     from .models.checkpoints import describe_settings
 
     asked = {"model": args.model, "T": args.T, "num_classes": args.num_classes,
@@ -273,6 +266,26 @@ def _energy_settings(args: argparse.Namespace, recorded: dict[str, Any], path: s
     return settings
 
 
+_energy_settings = model_settings  # the name gac_coding.export.cli imported first
+
+
+def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``gac-coding energy``."""
+    add_model_options(parser)
+    parser.add_argument(
+        "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
+        help="image size (default 224 224 for ImageNet models, else 32 32)",
+    )  # fmt: skip
+    parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
+    parser.add_argument(
+        "--no-calibrate", action="store_true",
+        help="without a checkpoint, keep the initial BatchNorm statistics (by default they are "
+        "set from the random batch so that the untrained network fires)",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def run_energy_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding energy``: build the model, load weights, report energy on a random batch.
 
@@ -291,7 +304,7 @@ def run_energy_command(args: argparse.Namespace) -> int:
     if args.input_size is not None and min(args.input_size) < 1:
         raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
     weights = read_weights(args.checkpoint) if args.checkpoint else None
-    s = _energy_settings(args, weights.settings if weights else {}, args.checkpoint)
+    s = model_settings(args, weights.settings if weights else {}, args.checkpoint)
     torch.manual_seed(args.seed)
     model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
                          in_channels=s["in_channels"])  # fmt: skip
