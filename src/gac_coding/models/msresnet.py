@@ -30,7 +30,17 @@ from ..encoder import GACEncoder
 from ..neuron import LIF, RECIPES
 from ..ops.layout import empty_steps
 
-__all__ = ["DirectEncoder", "MSBlock", "MSResNet"]
+__all__ = [
+    "DirectEncoder",
+    "MSBlock",
+    "MSResNet",
+    "count_parameters",
+    "msresnet18_cifar",
+    "msresnet18_dvs",
+    "msresnet18_imagenet",
+    "msresnet34_imagenet",
+    "msresnet_tiny",
+]
 
 
 def _channels_last(x: Tensor) -> Tensor:

@@ -60,9 +60,11 @@ __all__ = [
     "EVENT_DATASETS",
     "EventFrames",
     "FrameOptions",
+    "add_event_options",
     "build_event_datasets",
     "check_event_folder",
     "cifar10dvs_split",
+    "event_options_from_args",
     "events_to_frames",
     "time_major_collate",
 ]
