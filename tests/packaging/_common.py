@@ -15,12 +15,19 @@ OPTIONAL = ("snntorch", "norse", "spikingjelly", "sklearn", "torchvision", "matp
 
 
 def from_the_wheel() -> None:
-    """``gac_coding`` comes from this environment's site-packages, not from a source tree."""
+    """``gac_coding`` comes from this environment's site-packages, not from a source tree, and
+    every installed distribution is this environment's own or one of the torch-only site's."""
+    import importlib.metadata as md
+
     import gac_coding
 
     where = Path(gac_coding.__file__).resolve()
     assert Path(sys.prefix).resolve() in where.parents, f"gac_coding imported from {where}"
     assert "site-packages" in where.parts, where
+    allowed = (Path(sys.prefix).resolve(), Path(os.environ["PACKAGING_TORCH_SITE"]).resolve())
+    for dist in md.distributions():
+        home = Path(str(dist.locate_file(""))).absolute()
+        assert any(home == a or a in home.parents for a in allowed), (dist.metadata["Name"], home)
 
 
 def importable(*names: str) -> None:

@@ -15,7 +15,8 @@ packaging``, called by ``.ci/run``). Steps:
    case's interpreter from an empty folder, with the case's ``bin`` first on ``PATH``. Nothing of
    this environment leaks in: each case checks that the other extras' packages are absent.
 
-``--cases bare,train`` runs some cases; ``--keep DIR`` keeps the work folder for inspection.
+``--cases bare,train`` runs some cases, ``--jobs N`` N cases at a time (default 2); ``--keep DIR``
+keeps the work folder for inspection.
 Exit status 0 when every step passed; each step prints its time.
 """
 
@@ -34,6 +35,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -164,7 +166,7 @@ def check_case(work: Path, case: str, py: Path) -> str:
     # a private extension cache: the C++ kernel builds only where the case asks for it (cpp), and
     # this environment's cached build (made against another torch path) is neither used nor rebuilt
     env.update(PATH=f"{py.parent}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
-               OMP_NUM_THREADS="1", PACKAGING_CASE=case,
+               OMP_NUM_THREADS="1", PACKAGING_CASE=case, PACKAGING_TORCH_SITE=str(work / "torch-site"),
                TORCH_EXTENSIONS_DIR=str(work / "torch_extensions"))  # fmt: skip
     result = run([py, HERE / CASES[case][1]], cwd=folder, env=env, timeout=900)
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
@@ -173,6 +175,7 @@ def check_case(work: Path, case: str, py: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
+    parser.add_argument("--jobs", type=int, default=2, help="cases at a time (default 2, one per core)")
     parser.add_argument("--keep", default=None, help="work folder to keep (default: a temporary one)")
     args = parser.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
@@ -189,12 +192,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         wheel = build(work)
         site = torch_site(work)
         log(f"build + torch-only site: {time.perf_counter() - t:.0f} s")
-        for case in cases:
+
+        def one(case: str) -> None:
             t = time.perf_counter()
             py = make_case(work, case, CASES[case][0], wheel, site)
             t_install = time.perf_counter() - t
             said = check_case(work, case, py)
             log(f"{case:<13} install {t_install:5.0f} s, check {time.perf_counter() - t - t_install:5.0f} s: {said}")
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # pip and the checks are processes
+            for future in [pool.submit(one, case) for case in cases]:
+                future.result()
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
