@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any, cast
 
@@ -23,11 +23,14 @@ __all__ = [
     "Driver",
     "GatedInputWarning",
     "adapt_layer",
+    "describe",
     "detect_framework",
     "first_receiving_layer",
     "find_input_layer",
     "is_neuron",
     "layer_in_size",
+    "neuron_framework",
+    "replace_submodule",
     "require",
     "stack_steps",
     "walk",
@@ -106,35 +109,81 @@ def detect_framework(backbone: nn.Module) -> str:
     return next(iter(found), "torch")
 
 
+def neuron_framework(module: nn.Module) -> str | None:
+    """The framework whose spiking neuron ``module`` is, or ``None`` for any other module.
+
+    ``"gac_coding"`` for this library's :class:`~gac_coding.LIF`; ``"snntorch"`` for the classes of
+    ``snntorch._neurons`` (``SpikingNeuron`` and its subclasses); ``"spikingjelly"`` for those of
+    ``spikingjelly.activation_based.neuron`` (``BaseNode``...); ``"norse"`` for Norse's ``SNN``,
+    ``SNNRecurrent`` and cell modules (``LIFCell``, ``LICell``...). Read from the classes' modules,
+    so it imports no framework. This is the library's one answer to "is this a spiking layer?"
+    (adapters, analysis).
+
+    Example:
+        >>> import gac_coding as gac
+        >>> from torch import nn
+        >>> from gac_coding.adapters._common import neuron_framework
+        >>> neuron_framework(gac.LIF()), neuron_framework(nn.ReLU())
+        ('gac_coding', None)
+    """
+    if isinstance(module, LIF):
+        return "gac_coding"
+    for root, cls in _roots(module):
+        path = cls.__module__
+        if root == "snntorch" and path.startswith("snntorch._neurons"):
+            return root
+        if root == "spikingjelly" and path.startswith("spikingjelly.activation_based.neuron"):
+            return root
+        if root == "norse" and path.startswith("norse.torch.module"):
+            if cls.__name__ in ("SNNCell", "SNNRecurrentCell", "SNN", "SNNRecurrent"):
+                return root
+            if cls.__name__.endswith("Cell"):
+                return root
+    return None
+
+
 def is_neuron(module: nn.Module) -> bool:
-    """Whether ``module`` is a spiking/stateful neuron layer of any supported framework.
+    """Whether ``module`` is a spiking/stateful neuron layer of any supported framework
+    (:func:`neuron_framework` is not ``None``).
 
     A neuron turns its (real-valued) input into a membrane update: feeding it the gated code costs
     no multiplications, unlike a Conv/Linear.
     """
-    if isinstance(module, LIF):
-        return True
-    for root, cls in _roots(module):
-        path = cls.__module__
-        if root == "snntorch" and path.startswith("snntorch._neurons"):
-            return True
-        if root == "spikingjelly" and path.startswith("spikingjelly.activation_based.neuron"):
-            return True
-        if root == "norse" and path.startswith("norse.torch.module"):
-            if cls.__name__ in ("SNNCell", "SNNRecurrentCell", "SNN", "SNNRecurrent"):
-                return True
-            if cls.__name__.endswith("Cell"):
-                return True
-    return False
+    return neuron_framework(module) is not None
 
 
-def walk(backbone: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
-    """Modules in registration order like ``named_modules``, not descending into neurons."""
+def _below_the_root_neurons(name: str, module: nn.Module) -> bool:
+    return bool(name) and is_neuron(module)
+
+
+def walk(
+    backbone: nn.Module,
+    prefix: str = "",
+    *,
+    stop: Callable[[str, nn.Module], bool] = _below_the_root_neurons,
+) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, module)`` in registration order like ``named_modules``, pruned by ``stop``.
+
+    A module for which ``stop(name, module)`` is true is yielded, but nothing inside it is. The
+    default stops at every neuron except ``backbone`` itself (a neuron's children, e.g. the
+    recurrent layer of snnTorch's ``RLeaky`` or a SpikingJelly surrogate, are not layers of the
+    network). The adapters classify modules with their own ``stop``.
+
+    Example:
+        >>> import gac_coding as gac
+        >>> from torch import nn
+        >>> from gac_coding.adapters._common import walk
+        >>> net = nn.Sequential(nn.Linear(4, 4), nn.Sequential(gac.LIF(), nn.Linear(4, 2)))
+        >>> [name for name, _ in walk(net)]
+        ['', '0', '1', '1.0', '1.1']
+        >>> [name for name, _ in walk(net, stop=lambda name, m: isinstance(m, nn.Sequential) and bool(name))]
+        ['', '0', '1']
+    """
     yield prefix, backbone
-    if prefix and is_neuron(backbone):
+    if stop(prefix, backbone):
         return
     for child_name, child in backbone.named_children():
-        yield from walk(child, f"{prefix}.{child_name}" if prefix else child_name)
+        yield from walk(child, f"{prefix}.{child_name}" if prefix else child_name, stop=stop)
 
 
 def _get_layer(backbone: nn.Module, name: str) -> nn.Module:

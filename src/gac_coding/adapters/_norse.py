@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._common import Driver, describe, require, stack_steps
+from ._common import Driver, describe, require, stack_steps, walk
 
 __all__ = ["NorseDriver", "build"]
 
@@ -47,19 +47,19 @@ def _classify(backbone: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tu
     cells: list[tuple[str, nn.Module]] = []
     sequences: list[tuple[str, nn.Module]] = []
 
-    def visit(name: str, module: nn.Module) -> None:
+    def kind(module: nn.Module) -> str | None:
         if isinstance(module, sequence_types):
-            sequences.append((name, module))
-            return
+            return "sequence"
         if isinstance(module, cell_types) or (
             _takes_state(module) and type(module).__name__.endswith("Cell")
         ):
-            cells.append((name, module))
-            return
-        for child_name, child in module.named_children():
-            visit(f"{name}.{child_name}" if name else child_name, child)
+            return "cell"
+        return None
 
-    visit("", backbone)
+    for name, module in walk(backbone, stop=lambda _name, m: kind(m) is not None):
+        found = kind(module)
+        if found is not None:
+            (cells if found == "cell" else sequences).append((name, module))
     return cells, sequences
 
 

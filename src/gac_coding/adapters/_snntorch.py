@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._common import Driver, describe, require, stack_steps
+from ._common import Driver, describe, neuron_framework, stack_steps, walk
 
 __all__ = ["SnnTorchDriver", "build"]
 
@@ -31,24 +31,21 @@ def _neurons(backbone: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tup
 
     Does not look inside a neuron (``RLeaky`` holds its recurrent layer as a child).
     """
-    base = require("snntorch").SpikingNeuron
     stepwise: list[tuple[str, nn.Module]] = []
     sequence: list[tuple[str, nn.Module]] = []
-
-    def visit(name: str, module: nn.Module) -> None:
-        if callable(getattr(module, "reset_mem", None)):
-            stepwise.append((name, module))
-            return
-        if isinstance(module, base) or any(
-            cls.__module__.startswith("snntorch._neurons") for cls in type(module).__mro__
-        ):
-            sequence.append((name, module))
-            return
-        for child_name, child in module.named_children():
-            visit(f"{name}.{child_name}" if name else child_name, child)
-
-    visit("", backbone)
+    for name, module in walk(backbone, stop=lambda _name, m: _kind(m) is not None):
+        kind = _kind(module)
+        if kind is not None:
+            (stepwise if kind == "step" else sequence).append((name, module))
     return stepwise, sequence
+
+
+def _kind(module: nn.Module) -> str | None:
+    """``"step"`` for a per-step neuron (it has ``reset_mem``), ``"sequence"`` for another
+    snnTorch neuron, ``None`` for anything else."""
+    if callable(getattr(module, "reset_mem", None)):
+        return "step"
+    return "sequence" if neuron_framework(module) == "snntorch" else None
 
 
 def reset_states(backbone: nn.Module) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._common import Driver, describe, require, stack_steps
+from ._common import Driver, describe, require, stack_steps, walk
 
 __all__ = ["SpikingJellyDriver", "build"]
 
@@ -49,18 +49,12 @@ def step_modes(backbone: nn.Module) -> dict[str, tuple[str, nn.Module]]:
     layer = require("spikingjelly", "spikingjelly.activation_based.layer")
     containers = tuple(getattr(layer, n) for n in _CONTAINERS if hasattr(layer, n))
     found: dict[str, tuple[str, nn.Module]] = {}
-
-    def visit(name: str, module: nn.Module) -> None:
+    # a container's children count with the container's mode: do not look inside
+    for name, module in walk(backbone, stop=lambda _name, m: isinstance(m, containers)):
         if isinstance(module, base.StepModule) or hasattr(module, "supported_step_mode"):
             mode = _mode_of(module)
             if mode is not None:
                 found.setdefault(mode, (name, module))
-        if isinstance(module, containers):
-            return
-        for child_name, child in module.named_children():
-            visit(f"{name}.{child_name}" if name else child_name, child)
-
-    visit("", backbone)
     return found
 
 
