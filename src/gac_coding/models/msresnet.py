@@ -71,8 +71,11 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
         return x
     T, B, _, H, W = x.shape
     positions = T * B * ((H - 1) // stride + 1) * ((W - 1) // stride + 1)
+    # not while torch.export traces: a rule on the batch size would fix a dynamic batch dimension
+    # (torch.compile recompiles for another batch size anyway, so it keeps the rule)
     if (
         x.device.type == "cpu"
+        and not torch.compiler.is_exporting()
         and channels >= _CPU_DEFAULT_LAYOUT_CHANNELS
         and positions < _CPU_DEFAULT_LAYOUT_BELOW * channels
     ):
