@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
+from ._checks import positive_int as _positive_int
 from .ops.params import RECIPES, LIFParams, SurrogateLike
 
 __all__ = [
@@ -27,14 +28,6 @@ __all__ = [
     "gated_lif",
     "make_temporal_attention",
 ]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value}")
-    return value
 
 
 class TemporalAttention(nn.Module):

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import GatedAttentionUnit, _positive_int
+from ._checks import nonnegative_int, positive_int
+from .attention import GatedAttentionUnit
 from .neuron import SurrogateLike
 
 __all__ = ["GACEncoder", "check_image_input"]
@@ -149,13 +150,12 @@ class GACEncoder(nn.Module):
         record: bool = True,
     ) -> None:
         super().__init__()
-        self.in_channels = _positive_int("in_channels", in_channels)
-        self.out_channels = _positive_int("out_channels", out_channels)
-        self.T = _positive_int("T", T)
-        kernel_size = _positive_int("kernel_size", kernel_size)
-        stride = _positive_int("stride", stride)
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding: expected an integer >= 0, got {padding!r}")
+        self.in_channels = positive_int("in_channels", in_channels)
+        self.out_channels = positive_int("out_channels", out_channels)
+        self.T = positive_int("T", T)
+        kernel_size = positive_int("kernel_size", kernel_size)
+        stride = positive_int("stride", stride)
+        padding = nonnegative_int("padding", padding)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.gate = GatedAttentionUnit(
@@ -208,7 +208,7 @@ class GACEncoder(nn.Module):
             >>> enc(torch.rand(2, 1, 6, 6)).shape
             torch.Size([7, 2, 4, 6, 6])
         """
-        self.T = _positive_int("T", T)
+        self.T = positive_int("T", T)
         gate = getattr(self, "gate", None)
         if gate is not None:
             gate.set_timesteps(self.T)

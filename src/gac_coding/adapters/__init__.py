@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attention import _positive_int
+from .._checks import positive_int
 from ..encoder import GACEncoder
 from . import _norse, _snntorch, _spikingjelly, _torch
 from ._common import (
@@ -165,9 +165,9 @@ class GACNet(nn.Module):
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone: expected a torch.nn.Module, got {type(backbone).__name__}")
-        T = _positive_int("T", T)
-        in_channels = _positive_int("in_channels", in_channels)
-        out_channels = in_channels if out_channels is None else _positive_int("out_channels", out_channels)
+        T = positive_int("T", T)
+        in_channels = positive_int("in_channels", in_channels)
+        out_channels = in_channels if out_channels is None else positive_int("out_channels", out_channels)
         if not isinstance(adapt_input_layer, bool):
             raise TypeError(f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}")
         self.framework = _resolve_framework(backbone, framework)
@@ -311,7 +311,7 @@ class GACNet(nn.Module):
         refuses a call at another ``T`` than it was built for, ``temporal_attention="conv"`` runs at
         any ``T``). A backbone that loops over its own number of steps (``mode == "loop"``)
         cannot be told another ``T``: that raises ``ValueError``."""
-        T = _positive_int("T", T)
+        T = positive_int("T", T)
         if self.mode == "loop" and T != self.T:
             raise ValueError(
                 f"T: this backbone runs its own loop of {self.T} steps (mode 'loop'), which "
