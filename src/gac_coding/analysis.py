@@ -3,7 +3,8 @@
 The paper argues that direct coding hands a downstream observer the same frame at every step, so its
 first spikes are periodic and carry little temporal information, while GAC's gate varies over time.
 :func:`coding_metrics` measures that for any code ``o: [T, B, ...]`` with explicit definitions;
-:func:`firing_rates` reports the spike rate of every spiking layer of a model. The plot functions
+:func:`firing_rates` reports the spike rate of every spiking layer of a model and
+:func:`mean_firing_rate` the rate over all of them (both from :func:`spike_counts`). The plot functions
 import matplotlib lazily, draw on a stand-alone ``Figure`` (no pyplot, no display needed), return
 it, and save a PNG when given a path.
 
@@ -26,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._measure import measuring
+from .adapters._common import is_neuron
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
@@ -34,10 +38,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "coding_metrics",
     "firing_rates",
+    "mean_firing_rate",
     "plot_energy",
     "plot_firing_rates",
     "plot_gate",
     "plot_raster",
+    "spike_counts",
 ]
 
 
@@ -214,42 +220,26 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
 # Firing rates per layer
 # ------------------------------------------------------------------------------------------------
 
-_SPIKING_BASES = (
-    ("gac_coding.neuron", "LIF"),
-    ("spikingjelly.", "BaseNode"),
-    ("snntorch.", "SpikingNeuron"),
-    ("norse.", "SNN"),
-    ("norse.", "SNNCell"),
-)
+def spike_counts(
+    model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()
+) -> dict[str, tuple[int, int]]:
+    """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
-
-def _is_spiking(module: nn.Module, extra: tuple[type, ...]) -> bool:
-    if extra and isinstance(module, extra):
-        return True
-    for cls in type(module).__mro__:
-        for prefix, name in _SPIKING_BASES:
-            if cls.__name__ == name and cls.__module__.startswith(prefix):
-                return True
-    return False
-
-
-def firing_rates(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -> dict[str, float]:
-    """Spike rate of every spiking layer of ``model`` on ``x``, in call order.
-
-    One forward pass without gradients in eval mode (training flags restored). Spiking layers are
-    this library's :class:`~gac_coding.LIF`, SpikingJelly's ``BaseNode``, snnTorch's
-    ``SpikingNeuron`` and Norse's ``SNN``/``SNNCell`` modules, and any type in ``modules``; the
-    rate is the fraction of non-zero entries of their (first) output, over all their calls. Outputs
-    that are not binary (e.g. a leaky integrator's voltage) are skipped. A
-    :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as ``"<name>.spikes"``.
+    One forward pass without gradients in eval mode, from fresh state (training flags restored).
+    Spiking layers are those :func:`gac_coding.adapters._common.is_neuron` recognises (this
+    library's :class:`~gac_coding.LIF`, snnTorch's, Norse's and SpikingJelly's neurons) and any
+    type in ``modules``; ``spikes`` counts the non-zero entries of their (first) output, over all
+    their calls. Outputs that are not binary (e.g. a leaky integrator's voltage) are skipped. A
+    :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as
+    ``"<name>.spikes"``.
 
     Example:
         >>> import torch
         >>> from gac_coding.models import create_model
         >>> m = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1)
-        >>> rates = firing_rates(m, torch.rand(2, 1, 8, 8))
-        >>> list(rates)[:2]
-        ['encoder.spikes', 'stages.0.0.lif1']
+        >>> counts = spike_counts(m, torch.rand(3, 1, 8, 8))
+        >>> counts["encoder.spikes"][1] == 2 * 3 * 16 * 8 * 8     # T * B * C * H * W neuron-steps
+        True
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -260,12 +250,11 @@ def firing_rates(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
     from .encoder import GACEncoder
 
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, tuple[int, int]] = {}
 
     def record(name: str, t: Tensor) -> None:
-        c = counts.setdefault(name, [0, 0])
-        c[0] += int(torch.count_nonzero(t))
-        c[1] += int(t.numel())
+        spikes, total = counts.get(name, (0, 0))
+        counts[name] = (spikes + int(torch.count_nonzero(t)), total + int(t.numel()))
 
     def make_hook(name: str, is_encoder: bool):
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
@@ -283,22 +272,49 @@ def firing_rates(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
         return hook
 
     handles = []
-    training = {m: m.training for m in model.modules()}
     try:
         for name, module in model.named_modules():
             if isinstance(module, GACEncoder):
                 handles.append(module.register_forward_hook(make_hook(name, True)))
-            elif _is_spiking(module, extra):
+            elif is_neuron(module) or (extra and isinstance(module, extra)):
                 handles.append(module.register_forward_hook(make_hook(name, False)))
-        model.eval()
-        with torch.no_grad():
+        with measuring(model):
             model(x)
     finally:
         for handle in handles:
             handle.remove()
-        for module, flag in training.items():
-            module.training = flag
-    return {name: nz / max(1, total) for name, (nz, total) in counts.items()}
+    return counts
+
+
+def firing_rates(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -> dict[str, float]:
+    """Spike rate of every spiking layer of ``model`` on ``x``, in call order: the fraction of
+    its neuron-steps that fired (see :func:`spike_counts` for the layers and the run).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import create_model
+        >>> m = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1)
+        >>> rates = firing_rates(m, torch.rand(2, 1, 8, 8))
+        >>> list(rates)[:2]
+        ['encoder.spikes', 'stages.0.0.lif1']
+    """
+    counts = spike_counts(model, x, modules=modules)
+    return {name: spikes / max(1, total) for name, (spikes, total) in counts.items()}
+
+
+def mean_firing_rate(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -> float:
+    """Fraction of all neuron-steps of all spiking layers of ``model`` that fired on ``x``: the
+    layers pooled, each weighted by its number of neuron-steps (see :func:`spike_counts`).
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> net = torch.nn.Sequential(gac.LIF(threshold=0.5), gac.LIF(threshold=1.0))
+        >>> x = torch.tensor([[0.6, 0.2], [0.6, 0.2]])      # [T, B]: the first LIF fires 2 of 4,
+        >>> mean_firing_rate(net, x)                         # its spikes make the second fire 1 of 4
+        0.375
+    """
+    counts = spike_counts(model, x, modules=modules).values()
+    return sum(spikes for spikes, _ in counts) / max(1, sum(total for _, total in counts))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,13 +26,17 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._measure import measuring
 
 __all__ = [
     "E_AC_PJ",
@@ -313,13 +317,6 @@ def _check_energy_cost(name: str, value: object) -> float:
     return value
 
 
-def _reset_framework_state(model: nn.Module) -> None:
-    """Clear SpikingJelly memories (other frameworks and this library reset per call)."""
-    for module in model.modules():
-        if type(module).__module__.startswith("spikingjelly.") and callable(getattr(module, "reset", None)):
-            module.reset()  # type: ignore[operator]
-
-
 def _first_tensor(value: Any) -> Tensor | None:
     if isinstance(value, Tensor):
         return value
@@ -379,62 +376,92 @@ def estimate_energy(
     ):
         raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
 
-    from .encoder import GACEncoder
+    counter = _Counter(model)
+    with counter.attached():
+        with measuring(model):
+            out = model(x)
+    return counter.report(_first_tensor(out), x, batch_size, e_mac, e_ac)
 
-    names = {module: name for name, module in model.named_modules()}
-    encoders = {m: names[m] for m in model.modules() if isinstance(m, GACEncoder)}
-    owner: dict[nn.Module, GACEncoder] = {}
-    for enc in encoders:
-        for sub in enc.modules():
-            owner.setdefault(sub, enc)
 
-    layers: dict[nn.Module, LayerEnergy] = {}
-    encoder_static: dict[GACEncoder, bool] = {}
-    run: dict[str, Any] = {"batch": None, "T": None, "mac_norm": 0}
+class _Counter:
+    """The forward hooks of one :func:`estimate_energy` run, and what they counted."""
 
-    def role_of(module: nn.Module) -> str:
-        enc = owner.get(module)
+    def __init__(self, model: nn.Module) -> None:
+        from .encoder import GACEncoder
+
+        self.model = model
+        self.names = {module: name for name, module in model.named_modules()}
+        self.encoders = [m for m in model.modules() if isinstance(m, GACEncoder)]
+        #: every module inside an encoder -> that encoder
+        self.owner: dict[nn.Module, nn.Module] = {}
+        for enc in self.encoders:
+            for sub in enc.modules():
+                self.owner.setdefault(sub, enc)
+        self.layers: dict[nn.Module, LayerEnergy] = {}
+        self.encoder_static: dict[nn.Module, bool] = {}
+        self.batch: int | None = None
+        self.T: int | None = None
+        self.mac_norm = 0
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """The hooks on the model's encoders, synaptic layers and BatchNorms, inside the block."""
+        handles = []
+        try:
+            for module in self.model.modules():
+                if module in self.encoders:
+                    handles.append(module.register_forward_pre_hook(self.encoder_pre_hook))
+                if isinstance(module, _SYNAPTIC):
+                    handles.append(module.register_forward_hook(self.synaptic_hook))
+                elif isinstance(module, _NORM):
+                    handles.append(module.register_forward_hook(self.norm_hook))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def role_of(self, module: nn.Module) -> str:
+        enc = self.owner.get(module)
         if enc is not None:
             return "stem" if module is enc.conv else "attention"
-        if not encoders and not layers:
+        if not self.encoders and not self.layers:
             return "stem"  # the first layer of a model without encoder takes the raw input
         return "synaptic"
 
-    def steps_of(module: nn.Module) -> int:
-        enc = owner.get(module)
-        if enc is None or not encoder_static.get(enc, False):
+    def steps_of(self, module: nn.Module) -> int:
+        enc = self.owner.get(module)
+        if enc is None or not self.encoder_static.get(enc, False):
             return 1
         # the static fast path computes the stem and the spatial-channel attention once per image;
         # the temporal attention (an MLP, or 1-D convolutions over the T steps) is per sample anyway
         ta = getattr(getattr(enc, "gate", None), "ta", None)
         in_ta = ta is not None and any(module is m for m in ta.modules())
-        return enc.T if isinstance(module, _CONV) and not in_ta else 1
+        return int(enc.T) if isinstance(module, _CONV) and not in_ta else 1  # type: ignore[arg-type]
 
-    def encoder_pre_hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+    def encoder_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         inp = args[0] if args else None
         static = isinstance(inp, Tensor) and inp.dim() == 4
-        encoder_static[module] = static  # type: ignore[index]
-        if run["batch"] is None and isinstance(inp, Tensor) and inp.dim() in (4, 5):
-            run["batch"] = int(inp.shape[0] if static else inp.shape[1])
-            run["T"] = int(module.T)  # type: ignore[arg-type]
+        self.encoder_static[module] = static
+        if self.batch is None and isinstance(inp, Tensor) and inp.dim() in (4, 5):
+            self.batch = int(inp.shape[0] if static else inp.shape[1])
+            self.T = int(module.T)  # type: ignore[arg-type]
 
-    def synaptic_hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+    def synaptic_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         inp = args[0] if args else None
         out_t = _first_tensor(out)
         if not isinstance(inp, Tensor) or out_t is None:
             return
-        layer = layers.get(module)
+        layer = self.layers.get(module)
         if layer is None:
-            enc = owner.get(module)
             layer = LayerEnergy(
-                name=names.get(module, type(module).__name__),
+                name=self.names.get(module, type(module).__name__),
                 kind=type(module).__name__,
-                part="encoder" if enc is not None else "backbone",
-                role=role_of(module),
+                part="encoder" if module in self.owner else "backbone",
+                role=self.role_of(module),
                 input_shape=tuple(inp.shape),
             )
-            layers[module] = layer
-        steps = steps_of(module)
+            self.layers[module] = layer
+        steps = self.steps_of(module)
         layer.steps = max(layer.steps, steps)
         layer.calls += 1
         flops = dense_macs(module, inp, out_t)
@@ -452,60 +479,42 @@ def estimate_energy(
             layer.mac += flops
             layer.mac_paper += flops * steps
 
-    def norm_hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+    def norm_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         out_t = _first_tensor(out)
         if getattr(module, "affine", False) and out_t is not None:
-            run["mac_norm"] += int(out_t.numel())
+            self.mac_norm += int(out_t.numel())
 
-    handles = []
-    training = {m: m.training for m in model.modules()}
-    try:
-        for module in model.modules():
-            if isinstance(module, GACEncoder):
-                handles.append(module.register_forward_pre_hook(encoder_pre_hook))
-            if isinstance(module, _SYNAPTIC):
-                handles.append(module.register_forward_hook(synaptic_hook))
-            elif isinstance(module, _NORM):
-                handles.append(module.register_forward_hook(norm_hook))
-        model.eval()
-        _reset_framework_state(model)
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.training = flag
-        _reset_framework_state(model)
+    def report(
+        self, out_t: Tensor | None, x: Tensor, batch_size: int | None, e_mac: float, e_ac: float
+    ) -> EnergyReport:
+        """The energies and totals of what the hooks counted."""
+        if batch_size is None:
+            batch_size = self.batch
+        if batch_size is None:
+            if out_t is not None and out_t.dim() == 3:
+                batch_size = int(out_t.shape[1])
+            else:
+                batch_size = int(x.shape[0]) if x.dim() > 0 else 1
+        T = self.T
+        if T is None:
+            T = int(out_t.shape[0]) if out_t is not None and out_t.dim() == 3 else 1
 
-    out_t = _first_tensor(out)
-    if batch_size is None:
-        batch_size = run["batch"]
-    if batch_size is None:
-        if out_t is not None and out_t.dim() == 3:
-            batch_size = int(out_t.shape[1])
-        else:
-            batch_size = int(x.shape[0]) if x.dim() > 0 else 1
-    T = run["T"]
-    if T is None:
-        T = int(out_t.shape[0]) if out_t is not None and out_t.dim() == 3 else 1
+        pj_to_mj = 1e-9
+        ordered = list(self.layers.values())
+        for layer in ordered:
+            layer.firing_rate = layer._nonzero / max(1, layer._elements)
+            layer.energy_mj = (e_mac * layer.mac_paper + e_ac * layer.ac_paper) * pj_to_mj
+            layer.energy_executed_mj = (e_mac * layer.mac + e_ac * layer.synop) * pj_to_mj
+            layer.spike_driven = layer.binary_input or layer.role != "synaptic"
 
-    pj_to_mj = 1e-9
-    ordered = list(layers.values())
-    for layer in ordered:
-        layer.firing_rate = layer._nonzero / max(1, layer._elements)
-        layer.energy_mj = (e_mac * layer.mac_paper + e_ac * layer.ac_paper) * pj_to_mj
-        layer.energy_executed_mj = (e_mac * layer.mac + e_ac * layer.synop) * pj_to_mj
-        layer.spike_driven = layer.binary_input or layer.role != "synaptic"
-
-    totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in _COUNT_KEYS}
-    totals["mac_norm"] = run["mac_norm"]
-    totals["energy_mj_per_sample"] = totals["energy_mj"] / batch_size
-    for part in ("encoder", "backbone"):
-        totals[f"{part}_energy_mj"] = sum(ly.energy_mj for ly in ordered if ly.part == part)
-    totals.update(batch_size=batch_size, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac)
-    flagged = [ly.name for ly in ordered if not ly.spike_driven]
-    return EnergyReport(layers=ordered, totals=totals, non_spike_driven=flagged)
+        totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in _COUNT_KEYS}
+        totals["mac_norm"] = self.mac_norm
+        totals["energy_mj_per_sample"] = totals["energy_mj"] / batch_size
+        for part in ("encoder", "backbone"):
+            totals[f"{part}_energy_mj"] = sum(ly.energy_mj for ly in ordered if ly.part == part)
+        totals.update(batch_size=batch_size, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac)
+        flagged = [ly.name for ly in ordered if not ly.spike_driven]
+        return EnergyReport(layers=ordered, totals=totals, non_spike_driven=flagged)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -538,15 +547,8 @@ def spikingjelly_counts(model: nn.Module, x: Tensor, *, include_norm: bool = Fal
             'spikingjelly_counts needs SpikingJelly: pip install "gac-coding[spikingjelly]"'
         ) from exc
     ignore: list[type[nn.Module]] = [] if include_norm else [_NORM]
-    training = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        _reset_framework_state(model)
+    with measuring(model):
         report = estimate_simple_energy(model, x, config=SimpleEnergyConfig(extra_ignore_modules=ignore))
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-        _reset_framework_state(model)
     return {key: int(value) for key, value in report.counts.items()}
 
 
@@ -574,21 +576,15 @@ def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     norms = [m for m in model.modules() if isinstance(m, _NORM)]
     saved = [(m, m.momentum) for m in norms]
-    training = {m: m.training for m in model.modules()}
     try:
         for m in norms:
             m.reset_running_stats()
             m.momentum = None
-        model.train()
-        _reset_framework_state(model)
-        with torch.no_grad():
+        with measuring(model, train=True):
             model(x)
     finally:
         for m, momentum in saved:
             m.momentum = momentum
-        for module, flag in training.items():
-            module.training = flag
-        _reset_framework_state(model)
 
 
 # Names that moved (kept working; energy itself imports neither the models nor the CLI).

@@ -217,9 +217,9 @@ def _trace_shapes(model: nn.Module, x: Tensor, T: int, B: int) -> dict[nn.Module
     finally:
         for h in handles:
             h.remove()
-        from ..energy import _reset_framework_state
+        from .._measure import reset_framework_state
 
-        _reset_framework_state(model)
+        reset_framework_state(model)
     return shapes
 
 

@@ -9,8 +9,9 @@ ways on the fixed digits split (1437 training / 360 test images, 8x8, grey):
 * ``gac``: the static image through the Gated Attention Coding encoder (``gac=True``).
 
 For every coding and seed it records the final test accuracy, the mean firing rate of the network's
-spiking neurons on the test set, and (when :mod:`gac_coding.energy` is available) the paper's energy
-estimate per image. Results go to ``demo.json``; ``demo.png`` compares them.
+spiking neurons on the test set (:func:`gac_coding.analysis.mean_firing_rate`), and the paper's energy
+estimate per image (:func:`gac_coding.energy.estimate_energy`). Results go to ``demo.json``;
+``demo.png`` compares them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..encoder import GACEncoder
-from ..neuron import LIF
+from ..analysis import mean_firing_rate
+from ..energy import estimate_energy
 from .augment import poisson_encode
 from .data import DataSpec, build_datasets
 from .engine import TrainConfig, fit
@@ -56,47 +57,14 @@ DEMO_DEFAULTS: dict[str, Any] = {
 
 
 def firing_rate(model: nn.Module, x: Tensor) -> float:
-    """Fraction of spiking neuron-steps over all of ``model``'s spiking layers for input ``x``.
-
-    Counts the outputs of every :class:`~gac_coding.LIF` module and the spikes of every
-    :class:`~gac_coding.GACEncoder` (its gated LIF), weighted by their number of neurons; runs one
-    forward pass without gradients in eval mode (the training flag is restored).
-    """
-    spikes = 0.0
-    elements = 0
-
-    def hook(_module: nn.Module, _inp: Any, out: Tensor) -> None:
-        nonlocal spikes, elements
-        spikes += float(out.detach().double().sum())
-        elements += out.numel()
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, LIF)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(x)
-        for m in model.modules():
-            if isinstance(m, GACEncoder) and m.record and m.last_spikes is not None:
-                s = m.last_spikes
-                spikes += float(s.double().sum())
-                elements += s.numel()
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return spikes / max(elements, 1)
+    """Fraction of spiking neuron-steps over all of ``model``'s spiking layers for input ``x``
+    (the layers pooled): :func:`gac_coding.analysis.mean_firing_rate`."""
+    return mean_firing_rate(model, x)
 
 
-def _energy_per_image(model: nn.Module, x: Tensor) -> float | None:
-    try:
-        from ..energy import estimate_energy
-    except ImportError:
-        return None
-    totals = estimate_energy(model, x).to_dict()["totals"]
-    batch = x.shape[1] if x.dim() == 5 else x.shape[0]
-    per_sample = totals.get("energy_mj_per_sample")
-    return float(per_sample) if per_sample is not None else float(totals["energy_mj"]) / batch
+def _energy_per_image(model: nn.Module, x: Tensor) -> float:
+    """The paper's energy estimate per image, in mJ."""
+    return float(estimate_energy(model, x).totals["energy_mj_per_sample"])
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -234,7 +202,7 @@ def run_demo(
     for name, (gac, coding, label) in CODINGS.items():
         mine = [runs[(name, seed)] for seed in range(seeds)]
         acc_mean, acc_std = _summary([r["test_acc"] for r in mine])
-        energies = [r["energy_mj_per_image"] for r in mine if r["energy_mj_per_image"] is not None]
+        energies = [r["energy_mj_per_image"] for r in mine]
         results[name] = {
             "label": label,
             "gac": gac,
@@ -242,7 +210,7 @@ def run_demo(
             "test_acc_mean": acc_mean,
             "test_acc_std": acc_std,
             "firing_rate_mean": statistics.fmean(r["firing_rate"] for r in mine),
-            "energy_mj_per_image_mean": statistics.fmean(energies) if energies else None,
+            "energy_mj_per_image_mean": statistics.fmean(energies),
             "runs": mine,
         }
     winner = max(results, key=lambda k: results[k]["test_acc_mean"])
@@ -270,8 +238,7 @@ def format_table(report: dict[str, Any]) -> str:
     head = f"{'coding':<22}{'test accuracy':>22}{'firing rate':>14}{'energy/image':>16}"
     lines = [head, "-" * len(head)]
     for res in report["codings"].values():
-        energy = res["energy_mj_per_image_mean"]
-        energy_s = f"{energy * 1e3:.2f} uJ" if energy is not None else "n/a"
+        energy_s = f"{res['energy_mj_per_image_mean'] * 1e3:.2f} uJ"
         acc = f"{100 * res['test_acc_mean']:.2f} ± {100 * res['test_acc_std']:.2f} %"
         lines.append(f"{res['label']:<22}{acc:>22}{res['firing_rate_mean']:>14.3f}{energy_s:>16}")
     best = report["codings"][report["best_coding"]]["label"]
@@ -316,15 +283,9 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
 
     ax = axes[2]
-    energies = [codings[n]["energy_mj_per_image_mean"] for n in names]
-    if all(e is not None for e in energies):
-        values = [1e3 * e for e in energies]  # type: ignore[operator]
-        ax.set_ylabel("energy per image (uJ, paper accounting)")
-        ax.set_title("energy estimate (45 nm: 4.6 pJ MAC, 0.9 pJ AC)", fontsize=9)
-    else:
-        values = [codings[n]["firing_rate_mean"] for n in names]
-        ax.set_ylabel("mean firing rate")
-        ax.set_title("mean firing rate of the spiking layers", fontsize=9)
+    values = [1e3 * codings[n]["energy_mj_per_image_mean"] for n in names]
+    ax.set_ylabel("energy per image (uJ, paper accounting)")
+    ax.set_title("energy estimate (45 nm: 4.6 pJ MAC, 0.9 pJ AC)", fontsize=9)
     ax.bar(range(len(names)), values, color=[colors.get(n, "tab:green") for n in names], alpha=0.7)
     for i, name in enumerate(names):
         ax.annotate(f"rate {codings[name]['firing_rate_mean']:.3f}", (i, values[i]),
