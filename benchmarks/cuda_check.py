@@ -1144,6 +1144,30 @@ def check_peers(ctx: Ctx, model: str) -> dict[str, Any]:
             "figures": figures, "table": table, "seconds_subprocess": r["seconds"]}
 
 
+# ---------------------------------------------------------------------------------------- compile
+def check_compile(ctx: Ctx) -> dict[str, Any]:
+    """``benchmarks/compile.py`` in a subprocess: eager vs ``torch.compile`` (inductor,
+    ``fullgraph=True``) for a training step and inference of ``msresnet18_cifar`` (T=6, batch 8)
+    and of the encoder, with compile times (dry run: CPU, the encoder alone at a tiny size)."""
+    result = ctx.tmp / "compile.json"
+    cmd = [sys.executable, str(BENCH / "compile.py"), "--json", str(result)]
+    if ctx.dry:
+        # the script's path only: aot_eager skips inductor's C++ builds, minutes on a small CPU
+        cmd += ["--device", "cpu", "--only", "encoder", "--T", "2", "--size", "8", "--batch", "2",
+                "--repeats", "1", "--backend", "aot_eager"]
+    else:
+        cmd += ["--device", "cuda", "--repeats", "10"]
+    r = run_subprocess(ctx, "compile", cmd, 200 if ctx.dry else 240)
+    table = [line for line in r["output"].splitlines() if line.strip()][-20:]
+    print("\n".join(table), flush=True)
+    if r["rc"] != 0 or not result.is_file():
+        return {"ok": False, "rc": r["rc"], "timed_out": r["timed_out"], "tail": r["tail"], "table": table}
+    rows = json.loads(result.read_text())
+    return {"ok": True, "summary": ", ".join(f"{row['name']} {row['ratios'][1]:.2f}x (compile "
+                                             f"{row['compile_s']:.0f} s)" for row in rows),
+            "rows": rows, "table": table, "seconds_subprocess": r["seconds"]}
+
+
 # ---------------------------------------------------------------------------------------- runner
 @dataclass
 class Check:
@@ -1177,6 +1201,8 @@ def all_checks(ctx: Ctx) -> list[Check]:
     # benchmarks/peers.py: the ImageNet model against SpikingJelly's, the CIFAR model against naive
     checks.append(Check("peers_imagenet", lambda c: check_peers(c, "imagenet"), 60, 215))
     checks.append(Check("peers_cifar", lambda c: check_peers(c, "cifar"), 45, 135))
+    # benchmarks/compile.py: eager vs torch.compile (its subprocess stops at 200 s dry, 240 s CUDA)
+    checks.append(Check("compile", check_compile, 60, 260))
     # the subprocess checks stop their commands at their own timeouts (150 s, 120 s)
     checks.append(Check("cli_train_amp", check_cli_train, 30, 200))
     checks.append(Check("cli_torchrun_stop_after", check_cli_torchrun_stop, 30, 200))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA checks of gac-coding in one command: correctness against float64, mixed precision, the
 # training CLI (plain, torchrun, stop + resume), NCCL + DDP, training-step speed and memory, and
-# the peer benchmark (benchmarks/peers.py: against SpikingJelly's ms_resnet18 and the naive form).
+# the peer benchmark (benchmarks/peers.py: against SpikingJelly's ms_resnet18 and the naive form),
+# eager vs torch.compile (benchmarks/compile.py: training step, inference, compile time).
 #
 # Usage, from anywhere (the command runs in the repository it belongs to):
 #
