@@ -192,6 +192,8 @@ class _ArrayUnpickler(pickle.Unpickler):
             except ImportError:  # pragma: no cover - numpy 1.x
                 multiarray = importlib.import_module("numpy.core.multiarray")
             return multiarray._reconstruct
+        import numpy as np  # the train extra's; local so that the CLI starts without it
+
         return getattr(np, name)
 
 
