@@ -49,10 +49,13 @@ def test_second_adaptation_of_a_shared_backbone_is_refused_and_the_first_net_kee
     adapted = backbone.conv
     x = torch.rand(2, 1, 6, 6)
     before = first(x)
-    with pytest.raises(ValueError, match=r"already wrapped by a GACNet whose code has 4 channels.*"
-                       r"'conv' \(Conv2d\) for 6 channels.*copy\.deepcopy\(backbone\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"already wrapped by a GACNet whose code has 4 channels.*"
+        r"'conv' \(Conv2d\) for 6 channels.*copy\.deepcopy\(backbone\)",
+    ):
         wrap(backbone, out_channels=6)
-    assert backbone.conv is adapted and adapted.in_channels == 4      # nothing was replaced
+    assert backbone.conv is adapted and adapted.in_channels == 4  # nothing was replaced
     assert torch.equal(first(x), before)
 
 
@@ -68,7 +71,7 @@ def test_a_copy_of_the_backbone_can_be_adapted_again() -> None:
 def test_the_same_code_size_shares_the_adapted_layer() -> None:
     backbone = PerFrameConv()
     first = wrap(backbone, out_channels=4)
-    second = wrap(backbone, out_channels=4)         # fits already: nothing to replace
+    second = wrap(backbone, out_channels=4)  # fits already: nothing to replace
     assert first.backbone.conv is second.backbone.conv
     assert second(torch.rand(2, 1, 6, 6)).shape == (T, 2, 5)
 
@@ -86,5 +89,5 @@ def test_a_deep_copied_net_guards_its_own_backbone() -> None:
     net = copy.deepcopy(wrap(PerFrameConv(), out_channels=4))
     with pytest.raises(ValueError, match="already wrapped by a GACNet"):
         wrap(net.backbone, out_channels=6)
-    plain = PerFrameConv()                           # a backbone no net drives: adapted freely
+    plain = PerFrameConv()  # a backbone no net drives: adapted freely
     assert wrap(plain, out_channels=6).backbone.conv.in_channels == 6

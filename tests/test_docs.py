@@ -65,8 +65,12 @@ def test_code_cites_the_design_pages() -> None:
     assert {"design/encoder.md", "design/recipes.md", "design/energy.md"} <= cited
 
 
-@pytest.mark.parametrize("where, page, first, last", _citations(), ids=lambda v: v if isinstance(v, str) and ":" in v else "")
-def test_citation_points_at_an_existing_section(where: str, page: str, first: int | None, last: int | None) -> None:
+@pytest.mark.parametrize(
+    "where, page, first, last", _citations(), ids=lambda v: v if isinstance(v, str) and ":" in v else ""
+)
+def test_citation_points_at_an_existing_section(
+    where: str, page: str, first: int | None, last: int | None
+) -> None:
     path = DOCS / page
     assert path.is_file(), f"{where} cites docs/{page}, which does not exist"
     if first is not None:
@@ -85,6 +89,9 @@ def _all_lines() -> list[tuple[str, str]]:
     for folder in ("src", "tests", "examples", "benchmarks", "docs"):
         for path in sorted((ROOT / folder).rglob("*")):
             if path.suffix in (".py", ".ipynb", ".md") and path != Path(__file__):
-                lines += [(f"{path.relative_to(ROOT)}:{i}", t) for i, t in enumerate(path.read_text().splitlines(), 1)]
+                lines += [
+                    (f"{path.relative_to(ROOT)}:{i}", t)
+                    for i, t in enumerate(path.read_text().splitlines(), 1)
+                ]
     readme = (ROOT / "README.md").read_text().splitlines()
     return lines + [(f"README.md:{i}", t) for i, t in enumerate(readme, 1)]
