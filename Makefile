@@ -42,9 +42,12 @@ docs: $(VENV)/.docs-installed
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/encoder_fast_path.py
 
+# ruff's lint rules on the code, ruff's formatting and mypy's types on the library (src/)
 lint: $(VENV)/.test-installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff format --check src
+	$(BIN)/mypy src/gac_coding
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
