@@ -196,7 +196,8 @@ def test_train_resume_meets_the_same_bad_files_the_same_way(tmp_path: Path, caps
     from gac_coding.train.checkpoint import load_checkpoint, save_checkpoint
 
     for name, settings, fragment in (
-        ("model", {"model": "msresnet18_cifar"}, "trained with model='msresnet18_cifar', got model='msresnet_tiny'"),
+        ("model", {"model": "msresnet18_cifar"},
+         "trained with model='msresnet18_cifar', got model='msresnet_tiny'"),
         ("T", {"T": 3}, "trained with T=3, got T=2"),
         ("classes", {"num_classes": 7}, "trained with class count 7, but data set 'digits' has 10"),
         ("channels", {"in_channels": 3}, "trained with in_channels 3, but data set 'digits' has 1"),
@@ -235,7 +236,8 @@ def test_energy_says_what_a_checkpoint_holds_when_it_does_not_fit(tmp_path: Path
 
     bare = tmp_path / "bare.pt"
     torch.save(create_model("msresnet_tiny", num_classes=10, T=2).state_dict(), bare)
-    err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet_tiny", "--T", "4", "--checkpoint", str(bare)])
+    err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet_tiny", "--T", "4",
+                                   "--checkpoint", str(bare)])  # fmt: skip
     assert "'encoder.gate.ta.fc1.weight' has shape [1, 2] in the file, [2, 4] in the model" in err
     err = _one_line_error(capsys, [*_ENERGY, "--model", "msresnet18_cifar", "--checkpoint", str(bare)])
     assert "whose keys do not match the model (another model?)" in err

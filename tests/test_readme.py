@@ -22,7 +22,8 @@ def test_readme_has_python_examples() -> None:
     assert len(_python_blocks()) >= 10
 
 
-@pytest.mark.parametrize("line, block", _python_blocks(), ids=lambda v: f"line{v}" if isinstance(v, int) else "")
+@pytest.mark.parametrize("line, block", _python_blocks(),
+                         ids=lambda v: f"line{v}" if isinstance(v, int) else "")  # fmt: skip
 def test_readme_python_block_runs_alone(line: int, block: str, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     run_block_alone(block, f"README.md, python block at line {line}")

@@ -309,7 +309,8 @@ def run_energy_command(args: argparse.Namespace) -> int:
     model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
                          in_channels=s["in_channels"])  # fmt: skip
     layout = load_weights(model, weights, model_name=s["model"]) if weights else None
-    size = tuple(args.input_size) if args.input_size else ((224, 224) if "imagenet" in s["model"] else (32, 32))
+    default_size = (224, 224) if "imagenet" in s["model"] else (32, 32)
+    size = tuple(args.input_size) if args.input_size else default_size
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(args.batch_size, s["in_channels"], *size, generator=gen)
     calibrated = weights is None and not args.no_calibrate
@@ -349,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     names = ",".join(c.name for c in SUBCOMMANDS)
     sub = parser.add_subparsers(dest="command", required=True, metavar=f"{{{names}}}")
     for command in SUBCOMMANDS:
-        extra = f"\n\nneeds the {command.extra!r} extra: {_install_hint(command.extra)}" if command.extra else ""
+        extra = f"\n\nneeds the {command.extra!r} extra: " if command.extra else ""
+        if command.extra:
+            extra += _install_hint(command.extra)
         p = sub.add_parser(command.name, help=command.help, description=command.help + extra,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         configure, run = command.functions()

@@ -49,7 +49,8 @@ def cli(*args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
     """Run the installed ``gac-coding`` console script; check its exit status."""
     result = subprocess.run(["gac-coding", *args], capture_output=True, text=True, timeout=600,
                             env=dict(os.environ, MPLBACKEND="Agg"))  # fmt: skip
-    assert result.returncode == expect, (args, result.returncode, result.stdout[-2000:], result.stderr[-3000:])
+    assert result.returncode == expect, (args, result.returncode, result.stdout[-2000:],
+                                         result.stderr[-3000:])  # fmt: skip
     return result
 
 

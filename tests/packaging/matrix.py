@@ -198,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             py = make_case(work, case, CASES[case][0], wheel, site)
             t_install = time.perf_counter() - t
             said = check_case(work, case, py)
-            log(f"{case:<13} install {t_install:5.0f} s, check {time.perf_counter() - t - t_install:5.0f} s: {said}")
+            t_check = time.perf_counter() - t - t_install
+            log(f"{case:<13} install {t_install:5.0f} s, check {t_check:5.0f} s: {said}")
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # pip and the checks are processes
             for future in [pool.submit(one, case) for case in cases]:

@@ -412,7 +412,8 @@ def _check_file(path: object) -> Path:
 def _refused_global(exc: BaseException) -> str | None:
     """What a weights-only load refused to import, e.g. ``'os.system'``, from torch's message;
     ``None`` when the unpickler failed for another reason (a corrupt or non-pickle file)."""
-    found = re.search(r"GLOBAL ([\w.]+)", str(exc)) or re.search(r"[Uu]nsupported global:? ([\w.]+)", str(exc))
+    text = str(exc)
+    found = re.search(r"GLOBAL ([\w.]+)", text) or re.search(r"[Uu]nsupported global:? ([\w.]+)", text)
     return found.group(1) if found else None
 
 
