@@ -165,8 +165,10 @@ def check_models(names: list[str]) -> bool:
         expected = _float64_step(twin, x)
         train = max(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True))
         bufs = max(
-            (float((a.double() - b.double()).abs().max()) for a, b in
-             zip(model.buffers(), twin.buffers(), strict=True)),
+            (
+                float((a.double() - b.double()).abs().max())
+                for a, b in zip(model.buffers(), twin.buffers(), strict=True)
+            ),
             default=0.0,
         )
         model.eval(), twin.eval()
@@ -201,11 +203,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (timed with synchronize)")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     parser.add_argument(
-        "--backend", default="inductor",
+        "--backend",
+        default="inductor",
         help="torch.compile backend (default %(default)s; aot_eager: a quick run of the script)",
     )
     parser.add_argument(
-        "--check", nargs="?", const="all", default=None, metavar="NAMES",
+        "--check",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="NAMES",
         help="instead of timing: registered models (comma-separated, default all) compiled in "
         "float64 against eager",
     )
@@ -253,8 +260,10 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print()
-    print("| workload | compile s | eager s best (median) | compiled s best (median) | "
-          "eager / compiled: best / medians / paired |")
+    print(
+        "| workload | compile s | eager s best (median) | compiled s best (median) | "
+        "eager / compiled: best / medians / paired |"
+    )
     print("|---|---|---|---|---|")
     for row in rows:
         r = row["ratios"]

@@ -141,7 +141,7 @@ def _run_fresh(script: str) -> dict:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def test_models_and_encoder_compile_fullgraph_on_the_first_call_of_a_fresh_process() -> None:
@@ -169,8 +169,9 @@ def _imagenet_recipe_tiny(**kwargs: object) -> torch.nn.Module:
     """The ImageNet recipe (7x7/2 stem, rectangle surrogate, detached reset) on msresnet_tiny's
     stages: the code paths of msresnet18_imagenet and msresnet34_imagenet at a fraction of the cost."""
     stages = ((16, 1, 2), (32, 1, 2))
-    return MSResNet(stages, 3, 2, "imagenet", stem_channels=16, stem_kernel=7, stem_stride=2,
-                    stem_padding=3, **kwargs)  # type: ignore[arg-type]
+    return MSResNet(
+        stages, 3, 2, "imagenet", stem_channels=16, stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs
+    )  # type: ignore[arg-type]
 
 
 TRACE_CASES = {
@@ -280,8 +281,9 @@ def test_wrapped_nets_of_every_framework_compile_training_step(backend: str) -> 
 # ------------------------------------------------------------------------------------------------
 
 
-def _export_and_compare(module: torch.nn.Module, example: torch.Tensor, other: torch.Tensor,
-                        batch_dim: int) -> None:
+def _export_and_compare(
+    module: torch.nn.Module, example: torch.Tensor, other: torch.Tensor, batch_dim: int
+) -> None:
     module.eval()
     batch = torch.export.Dim("batch")
     program = torch.export.export(module, (example,), dynamic_shapes=({batch_dim: batch},))
@@ -310,8 +312,12 @@ def test_export_encoder_with_a_dynamic_batch() -> None:
 def test_export_every_registered_model_with_a_dynamic_batch(name: str) -> None:
     model = create_model(name, num_classes=3, T=2).double()
     size = 32 if "imagenet" in name else 16
-    _export_and_compare(model, _small_input(model, 2, size), _small_input(model, 3, size),
-                        1 if model.encoder.in_channels == 2 else 0)
+    _export_and_compare(
+        model,
+        _small_input(model, 2, size),
+        _small_input(model, 3, size),
+        1 if model.encoder.in_channels == 2 else 0,
+    )
 
 
 @pytest.mark.parametrize("name", ["torch", "spikingjelly-m", "spikingjelly-s"])

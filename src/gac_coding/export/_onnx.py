@@ -30,7 +30,12 @@ CHECK_TOLERANCE = 1e-3
 
 
 def _lif_inference(
-    x: Tensor, steps: int, decay: float, threshold: float, surrogate: int, detach_reset: bool,
+    x: Tensor,
+    steps: int,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
     save: bool,
 ) -> tuple[Tensor, Tensor]:
     """The LIF operator's forward as plain torch operations unrolled over the steps.
@@ -52,8 +57,15 @@ def _lif_inference(
 
 
 def _gated_inference(
-    u: Tensor, ta: Tensor, sca: Tensor, steps: int, decay: float, threshold: float,
-    surrogate: int, detach_reset: bool, save: bool,
+    u: Tensor,
+    ta: Tensor,
+    sca: Tensor,
+    steps: int,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
+    save: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The fused LIF + gate operator's forward: ``out = sigmoid(ta * sca) * spikes``."""
     spikes, h = _lif_inference(u, steps, decay, threshold, surrogate, detach_reset, save)
@@ -185,9 +197,7 @@ def to_onnx(
         raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
     if not isinstance(input_name, str) or not input_name:
         raise TypeError(f"input_name: expected a non-empty str, got {input_name!r}")
-    if opset_version is not None and (
-        isinstance(opset_version, bool) or not isinstance(opset_version, int)
-    ):
+    if opset_version is not None and (isinstance(opset_version, bool) or not isinstance(opset_version, int)):
         raise TypeError(f"opset_version: expected an int or None, got {type(opset_version).__name__}")
     if not isinstance(check, bool):
         raise TypeError(f"check: expected a bool, got {type(check).__name__}")
