@@ -154,7 +154,13 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, default=None, metavar="N",
                         help="end normally after epoch N of the --epochs schedule (checkpoints "
                              "written as usual); continue later with --resume")
-    parser.add_argument("--no-gac", action="store_true", help="direct coding baseline (no GAC encoder)")
+    from .train.engine import CODINGS
+
+    parser.add_argument("--coding", choices=CODINGS, default=None,
+                        help="how images reach the spiking backbone: gac (through the GAC encoder; "
+                             "default), direct (the image at every step, no encoder) or poisson "
+                             "(Bernoulli spike trains from the pixel intensities, no encoder)")
+    parser.add_argument("--no-gac", action="store_true", help="deprecated: --coding direct")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler)")
     parser.add_argument("--cutmix", type=float, default=0.0, metavar="P",
@@ -179,6 +185,17 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     add_event_options(parser)
 
 
+def _train_coding(args: argparse.Namespace) -> str:
+    """``--coding``, with the deprecated ``--no-gac`` read as ``--coding direct``."""
+    if not args.no_gac:
+        return args.coding or "gac"
+    if args.coding not in (None, "direct"):
+        raise ValueError(f"--no-gac: means --coding direct, which contradicts --coding {args.coding}; "
+                         f"give --coding alone")
+    print("gac-coding train: --no-gac is deprecated; use --coding direct", file=sys.stderr, flush=True)
+    return "direct"
+
+
 def run_train_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding train``."""
     from .train.engine import TrainConfig, fit
@@ -195,7 +212,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         lr=args.lr,
         out=args.out,
         resume=args.resume,
-        gac=not args.no_gac,
+        coding=_train_coding(args),
         amp=args.amp,
         cutmix=args.cutmix,
         loss=args.loss,

@@ -34,16 +34,12 @@ from ..analysis import mean_firing_rate
 from ..energy import estimate_energy
 from .augment import poisson_encode
 from .data import DataSpec, build_datasets
-from .engine import TrainConfig, fit
+from .engine import CODINGS, TrainConfig, fit
 
-__all__ = ["CODINGS", "DEMO_DEFAULTS", "firing_rate", "run_demo"]
+__all__ = ["CODINGS", "CODING_LABELS", "DEMO_DEFAULTS", "firing_rate", "run_demo"]
 
-#: The three codings compared: name -> (model has GAC, how images reach the model, label).
-CODINGS: dict[str, tuple[bool, str, str]] = {
-    "direct": (False, "direct", "direct coding"),
-    "poisson": (False, "poisson", "Poisson rate coding"),
-    "gac": (True, "direct", "GAC"),
-}
+#: How each of the training loop's :data:`~gac_coding.train.engine.CODINGS` is called in the table.
+CODING_LABELS: dict[str, str] = {"direct": "direct coding", "poisson": "Poisson rate coding", "gac": "GAC"}
 
 #: Defaults of ``gac-coding demo`` (sized to finish within 5 minutes on 2 CPU cores).
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -91,7 +87,6 @@ def _train_one(
     tick: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one coding with one seed on a single CPU thread; the run's numbers."""
-    gac, coding, _label = CODINGS[name]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same arithmetic in the pool and in-process: results do not depend on it
     try:
@@ -99,13 +94,13 @@ def _train_one(
         spec = spec if spec is not None else build_datasets("digits")
         config = TrainConfig(
             model=DEMO_DEFAULTS["model"], dataset="digits", T=T, epochs=epochs,
-            batch_size=batch_size, lr=lr, gac=gac, coding=coding, seed=seed,
+            batch_size=batch_size, lr=lr, coding=name, seed=seed,
             device="cpu", progress=False,
         )  # fmt: skip
         result = fit(config, log=lambda _m: None, on_epoch_end=tick, data=spec)
         x_test = spec.test.images
         gen = torch.Generator().manual_seed(10_000 + seed)
-        x = poisson_encode(x_test, T, generator=gen) if coding == "poisson" else x_test
+        x = poisson_encode(x_test, T, generator=gen) if name == "poisson" else x_test
         return {
             "seed": seed,
             "test_acc": result.history[-1]["val_acc"],
@@ -171,7 +166,7 @@ def run_demo(
 
     def done(name: str, seed: int, run: dict[str, Any], epochs_left: int) -> None:
         runs[(name, seed)] = run
-        msg = (f"  {CODINGS[name][2]:<20} seed {seed}: test acc {run['test_acc']:.4f}, firing "
+        msg = (f"  {CODING_LABELS[name]:<20} seed {seed}: test acc {run['test_acc']:.4f}, firing "
                f"rate {run['firing_rate']:.3f}, {run['seconds']:.1f}s")
         if bar is not None:
             bar.update(epochs_left)
@@ -199,14 +194,14 @@ def run_demo(
         bar.close()
 
     results: dict[str, Any] = {}
-    for name, (gac, coding, label) in CODINGS.items():
+    for name in CODINGS:
         mine = [runs[(name, seed)] for seed in range(seeds)]
         acc_mean, acc_std = _summary([r["test_acc"] for r in mine])
         energies = [r["energy_mj_per_image"] for r in mine]
         results[name] = {
-            "label": label,
-            "gac": gac,
-            "input": "Bernoulli spikes [T, B, 1, 8, 8]" if coding == "poisson" else "static image",
+            "label": CODING_LABELS[name],
+            "gac": name == "gac",
+            "input": "Bernoulli spikes [T, B, 1, 8, 8]" if name == "poisson" else "static image",
             "test_acc_mean": acc_mean,
             "test_acc_std": acc_std,
             "firing_rate_mean": statistics.fmean(r["firing_rate"] for r in mine),

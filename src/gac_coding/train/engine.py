@@ -24,6 +24,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,9 +59,11 @@ __all__ = [
     "seed_everything",
 ]
 
-#: How images reach the model: as static frames (direct coding, or GAC when the model has it) or
-#: as Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities.
-CODINGS: tuple[str, ...] = ("direct", "poisson")
+#: How images reach the spiking backbone: ``"gac"``, the static image through the model's GAC
+#: encoder; ``"direct"``, the static image at every step (the model built without GAC);
+#: ``"poisson"``, Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities (the
+#: model built without GAC).
+CODINGS: tuple[str, ...] = ("direct", "poisson", "gac")
 #: Files that mark a folder as holding a training run.
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "model.safetensors")
 CHECKPOINT_FORMAT = "gac-coding/train-checkpoint-v1"
@@ -83,7 +86,6 @@ class TrainConfig:
     lr: float = 0.1
     out: str | None = None
     resume: bool = False
-    gac: bool = True
     amp: bool = False
     cutmix: float = 0.0
     loss: str = "ce"
@@ -94,12 +96,39 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None
     image_size: int | None = None
-    coding: str = "direct"
+    coding: str = "gac"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
     #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
     events: dict[str, Any] = field(default_factory=dict)
+    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or ``"poisson"`` given
+    #: with it), ``gac=True`` meant ``coding="gac"``. Read when the config is made, then cleared.
+    gac: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.gac is None:
+            return
+        warnings.warn(
+            "TrainConfig(gac=...) is deprecated: pass coding='gac', 'direct' or 'poisson'",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if not isinstance(self.gac, bool):
+            raise TypeError(f"gac: expected a bool, got {type(self.gac).__name__}")
+        if self.gac and self.coding == "poisson":
+            raise ValueError("coding: Poisson rate coding feeds spikes to a model without GAC; "
+                             "gac=True contradicts it (pass coding='poisson' alone)")
+        if self.gac:
+            self.coding = "gac"
+        elif self.coding == "gac":
+            self.coding = "direct"
+        self.gac = None
+
+    @property
+    def uses_gac(self) -> bool:
+        """Whether the model has the GAC encoder (``coding == "gac"``)."""
+        return self.coding == "gac"
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
@@ -142,9 +171,6 @@ class TrainConfig:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
         if self.coding not in CODINGS:
             raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
-        if self.coding == "poisson" and self.gac:
-            raise ValueError("coding: Poisson rate coding feeds spikes to a model without GAC; "
-                             "set gac=False (--no-gac)")
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options
@@ -160,7 +186,7 @@ class TrainConfig:
             return None
         if self.cutmix > 0:
             raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
-        if self.coding != "direct":
+        if self.coding == "poisson":
             raise ValueError(f"coding: event data sets are fed as frames; got coding={self.coding!r}")
         if not isinstance(self.events, dict):
             raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
@@ -171,8 +197,17 @@ class TrainConfig:
 
     def run_config(self) -> dict[str, Any]:
         """The part of the config that describes the run (stored in checkpoints)."""
-        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "data_dir"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "data_dir", "gac"}
+        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        config["gac"] = self.uses_gac  # what the checkpoint readers look for
+        return config
+
+
+def saved_coding(saved: dict[str, Any]) -> str | None:
+    """The ``coding`` of a checkpoint's config; checkpoints written before ``coding`` had the
+    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``."""
+    coding = saved.get("coding")
+    return "gac" if coding == "direct" and saved.get("gac") is True else coding
 
 
 @dataclass
@@ -236,9 +271,8 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
             f"resume: {last} is not a gac-coding training checkpoint "
             f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
         )
-    saved = ckpt["config"]
-    for key, mine in (("model", config.model), ("T", config.T), ("gac", config.gac),
-                      ("coding", config.coding)):
+    saved = dict(ckpt["config"], coding=saved_coding(ckpt["config"]))
+    for key, mine in (("model", config.model), ("T", config.T), ("coding", config.coding)):
         if saved.get(key) != mine:
             raise ValueError(
                 f"{key}: the checkpoint being resumed ({last}) was trained with {key}="
@@ -368,6 +402,28 @@ def fit(
         dist_utils.teardown(ctx)
 
 
+@dataclass
+class _Run:
+    """What one training run holds while it trains (built by :func:`_build`)."""
+
+    ctx: dist_utils.DistContext
+    config: TrainConfig
+    spec: DataSpec
+    model: nn.Module
+    train_model: nn.Module  # the model, or (set after resuming) its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.CosineAnnealingLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    data_gen: torch.Generator
+    run_config: dict[str, Any]
+    say: Logger
+    out: Path | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -1.0
+    start_epoch: int = 1
+
+
 def _fit(
     ctx: dist_utils.DistContext,
     config: TrainConfig,
@@ -383,28 +439,90 @@ def _fit(
     if model_factory is None:
         model_factory, known = default_model_factory()
         check_model_name(config.model, known)
-    device = ctx.device
     ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
     spec = data if data is not None else build_datasets(
         config.dataset, config.data_dir, image_size=config.image_size, events=config.frame_options()
     )
     if ckpt is not None:
-        saved = ckpt["config"]
-        for key, label, mine in (("num_classes", "class count", spec.num_classes),
-                                 ("in_channels", "in_channels", spec.in_channels)):
-            if saved.get(key) != mine:
-                raise ValueError(
-                    f"{key}: the checkpoint being resumed was trained with {label} "
-                    f"{saved.get(key)!r}, but data set {config.dataset!r} has {mine!r}"
-                )
+        _check_resumed_data(ckpt, config, spec)
+    run = _build(ctx, config, spec, model_factory, say)
+    if ckpt is not None:
+        _resume(run, ckpt)
+    if ctx.distributed:  # wraps the resumed weights
+        run.train_model = nn.parallel.DistributedDataParallel(
+            run.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+        )
+    train_sampler, train_loader, test_loader = _loaders(run)
 
-    # ---- model, optimizer, schedule
+    bars = ctx.is_main and _use_bars(config.progress)
+    last_epoch = config.epochs if config.stop_after is None else config.stop_after
+    _announce(run, last_epoch)
+    epoch_bar = _bar(range(run.start_epoch, last_epoch + 1), bars, desc="epochs",
+                     initial=run.start_epoch - 1, total=config.epochs)
+    for epoch in epoch_bar:
+        started = time.perf_counter()
+        if isinstance(train_sampler, DistributedSampler):
+            train_sampler.set_epoch(epoch)
+        lr = float(run.optimizer.param_groups[0]["lr"])
+        train_sums = _train_epoch(run, train_loader, bars, epoch)
+        v_loss, v_correct, v_count = evaluate(run.model, test_loader, config, ctx.device, run.amp_dtype)
+        t_loss, t_correct, t_seen, v_loss, v_correct, v_count = dist_utils.all_reduce_sum(
+            ctx, [*train_sums, v_loss, v_correct, v_count]
+        )
+        run.scheduler.step()
+        record = {
+            "epoch": epoch,
+            "train_loss": t_loss / max(t_seen, 1.0),
+            "train_acc": t_correct / max(t_seen, 1.0),
+            "val_loss": v_loss / max(v_count, 1.0),
+            "val_acc": v_correct / max(v_count, 1.0),
+            "lr": lr,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        improved = record["val_acc"] > run.best
+        run.best = max(run.best, record["val_acc"])
+        record["best_val_acc"] = run.best
+        run.history.append(record)
+        _save_epoch(run, epoch, record, improved)
+        msg = (f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
+               f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
+               f"lr {lr:.4g}  {record['seconds']:.1f}s")
+        if bars:
+            epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+            epoch_bar.write(msg)
+        else:
+            say(msg)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+    if run.start_epoch <= last_epoch < config.epochs:
+        say(f"stopping after epoch {last_epoch} of {config.epochs} as asked (--stop-after); "
+            f"continue with --resume")
+    return FitResult(history=run.history, best_val_acc=run.best, model=run.model, data=spec, out=run.out)
+
+
+def _check_resumed_data(ckpt: dict[str, Any], config: TrainConfig, spec: DataSpec) -> None:
+    """The data set must have the class and channel counts the resumed run was trained with."""
+    saved = ckpt["config"]
+    for key, label, mine in (("num_classes", "class count", spec.num_classes),
+                             ("in_channels", "in_channels", spec.in_channels)):
+        if saved.get(key) != mine:
+            raise ValueError(
+                f"{key}: the checkpoint being resumed was trained with {label} "
+                f"{saved.get(key)!r}, but data set {config.dataset!r} has {mine!r}"
+            )
+
+
+def _build(
+    ctx: dist_utils.DistContext, config: TrainConfig, spec: DataSpec, model_factory: ModelFactory, say: Logger
+) -> _Run:
+    """The model, optimizer, cosine schedule, grad scaler and data-order generator of a new run."""
+    device = ctx.device
     seed_everything(config.seed)
     model = model_factory(
         config.model,
         num_classes=spec.num_classes,
         T=config.T,
-        gac=config.gac,
+        gac=config.uses_gac,
         in_channels=spec.in_channels,
         **config.model_kwargs,
     ).to(device)
@@ -418,52 +536,53 @@ def _fit(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     amp_dtype, use_scaler = _amp_setup(config, device, say)
     scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu", enabled=use_scaler)
-
     run_config = dict(config.run_config(), num_classes=spec.num_classes, in_channels=spec.in_channels,
                       image_size=spec.image_size, world_size=ctx.world_size)
-    history: list[dict[str, Any]] = []
-    best = -1.0
-    start_epoch = 1
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        if ckpt["config"].get("epochs") != config.epochs:
-            _replan_cosine(scheduler, optimizer, config.epochs)
-            say(f"resume: cosine schedule re-planned for {config.epochs} epochs "
-                f"(the checkpoint planned {ckpt['config'].get('epochs')})")
-        history = list(ckpt.get("history", []))
-        best = float(ckpt.get("best_val_acc", -1.0))
-        start_epoch = int(ckpt["epoch"]) + 1
-        rng = ckpt.get("rng") or []
-        if len(rng) == ctx.world_size:
-            restore_rng_state(rng[ctx.rank], data_gen)
-        else:
-            say(f"resume: the checkpoint holds random states of {len(rng)} process(es), this run has "
-                f"{ctx.world_size}; random streams restart from seed {config.seed} + epoch")
-            seed_everything(config.seed + 1000 * start_epoch + ctx.rank)
-            data_gen.manual_seed(config.seed + 1000 * start_epoch + ctx.rank)
-        say(f"resume: continuing {config.out} after epoch {start_epoch - 1}")
+    return _Run(ctx=ctx, config=config, spec=spec, model=model, train_model=model,
+                optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp_dtype=amp_dtype,
+                data_gen=data_gen, run_config=run_config, say=say,
+                out=Path(config.out) if config.out is not None else None)
 
-    out = Path(config.out) if config.out is not None else None
-    if out is not None and ckpt is not None and ctx.is_main:
-        _truncate_metrics(out / "metrics.jsonl", start_epoch - 1)
 
-    train_model: nn.Module = model
-    if ctx.distributed:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
+def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
+    """Restore the states of ``last.pt`` into ``run``: weights, optimizer, schedule (re-planned
+    when ``epochs`` changed), scaler, history, random states; trim ``metrics.jsonl`` to match."""
+    ctx, config, say = run.ctx, run.config, run.say
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if ckpt.get("scaler"):
+        run.scaler.load_state_dict(ckpt["scaler"])
+    if ckpt["config"].get("epochs") != config.epochs:
+        _replan_cosine(run.scheduler, run.optimizer, config.epochs)
+        say(f"resume: cosine schedule re-planned for {config.epochs} epochs "
+            f"(the checkpoint planned {ckpt['config'].get('epochs')})")
+    run.history = list(ckpt.get("history", []))
+    run.best = float(ckpt.get("best_val_acc", -1.0))
+    run.start_epoch = int(ckpt["epoch"]) + 1
+    rng = ckpt.get("rng") or []
+    if len(rng) == ctx.world_size:
+        restore_rng_state(rng[ctx.rank], run.data_gen)
+    else:
+        say(f"resume: the checkpoint holds random states of {len(rng)} process(es), this run has "
+            f"{ctx.world_size}; random streams restart from seed {config.seed} + epoch")
+        seed_everything(config.seed + 1000 * run.start_epoch + ctx.rank)
+        run.data_gen.manual_seed(config.seed + 1000 * run.start_epoch + ctx.rank)
+    say(f"resume: continuing {config.out} after epoch {run.start_epoch - 1}")
+    if run.out is not None and ctx.is_main:
+        _truncate_metrics(run.out / "metrics.jsonl", run.start_epoch - 1)
 
-    # ---- data loaders
+
+def _loaders(run: _Run) -> tuple[Any, DataLoader, DataLoader]:
+    """``(train sampler, train loader, test loader)``: shuffled from the run's generator (or a
+    ``DistributedSampler``), the test set in order (or an exact shard per process)."""
+    ctx, config, spec = run.ctx, run.config, run.spec
     if ctx.distributed:
         train_sampler: Any = DistributedSampler(
             spec.train, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed
         )
     else:
-        train_sampler = RandomSampler(spec.train, generator=data_gen)
+        train_sampler = RandomSampler(spec.train, generator=run.data_gen)
     test_sampler: Any = (
         dist_utils.ShardSampler(len(spec.test), ctx.rank, ctx.world_size)
         if ctx.distributed
@@ -472,114 +591,89 @@ def _fit(
     loader_kw: dict[str, Any] = dict(
         batch_size=config.batch_size,
         num_workers=config.workers,
-        pin_memory=device.type == "cuda",
+        pin_memory=ctx.device.type == "cuda",
         collate_fn=spec.collate_fn,
     )
-    train_loader = DataLoader(spec.train, sampler=train_sampler, generator=data_gen, **loader_kw)
+    train_loader = DataLoader(spec.train, sampler=train_sampler, generator=run.data_gen, **loader_kw)
     test_loader = DataLoader(spec.test, sampler=test_sampler, **loader_kw)
+    return train_sampler, train_loader, test_loader
 
-    bars = ctx.is_main and _use_bars(config.progress)
-    last_epoch = config.epochs if config.stop_after is None else config.stop_after
-    if start_epoch > config.epochs:
-        say(f"nothing to do: {config.out} already holds {start_epoch - 1} of {config.epochs} epochs")
-    elif start_epoch > last_epoch:
-        say(f"nothing to do: {config.out} already holds {start_epoch - 1} of {config.epochs} epochs "
-            f"(--stop-after {last_epoch}); resume without --stop-after, or with a later one, to go on")
+
+def _announce(run: _Run, last_epoch: int) -> None:
+    config, spec, ctx = run.config, run.spec, run.ctx
+    done = run.start_epoch - 1
+    if run.start_epoch > config.epochs:
+        run.say(f"nothing to do: {config.out} already holds {done} of {config.epochs} epochs")
+    elif run.start_epoch > last_epoch:
+        run.say(f"nothing to do: {config.out} already holds {done} of {config.epochs} epochs "
+                f"(--stop-after {last_epoch}); resume without --stop-after, or with a later one, to go on")
     else:
-        say(f"training {config.model} (T={config.T}, gac={config.gac}, coding={config.coding}) on "
-            f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
-            f"{ctx.world_size} process(es) on {device}")
-    epoch_bar = _bar(range(start_epoch, last_epoch + 1), bars, desc="epochs",
-                     initial=start_epoch - 1, total=config.epochs)
-    for epoch in epoch_bar:
-        started = time.perf_counter()
-        if isinstance(train_sampler, DistributedSampler):
-            train_sampler.set_epoch(epoch)
-        lr = float(optimizer.param_groups[0]["lr"])
-        train_model.train()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        batches = _bar(_batches(train_loader, device), bars, desc=f"epoch {epoch}",
-                       total=len(train_loader), leave=False)
-        for x, y in batches:
-            target: Tensor | MixedTarget = y
-            if config.cutmix > 0:
-                x, target = cutmix(x, y, config.cutmix)
-            inp = _prepare_input(x, config)
-            autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-                        else contextlib.nullcontext())
-            with autocast:
-                logits = train_model(inp)
-            loss = spike_loss(logits, target, config.loss, config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            with torch.no_grad():
-                pred = logits.detach().float().mean(0).argmax(1)
-                if isinstance(target, MixedTarget):
-                    hits = (target.lam * (pred == target.y_a).double()
-                            + (1 - target.lam) * (pred == target.y_b).double()).sum()
-                else:
-                    hits = (pred == target).sum().double()
-                correct += hits
-                loss_sum += loss.detach().double() * y.shape[0]
-                seen += y.shape[0]
-        v_loss, v_correct, v_count = evaluate(model, test_loader, config, device, amp_dtype)
-        t_loss, t_correct, t_seen, v_loss, v_correct, v_count = dist_utils.all_reduce_sum(
-            ctx, [float(loss_sum), float(correct), float(seen), v_loss, v_correct, v_count]
-        )
-        scheduler.step()
-        record = {
-            "epoch": epoch,
-            "train_loss": t_loss / max(t_seen, 1.0),
-            "train_acc": t_correct / max(t_seen, 1.0),
-            "val_loss": v_loss / max(v_count, 1.0),
-            "val_acc": v_correct / max(v_count, 1.0),
-            "lr": lr,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        improved = record["val_acc"] > best
-        best = max(best, record["val_acc"])
-        record["best_val_acc"] = best
-        history.append(record)
-        rng_states = dist_utils.gather_object(ctx, capture_rng_state(data_gen))
-        if out is not None and ctx.is_main:
-            state = {
-                "format": CHECKPOINT_FORMAT,
-                "epoch": epoch,
-                "config": run_config,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": rng_states,
-                "best_val_acc": best,
-                "history": history,
-            }
-            append_jsonl(out / "metrics.jsonl", record)
-            save_checkpoint(state, out / "last.pt")
-            if improved:
-                save_checkpoint(state, out / "best.pt")
-            meta = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
-                    "gac": config.gac, "in_channels": spec.in_channels, "epoch": epoch}
-            if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
-                meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
-            save_safetensors(model.state_dict(), out / "model.safetensors", metadata=meta)
-        dist_utils.barrier(ctx)
-        msg = (f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
-               f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
-               f"lr {lr:.4g}  {record['seconds']:.1f}s")
-        if bars:
-            epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
-            epoch_bar.write(msg)
-        else:
-            say(msg)
-        if on_epoch_end is not None:
-            on_epoch_end(record)
-    if start_epoch <= last_epoch < config.epochs:
-        say(f"stopping after epoch {last_epoch} of {config.epochs} as asked (--stop-after); "
-            f"continue with --resume")
-    return FitResult(history=history, best_val_acc=best, model=model, data=spec, out=out)
+        run.say(f"training {config.model} (T={config.T}, coding={config.coding}) on "
+                f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
+                f"{ctx.world_size} process(es) on {ctx.device}")
 
+
+def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[float]:
+    """One pass over the training set; ``[loss sum, correct (CutMix-weighted), samples]`` of
+    this process."""
+    config, device = run.config, run.ctx.device
+    run.train_model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    batches = _bar(_batches(loader, device), bars, desc=f"epoch {epoch}", total=len(loader), leave=False)
+    for x, y in batches:
+        target: Tensor | MixedTarget = y
+        if config.cutmix > 0:
+            x, target = cutmix(x, y, config.cutmix)
+        inp = _prepare_input(x, config)
+        autocast = (torch.autocast(device.type, dtype=run.amp_dtype) if run.amp_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            logits = run.train_model(inp)
+        loss = spike_loss(logits, target, config.loss, config.label_smoothing)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        with torch.no_grad():
+            pred = logits.detach().float().mean(0).argmax(1)
+            if isinstance(target, MixedTarget):
+                hits = (target.lam * (pred == target.y_a).double()
+                        + (1 - target.lam) * (pred == target.y_b).double()).sum()
+            else:
+                hits = (pred == target).sum().double()
+            correct += hits
+            loss_sum += loss.detach().double() * y.shape[0]
+            seen += y.shape[0]
+    return [float(loss_sum), float(correct), float(seen)]
+
+
+def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -> None:
+    """Rank 0 appends the epoch to ``metrics.jsonl`` and writes ``last.pt``, ``best.pt`` (when
+    the test accuracy improved) and ``model.safetensors``; every rank waits for it."""
+    ctx, config, spec = run.ctx, run.config, run.spec
+    rng_states = dist_utils.gather_object(ctx, capture_rng_state(run.data_gen))
+    if run.out is not None and ctx.is_main:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch,
+            "config": run.run_config,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "rng": rng_states,
+            "best_val_acc": run.best,
+            "history": run.history,
+        }
+        append_jsonl(run.out / "metrics.jsonl", record)
+        save_checkpoint(state, run.out / "last.pt")
+        if improved:
+            save_checkpoint(state, run.out / "best.pt")
+        meta = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
+                "gac": config.uses_gac, "in_channels": spec.in_channels, "epoch": epoch}
+        if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
+            meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
+        save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)
+    dist_utils.barrier(ctx)
