@@ -16,7 +16,7 @@ from ._checks import nonnegative_int, positive_int
 from .attention import GatedAttentionUnit
 from .neuron import SurrogateLike
 
-__all__ = ["GACEncoder", "check_image_input"]
+__all__ = ["GACEncoder", "StemEncoder", "check_image_input"]
 
 
 def check_image_input(
@@ -90,43 +90,20 @@ def check_image_input(
     return static
 
 
-class GACEncoder(nn.Module):
-    """Gated Attention Coding: image (or frame sequence) -> gated spike code ``[T, B, C, H', W']``.
+class StemEncoder(nn.Module):
+    """The stem every encoder starts with: ``U_t = BN(Conv(X_t))`` on each step.
 
-    ``U = BN(Conv(X_t))``, ``S = LIF(U)``, ``O = sigmoid(TA(U) * SCA(U)) * S``. Defaults are the
-    CIFAR recipe of the paper (3x3 stem, LIF decay 0.5, threshold 1.0, triangle surrogate).
-
-    The output is **not binary**: values lie in ``[0, 1)`` and are zero wherever ``S`` is. A
-    backbone that starts with a LIF (as MS-ResNet does) turns it back into spikes; a backbone whose
-    first layer is a convolution would multiply real values. ``binarize=True`` emits
-    ``[O > 0.5]`` instead (a spike survives where its gate exceeds 0.5), with a straight-through
-    gradient.
+    A static batch ``[B, C, H, W]`` runs the convolution and BatchNorm once for all ``T`` steps,
+    with BatchNorm statistics as for ``T`` identical copies (docs/design/encoder.md §2-3);
+    :meth:`membrane` returns ``U`` and whether it is static. What reaches the backbone is the
+    subclass's choice: :class:`GACEncoder` gates the spikes of ``U``, the direct-coding
+    :class:`~gac_coding.models.DirectEncoder` hands over ``U`` itself.
 
     Args:
         in_channels: channels of the input image.
-        out_channels: channels of the code (``C``).
+        out_channels: channels of ``U``.
         T: number of time steps (>= 1).
-        kernel_size, stride, padding: the stem convolution (no bias).
-        decay, threshold, surrogate, detach_reset: the encoder's LIF (docs/design/recipes.md §2).
-        ta_ratio, sca_ratio, sca_kernel: attention sizes (paper: 2, 1, 4).
-        temporal_attention: ``"mlp"`` (the paper's, an MLP of width ``T``: the encoder runs at the
-            ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no
-            ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
-            see :meth:`set_timesteps`).
-        binarize: emit binary spikes (see above).
-        record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
-            for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
-            ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
-            of the ``state_dict``, and is not kept while ``torch.export`` traces the encoder.
-
-    Example:
-        >>> import torch, gac_coding as gac
-        >>> enc = gac.GACEncoder(in_channels=3, out_channels=16, T=4)
-        >>> o = enc(torch.rand(2, 3, 8, 8))          # static batch: direct coding, fast path
-        >>> o.shape
-        torch.Size([4, 2, 16, 8, 8])
-        >>> bool(((o == 0) | (enc.last_spikes == 1)).all())
-        True
+        kernel_size, stride, padding: the convolution (no bias).
     """
 
     def __init__(
@@ -137,17 +114,6 @@ class GACEncoder(nn.Module):
         kernel_size: int = 3,
         stride: int = 1,
         padding: int = 1,
-        *,
-        decay: float = 0.5,
-        threshold: float = 1.0,
-        surrogate: SurrogateLike = "triangle",
-        detach_reset: bool = False,
-        ta_ratio: int = 2,
-        sca_ratio: int = 1,
-        sca_kernel: int = 4,
-        temporal_attention: str = "mlp",
-        binarize: bool = False,
-        record: bool = True,
     ) -> None:
         super().__init__()
         self.in_channels = positive_int("in_channels", in_channels)
@@ -158,68 +124,12 @@ class GACEncoder(nn.Module):
         padding = nonnegative_int("padding", padding)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
-        self.gate = GatedAttentionUnit(
-            out_channels,
-            T,
-            ta_ratio=ta_ratio,
-            sca_ratio=sca_ratio,
-            sca_kernel=sca_kernel,
-            decay=decay,
-            threshold=threshold,
-            surrogate=surrogate,
-            detach_reset=detach_reset,
-            temporal_attention=temporal_attention,
-        )
-        self.binarize = bool(binarize)
-        self.record = bool(record)
-        self._last: tuple[Tensor, Tensor, Tensor] | None = None
-
-    # ------------------------------------------------------------------ inspection
-    @property
-    def last_spikes(self) -> Tensor | None:
-        """Spikes ``S`` of the last call, ``[T, B, C, H', W']`` (0./1., detached), or ``None``."""
-        if self._last is None:
-            return None
-        fired, gate, _ = self._last
-        return fired.to(gate.dtype)
-
-    @property
-    def last_gate(self) -> Tensor | None:
-        """Gate ``sigmoid(TA * SCA)`` of the last call, ``[T, B, C, H', W']`` (detached)."""
-        return None if self._last is None else self._last[1]
-
-    @property
-    def last_temporal_attention(self) -> Tensor | None:
-        """``TA`` of the last call, ``[T, B]`` (detached)."""
-        return None if self._last is None else self._last[2]
 
     def set_timesteps(self, T: int) -> None:
-        """Change the number of time steps of the built encoder.
-
-        Static inputs then give ``[T, B, ...]`` and sequences of ``T`` steps are accepted. With the
-        paper's temporal attention (``temporal_attention="mlp"``, an MLP of width equal to the
-        ``T`` it was built for) a later call at another ``T`` raises ``ValueError``; the ``"conv"``
-        attention runs at any ``T``.
-
-        Example:
-            >>> import torch, gac_coding as gac
-            >>> enc = gac.GACEncoder(1, 4, T=4, temporal_attention="conv")
-            >>> enc.set_timesteps(7)
-            >>> enc(torch.rand(2, 1, 6, 6)).shape
-            torch.Size([7, 2, 4, 6, 6])
-        """
+        """Run at ``T`` steps from now on: static inputs give ``[T, B, ...]``, sequences of ``T``
+        steps are accepted."""
         self.T = positive_int("T", T)
-        gate = getattr(self, "gate", None)
-        if gate is not None:
-            gate.set_timesteps(self.T)
 
-    def __getstate__(self) -> dict:
-        # the record of the last call is for inspection: pickles, torch.save and deepcopy skip it
-        state = super().__getstate__()
-        state["_last"] = None
-        return state
-
-    # ------------------------------------------------------------------ helpers
     def _min_input_size(self) -> tuple[int, int]:
         k = self.conv.kernel_size
         p = self.conv.padding
@@ -293,6 +203,127 @@ class GACEncoder(nn.Module):
             return self._bn_static(self.conv(x)), True
         y = self.bn(self.conv(x.flatten(0, 1)))
         return y.view(self.T, x.shape[1], *y.shape[1:]), False
+
+
+
+class GACEncoder(StemEncoder):
+    """Gated Attention Coding: image (or frame sequence) -> gated spike code ``[T, B, C, H', W']``.
+
+    ``U = BN(Conv(X_t))``, ``S = LIF(U)``, ``O = sigmoid(TA(U) * SCA(U)) * S``. Defaults are the
+    CIFAR recipe of the paper (3x3 stem, LIF decay 0.5, threshold 1.0, triangle surrogate).
+
+    The output is **not binary**: values lie in ``[0, 1)`` and are zero wherever ``S`` is. A
+    backbone that starts with a LIF (as MS-ResNet does) turns it back into spikes; a backbone whose
+    first layer is a convolution would multiply real values. ``binarize=True`` emits
+    ``[O > 0.5]`` instead (a spike survives where its gate exceeds 0.5), with a straight-through
+    gradient.
+
+    Args:
+        in_channels: channels of the input image.
+        out_channels: channels of the code (``C``).
+        T: number of time steps (>= 1).
+        kernel_size, stride, padding: the stem convolution (no bias).
+        decay, threshold, surrogate, detach_reset: the encoder's LIF (docs/design/recipes.md §2).
+        ta_ratio, sca_ratio, sca_kernel: attention sizes (paper: 2, 1, 4).
+        temporal_attention: ``"mlp"`` (the paper's, an MLP of width ``T``: the encoder runs at the
+            ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no
+            ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
+            see :meth:`set_timesteps`).
+        binarize: emit binary spikes (see above).
+        record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
+            for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
+            ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
+            of the ``state_dict``, and is not kept while ``torch.export`` traces the encoder.
+
+    Example:
+        >>> import torch, gac_coding as gac
+        >>> enc = gac.GACEncoder(in_channels=3, out_channels=16, T=4)
+        >>> o = enc(torch.rand(2, 3, 8, 8))          # static batch: direct coding, fast path
+        >>> o.shape
+        torch.Size([4, 2, 16, 8, 8])
+        >>> bool(((o == 0) | (enc.last_spikes == 1)).all())
+        True
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        T: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        *,
+        decay: float = 0.5,
+        threshold: float = 1.0,
+        surrogate: SurrogateLike = "triangle",
+        detach_reset: bool = False,
+        ta_ratio: int = 2,
+        sca_ratio: int = 1,
+        sca_kernel: int = 4,
+        temporal_attention: str = "mlp",
+        binarize: bool = False,
+        record: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
+        self.gate = GatedAttentionUnit(
+            out_channels,
+            T,
+            ta_ratio=ta_ratio,
+            sca_ratio=sca_ratio,
+            sca_kernel=sca_kernel,
+            decay=decay,
+            threshold=threshold,
+            surrogate=surrogate,
+            detach_reset=detach_reset,
+            temporal_attention=temporal_attention,
+        )
+        self.binarize = bool(binarize)
+        self.record = bool(record)
+        self._last: tuple[Tensor, Tensor, Tensor] | None = None
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def last_spikes(self) -> Tensor | None:
+        """Spikes ``S`` of the last call, ``[T, B, C, H', W']`` (0./1., detached), or ``None``."""
+        if self._last is None:
+            return None
+        fired, gate, _ = self._last
+        return fired.to(gate.dtype)
+
+    @property
+    def last_gate(self) -> Tensor | None:
+        """Gate ``sigmoid(TA * SCA)`` of the last call, ``[T, B, C, H', W']`` (detached)."""
+        return None if self._last is None else self._last[1]
+
+    @property
+    def last_temporal_attention(self) -> Tensor | None:
+        """``TA`` of the last call, ``[T, B]`` (detached)."""
+        return None if self._last is None else self._last[2]
+
+    def set_timesteps(self, T: int) -> None:
+        """Change the number of time steps of the built encoder.
+
+        Static inputs then give ``[T, B, ...]`` and sequences of ``T`` steps are accepted. With the
+        paper's temporal attention (``temporal_attention="mlp"``, an MLP of width equal to the
+        ``T`` it was built for) a later call at another ``T`` raises ``ValueError``; the ``"conv"``
+        attention runs at any ``T``.
+
+        Example:
+            >>> import torch, gac_coding as gac
+            >>> enc = gac.GACEncoder(1, 4, T=4, temporal_attention="conv")
+            >>> enc.set_timesteps(7)
+            >>> enc(torch.rand(2, 1, 6, 6)).shape
+            torch.Size([7, 2, 4, 6, 6])
+        """
+        super().set_timesteps(T)
+        self.gate.set_timesteps(self.T)
+
+    def __getstate__(self) -> dict:
+        # the record of the last call is for inspection: pickles, torch.save and deepcopy skip it
+        state = super().__getstate__()
+        state["_last"] = None
+        return state
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x: [B, C_in, H, W]`` (static) or ``[T, B, C_in, H, W]`` -> ``[T, B, C, H', W']``."""

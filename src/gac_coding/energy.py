@@ -387,11 +387,11 @@ class _Counter:
     """The forward hooks of one :func:`estimate_energy` run, and what they counted."""
 
     def __init__(self, model: nn.Module) -> None:
-        from .encoder import GACEncoder
+        from .encoder import StemEncoder  # GAC's, and the direct-coding stem
 
         self.model = model
         self.names = {module: name for name, module in model.named_modules()}
-        self.encoders = [m for m in model.modules() if isinstance(m, GACEncoder)]
+        self.encoders = [m for m in model.modules() if isinstance(m, StemEncoder)]
         #: every module inside an encoder -> that encoder
         self.owner: dict[nn.Module, nn.Module] = {}
         for enc in self.encoders:

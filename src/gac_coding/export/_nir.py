@@ -126,11 +126,13 @@ class HostEncoder(nn.Module):
         self, encoder: nn.Module, *, binarize: bool | None = None, channels_last: bool = False
     ) -> None:
         super().__init__()
-        from ..encoder import GACEncoder
+        from ..encoder import StemEncoder
         from ..models.msresnet import DirectEncoder
 
-        if not isinstance(encoder, GACEncoder):
-            raise TypeError(f"encoder: expected a GACEncoder, got {type(encoder).__name__}")
+        if not isinstance(encoder, StemEncoder):
+            raise TypeError(
+                f"encoder: expected a GACEncoder or a DirectEncoder, got {type(encoder).__name__}"
+            )
         if binarize is not None and not isinstance(binarize, bool):
             raise TypeError(f"binarize: expected a bool or None, got {type(binarize).__name__}")
         self.direct = isinstance(encoder, DirectEncoder)

@@ -74,7 +74,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from ..cli import _energy_settings
+    from ..cli import model_settings
     from ..models import create_model
     from ..models.checkpoints import load_weights, read_weights
     from ._nir import DEFAULT_DT, save_nir_export, to_nir
@@ -82,7 +82,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     if args.input_size is not None and min(args.input_size) < 1:
         raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
     weights = read_weights(args.checkpoint)
-    s = _energy_settings(args, weights.settings, args.checkpoint)
+    s = model_settings(args, weights.settings, args.checkpoint)
     model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
                          in_channels=s["in_channels"])  # fmt: skip
     layout = load_weights(model, weights, model_name=s["model"])

@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..encoder import GACEncoder
-from ..neuron import LIF, RECIPES
+from ..attention import TEMPORAL_ATTENTIONS
+from ..encoder import GACEncoder, StemEncoder
+from ..neuron import LIF, RECIPES, LIFParams
 from ..ops.layout import empty_steps
 
 __all__ = [
@@ -93,13 +94,30 @@ def _unfold(y: Tensor, T: int) -> Tensor:
     return y.view(T, y.shape[0] // T, *y.shape[1:])
 
 
-class DirectEncoder(GACEncoder):
-    """The stem of :class:`~gac_coding.GACEncoder` without the gate: direct coding.
+#: :class:`~gac_coding.GACEncoder` settings that concern its neuron and gate, which a direct-coding
+#: stem does not have: accepted (and checked) so that a model builds with ``gac=True`` or ``False``
+#: from the same arguments, then unused.
+_GATE_SETTINGS = frozenset(
+    {"decay", "threshold", "surrogate", "detach_reset", "ta_ratio", "sca_ratio", "sca_kernel",
+     "temporal_attention", "record"}
+)  # fmt: skip
+
+
+class DirectEncoder(StemEncoder):
+    """The stem of :class:`~gac_coding.GACEncoder` without neuron and gate: direct coding.
 
     Returns the stem's BN output ``U`` as a sequence ``[T, B, C, H', W']`` (a static image is
     repeated over ``T``); the first backbone block turns it into spikes with its own LIF. The
     static fast path of the stem (convolution and BN once per image, BN statistics as for ``T``
-    copies) is kept. Spikes and gate are not recorded (:attr:`last_spikes` is ``None``).
+    copies) is that of :class:`~gac_coding.encoder.StemEncoder`, which both encoders share.
+    Nothing is recorded (:attr:`last_spikes` is ``None``).
+
+    Args:
+        in_channels, out_channels, T, kernel_size, stride, padding: the stem.
+        **gate_settings: the neuron and gate settings of :class:`~gac_coding.GACEncoder`
+            (``decay``, ``threshold``, ``surrogate``, ``detach_reset``, ``ta_ratio``, ``sca_ratio``,
+            ``sca_kernel``, ``temporal_attention``, ``record``): checked, then unused. Anything
+            else raises ``TypeError``.
 
     Example:
         >>> import torch
@@ -109,10 +127,32 @@ class DirectEncoder(GACEncoder):
         torch.Size([3, 2, 8, 8, 8])
     """
 
-    def __init__(self, in_channels: int, out_channels: int, T: int, *args: Any, **kwargs: Any) -> None:
-        super().__init__(in_channels, out_channels, T, *args, **kwargs)
-        del self.gate  # no attention parameters in the direct-coding baseline
-        self.record = False
+    #: no neuron, nothing to record: the spikes come from the backbone's first LIF
+    last_spikes = None
+    last_gate = None
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        T: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        **gate_settings: Any,
+    ) -> None:
+        unknown = sorted(set(gate_settings) - _GATE_SETTINGS)
+        if unknown:
+            raise TypeError(
+                f"DirectEncoder: unexpected keyword argument(s) {unknown}; it takes the stem's "
+                f"settings, and accepts (unused) the gate's: {sorted(_GATE_SETTINGS)}"
+            )
+        neuron = ("decay", "threshold", "surrogate", "detach_reset")
+        LIFParams(**{k: gate_settings[k] for k in neuron if k in gate_settings})  # the GAC encoder's checks
+        kind = gate_settings.get("temporal_attention", "mlp")
+        if kind not in TEMPORAL_ATTENTIONS:
+            raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
+        super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C_in, H, W]`` or ``[T, B, C_in, H, W]`` -> ``U: [T, B, C, H', W']``."""
