@@ -155,9 +155,9 @@ class HostEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C, H, W]`` or ``[T, B, C, H, W]`` -> code ``[T, B, C', H', W']``."""
         if self.channels_last and isinstance(x, Tensor) and x.dim() in (4, 5) and x.numel():
-            from ..models.msresnet import _channels_last
+            from ..models._steps import channels_last_steps
 
-            x = _channels_last(x)
+            x = channels_last_steps(x)
         return self.encoder(x)
 
     def extra_repr(self) -> str:

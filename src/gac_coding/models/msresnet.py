@@ -30,6 +30,7 @@ from ..attention import TEMPORAL_ATTENTIONS
 from ..encoder import GACEncoder, StemEncoder
 from ..neuron import LIF, RECIPES, LIFParams
 from ..ops.layout import empty_steps
+from ._steps import channels_last_steps, fold, unfold
 
 __all__ = [
     "DirectEncoder",
@@ -42,17 +43,6 @@ __all__ = [
     "msresnet34_imagenet",
     "msresnet_tiny",
 ]
-
-
-def _channels_last(x: Tensor) -> Tensor:
-    """A ``[B, C, H, W]`` batch or ``[T, B, C, H, W]`` sequence with channels-last steps (other
-    inputs pass unchanged, for the encoder to reject with a clear message)."""
-    if not isinstance(x, Tensor) or x.dim() not in (4, 5) or x.numel() == 0:
-        return x
-    if x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)  # no copy when it already is
-    return flat.view(x.shape)
 
 
 #: On CPU a block of a channels-last model with at least this many channels runs in the default
@@ -81,17 +71,7 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
         and positions < _CPU_DEFAULT_LAYOUT_BELOW * channels
     ):
         return x.contiguous()
-    return _channels_last(x)
-
-
-def _fold(x: Tensor) -> Tensor:
-    """``[T, B, ...] -> [T * B, ...]``."""
-    return x.flatten(0, 1)
-
-
-def _unfold(y: Tensor, T: int) -> Tensor:
-    """``[T * B, ...] -> [T, B, ...]``."""
-    return y.view(T, y.shape[0] // T, *y.shape[1:])
+    return channels_last_steps(x)
 
 
 #: :class:`~gac_coding.GACEncoder` settings that concern its neuron and gate, which a direct-coding
@@ -226,11 +206,11 @@ class MSBlock(nn.Module):
         if self.channels_last:
             x = _block_layout(x, self.bn2.num_features, self.stride)
         T = x.shape[0]
-        y = self.bn1(self.conv1(_fold(self.lif1(x))))
-        y = self.bn2(self.conv2(_fold(self.lif2(_unfold(y, T)))))
+        y = self.bn1(self.conv1(fold(self.lif1(x))))
+        y = self.bn2(self.conv2(fold(self.lif2(unfold(y, T)))))
         # in place: BN (or a convolution, should BN be folded away) does not keep its output
-        y += self.shortcut(_fold(x))
-        return _unfold(y, T)
+        y += self.shortcut(fold(x))
+        return unfold(y, T)
 
 
 class MSResNet(nn.Module):
@@ -379,7 +359,7 @@ class MSResNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
-        h = self.encoder(_channels_last(x) if self.channels_last else x)
+        h = self.encoder(channels_last_steps(x) if self.channels_last else x)
         for stage in self.stages:
             h = stage(h)
         return h

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 
 from ..encoder import GACEncoder
 from ..neuron import LIF, RECIPES
-from .msresnet import DirectEncoder, _fold, _unfold
+from ._steps import fold, unfold
+from .msresnet import DirectEncoder
 
 __all__ = ["SpikingVGG", "VGGSNN_PLAN", "VGG_TINY_PLAN", "vgg_tiny", "vggsnn_dvs"]
 
@@ -105,7 +106,7 @@ class SpikingVGG(nn.Module):
         T = h.shape[0]
         for layer in self.layers:
             # LIFs run over time on [T, B, ...]; convolution, BN and pooling fold T into the batch
-            h = layer(h) if isinstance(layer, LIF) else _unfold(layer(_fold(h)), T)
+            h = layer(h) if isinstance(layer, LIF) else unfold(layer(fold(h)), T)
         spikes = self.head_lif(h)
         return self.fc(spikes.mean((3, 4)))
 
