@@ -176,17 +176,17 @@ class StemEncoder(nn.Module):
                 f"x: training-mode BatchNorm needs more than one value per channel, got a "
                 f"{tuple(y.shape)} stem output with T=1"
             )
-        if bn.track_running_stats and bn.running_mean is not None:
+        running_mean, running_var, tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
+        if bn.track_running_stats and running_mean is not None and running_var is not None:
+            assert tracked is not None  # BatchNorm keeps it whenever it tracks running statistics
             with torch.no_grad():
                 n = count * self.T
                 stat = y.detach().to(torch.promote_types(y.dtype, torch.float32))
                 var, mean = torch.var_mean(stat, dim=(0, 2, 3), correction=0)
-                bn.num_batches_tracked.add_(1)
-                factor = (
-                    1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-                )
-                bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
-                bn.running_var.lerp_((var * (n / (n - 1))).to(bn.running_var.dtype), factor)
+                tracked.add_(1)
+                factor = 1.0 / float(tracked) if bn.momentum is None else bn.momentum
+                running_mean.lerp_(mean.to(running_mean.dtype), factor)
+                running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), factor)
         return out
 
     def membrane(self, x: Tensor) -> tuple[Tensor, bool]:

@@ -671,8 +671,8 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
         save_checkpoint(state, run.out / "last.pt")
         if improved:
             save_checkpoint(state, run.out / "best.pt")
-        meta = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
-                "gac": config.uses_gac, "in_channels": spec.in_channels, "epoch": epoch}
+        meta: dict[str, Any] = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
+                                "gac": config.uses_gac, "in_channels": spec.in_channels, "epoch": epoch}
         if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
             meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
         save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)
