@@ -150,7 +150,9 @@ class ConvTemporalAttention(nn.Module):
 TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
 
 
-def make_temporal_attention(kind: str, T: int, ratio: int = 2) -> nn.Module:
+def make_temporal_attention(
+    kind: str, T: int, ratio: int = 2
+) -> TemporalAttention | ConvTemporalAttention:
     """``TemporalAttention(T, ratio)`` for ``"mlp"``, ``ConvTemporalAttention()`` for ``"conv"``."""
     if kind == "mlp":
         return TemporalAttention(T, ratio)

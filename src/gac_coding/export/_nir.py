@@ -58,7 +58,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -141,9 +141,10 @@ class HostEncoder(nn.Module):
                 "binarize: the model uses direct coding (gac=False), whose host sends the stem's "
                 "real-valued membrane U to the chip; binarize=True needs a GAC encoder"
             )
-        self.encoder = copy.deepcopy(encoder)
+        copied: Any = copy.deepcopy(encoder)  # a StemEncoder (nn.Module attributes are untyped)
         if binarize is not None and not self.direct:
-            self.encoder.binarize = binarize
+            copied.binarize = binarize
+        self.encoder = copied
         self.channels_last = bool(channels_last)
         self.T = int(encoder.T)
 
@@ -271,8 +272,7 @@ def _probe_spike_function(fn: Callable[[Tensor], Tensor], dtype: torch.dtype) ->
     """``"gt"`` (fires above 0), ``"ge"`` (at 0 too) or ``"other"`` for a spike function of ``v - thr``."""
     probe = torch.tensor([-1e-3, 0.0, 1e-3], dtype=dtype)
     with torch.no_grad():
-        out = fn(probe)
-    out = _first_tensor(out)
+        out = _first_tensor(fn(probe))
     if out is None:
         return "other"
     values = [float(v) for v in out.flatten().tolist()]
@@ -487,7 +487,7 @@ class _Builder:
 
     # -------------------------------------------------------------- layers
     @staticmethod
-    def _bn_scale(bn: nn.Module, where: str) -> tuple[Tensor, Tensor]:
+    def _bn_scale(bn: Any, where: str) -> tuple[Tensor, Tensor]:
         """Eval-mode BatchNorm as ``y = x * scale + shift`` (per channel, float64)."""
         if bn.running_mean is None or bn.running_var is None:
             raise ValueError(
@@ -586,7 +586,7 @@ class _Builder:
 
         return np.array(shape, dtype=np.int64)
 
-    def pool(self, name: str, module: nn.Module, x: _Value) -> _Value:
+    def pool(self, name: str, module: Any, x: _Value) -> _Value:
         where = _describe(name, module)
         ps_in, ps_out = self.shape_of(module, name)
         if len(ps_in) != 3:
@@ -681,7 +681,7 @@ class _Builder:
             return self.chain([(name, module)], x)
         _unsupported(name, module)
 
-    def block(self, name: str, block: nn.Module, x: _Value) -> _Value:
+    def block(self, name: str, block: Any, x: _Value) -> _Value:
         """MS-ResNet block: ``BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)``."""
         p = f"{name}." if name else ""
         y = self.chain(
@@ -720,7 +720,7 @@ class _Builder:
                     _unsupported(name, module)
 
 
-def _unsupported(name: str, module: nn.Module) -> None:
+def _unsupported(name: str, module: nn.Module) -> NoReturn:
     where = _describe(name, module)
     if any(True for _ in module.children()):
         raise TypeError(
@@ -859,6 +859,7 @@ def to_nir(
         ((16, 8, 8), (3,))
     """
     nir = _require_nir()
+    from .._measure import measuring
     from ..adapters import GACNet
     from ..models.msresnet import MSResNet
 
@@ -893,7 +894,7 @@ def to_nir(
     idx = torch.arange(B, device=example_input.device) % example_input.shape[batch_dim]
     x = example_input.index_select(batch_dim, idx)
 
-    work = model if binarize is None else _with_binarize(model, binarize)
+    work: Any = model if binarize is None else _with_binarize(model, binarize)
     builder = _Builder(nir, dt, dtype, {})
     if isinstance(work, MSResNet):
         items = [(f"stages.{s}", stage) for s, stage in enumerate(work.stages)]
@@ -906,16 +907,10 @@ def to_nir(
             items = [("backbone", backbone)]
         builder.validate(items)
 
-    training = {m: m.training for m in model.modules()}
-    try:
-        work.eval()
-        host.eval()
-        with torch.no_grad():
-            code = host(x)
+    host.eval()
+    with measuring(work):
+        code = host(x)
         shapes = _trace_shapes(work, x, T, B)
-    finally:
-        for module, flag in training.items():
-            module.training = flag
     in_shape = tuple(int(s) for s in code.shape[2:])
     builder.shapes = shapes
     import numpy as np
@@ -924,8 +919,9 @@ def to_nir(
     x_val = _Value(["input"], in_shape)
     y = builder.chain(items, x_val)
     if isinstance(work, MSResNet):
-        y = builder.neuron("head_lif", work.head_lif, y)
-        assert y is not None
+        head = builder.neuron("head_lif", work.head_lif, y)
+        assert head is not None
+        y = head
         c, h, w = y.shape
         y = builder.avgpool("pool", y, (c, 1, 1), (h, w), (h, w), None)
         flat = nir.Flatten(input_type={"input": np.array((c, 1, 1), dtype=np.int64)}, start_dim=0, end_dim=-1)
@@ -954,7 +950,7 @@ def _with_binarize(model: nn.Module, binarize: bool) -> nn.Module:
     from ..models.msresnet import DirectEncoder
 
     copied = copy.deepcopy(model)
-    enc = copied.encoder
+    enc: Any = copied.encoder
     if not isinstance(enc, DirectEncoder):
         enc.binarize = binarize
     return copied
@@ -988,11 +984,13 @@ def _synaptic_module(node: Any, dtype: torch.dtype) -> nn.Module:
     kind = type(node).__name__
     w = torch.as_tensor(node.weight).to(dtype)
     if kind == "Conv2d":
-        pad = node.padding if isinstance(node.padding, str) else tuple(int(p) for p in node.padding)
+        pad: Any = node.padding if isinstance(node.padding, str) else tuple(int(p) for p in node.padding)
+        kernel: Any = tuple(w.shape[2:])  # two ints: NIR's Conv2d is 2-D
+        stride: Any = tuple(int(s) for s in node.stride)
+        dilation: Any = tuple(int(d) for d in node.dilation)
         m: nn.Module = nn.Conv2d(
-            w.shape[1] * int(node.groups), w.shape[0], tuple(w.shape[2:]),
-            stride=tuple(int(s) for s in node.stride), padding=pad,
-            dilation=tuple(int(d) for d in node.dilation), groups=int(node.groups), bias=True,
+            w.shape[1] * int(node.groups), w.shape[0], kernel, stride=stride, padding=pad,
+            dilation=dilation, groups=int(node.groups), bias=True,
         )  # fmt: skip
         m.bias = nn.Parameter(torch.as_tensor(node.bias).to(dtype), requires_grad=False)
     else:

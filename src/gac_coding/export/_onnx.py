@@ -230,6 +230,8 @@ def to_onnx(
                 opset_version=opset_version,
                 verbose=False,
             )
+        if onnx_program is None:  # torch.onnx.export returns the program with dynamo=True
+            raise RuntimeError("torch.onnx.export returned no ONNX program")
         onnx_program.save(str(path))
         if check:
             bigger = torch.cat([example, example.narrow(dim, 0, 1)], dim)

@@ -544,7 +544,8 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         state, recorded = _read_safetensors(path)
     else:
         obj = read_torch_file(path)
-        recorded = obj.get("config") if isinstance(obj.get("config"), Mapping) else {}
+        config = obj.get("config")
+        recorded = config if isinstance(config, Mapping) else {}
         state = obj
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):

@@ -112,6 +112,7 @@ class LIFParams:
         object.__setattr__(self, "decay", decay)
         object.__setattr__(self, "threshold", threshold)
         object.__setattr__(self, "detach_reset", bool(self.detach_reset))
+        code: int | None
         if isinstance(self.surrogate, str):
             code = SURROGATE_CODES[self.surrogate]
         else:
