@@ -269,3 +269,113 @@ def test_a_missing_optional_package_is_one_line_naming_its_extra(monkeypatch, ca
                    'pip install "gac-coding[train]"\n')  # fmt: skip
     with pytest.raises(ModuleNotFoundError):  # from Python: the exception
         main(["demo", "--epochs", "1"])
+
+
+# ------------------------------------------- issue 14: conv temporal attention, event models
+def test_energy_and_export_rebuild_a_run_trained_with_the_conv_temporal_attention(
+    tmp_path: Path, capsys
+) -> None:
+    from gac_coding.energy import estimate_energy
+    from gac_coding.models import create_model
+    from gac_coding.models.checkpoints import load_weights
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2",
+                 "--epochs", "1", "--batch-size", "512", "--lr", "0.1", "--out", str(run),
+                 "--device", "cpu", "--no-progress", "--temporal-attention", "conv"]) == 0  # fmt: skip
+    capsys.readouterr()
+    # the library's own reading: a conv model takes the file, an mlp model is told what it holds
+    conv = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1, temporal_attention="conv")
+    load_weights(conv, run / "model.safetensors")
+    with pytest.raises(ValueError, match="conv temporal attention.*temporal_attention='mlp'"):
+        load_weights(create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1), run / "last.pt")
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # the command's input
+    expected = estimate_energy(conv, x).to_dict()
+    for path in (run / "last.pt", run / "model.safetensors"):
+        assert main([*_ENERGY, "--checkpoint", str(path), "--json"]) == 0
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["checkpoint"] == {"path": str(path), "layout": "library"}
+        assert "encoder.gate.ta.conv1" in [layer["name"] for layer in payload["layers"]]
+        assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
+        # asking for the other attention is one line naming what the file holds
+        err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(path), "--temporal-attention", "mlp"])
+        assert (f"error: --temporal-attention: the checkpoint {path} holds a msresnet_tiny run (T=2, "
+                "10 classes, 1 input channels, GAC encoder, conv temporal attention), got "
+                "--temporal-attention mlp") in err, err  # fmt: skip
+    # a bare state dict records nothing: the option says what to build
+    bare = tmp_path / "bare.pt"
+    torch.save(conv.state_dict(), bare)
+    argv = [*_ENERGY, "--model", "msresnet_tiny", "--T", "2", "--in-channels", "1", "--checkpoint", str(bare)]
+    assert main([*argv, "--temporal-attention", "conv", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"] == expected["totals"]
+    err = _one_line_error(capsys, argv)  # built with the default mlp: the keys differ
+    assert "'encoder.gate.ta.conv1.weight'" in err and "keys do not match" in err
+    # gac-coding export rebuilds it from the same record (its own parser: the command's functions)
+    import argparse
+
+    from gac_coding.export.cli import configure_export_parser, run_export_command
+
+    parser = argparse.ArgumentParser()
+    configure_export_parser(parser)
+    out = tmp_path / "export"
+    common = ["--checkpoint", str(run / "last.pt"), "--input-size", "8", "8"]
+    assert run_export_command(parser.parse_args([*common, "--out", str(out)])) == 0
+    assert (out / "backbone.nir").is_file() and "library weights" in capsys.readouterr().out
+    asked = parser.parse_args([*common, "--out", str(tmp_path / "x"), "--temporal-attention", "mlp"])
+    with pytest.raises(ValueError, match="--temporal-attention: the checkpoint .* conv temporal attention"):
+        run_export_command(asked)
+
+
+def test_a_recorded_temporal_attention_is_checked(tmp_path: Path) -> None:
+    from gac_coding.models.checkpoints import CheckpointError, read_weights
+    from gac_coding.train.checkpoint import save_safetensors
+
+    lin = torch.nn.Linear(3, 2)
+    path = save_safetensors(lin.state_dict(), tmp_path / "w.safetensors", {"temporal_attention": "lstm"})
+    with pytest.raises(CheckpointError, match=r"temporal_attention 'lstm' is not one of \['mlp', 'conv'\]"):
+        read_weights(path)
+    pt = tmp_path / "w.pt"  # last.pt keeps it among the create_model arguments of its config
+    torch.save({"model": lin.state_dict(), "config": {"model_kwargs": {"temporal_attention": "conv"}}}, pt)
+    assert read_weights(pt).settings == {"temporal_attention": "conv"}
+
+
+def _event_frames(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The documented input of ``gac-coding energy --sequence``: Bernoulli(0.1) frames, seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full(shape, 0.1), generator=gen)
+
+
+def test_energy_of_an_event_model_is_that_of_its_event_frames(tmp_path: Path, capsys) -> None:
+    from gac_coding.energy import estimate_energy
+    from gac_coding.models import create_model
+
+    pt, st = _run_files(tmp_path, model="vgg_tiny", T=3, num_classes=4, in_channels=2)
+    model = create_model("vgg_tiny", num_classes=4, T=3, in_channels=2)
+    model.load_state_dict(torch.load(pt, weights_only=True)["model"])
+    x = _event_frames((3, 2, 2, 12, 12), seed=5)
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    expected = estimate_energy(model, x).to_dict()
+    for path in (pt, st):
+        assert main(["energy", "--checkpoint", str(path), "--input-size", "12", "12", "--batch-size", "2",
+                     "--seed", "5", "--json"]) == 0  # fmt: skip
+        payload = json.loads(capsys.readouterr().out)
+        assert payload["input"] == {"kind": "event frames", "shape": [3, 2, 2, 12, 12]}
+        assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
+        assert payload["totals"]["T"] == 3
+    # --no-sequence: a static image batch through the same model
+    assert main(["energy", "--checkpoint", str(st), "--input-size", "12", "12", "--no-sequence",
+                 "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["input"] == {"kind": "images", "shape": [1, 2, 12, 12]}
+    # without a checkpoint: 2 channels and the recipe's 48x48 frames by default; text names the input
+    assert main(["energy", "--model", "vgg_tiny", "--T", "2"]) == 0
+    assert capsys.readouterr().out.startswith(
+        "vgg_tiny, input (2, 1, 2, 48, 48) (random event frames [T, B, C, H, W]), weights: random init")
+    # --sequence on an image model: T frames of its channels
+    assert main([*_ENERGY, "--model", "msresnet_tiny", "--T", "3", "--in-channels", "1", "--sequence",
+                 "--no-calibrate", "--json"]) == 0  # fmt: skip
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["input"] == {"kind": "event frames", "shape": [3, 1, 1, 8, 8]}
+    assert payload["batchnorm_calibrated"] is False and payload["totals"]["T"] == 3
+    # another T than the checkpoint's is refused in one line, as for images
+    err = _one_line_error(capsys, ["energy", "--checkpoint", str(st), "--T", "2"])
+    assert "error: --T: the checkpoint" in err

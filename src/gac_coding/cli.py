@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "EVENT_MODELS",
     "EXTRA_OF_MODULE",
     "SUBCOMMANDS",
     "Subcommand",
     "add_model_options",
+    "build_model",
     "build_parser",
     "configure_demo_parser",
     "configure_energy_parser",
@@ -236,10 +238,18 @@ def run_train_command(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------- energy
+#: Registered models made for event frames ``[T, B, 2, H, W]``: 2 input channels by default, and
+#: ``gac-coding energy`` feeds them a sequence of 48x48 frames unless told otherwise.
+EVENT_MODELS: tuple[str, ...] = ("msresnet18_dvs", "vggsnn_dvs", "vgg_tiny")
+
+#: Probability that a pixel of ``gac-coding energy``'s random event frames holds an event.
+EVENT_DENSITY = 0.1
+
+
 def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: bool = False) -> None:
-    """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``:
-    the options of a subcommand that builds a registered model and may load its weights (read the
-    values with :func:`model_settings`)."""
+    """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``,
+    ``--temporal-attention``: the options of a subcommand that builds a registered model and may
+    load its weights (read the values with :func:`model_settings`)."""
     parser.add_argument("--model", default=None,
                         help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)")
     parser.add_argument("--checkpoint", default=None, required=checkpoint_required,
@@ -251,19 +261,23 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
     parser.add_argument("--num-classes", type=int, default=None,
                         help="head size (default: the checkpoint's, else the model's)")
     parser.add_argument("--in-channels", type=int, default=None,
-                        help="image channels (default: the checkpoint's, else 3)")
+                        help="image channels (default: the checkpoint's, else 2 for the event "
+                             f"models {', '.join(EVENT_MODELS)}, else 3)")
     parser.add_argument("--no-gac", action="store_true",
                         help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
+    parser.add_argument("--temporal-attention", choices=("mlp", "conv"), default=None,
+                        help="GAC's temporal attention (default: the checkpoint's, else mlp)")
 
 
 def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """``model``, ``T``, ``num_classes``, ``in_channels`` and ``gac`` from the options of
-    :func:`add_model_options`, else from the checkpoint's ``recorded`` settings; an option that
-    disagrees with the checkpoint raises a ``ValueError`` saying what the file holds."""
+    """``model``, ``T``, ``num_classes``, ``in_channels``, ``gac`` and ``temporal_attention`` from
+    the options of :func:`add_model_options`, else from the checkpoint's ``recorded`` settings; an
+    option that disagrees with the checkpoint raises a ``ValueError`` saying what the file holds."""
     from .models.checkpoints import describe_settings
 
     asked = {"model": args.model, "T": args.T, "num_classes": args.num_classes,
-             "in_channels": args.in_channels, "gac": False if args.no_gac else None}
+             "in_channels": args.in_channels, "gac": False if args.no_gac else None,
+             "temporal_attention": getattr(args, "temporal_attention", None)}
     for key in ("T", "num_classes", "in_channels"):
         if asked[key] is not None and asked[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')}: expected an integer >= 1, got {asked[key]}")
@@ -279,8 +293,19 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
     if settings["model"] is None:
         raise ValueError("--model: expected a model name (required without a --checkpoint that records one)")
     settings["gac"] = True if settings["gac"] is None else settings["gac"]
-    settings["in_channels"] = settings["in_channels"] or 3
+    settings["in_channels"] = settings["in_channels"] or (2 if settings["model"] in EVENT_MODELS else 3)
     return settings
+
+
+def build_model(settings: dict[str, Any]) -> Any:
+    """The registered model that :func:`model_settings` describes (``temporal_attention`` passed on
+    when set)."""
+    from .models import create_model
+
+    extra = {} if settings.get("temporal_attention") is None else {
+        "temporal_attention": settings["temporal_attention"]}
+    return create_model(settings["model"], num_classes=settings["num_classes"], T=settings["T"],
+                        gac=settings["gac"], in_channels=settings["in_channels"], **extra)
 
 
 _energy_settings = model_settings  # the name gac_coding.export.cli imported first
@@ -291,7 +316,13 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     parser.add_argument(
         "--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-        help="image size (default 224 224 for ImageNet models, else 32 32)",
+        help="image size (default 224 224 for ImageNet models, 48 48 for event models, else 32 32)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sequence", action=argparse.BooleanOptionalAction, default=None,
+        help=f"feed a sequence of random binary event frames [T, B, C, H, W] (each pixel an event "
+        f"with probability {EVENT_DENSITY}, seeded) instead of a static image batch (default: "
+        f"on for the event models {', '.join(EVENT_MODELS)})",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1, help="images in the random batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random input and weights")
@@ -306,14 +337,14 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
 def run_energy_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding energy``: build the model, load weights, report energy on a random batch.
 
-    The input is a uniform random image batch (seeded): firing rates, and so accumulates, depend on
-    the data and the weights; use :func:`~gac_coding.energy.estimate_energy` on real data for
-    published numbers.
+    The input is a uniform random image batch (seeded), or for ``--sequence`` (the default of
+    :data:`EVENT_MODELS`) ``T`` random binary event frames (seeded; each pixel an event with
+    probability :data:`EVENT_DENSITY`): firing rates, and so accumulates, depend on the data and
+    the weights; use :func:`~gac_coding.energy.estimate_energy` on real data for published numbers.
     """
     import torch
 
     from .energy import calibrate_batchnorm, estimate_energy
-    from .models import create_model
     from .models.checkpoints import load_weights, read_weights
 
     if args.batch_size < 1:
@@ -323,13 +354,22 @@ def run_energy_command(args: argparse.Namespace) -> int:
     weights = read_weights(args.checkpoint) if args.checkpoint else None
     s = model_settings(args, weights.settings if weights else {}, args.checkpoint)
     torch.manual_seed(args.seed)
-    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
-                         in_channels=s["in_channels"])  # fmt: skip
+    model = build_model(s)
     layout = load_weights(model, weights, model_name=s["model"]) if weights else None
-    default_size = (224, 224) if "imagenet" in s["model"] else (32, 32)
+    events = s["model"] in EVENT_MODELS
+    sequence = events if args.sequence is None else args.sequence
+    default_size = (224, 224) if "imagenet" in s["model"] else (48, 48) if events else (32, 32)
     size = tuple(args.input_size) if args.input_size else default_size
     gen = torch.Generator().manual_seed(args.seed)
-    x = torch.rand(args.batch_size, s["in_channels"], *size, generator=gen)
+    if sequence:
+        T = getattr(model, "T", None)
+        if isinstance(T, bool) or not isinstance(T, int):
+            raise ValueError(f"--sequence: the model {s['model']!r} has no integer attribute T (its "
+                             f"number of time steps), so the sequence length is unknown")
+        shape = (T, args.batch_size, s["in_channels"], *size)
+        x = torch.bernoulli(torch.full(shape, EVENT_DENSITY), generator=gen)
+    else:
+        x = torch.rand(args.batch_size, s["in_channels"], *size, generator=gen)
     calibrated = weights is None and not args.no_calibrate
     if calibrated:
         calibrate_batchnorm(model, x)
@@ -337,6 +377,7 @@ def run_energy_command(args: argparse.Namespace) -> int:
     if args.json:
         payload = report.to_dict()
         payload["model"] = s["model"]
+        payload["input"] = {"kind": "event frames" if sequence else "images", "shape": list(x.shape)}
         payload["checkpoint"] = {"path": args.checkpoint, "layout": layout}
         payload["batchnorm_calibrated"] = calibrated
         json.dump(payload, sys.stdout, indent=2)
@@ -348,7 +389,8 @@ def run_energy_command(args: argparse.Namespace) -> int:
             described = "random init, BatchNorm statistics from the random batch"
         else:
             described = "random init"
-        print(f"{s['model']}, input {tuple(x.shape)}, weights: {described}")
+        kind = " (random event frames [T, B, C, H, W])" if sequence else ""
+        print(f"{s['model']}, input {tuple(x.shape)}{kind}, weights: {described}")
         print(report)
     return 0
 

@@ -37,6 +37,8 @@ def configure_export_parser(parser: argparse.ArgumentParser) -> None:
                         help="image channels (default: the checkpoint's, else 3)")
     parser.add_argument("--no-gac", action="store_true",
                         help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
+    parser.add_argument("--temporal-attention", choices=("mlp", "conv"), default=None,
+                        help="GAC's temporal attention (default: the checkpoint's, else mlp)")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="image size the graph is written for (default 224 224 for ImageNet "
                              "models, else 32 32)")  # fmt: skip
@@ -74,8 +76,7 @@ def run_export_command(args: argparse.Namespace) -> int:
     """
     import torch
 
-    from ..cli import model_settings
-    from ..models import create_model
+    from ..cli import build_model, model_settings
     from ..models.checkpoints import load_weights, read_weights
     from ._nir import DEFAULT_DT, save_nir_export, to_nir
 
@@ -83,8 +84,7 @@ def run_export_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
     weights = read_weights(args.checkpoint)
     s = model_settings(args, weights.settings, args.checkpoint)
-    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
-                         in_channels=s["in_channels"])  # fmt: skip
+    model = build_model(s)
     layout = load_weights(model, weights, model_name=s["model"])
     model.eval()
     default_size = (224, 224) if "imagenet" in s["model"] else (32, 32)

@@ -393,7 +393,7 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
 # ------------------------------------------------------------------------------------------------
 
 #: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
-SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac")
+SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", "temporal_attention")
 
 
 def _check_file(path: object) -> Path:
@@ -491,6 +491,15 @@ def _setting(path: Path, key: str, value: object) -> Any:
         if value in ("True", "False"):
             return value == "True"
         raise CheckpointError(f"checkpoint {path}: recorded gac {value!r} is not True or False")
+    if key == "temporal_attention":
+        from ..attention import TEMPORAL_ATTENTIONS
+
+        if value not in TEMPORAL_ATTENTIONS:
+            raise CheckpointError(
+                f"checkpoint {path}: recorded temporal_attention {value!r} is not one of "
+                f"{list(TEMPORAL_ATTENTIONS)}"
+            )
+        return value
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -506,7 +515,8 @@ class WeightsFile:
         path: the file.
         state_dict: the weights (this library's keys, or the authors' layout).
         settings: the run settings the file records (``model``, ``T``, ``num_classes``,
-            ``in_channels``, ``gac``; those present), empty for a bare state dict or the authors' file.
+            ``in_channels``, ``gac``, ``temporal_attention``; those present), empty for a bare
+            state dict or the authors' file.
     """
 
     path: Path
@@ -518,7 +528,8 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
     """Read a model's weights and recorded run settings from any supported file.
 
     Supported: ``model.safetensors`` (settings in its metadata), ``last.pt`` / ``best.pt`` of
-    ``gac-coding train`` (weights under ``"model"``, settings under ``"config"``), a ``torch.save``
+    ``gac-coding train`` (weights under ``"model"``, settings under ``"config"``, the temporal
+    attention under its ``"model_kwargs"``), a ``torch.save``
     state dict, or one wrapped under ``"model"`` / ``"state_dict"``, and the authors' ``.pth``.
     Torch files are read with ``weights_only=True``.
 
@@ -546,6 +557,9 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         obj = read_torch_file(path)
         config = obj.get("config")
         recorded = config if isinstance(config, Mapping) else {}
+        extra = recorded.get("model_kwargs")  # train's create_model arguments, e.g. temporal_attention
+        if isinstance(extra, Mapping) and "temporal_attention" in extra:
+            recorded = {"temporal_attention": extra["temporal_attention"], **recorded}
         state = obj
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):
@@ -575,12 +589,16 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append(f"{settings['in_channels']} input channels")
     if "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
+    if "temporal_attention" in settings:
+        parts.append(f"{settings['temporal_attention']} temporal attention")
     name = f"a {settings['model']} run" if "model" in settings else "a run"
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
 def _model_settings(model: nn.Module) -> dict[str, Any]:
     found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:]}
+    gate = getattr(getattr(model, "encoder", None), "gate", None)  # a GAC encoder's gate
+    found["temporal_attention"] = getattr(gate, "temporal_attention", None)
     return {k: v for k, v in found.items() if v is not None}
 
 
