@@ -75,6 +75,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("train", "train a model (one CPU to many GPUs under torchrun)",
                extra="train", needs=_TRAIN_EXTRA),
     Subcommand("energy", "operation counts and energy of a model (the base install)"),
+    Subcommand("export", "write a model's host encoder and its spiking backbone (NIR)",
+               "gac_coding.export.cli", extra="export"),
 )  # fmt: skip
 
 #: The pip extra that provides each optional top-level module.
