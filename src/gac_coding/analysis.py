@@ -220,9 +220,8 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
 # Firing rates per layer
 # ------------------------------------------------------------------------------------------------
 
-def spike_counts(
-    model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()
-) -> dict[str, tuple[int, int]]:
+
+def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -> dict[str, tuple[int, int]]:
     """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode, from fresh state (training flags restored).

@@ -150,9 +150,7 @@ class ConvTemporalAttention(nn.Module):
 TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
 
 
-def make_temporal_attention(
-    kind: str, T: int, ratio: int = 2
-) -> TemporalAttention | ConvTemporalAttention:
+def make_temporal_attention(kind: str, T: int, ratio: int = 2) -> TemporalAttention | ConvTemporalAttention:
     """``TemporalAttention(T, ratio)`` for ``"mlp"``, ``ConvTemporalAttention()`` for ``"conv"``."""
     if kind == "mlp":
         return TemporalAttention(T, ratio)
@@ -180,9 +178,7 @@ class SpatialChannelAttention(nn.Module):
         kernel_size = _positive_int("kernel_size", kernel_size)
         hidden = channels // ratio
         if hidden < 1:
-            raise ValueError(
-                f"ratio: channels // ratio must be >= 1, got channels={channels}, ratio={ratio}"
-            )
+            raise ValueError(f"ratio: channels // ratio must be >= 1, got channels={channels}, ratio={ratio}")
         self.conv1 = nn.Conv2d(channels, hidden, kernel_size, bias=False)
         self.conv2 = nn.Conv2d(hidden, channels, kernel_size, bias=False)
         before = (kernel_size - 1) // 2
@@ -292,9 +288,7 @@ class GatedAttentionUnit(nn.Module):
         ``T`` than its width, with a ``ValueError`` saying so)."""
         self.T = _positive_int("T", T)
 
-    def gate_and_fire(
-        self, u: Tensor, static: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def gate_and_fire(self, u: Tensor, static: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``.
 
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.

@@ -119,15 +119,28 @@ def configure_demo_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gac-coding demo``."""
     from .train.demo import DEMO_DEFAULTS
 
-    parser.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"],
-                        help=f"epochs per run (default {DEMO_DEFAULTS['epochs']})")
-    parser.add_argument("--seeds", type=int, default=DEMO_DEFAULTS["seeds"],
-                        help=f"seeds per coding (default {DEMO_DEFAULTS['seeds']})")
-    parser.add_argument("--T", type=int, default=DEMO_DEFAULTS["T"],
-                        help=f"time steps (default {DEMO_DEFAULTS['T']})")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=DEMO_DEFAULTS["epochs"],
+        help=f"epochs per run (default {DEMO_DEFAULTS['epochs']})",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=DEMO_DEFAULTS["seeds"],
+        help=f"seeds per coding (default {DEMO_DEFAULTS['seeds']})",
+    )
+    parser.add_argument(
+        "--T", type=int, default=DEMO_DEFAULTS["T"], help=f"time steps (default {DEMO_DEFAULTS['T']})"
+    )
     parser.add_argument("--out", default="demo_out", help="folder for demo.json and demo.png")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="parallel training processes, one thread each (default: up to 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="parallel training processes, one thread each (default: up to 2)",
+    )
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
@@ -146,44 +159,76 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", required=True, help="registered model name, e.g. msresnet18_cifar")
     parser.add_argument("--dataset", required=True, choices=DATASETS)
-    parser.add_argument("--data-dir", default=None,
-                        help="folder holding cifar-10-batches-py/, cifar-100-python/ or train/ + val/")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding cifar-10-batches-py/, cifar-100-python/ or train/ + val/",
+    )
     parser.add_argument("--T", type=int, required=True, help="time steps")
     parser.add_argument("--epochs", type=int, required=True, help="total epochs (cosine schedule length)")
     parser.add_argument("--batch-size", type=int, required=True, help="images per process and step")
     parser.add_argument("--lr", type=float, required=True, help="initial SGD learning rate")
-    parser.add_argument("--out", required=True,
-                        help="run folder: metrics.jsonl, last.pt, best.pt, model.safetensors")
+    parser.add_argument(
+        "--out", required=True, help="run folder: metrics.jsonl, last.pt, best.pt, model.safetensors"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    parser.add_argument("--stop-after", type=int, default=None, metavar="N",
-                        help="end normally after epoch N of the --epochs schedule (checkpoints "
-                             "written as usual); continue later with --resume")
+    parser.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end normally after epoch N of the --epochs schedule (checkpoints "
+        "written as usual); continue later with --resume",
+    )
     from .train.engine import CODINGS
 
-    parser.add_argument("--coding", choices=CODINGS, default=None,
-                        help="how images reach the spiking backbone: gac (through the GAC encoder; "
-                             "default), direct (the image at every step, no encoder) or poisson "
-                             "(Bernoulli spike trains from the pixel intensities, no encoder)")
+    parser.add_argument(
+        "--coding",
+        choices=CODINGS,
+        default=None,
+        help="how images reach the spiking backbone: gac (through the GAC encoder; "
+        "default), direct (the image at every step, no encoder) or poisson "
+        "(Bernoulli spike trains from the pixel intensities, no encoder)",
+    )
     parser.add_argument("--no-gac", action="store_true", help="deprecated: --coding direct")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler)")
-    parser.add_argument("--cutmix", type=float, default=0.0, metavar="P",
-                        help="CutMix probability (beta 1.0); paper: 0.5 CIFAR, 1.0 ImageNet")
-    parser.add_argument("--loss", choices=LOSSES, default="ce",
-                        help="ce: cross-entropy of time-averaged logits; tet: mean of per-step CE")
+    parser.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision on CUDA (bf16 where supported, else fp16 + grad scaler)",
+    )
+    parser.add_argument(
+        "--cutmix",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="CutMix probability (beta 1.0); paper: 0.5 CIFAR, 1.0 ImageNet",
+    )
+    parser.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="ce",
+        help="ce: cross-entropy of time-averaged logits; tet: mean of per-step CE",
+    )
     parser.add_argument("--label-smoothing", type=float, default=0.0)
     parser.add_argument("--weight-decay", type=float, default=5e-5)
     parser.add_argument("--workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None,
-                        help="cpu, cuda, cuda:N (default: CUDA when available; torchrun: cuda:LOCAL_RANK)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="crop size for --dataset imagefolder (default 224)")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="plain log lines even on a terminal")
-    parser.add_argument("--temporal-attention", choices=("mlp", "conv"), default=None,
-                        help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
-                             "(runs at any T after set_timesteps)")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:N (default: CUDA when available; torchrun: cuda:LOCAL_RANK)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="crop size for --dataset imagefolder (default 224)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    parser.add_argument(
+        "--temporal-attention",
+        choices=("mlp", "conv"),
+        default=None,
+        help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
+        "(runs at any T after set_timesteps)",
+    )
     from .train.events import add_event_options
 
     add_event_options(parser)
@@ -194,8 +239,9 @@ def _train_coding(args: argparse.Namespace) -> str:
     if not args.no_gac:
         return args.coding or "gac"
     if args.coding not in (None, "direct"):
-        raise ValueError(f"--no-gac: means --coding direct, which contradicts --coding {args.coding}; "
-                         f"give --coding alone")
+        raise ValueError(
+            f"--no-gac: means --coding direct, which contradicts --coding {args.coding}; give --coding alone"
+        )
     print("gac-coding train: --no-gac is deprecated; use --coding direct", file=sys.stderr, flush=True)
     return "direct"
 
@@ -228,14 +274,18 @@ def run_train_command(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         events=event_options_from_args(args),
-        model_kwargs=({} if args.temporal_attention is None
-                      else {"temporal_attention": args.temporal_attention}),
+        model_kwargs=(
+            {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}
+        ),
     )
     result = fit(config)
     if _is_rank0() and result.history:
         last = result.history[-1]
-        print(f"done: epoch {last['epoch']}, val_acc {last['val_acc']:.4f}, "
-              f"best {result.best_val_acc:.4f}; files in {args.out}", flush=True)
+        print(
+            f"done: epoch {last['epoch']}, val_acc {last['val_acc']:.4f}, "
+            f"best {result.best_val_acc:.4f}; files in {args.out}",
+            flush=True,
+        )
     return 0
 
 
@@ -252,23 +302,46 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
     """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``,
     ``--temporal-attention``: the options of a subcommand that builds a registered model and may
     load its weights (read the values with :func:`model_settings`)."""
-    parser.add_argument("--model", default=None,
-                        help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)")
-    parser.add_argument("--checkpoint", default=None, required=checkpoint_required,
-                        help="weights: model.safetensors or last.pt/best.pt of gac-coding train (their "
-                             "model, T, classes and channels are used), a saved state dict, or the "
-                             "authors' .pth")
-    parser.add_argument("--T", type=int, default=None, help="time steps (default: the checkpoint's, "
-                        "else the model's)")
-    parser.add_argument("--num-classes", type=int, default=None,
-                        help="head size (default: the checkpoint's, else the model's)")
-    parser.add_argument("--in-channels", type=int, default=None,
-                        help="image channels (default: the checkpoint's, else 2 for the event "
-                             f"models {', '.join(EVENT_MODELS)}, else 3)")
-    parser.add_argument("--no-gac", action="store_true",
-                        help="direct-coding baseline (default: the checkpoint's choice, else GAC)")
-    parser.add_argument("--temporal-attention", choices=("mlp", "conv"), default=None,
-                        help="GAC's temporal attention (default: the checkpoint's, else mlp)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        required=checkpoint_required,
+        help="weights: model.safetensors or last.pt/best.pt of gac-coding train (their "
+        "model, T, classes and channels are used), a saved state dict, or the "
+        "authors' .pth",
+    )
+    parser.add_argument(
+        "--T", type=int, default=None, help="time steps (default: the checkpoint's, else the model's)"
+    )
+    parser.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="head size (default: the checkpoint's, else the model's)",
+    )
+    parser.add_argument(
+        "--in-channels",
+        type=int,
+        default=None,
+        help="image channels (default: the checkpoint's, else 2 for the event "
+        f"models {', '.join(EVENT_MODELS)}, else 3)",
+    )
+    parser.add_argument(
+        "--no-gac",
+        action="store_true",
+        help="direct-coding baseline (default: the checkpoint's choice, else GAC)",
+    )
+    parser.add_argument(
+        "--temporal-attention",
+        choices=("mlp", "conv"),
+        default=None,
+        help="GAC's temporal attention (default: the checkpoint's, else mlp)",
+    )
 
 
 def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
@@ -277,9 +350,14 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
     option that disagrees with the checkpoint raises a ``ValueError`` saying what the file holds."""
     from .models.checkpoints import describe_settings
 
-    asked = {"model": args.model, "T": args.T, "num_classes": args.num_classes,
-             "in_channels": args.in_channels, "gac": False if args.no_gac else None,
-             "temporal_attention": getattr(args, "temporal_attention", None)}
+    asked = {
+        "model": args.model,
+        "T": args.T,
+        "num_classes": args.num_classes,
+        "in_channels": args.in_channels,
+        "gac": False if args.no_gac else None,
+        "temporal_attention": getattr(args, "temporal_attention", None),
+    }
     for key in ("T", "num_classes", "in_channels"):
         if asked[key] is not None and asked[key] < 1:
             raise ValueError(f"--{key.replace('_', '-')}: expected an integer >= 1, got {asked[key]}")
@@ -304,10 +382,19 @@ def build_model(settings: dict[str, Any]) -> Any:
     when set)."""
     from .models import create_model
 
-    extra = {} if settings.get("temporal_attention") is None else {
-        "temporal_attention": settings["temporal_attention"]}
-    return create_model(settings["model"], num_classes=settings["num_classes"], T=settings["T"],
-                        gac=settings["gac"], in_channels=settings["in_channels"], **extra)
+    extra = (
+        {}
+        if settings.get("temporal_attention") is None
+        else {"temporal_attention": settings["temporal_attention"]}
+    )
+    return create_model(
+        settings["model"],
+        num_classes=settings["num_classes"],
+        T=settings["T"],
+        gac=settings["gac"],
+        in_channels=settings["in_channels"],
+        **extra,
+    )
 
 
 _energy_settings = model_settings  # the name gac_coding.export.cli imported first
@@ -366,8 +453,10 @@ def run_energy_command(args: argparse.Namespace) -> int:
     if sequence:
         T = getattr(model, "T", None)
         if isinstance(T, bool) or not isinstance(T, int):
-            raise ValueError(f"--sequence: the model {s['model']!r} has no integer attribute T (its "
-                             f"number of time steps), so the sequence length is unknown")
+            raise ValueError(
+                f"--sequence: the model {s['model']!r} has no integer attribute T (its "
+                f"number of time steps), so the sequence length is unknown"
+            )
         shape = (T, args.batch_size, s["in_channels"], *size)
         x = torch.bernoulli(torch.full(shape, EVENT_DENSITY), generator=gen)
     else:
@@ -414,8 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
         extra = f"\n\nneeds the {command.extra!r} extra: " if command.extra else ""
         if command.extra:
             extra += _install_hint(command.extra)
-        p = sub.add_parser(command.name, help=command.help, description=command.help + extra,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            command.name,
+            help=command.help,
+            description=command.help + extra,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         configure, run = command.functions()
         configure(p)
         p.set_defaults(handler=run, subcommand=command)

@@ -195,15 +195,12 @@ class StemEncoder(nn.Module):
         ``U`` is ``[B, C, H', W']`` for a static input (standing for ``T`` identical steps) or
         ``[T, B, C, H', W']`` for a sequence.
         """
-        static = check_image_input(
-            x, in_channels=self.in_channels, T=self.T, min_size=self._min_input_size()
-        )
+        static = check_image_input(x, in_channels=self.in_channels, T=self.T, min_size=self._min_input_size())
         self._check_params_match(x)
         if static:
             return self._bn_static(self.conv(x)), True
         y = self.bn(self.conv(x.flatten(0, 1)))
         return y.view(self.T, x.shape[1], *y.shape[1:]), False
-
 
 
 class GACEncoder(StemEncoder):

@@ -174,8 +174,7 @@ class LIF(nn.Module):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
         if x.dim() < 2:
             raise ValueError(
-                f"x: expected a time-major sequence [T, B, ...] (at least 2 dims), "
-                f"got shape {tuple(x.shape)}"
+                f"x: expected a time-major sequence [T, B, ...] (at least 2 dims), got shape {tuple(x.shape)}"
             )
         return ops.lif(x, self.params)
 

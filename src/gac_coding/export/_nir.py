@@ -304,8 +304,7 @@ def _neuron_node(
             return _snntorch_leaky(nir, module, where, shape, dt, dtype)
         if cls.__module__.startswith("snntorch._neurons"):
             raise TypeError(
-                f"{where}: NIR export maps snnTorch's Leaky only (a LIF); this neuron has other "
-                f"dynamics"
+                f"{where}: NIR export maps snnTorch's Leaky only (a LIF); this neuron has other dynamics"
             )
     if root == "spikingjelly":
         if _class_is(module, "spikingjelly.activation_based.neuron", "LIFNode"):
@@ -790,9 +789,9 @@ class NIRExport:
             "T": self.T,
             "input_shape": list(self.input_shape),
             "output_shape": list(self.output_shape),
-            "code": "direct (real-valued U)" if self.host.direct else (
-                "binary spikes" if self.host.binarize else "gated (graded spikes)"
-            ),
+            "code": "direct (real-valued U)"
+            if self.host.direct
+            else ("binary spikes" if self.host.binarize else "gated (graded spikes)"),
         }
         if x is not None:
             out.update(self.energy(x))

@@ -465,9 +465,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     try:
         from safetensors import safe_open
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            f'reading {path.name} needs safetensors: pip install "gac-coding[train]"'
-        ) from exc
+        raise ImportError(f'reading {path.name} needs safetensors: pip install "gac-coding[train]"') from exc
     try:
         with safe_open(str(path), "pt", device="cpu") as fh:
             metadata = dict(fh.metadata() or {})

@@ -88,8 +88,11 @@ class SpikingVGG(nn.Module):
             if item == "A":
                 layers.append(nn.AvgPool2d(2))
                 continue
-            layers += [LIF(**lif), nn.Conv2d(channels, int(item), 3, 1, 1, bias=False),
-                       nn.BatchNorm2d(int(item))]
+            layers += [
+                LIF(**lif),
+                nn.Conv2d(channels, int(item), 3, 1, 1, bias=False),
+                nn.BatchNorm2d(int(item)),
+            ]
             channels = int(item)
         self.layers = nn.ModuleList(layers)
         self.head_lif = LIF(**lif)

@@ -120,9 +120,7 @@ def _summary(exc: BaseException) -> str:
 
 
 def _compile() -> ModuleType:
-    return _cpp_extension().load(
-        name=_name(), sources=[str(SOURCE)], extra_cflags=_FLAGS, verbose=False
-    )
+    return _cpp_extension().load(name=_name(), sources=[str(SOURCE)], extra_cflags=_FLAGS, verbose=False)
 
 
 def load() -> ModuleType | None:

@@ -131,9 +131,7 @@ def lif_backward(
     g = None
     for t in range(T - 1, -1, -1):
         out = None if is_static else grad_x[t]  # type: ignore[index]
-        g = lif_step_backward(
-            grad_s[t], g, h[t], keep, decay, threshold, surrogate, detach_reset, out=out
-        )
+        g = lif_step_backward(grad_s[t], g, h[t], keep, decay, threshold, surrogate, detach_reset, out=out)
         if is_static:
             # g is fresh each step and the previous one is no longer needed: accumulate in place
             grad_x = g if grad_x is None else grad_x.add_(g)

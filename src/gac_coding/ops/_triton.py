@@ -118,9 +118,7 @@ def _check(name: str, t: Tensor, device: torch.device | None = None) -> Tensor:
     """``t`` contiguous after checking its dtype, its device (``device``: that of the first
     tensor of the call) and, for the first tensor, that the kernels can run there."""
     if t.dtype not in _FLOATS:
-        raise TypeError(
-            f"{name}: expected float16, bfloat16, float32 or float64, got dtype {t.dtype}"
-        )
+        raise TypeError(f"{name}: expected float16, bfloat16, float32 or float64, got dtype {t.dtype}")
     if device is not None:
         if t.device != device:
             raise ValueError(f"{name}: expected a tensor on {device}, got one on {t.device}")
@@ -211,9 +209,7 @@ def _gated_layout(N: int, B: int, T: int, sca: Tensor) -> tuple[int, bool]:
     if B < 1 or N % B:
         raise ValueError(f"ta: expected a batch size that divides a step of {N} elements, got {B}")
     if sca.numel() not in (N, T * N):
-        raise ValueError(
-            f"sca: expected one step ({N} elements) or {T} steps, got {sca.numel()} elements"
-        )
+        raise ValueError(f"sca: expected one step ({N} elements) or {T} steps, got {sca.numel()} elements")
     return N // B, sca.numel() == N
 
 
@@ -322,4 +318,3 @@ def gated_backward(
 def triton_cdiv(n: int, d: int) -> int:
     """``ceil(n / d)`` for positive ints."""
     return -(-n // d)
-

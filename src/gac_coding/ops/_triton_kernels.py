@@ -51,8 +51,16 @@ def _gate(z):
 
 
 @triton.jit
-def _grad_h(grad_s, g, hv, DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.constexpr,
-            DETACH: tl.constexpr, CT: tl.constexpr):
+def _grad_h(
+    grad_s,
+    g,
+    hv,
+    DECAY: tl.constexpr,
+    TH: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    DETACH: tl.constexpr,
+    CT: tl.constexpr,
+):
     """``dL/dh_t`` from ``dL/ds_t`` and ``g = dL/dh_{t+1}`` (zero at the last step).
 
     ``v_t = h_t (1 - s_t)``, ``h_{t+1} = decay v_t + x_{t+1}``: ``dL/ds_t = grad_s - decay g h_t``
@@ -69,9 +77,17 @@ def _grad_h(grad_s, g, hv, DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.
 
 @triton.jit
 def lif_forward_kernel(
-    x_ptr, s_ptr, h_ptr, T, N,
-    DECAY: tl.constexpr, TH: tl.constexpr, STATIC: tl.constexpr, SAVE: tl.constexpr,
-    CT: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr,
+    s_ptr,
+    h_ptr,
+    T,
+    N,
+    DECAY: tl.constexpr,
+    TH: tl.constexpr,
+    STATIC: tl.constexpr,
+    SAVE: tl.constexpr,
+    CT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """``h_t = x_t + (decay h_{t-1}) [h_{t-1} <= th]`` (``h_0 = x_0``), ``s_t = [h_t > th]``.
 
@@ -97,9 +113,19 @@ def lif_forward_kernel(
 
 @triton.jit
 def lif_backward_kernel(
-    gs_ptr, h_ptr, gx_ptr, T, N, last,
-    DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.constexpr, DETACH: tl.constexpr,
-    STATIC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr,
+    gs_ptr,
+    h_ptr,
+    gx_ptr,
+    T,
+    N,
+    last,
+    DECAY: tl.constexpr,
+    TH: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    DETACH: tl.constexpr,
+    STATIC: tl.constexpr,
+    CT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """``grad_x`` from ``grad_s, h: [T, N]`` walking the steps in reverse (``last = (T-1) N``);
     ``STATIC``: the sum over the steps, ``[N]``, added from the last step to the first."""
@@ -130,9 +156,24 @@ def lif_backward_kernel(
 
 @triton.jit
 def gated_forward_kernel(
-    u_ptr, ta_ptr, sca_ptr, out_ptr, fired_ptr, gate_ptr, h_ptr, T, B, P, per_b,
-    DECAY: tl.constexpr, TH: tl.constexpr, U_STATIC: tl.constexpr, SCA_STATIC: tl.constexpr,
-    SAVE: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr,
+    u_ptr,
+    ta_ptr,
+    sca_ptr,
+    out_ptr,
+    fired_ptr,
+    gate_ptr,
+    h_ptr,
+    T,
+    B,
+    P,
+    per_b,
+    DECAY: tl.constexpr,
+    TH: tl.constexpr,
+    U_STATIC: tl.constexpr,
+    SCA_STATIC: tl.constexpr,
+    SAVE: tl.constexpr,
+    CT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """The LIF of ``u`` and ``out_t = sigmoid(ta[t, b] sca_t) s_t``; a program owns a block of
     one sample ``b`` (``P`` elements per sample, ``per_b`` blocks per sample)."""
@@ -174,10 +215,26 @@ def gated_forward_kernel(
 
 @triton.jit
 def gated_backward_kernel(
-    dout_ptr, h_ptr, ta_ptr, sca_ptr, gu_ptr, gsca_ptr, part_ptr,
-    T, B, P, per_b, last,
-    DECAY: tl.constexpr, TH: tl.constexpr, SURROGATE: tl.constexpr, DETACH: tl.constexpr,
-    U_STATIC: tl.constexpr, SCA_STATIC: tl.constexpr, CT: tl.constexpr, BLOCK: tl.constexpr,
+    dout_ptr,
+    h_ptr,
+    ta_ptr,
+    sca_ptr,
+    gu_ptr,
+    gsca_ptr,
+    part_ptr,
+    T,
+    B,
+    P,
+    per_b,
+    last,
+    DECAY: tl.constexpr,
+    TH: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    DETACH: tl.constexpr,
+    U_STATIC: tl.constexpr,
+    SCA_STATIC: tl.constexpr,
+    CT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """Gradients of ``u``, ``sca`` and the partial sums of ``grad_ta`` (``part[t, program]``),
     steps in reverse (``last = (T-1) N``).

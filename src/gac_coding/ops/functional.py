@@ -70,9 +70,7 @@ def _out(t: Tensor, nhwc: bool, dtype: torch.dtype | None = None) -> Tensor:
     return channels_to_front(t, nhwc)
 
 
-def _empty_out(
-    shape: Sequence[int], nhwc: bool, dtype: torch.dtype, device: torch.device
-) -> Tensor:
+def _empty_out(shape: Sequence[int], nhwc: bool, dtype: torch.dtype, device: torch.device) -> Tensor:
     """Uninitialised tensor of ``shape`` laid out as :func:`_out` returns it (fake kernels)."""
     last = (*shape[:-3], shape[-2], shape[-1], shape[-3]) if nhwc else tuple(shape)
     return channels_to_front(torch.empty(last, dtype=dtype, device=device), nhwc)
@@ -83,9 +81,7 @@ def _empty_out(
 # --------------------------------------------------------------------------------------------
 
 
-def _lif_forward(
-    name: str, x: Tensor, steps: int, p: LIFParams, save: bool
-) -> tuple[Tensor, Tensor | None]:
+def _lif_forward(name: str, x: Tensor, steps: int, p: LIFParams, save: bool) -> tuple[Tensor, Tensor | None]:
     nhwc = is_channels_last_step(x if steps > 0 else x[0])
     spikes, h = backends.call(name, "lif_forward", _in(x, nhwc), steps, p.decay, p.threshold, save)
     return _out(spikes, nhwc, x.dtype), (None if h is None else _out(h, nhwc))
@@ -362,9 +358,7 @@ def _gated_op_backward(ctx, grad_out: Tensor, _g_fired, _g_gate, _g_h):
     h, out, gate, ta, sca = ctx.saved_tensors
     if h.numel() == 0 and grad_out.numel() != 0:
         raise RuntimeError("gac_coding::gated_lif: backward through a call made without save=True")
-    grads = torch.ops.gac_coding.gated_lif_backward(
-        grad_out, h, out, gate, ta, sca, ctx.static, *ctx.lif
-    )
+    grads = torch.ops.gac_coding.gated_lif_backward(grad_out, h, out, gate, ta, sca, ctx.static, *ctx.lif)
     return (*grads, None, None, None, None, None, None)
 
 
@@ -453,9 +447,7 @@ def lif(x: Tensor, params: LIFParams, *, steps: int | None = None) -> Tensor:
         raise TypeError(f"params: expected a LIFParams, got {type(params).__name__}")
     if steps is None:
         if x.dim() < 1 or x.shape[0] < 1:
-            raise ValueError(
-                f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}"
-            )
+            raise ValueError(f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
         n = 0
     elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
@@ -511,9 +503,7 @@ def gated_lif(
         (len(sca_shape) == n and sca_shape == step_shape)
         or (len(sca_shape) == n + 1 and sca_shape == (T, *step_shape))
     ):
-        raise ValueError(
-            f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}"
-        )
+        raise ValueError(f"sca: expected shape {step_shape} or {(T, *step_shape)}, got {tuple(sca.shape)}")
     # the op computes in u's dtype; autograd casts the gradients back
     ta = ta.to(u.dtype)
     sca = sca.to(u.dtype)

@@ -16,9 +16,7 @@ __all__ = ["channels_to_front", "channels_to_last", "empty_steps", "is_channels_
 def is_channels_last_step(step: Tensor) -> bool:
     """Whether a ``[B, C, H, W]`` step is stored channels-last (and not also plain contiguous)."""
     return (
-        step.dim() == 4
-        and not step.is_contiguous()
-        and step.is_contiguous(memory_format=torch.channels_last)
+        step.dim() == 4 and not step.is_contiguous() and step.is_contiguous(memory_format=torch.channels_last)
     )
 
 

@@ -63,8 +63,7 @@ def resolve_surrogate(surrogate: SurrogateLike) -> SurrogateFn:
     if callable(surrogate):
         return surrogate
     raise TypeError(
-        f"surrogate: expected a name {sorted(_SURROGATES)} or a callable, "
-        f"got {type(surrogate).__name__}"
+        f"surrogate: expected a name {sorted(_SURROGATES)} or a callable, got {type(surrogate).__name__}"
     )
 
 

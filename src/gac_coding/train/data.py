@@ -47,7 +47,13 @@ __all__ = [
 #: The data set names ``gac-coding train --dataset`` accepts (the last three are event-camera
 #: data sets, read by :mod:`gac_coding.train.events` with the ``events`` extra).
 DATASETS: tuple[str, ...] = (
-    "digits", "cifar10", "cifar100", "imagefolder", "nmnist", "dvsgesture", "cifar10dvs",
+    "digits",
+    "cifar10",
+    "cifar100",
+    "imagefolder",
+    "nmnist",
+    "dvsgesture",
+    "cifar10dvs",
 )
 _EVENT_DATASETS = DATASETS[4:]
 
@@ -117,8 +123,7 @@ class TensorImageDataset(Dataset):
             raise ValueError(f"images: expected [N, C, H, W], got shape {tuple(images.shape)}")
         if labels.shape != (images.shape[0],):
             raise ValueError(
-                f"labels: expected shape ({images.shape[0]},) to match the images, "
-                f"got {tuple(labels.shape)}"
+                f"labels: expected shape ({images.shape[0]},) to match the images, got {tuple(labels.shape)}"
             )
         self.images = images
         self.labels = labels.long()
@@ -152,9 +157,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
     images = bunch.images.astype(np.float32) / 16.0
     labels = bunch.target.astype(np.int64)
     index = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(
-        index, test_size=test_fraction, random_state=seed, stratify=labels
-    )
+    train_idx, test_idx = train_test_split(index, test_size=test_fraction, random_state=seed, stratify=labels)
     x = torch.from_numpy(images).unsqueeze(1)
     y = torch.from_numpy(labels)
     train_idx = torch.from_numpy(np.sort(train_idx))
@@ -177,8 +180,7 @@ class _ArrayUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(
-                f"refusing to load {module}.{name}: a CIFAR batch holds only numpy arrays, "
-                "lists and strings"
+                f"refusing to load {module}.{name}: a CIFAR batch holds only numpy arrays, lists and strings"
             )
         if module == "_codecs":
             import codecs
@@ -337,9 +339,7 @@ def _imagefolder(data_dir: str | os.PathLike[str] | None, image_size: int) -> Da
     splits = {}
     for split, tf in (("train", train_tf), ("val", val_tf)):
         try:
-            splits[split] = datasets.ImageFolder(
-                str(root / split), transform=tf, loader=_rgb_loader
-            )
+            splits[split] = datasets.ImageFolder(str(root / split), transform=tf, loader=_rgb_loader)
         except (FileNotFoundError, RuntimeError) as exc:
             raise DataFolderError(
                 f"data_dir: {root / split} must hold one folder per class with image files "
@@ -391,12 +391,16 @@ def build_datasets(
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
     if name in _EVENT_DATASETS:
         if events is None:
-            raise ValueError(f"events: --dataset {name} needs FrameOptions (at least T, the frames per sample)")
+            raise ValueError(
+                f"events: --dataset {name} needs FrameOptions (at least T, the frames per sample)"
+            )
         from .events import build_event_datasets
 
         return build_event_datasets(name, data_dir, events)
     if events is not None:
-        raise ValueError(f"events: frame options apply to event data sets {list(_EVENT_DATASETS)}, not {name!r}")
+        raise ValueError(
+            f"events: frame options apply to event data sets {list(_EVENT_DATASETS)}, not {name!r}"
+        )
     if name == "digits":
         x_tr, y_tr, x_te, y_te = load_digits_split()
         return DataSpec(

@@ -151,9 +151,11 @@ def run_demo(
     spec: DataSpec = build_datasets("digits")
     jobs = [(name, seed) for name in CODINGS for seed in range(seeds)]
     workers = min(workers, len(jobs))
-    say(f"gac-coding demo: msresnet_tiny on digits ({len(spec.train)} train / {len(spec.test)} "
+    say(
+        f"gac-coding demo: msresnet_tiny on digits ({len(spec.train)} train / {len(spec.test)} "
         f"test, 8x8), T={T}, {epochs} epochs x {seeds} seed(s) x {len(CODINGS)} codings, "
-        f"{workers} process(es)")
+        f"{workers} process(es)"
+    )
     bars = sys.stderr.isatty() if progress is None else bool(progress)
     bar: Any = None
     if bars:
@@ -166,8 +168,10 @@ def run_demo(
 
     def done(name: str, seed: int, run: dict[str, Any], epochs_left: int) -> None:
         runs[(name, seed)] = run
-        msg = (f"  {CODING_LABELS[name]:<20} seed {seed}: test acc {run['test_acc']:.4f}, firing "
-               f"rate {run['firing_rate']:.3f}, {run['seconds']:.1f}s")
+        msg = (
+            f"  {CODING_LABELS[name]:<20} seed {seed}: test acc {run['test_acc']:.4f}, firing "
+            f"rate {run['firing_rate']:.3f}, {run['seconds']:.1f}s"
+        )
         if bar is not None:
             bar.update(epochs_left)
             bar.write(msg)
@@ -212,9 +216,16 @@ def run_demo(
     report = {
         "task": "scikit-learn digits, fixed stratified split (seed 0)",
         "model": DEMO_DEFAULTS["model"],
-        "config": {"epochs": epochs, "seeds": seeds, "T": T, "batch_size": batch_size, "lr": lr,
-                   "optimizer": "SGD momentum 0.9, weight decay 5e-5, cosine annealing",
-                   "loss": "cross-entropy on time-averaged logits", "workers": workers},
+        "config": {
+            "epochs": epochs,
+            "seeds": seeds,
+            "T": T,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": "SGD momentum 0.9, weight decay 5e-5, cosine annealing",
+            "loss": "cross-entropy on time-averaged logits",
+            "workers": workers,
+        },
         "split": {"train": len(spec.train), "test": len(spec.test)},
         "codings": results,
         "best_coding": winner,
@@ -255,8 +266,14 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for i, name in enumerate(names):
         res = codings[name]
         accs = [100 * r["test_acc"] for r in res["runs"]]
-        ax.bar(i, 100 * res["test_acc_mean"], yerr=100 * res["test_acc_std"], capsize=4,
-               color=colors.get(name, "tab:green"), alpha=0.7)
+        ax.bar(
+            i,
+            100 * res["test_acc_mean"],
+            yerr=100 * res["test_acc_std"],
+            capsize=4,
+            color=colors.get(name, "tab:green"),
+            alpha=0.7,
+        )
         ax.scatter([i] * len(accs), accs, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
     lows = [100 * min(r["test_acc"] for r in codings[n]["runs"]) for n in names]
@@ -268,10 +285,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     for name in names:
         runs = codings[name]["runs"]
         epochs = [h["epoch"] for h in runs[0]["history"]]
-        mean = [statistics.fmean(100 * r["history"][e]["val_acc"] for r in runs)
-                for e in range(len(epochs))]
-        ax.plot(epochs, mean, marker="o", ms=3, label=codings[name]["label"],
-                color=colors.get(name, "tab:green"))
+        mean = [statistics.fmean(100 * r["history"][e]["val_acc"] for r in runs) for e in range(len(epochs))]
+        ax.plot(
+            epochs, mean, marker="o", ms=3, label=codings[name]["label"], color=colors.get(name, "tab:green")
+        )
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("learning curves (mean over seeds)", fontsize=9)
@@ -283,12 +300,18 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     ax.set_title("energy estimate (45 nm: 4.6 pJ MAC, 0.9 pJ AC)", fontsize=9)
     ax.bar(range(len(names)), values, color=[colors.get(n, "tab:green") for n in names], alpha=0.7)
     for i, name in enumerate(names):
-        ax.annotate(f"rate {codings[name]['firing_rate_mean']:.3f}", (i, values[i]),
-                    ha="center", va="bottom", fontsize=7)
+        ax.annotate(
+            f"rate {codings[name]['firing_rate_mean']:.3f}",
+            (i, values[i]),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
     cfg = report["config"]
-    fig.suptitle(f"msresnet_tiny on digits, T={cfg['T']}, {cfg['epochs']} epochs, "
-                 f"{cfg['seeds']} seed(s)", fontsize=10)
+    fig.suptitle(
+        f"msresnet_tiny on digits, T={cfg['T']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -117,8 +117,10 @@ class TrainConfig:
         if not isinstance(self.gac, bool):
             raise TypeError(f"gac: expected a bool, got {type(self.gac).__name__}")
         if self.gac and self.coding == "poisson":
-            raise ValueError("coding: Poisson rate coding feeds spikes to a model without GAC; "
-                             "gac=True contradicts it (pass coding='poisson' alone)")
+            raise ValueError(
+                "coding: Poisson rate coding feeds spikes to a model without GAC; "
+                "gac=True contradicts it (pass coding='poisson' alone)"
+            )
         if self.gac:
             self.coding = "gac"
         elif self.coding == "gac":
@@ -150,8 +152,10 @@ class TrainConfig:
         if self.stop_after is not None:
             positive_int("stop_after")
             if self.stop_after > self.epochs:
-                raise ValueError(f"stop_after: expected at most epochs ({self.epochs}), got "
-                                 f"{self.stop_after}; epochs is the schedule's length")
+                raise ValueError(
+                    f"stop_after: expected at most epochs ({self.epochs}), got "
+                    f"{self.stop_after}; epochs is the schedule's length"
+                )
         positive_int("seed", 0)
         for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
             value = getattr(self, name)
@@ -181,8 +185,10 @@ class TrainConfig:
 
         if self.dataset not in EVENT_DATASETS:
             if self.events:
-                raise ValueError(f"events: frame options {sorted(self.events)} apply to the event data "
-                                 f"sets {list(EVENT_DATASETS)}, not to {self.dataset!r}")
+                raise ValueError(
+                    f"events: frame options {sorted(self.events)} apply to the event data "
+                    f"sets {list(EVENT_DATASETS)}, not to {self.dataset!r}"
+                )
             return None
         if self.cutmix > 0:
             raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
@@ -315,9 +321,9 @@ def _replan_cosine(
     scheduler.T_max = epochs
     done = scheduler.last_epoch
     for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * (
-            1 + math.cos(math.pi * done / epochs)
-        ) / 2
+        group["lr"] = (
+            scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * done / epochs)) / 2
+        )
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
@@ -440,8 +446,12 @@ def _fit(
         model_factory, known = default_model_factory()
         check_model_name(config.model, known)
     ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
-    spec = data if data is not None else build_datasets(
-        config.dataset, config.data_dir, image_size=config.image_size, events=config.frame_options()
+    spec = (
+        data
+        if data is not None
+        else build_datasets(
+            config.dataset, config.data_dir, image_size=config.image_size, events=config.frame_options()
+        )
     )
     if ckpt is not None:
         _check_resumed_data(ckpt, config, spec)
@@ -457,8 +467,13 @@ def _fit(
     bars = ctx.is_main and _use_bars(config.progress)
     last_epoch = config.epochs if config.stop_after is None else config.stop_after
     _announce(run, last_epoch)
-    epoch_bar = _bar(range(run.start_epoch, last_epoch + 1), bars, desc="epochs",
-                     initial=run.start_epoch - 1, total=config.epochs)
+    epoch_bar = _bar(
+        range(run.start_epoch, last_epoch + 1),
+        bars,
+        desc="epochs",
+        initial=run.start_epoch - 1,
+        total=config.epochs,
+    )
     for epoch in epoch_bar:
         started = time.perf_counter()
         if isinstance(train_sampler, DistributedSampler):
@@ -484,9 +499,11 @@ def _fit(
         record["best_val_acc"] = run.best
         run.history.append(record)
         _save_epoch(run, epoch, record, improved)
-        msg = (f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
-               f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
-               f"lr {lr:.4g}  {record['seconds']:.1f}s")
+        msg = (
+            f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
+            f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
+            f"lr {lr:.4g}  {record['seconds']:.1f}s"
+        )
         if bars:
             epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
             epoch_bar.write(msg)
@@ -495,16 +512,20 @@ def _fit(
         if on_epoch_end is not None:
             on_epoch_end(record)
     if run.start_epoch <= last_epoch < config.epochs:
-        say(f"stopping after epoch {last_epoch} of {config.epochs} as asked (--stop-after); "
-            f"continue with --resume")
+        say(
+            f"stopping after epoch {last_epoch} of {config.epochs} as asked (--stop-after); "
+            f"continue with --resume"
+        )
     return FitResult(history=run.history, best_val_acc=run.best, model=run.model, data=spec, out=run.out)
 
 
 def _check_resumed_data(ckpt: dict[str, Any], config: TrainConfig, spec: DataSpec) -> None:
     """The data set must have the class and channel counts the resumed run was trained with."""
     saved = ckpt["config"]
-    for key, label, mine in (("num_classes", "class count", spec.num_classes),
-                             ("in_channels", "in_channels", spec.in_channels)):
+    for key, label, mine in (
+        ("num_classes", "class count", spec.num_classes),
+        ("in_channels", "in_channels", spec.in_channels),
+    ):
         if saved.get(key) != mine:
             raise ValueError(
                 f"{key}: the checkpoint being resumed was trained with {label} "
@@ -536,12 +557,28 @@ def _build(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     amp_dtype, use_scaler = _amp_setup(config, device, say)
     scaler = torch.amp.GradScaler(device.type if device.type == "cuda" else "cpu", enabled=use_scaler)
-    run_config = dict(config.run_config(), num_classes=spec.num_classes, in_channels=spec.in_channels,
-                      image_size=spec.image_size, world_size=ctx.world_size)
-    return _Run(ctx=ctx, config=config, spec=spec, model=model, train_model=model,
-                optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp_dtype=amp_dtype,
-                data_gen=data_gen, run_config=run_config, say=say,
-                out=Path(config.out) if config.out is not None else None)
+    run_config = dict(
+        config.run_config(),
+        num_classes=spec.num_classes,
+        in_channels=spec.in_channels,
+        image_size=spec.image_size,
+        world_size=ctx.world_size,
+    )
+    return _Run(
+        ctx=ctx,
+        config=config,
+        spec=spec,
+        model=model,
+        train_model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        amp_dtype=amp_dtype,
+        data_gen=data_gen,
+        run_config=run_config,
+        say=say,
+        out=Path(config.out) if config.out is not None else None,
+    )
 
 
 def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
@@ -555,8 +592,10 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
         run.scaler.load_state_dict(ckpt["scaler"])
     if ckpt["config"].get("epochs") != config.epochs:
         _replan_cosine(run.scheduler, run.optimizer, config.epochs)
-        say(f"resume: cosine schedule re-planned for {config.epochs} epochs "
-            f"(the checkpoint planned {ckpt['config'].get('epochs')})")
+        say(
+            f"resume: cosine schedule re-planned for {config.epochs} epochs "
+            f"(the checkpoint planned {ckpt['config'].get('epochs')})"
+        )
     run.history = list(ckpt.get("history", []))
     run.best = float(ckpt.get("best_val_acc", -1.0))
     run.start_epoch = int(ckpt["epoch"]) + 1
@@ -564,8 +603,10 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
     if len(rng) == ctx.world_size:
         restore_rng_state(rng[ctx.rank], run.data_gen)
     else:
-        say(f"resume: the checkpoint holds random states of {len(rng)} process(es), this run has "
-            f"{ctx.world_size}; random streams restart from seed {config.seed} + epoch")
+        say(
+            f"resume: the checkpoint holds random states of {len(rng)} process(es), this run has "
+            f"{ctx.world_size}; random streams restart from seed {config.seed} + epoch"
+        )
         seed_everything(config.seed + 1000 * run.start_epoch + ctx.rank)
         run.data_gen.manual_seed(config.seed + 1000 * run.start_epoch + ctx.rank)
     say(f"resume: continuing {config.out} after epoch {run.start_epoch - 1}")
@@ -605,12 +646,16 @@ def _announce(run: _Run, last_epoch: int) -> None:
     if run.start_epoch > config.epochs:
         run.say(f"nothing to do: {config.out} already holds {done} of {config.epochs} epochs")
     elif run.start_epoch > last_epoch:
-        run.say(f"nothing to do: {config.out} already holds {done} of {config.epochs} epochs "
-                f"(--stop-after {last_epoch}); resume without --stop-after, or with a later one, to go on")
+        run.say(
+            f"nothing to do: {config.out} already holds {done} of {config.epochs} epochs "
+            f"(--stop-after {last_epoch}); resume without --stop-after, or with a later one, to go on"
+        )
     else:
-        run.say(f"training {config.model} (T={config.T}, coding={config.coding}) on "
-                f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
-                f"{ctx.world_size} process(es) on {ctx.device}")
+        run.say(
+            f"training {config.model} (T={config.T}, coding={config.coding}) on "
+            f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
+            f"{ctx.world_size} process(es) on {ctx.device}"
+        )
 
 
 def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[float]:
@@ -627,8 +672,11 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
         if config.cutmix > 0:
             x, target = cutmix(x, y, config.cutmix)
         inp = _prepare_input(x, config)
-        autocast = (torch.autocast(device.type, dtype=run.amp_dtype) if run.amp_dtype is not None
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast(device.type, dtype=run.amp_dtype)
+            if run.amp_dtype is not None
+            else contextlib.nullcontext()
+        )
         with autocast:
             logits = run.train_model(inp)
         loss = spike_loss(logits, target, config.loss, config.label_smoothing)
@@ -639,8 +687,10 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
         with torch.no_grad():
             pred = logits.detach().float().mean(0).argmax(1)
             if isinstance(target, MixedTarget):
-                hits = (target.lam * (pred == target.y_a).double()
-                        + (1 - target.lam) * (pred == target.y_b).double()).sum()
+                hits = (
+                    target.lam * (pred == target.y_a).double()
+                    + (1 - target.lam) * (pred == target.y_b).double()
+                ).sum()
             else:
                 hits = (pred == target).sum().double()
             correct += hits
@@ -671,8 +721,14 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
         save_checkpoint(state, run.out / "last.pt")
         if improved:
             save_checkpoint(state, run.out / "best.pt")
-        meta: dict[str, Any] = {"model": config.model, "T": config.T, "num_classes": spec.num_classes,
-                                "gac": config.uses_gac, "in_channels": spec.in_channels, "epoch": epoch}
+        meta: dict[str, Any] = {
+            "model": config.model,
+            "T": config.T,
+            "num_classes": spec.num_classes,
+            "gac": config.uses_gac,
+            "in_channels": spec.in_channels,
+            "epoch": epoch,
+        }
         if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
             meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
         save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)

@@ -144,10 +144,14 @@ class FrameOptions:
         ):
             raise ValueError(f"size: expected an integer >= 4 or None, got {self.size!r}")
         if self.window_ms is not None and (
-            isinstance(self.window_ms, bool) or not isinstance(self.window_ms, (int, float))
-            or not self.window_ms > 0 or self.window_ms != self.window_ms
+            isinstance(self.window_ms, bool)
+            or not isinstance(self.window_ms, (int, float))
+            or not self.window_ms > 0
+            or self.window_ms != self.window_ms
         ):
-            raise ValueError(f"window_ms: expected a duration > 0 in milliseconds or None, got {self.window_ms!r}")
+            raise ValueError(
+                f"window_ms: expected a duration > 0 in milliseconds or None, got {self.window_ms!r}"
+            )
         if not isinstance(self.flip, bool):
             raise TypeError(f"flip: expected a bool, got {type(self.flip).__name__}")
 
@@ -156,9 +160,7 @@ def _import_tonic() -> Any:
     try:
         import tonic
     except ImportError as exc:
-        raise ImportError(
-            'event data sets need tonic (GPL-3.0): pip install "gac-coding[events]"'
-        ) from exc
+        raise ImportError('event data sets need tonic (GPL-3.0): pip install "gac-coding[events]"') from exc
     return tonic
 
 
@@ -256,7 +258,8 @@ def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions
         to_frame = tonic.transforms.ToFrame(sensor_size=(width, height, 2), n_time_bins=T)
     else:
         to_frame = tonic.transforms.ToFrame(
-            sensor_size=(width, height, 2), time_window=float(options.window_ms) * 1000.0,
+            sensor_size=(width, height, 2),
+            time_window=float(options.window_ms) * 1000.0,
             include_incomplete=True,  # the recording's last, partial window too
         )
     frames = torch.from_numpy(np.asarray(to_frame(events), dtype=np.float32))
@@ -332,8 +335,13 @@ def _write_array(path: Path, array: Any) -> None:
 
 
 def _build_cache(
-    name: str, source: Any, sensor: tuple[int, int], folder: Path, options: FrameOptions,
-    progress: bool, key: dict[str, Any],
+    name: str,
+    source: Any,
+    sensor: tuple[int, int],
+    folder: Path,
+    options: FrameOptions,
+    progress: bool,
+    key: dict[str, Any],
 ) -> None:
     """Frames of every sample of ``source`` as ``folder/<i>.npy`` (uint16 counts), then
     ``folder/complete.json`` (written last: a folder without it is rebuilt)."""
@@ -364,8 +372,14 @@ class EventFrames(Dataset):
     generator, so a seeded run repeats them).
     """
 
-    def __init__(self, folder: Path, indices: Sequence[int], labels: Sequence[int],
-                 options: FrameOptions, augment: bool) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        indices: Sequence[int],
+        labels: Sequence[int],
+        options: FrameOptions,
+        augment: bool,
+    ) -> None:
         self.folder = Path(folder)
         self.indices = list(indices)
         self.labels = [int(v) for v in labels]
@@ -470,26 +484,46 @@ def build_event_datasets(
     )
 
 
-
 # ------------------------------------------------------------------------------ command line
 def add_event_options(parser: Any) -> None:
     """The event-data options of ``gac-coding train`` (an ``argparse`` parser; torch alone)."""
     group = parser.add_argument_group(
         "event data (--dataset nmnist | dvsgesture | cifar10dvs; --T frames per sample)"
     )
-    group.add_argument("--frame-size", type=int, default=None, metavar="N",
-                       help="downsample the events to N x N pixels (e.g. 128 -> 64 or 48)")
-    group.add_argument("--time-window", type=float, default=None, metavar="MS",
-                       help="frames of MS milliseconds from the first event (the first T of them) "
-                            "instead of T equal bins over the recording")
-    group.add_argument("--flip", action="store_true",
-                       help="random horizontal flip of training samples (not for dvsgesture)")
-    group.add_argument("--translate", type=int, default=0, metavar="N",
-                       help="random shift of training samples by up to N pixels, zero fill")
-    group.add_argument("--frame-cache", default=None, metavar="DIR",
-                       help="where computed frames are cached (default DATA_DIR/.gac_frames)")
-    group.add_argument("--split-seed", type=int, default=0,
-                       help="seed of the 9:1 CIFAR10-DVS train/test split (default 0)")
+    group.add_argument(
+        "--frame-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="downsample the events to N x N pixels (e.g. 128 -> 64 or 48)",
+    )
+    group.add_argument(
+        "--time-window",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="frames of MS milliseconds from the first event (the first T of them) "
+        "instead of T equal bins over the recording",
+    )
+    group.add_argument(
+        "--flip", action="store_true", help="random horizontal flip of training samples (not for dvsgesture)"
+    )
+    group.add_argument(
+        "--translate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="random shift of training samples by up to N pixels, zero fill",
+    )
+    group.add_argument(
+        "--frame-cache",
+        default=None,
+        metavar="DIR",
+        help="where computed frames are cached (default DATA_DIR/.gac_frames)",
+    )
+    group.add_argument(
+        "--split-seed", type=int, default=0, help="seed of the 9:1 CIFAR10-DVS train/test split (default 0)"
+    )
 
 
 def event_options_from_args(args: Any) -> dict[str, Any]:

@@ -22,9 +22,9 @@ LOSSES: tuple[str, ...] = ("ce", "tet")
 
 def _ce(logits: Tensor, target: Tensor | MixedTarget, label_smoothing: float) -> Tensor:
     if isinstance(target, MixedTarget):
-        return target.lam * F.cross_entropy(
-            logits, target.y_a, label_smoothing=label_smoothing
-        ) + (1.0 - target.lam) * F.cross_entropy(logits, target.y_b, label_smoothing=label_smoothing)
+        return target.lam * F.cross_entropy(logits, target.y_a, label_smoothing=label_smoothing) + (
+            1.0 - target.lam
+        ) * F.cross_entropy(logits, target.y_b, label_smoothing=label_smoothing)
     return F.cross_entropy(logits, target, label_smoothing=label_smoothing)
 
 
@@ -54,9 +54,7 @@ def spike_loss(
     steps, batch, classes = logits.shape
     flat: Tensor | MixedTarget
     if isinstance(target, MixedTarget):
-        flat = MixedTarget(
-            y_a=target.y_a.repeat(steps), y_b=target.y_b.repeat(steps), lam=target.lam
-        )
+        flat = MixedTarget(y_a=target.y_a.repeat(steps), y_b=target.y_b.repeat(steps), lam=target.lam)
     else:
         flat = target.repeat(steps)
     # mean over t of the per-step batch-mean CE == CE averaged over the flattened T*B rows
