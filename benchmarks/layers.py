@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gac_coding import neuron
-from gac_coding.ops import _cpp
 from gac_coding.models import create_model
+from gac_coding.ops import _cpp
 
 CL = torch.channels_last
 NCHW = torch.contiguous_format

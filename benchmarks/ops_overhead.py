@@ -59,9 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, args.old)
-    import gac_coding
     import gac_coding_old  # type: ignore[import-not-found]
     import gac_coding_old._lif_kernel  # type: ignore[import-not-found]
+
+    import gac_coding
     from gac_coding.ops import _cpp
 
     built = _cpp.load() is not None and gac_coding_old._lif_kernel.load() is not None
@@ -69,9 +70,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.rounds} interleaved rounds")
     cases = {}
     for backend in backends:
-        for label, shape in (("LIF [6,8,128,32,32] CL", (6, 8, 128, 32, 32)), ("LIF [4,8,16,8,8] CL", (4, 8, 16, 8, 8))):
-            cases[f"{label} {backend}"] = (_lif_case(gac_coding_old, shape, backend), _lif_case(gac_coding, shape, backend))
-        cases[f"encoder static T=4 {backend}"] = (_encoder_case(gac_coding_old, backend), _encoder_case(gac_coding, backend))
+        shapes = (("LIF [6,8,128,32,32] CL", (6, 8, 128, 32, 32)), ("LIF [4,8,16,8,8] CL", (4, 8, 16, 8, 8)))
+        for label, shape in shapes:
+            cases[f"{label} {backend}"] = (
+                _lif_case(gac_coding_old, shape, backend), _lif_case(gac_coding, shape, backend)
+            )
+        cases[f"encoder static T=4 {backend}"] = (
+            _encoder_case(gac_coding_old, backend), _encoder_case(gac_coding, backend)
+        )
     inner = {}
     for name, (old, new) in cases.items():
         old(), new()  # warm-up

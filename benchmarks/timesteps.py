@@ -102,13 +102,16 @@ def markdown(table: dict[str, dict[int, dict[str, float] | None]], steps: list[i
             if cell is None:
                 cells += ["n/a", "n/a"]
             else:
-                cells += [f"{100 * cell['acc_mean']:.2f} ± {100 * cell['acc_std']:.2f}", f"{cell['energy_uj']:.3f}"]
+                acc = f"{100 * cell['acc_mean']:.2f} ± {100 * cell['acc_std']:.2f}"
+                cells += [acc, f"{cell['energy_uj']:.3f}"]
         mark = " (trained)" if T == TRAIN_T else ""
         lines.append(f"| {T}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(table: dict[str, dict[int, dict[str, float] | None]], steps: list[int], path: Path, note: str) -> None:
+def plot(
+    table: dict[str, dict[int, dict[str, float] | None]], steps: list[int], path: Path, note: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     payload = {"train_T": TRAIN_T, "epochs": args.epochs, "seeds": args.seeds, "steps": steps,
                "table": {c: {str(T): v for T, v in rows.items()} for c, rows in table.items()},
                "runs": runs, "seconds": time.perf_counter() - started,
-               "command": "python benchmarks/timesteps.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+               "command": "python benchmarks/timesteps.py "
+               + " ".join(sys.argv[1:] if argv is None else argv)}
     (out / "timesteps.json").write_text(json.dumps(payload, indent=1))
     plot(table, steps, out / "timesteps.png", note)
     print(markdown(table, steps))

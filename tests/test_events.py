@@ -23,7 +23,6 @@ from gac_coding.train.engine import TrainConfig, fit
 from gac_coding.train.events import FrameOptions, build_event_datasets, events_to_frames
 
 
-
 # ------------------------------------------------------------------------------ writers
 def write_nmnist_bin(path: Path, x, y, t, p) -> None:
     """N-MNIST: 5 bytes per event: x, y, then polarity (bit 7) and a 23-bit timestamp in µs."""
@@ -283,7 +282,9 @@ def test_augmentations_shift_and_flip_by_hand() -> None:
     ("dvsgesture", "DVSGesture/ibmGestureTrain/user<NN>_<lighting>/<label>.npy"),
     ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
 ])
-def test_missing_folder_is_one_line_naming_the_layout(tmp_path: Path, capsys, name: str, fragment: str) -> None:
+def test_missing_folder_is_one_line_naming_the_layout(
+    tmp_path: Path, capsys, name: str, fragment: str
+) -> None:
     rc = main(["train", "--model", "vgg_tiny", "--dataset", name, "--data-dir", str(tmp_path),
                "--T", "2", "--epochs", "1", "--batch-size", "2", "--lr", "0.1",
                "--out", str(tmp_path / "run"), "--device", "cpu"], friendly_errors=True)

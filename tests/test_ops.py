@@ -18,8 +18,7 @@ from torch import Tensor, nn
 import gac_coding as gac
 from gac_coding import neuron, ops
 from gac_coding.encoder import check_image_input
-from gac_coding.ops import LIFParams, backends
-from gac_coding.ops import _cpp, _triton
+from gac_coding.ops import LIFParams, _cpp, _triton, backends
 from gac_coding.ops.functional import gated_lif_decomposed, lif_decomposed
 from gac_coding.ops.layout import is_channels_last_step
 
@@ -78,7 +77,8 @@ def test_lif_params_value_semantics() -> None:
     assert p.surrogate_code == 1 and p.surrogate_fn is ops.surrogate_rectangle
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.decay = 0.5  # type: ignore[misc]
-    assert p == LIFParams(1.0, 2.0, "rectangle", True) and hash(p) == hash(LIFParams(1.0, 2.0, "rectangle", True))
+    same = LIFParams(1.0, 2.0, "rectangle", True)
+    assert p == same and hash(p) == hash(same)
     # a read-only mapping: the recipes keep working as keyword arguments
     assert dict(gac.RECIPES["imagenet"]) == {
         "decay": 0.25, "threshold": 0.5, "surrogate": "rectangle", "detach_reset": True

@@ -100,7 +100,9 @@ def test_mlp_at_another_T_raises_and_says_how() -> None:
     x = torch.rand(2, 1, 5, 5)
     enc.set_timesteps(6)
     for inp in (x, torch.rand(6, 2, 1, 5, 5)):
-        with pytest.raises(ValueError, match=r"built for, so it cannot run at T=6.*temporal_attention='conv'"):
+        with pytest.raises(
+            ValueError, match=r"built for, so it cannot run at T=6.*temporal_attention='conv'"
+        ):
             enc(inp)
     enc.set_timesteps(4)
     assert enc(x).shape == (4, 2, 4, 5, 5)
