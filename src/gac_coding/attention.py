@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from . import ops
 from ._checks import positive_int as _positive_int
-from .ops.params import RECIPES, LIFParams, SurrogateLike
+from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
     "TEMPORAL_ATTENTIONS",
@@ -219,7 +219,7 @@ def gated_lif(
     return ops.gated_lif(u, ta, sca, params, static=static)
 
 
-class GatedAttentionUnit(nn.Module):
+class GatedAttentionUnit(LIFSettings, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
     ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
@@ -260,23 +260,6 @@ class GatedAttentionUnit(nn.Module):
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         #: the LIF's settings (checked once, here)
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
-
-    @property
-    def decay(self) -> float:
-        return self.params.decay
-
-    @property
-    def threshold(self) -> float:
-        return self.params.threshold
-
-    @property
-    def surrogate(self) -> SurrogateLike:
-        """The surrogate as given: a name or a callable."""
-        return self.params.surrogate
-
-    @property
-    def detach_reset(self) -> bool:
-        return self.params.detach_reset
 
     @property
     def temporal_attention(self) -> str:

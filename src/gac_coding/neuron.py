@@ -26,6 +26,7 @@ from .ops.backends import BACKEND_ENV, BACKENDS, get_backend, set_backend
 from .ops.params import (
     RECIPES,
     LIFParams,
+    LIFSettings,
     SurrogateFn,
     SurrogateLike,
     resolve_surrogate,
@@ -118,7 +119,7 @@ def lif_reference(
     return torch.stack(out)
 
 
-class LIF(nn.Module):
+class LIF(LIFSettings, nn.Module):
     """Multi-step leaky integrate-and-fire neuron over dim 0 of ``[T, B, ...]``.
 
     ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]``, ``v_0 = 0``.
@@ -151,23 +152,6 @@ class LIF(nn.Module):
     ) -> None:
         super().__init__()
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
-
-    @property
-    def decay(self) -> float:
-        return self.params.decay
-
-    @property
-    def threshold(self) -> float:
-        return self.params.threshold
-
-    @property
-    def surrogate(self) -> SurrogateLike:
-        """The surrogate as given: a name or a callable."""
-        return self.params.surrogate
-
-    @property
-    def detach_reset(self) -> bool:
-        return self.params.detach_reset
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):

@@ -17,6 +17,7 @@ __all__ = [
     "RECIPES",
     "SURROGATE_CODES",
     "LIFParams",
+    "LIFSettings",
     "SurrogateFn",
     "SurrogateLike",
     "resolve_surrogate",
@@ -163,3 +164,27 @@ RECIPES: dict[str, LIFParams] = {
     "cifar": LIFParams(decay=0.5, threshold=1.0, surrogate="triangle", detach_reset=False),
     "imagenet": LIFParams(decay=0.25, threshold=0.5, surrogate="rectangle", detach_reset=True),
 }
+
+
+class LIFSettings:
+    """Read-only ``decay``, ``threshold``, ``surrogate`` and ``detach_reset`` of a module that holds
+    its neuron settings as one :class:`LIFParams` in ``self.params`` (the LIF module, the gate)."""
+
+    params: LIFParams
+
+    @property
+    def decay(self) -> float:
+        return self.params.decay
+
+    @property
+    def threshold(self) -> float:
+        return self.params.threshold
+
+    @property
+    def surrogate(self) -> SurrogateLike:
+        """The surrogate as given: a name or a callable."""
+        return self.params.surrogate
+
+    @property
+    def detach_reset(self) -> bool:
+        return self.params.detach_reset
