@@ -397,7 +397,6 @@ def build_model(settings: dict[str, Any]) -> Any:
     )
 
 
-_energy_settings = model_settings  # the name gac_coding.export.cli imported first
 
 
 def configure_energy_parser(parser: argparse.ArgumentParser) -> None:

@@ -16,17 +16,9 @@ FORMATS: tuple[str, ...] = ("nir",)
 
 def configure_export_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gac-coding export``."""
-    parser.add_argument(
-        "--model",
-        default=None,
-        help="registered model name, e.g. msresnet18_cifar (default: the checkpoint's)",
-    )
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        help="weights: model.safetensors or last.pt/best.pt of gac-coding train, a "
-        "saved state dict, or the authors' .pth",
-    )
+    from ..cli import add_model_options
+
+    add_model_options(parser, checkpoint_required=True)
     parser.add_argument(
         "--out", required=True, help="folder for backbone.nir, host.safetensors and host.json"
     )
@@ -41,29 +33,6 @@ def configure_export_parser(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="integration step in seconds the NIR time constants are written for (default 1e-4)",
-    )
-    parser.add_argument(
-        "--T", type=int, default=None, help="time steps (default: the checkpoint's, else the model's)"
-    )
-    parser.add_argument(
-        "--num-classes",
-        type=int,
-        default=None,
-        help="head size (default: the checkpoint's, else the model's)",
-    )
-    parser.add_argument(
-        "--in-channels", type=int, default=None, help="image channels (default: the checkpoint's, else 3)"
-    )
-    parser.add_argument(
-        "--no-gac",
-        action="store_true",
-        help="direct-coding baseline (default: the checkpoint's choice, else GAC)",
-    )
-    parser.add_argument(
-        "--temporal-attention",
-        choices=("mlp", "conv"),
-        default=None,
-        help="GAC's temporal attention (default: the checkpoint's, else mlp)",
     )
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="image size the graph is written for (default 224 224 for ImageNet "
