@@ -397,8 +397,6 @@ def build_model(settings: dict[str, Any]) -> Any:
     )
 
 
-
-
 def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gac-coding energy``."""
     add_model_options(parser)
