@@ -4,6 +4,7 @@ lazy framework imports. The per-framework behaviour on real backbones is in
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import warnings
@@ -223,7 +224,24 @@ def test_snntorch_loop_must_call_the_input_layer_exactly_T_times(num_steps: int)
     word = "more than" if num_steps > T else f"{num_steps} times"
     with pytest.raises(ValueError, match=rf"input layer 'fc' was called {word}.*T={T}"):
         net(torch.rand(2, 1, 8, 8))
-    assert not net.backbone.fc._forward_pre_hooks  # the feeding hook is gone after the error
+    # after the error the feeding hook is idle: the backbone run on its own computes on its input
+    x = torch.rand(2, 1, 8, 8)
+    twin = LoopNet(num_steps)
+    twin.load_state_dict(net.backbone.state_dict())
+    assert torch.equal(net.backbone(x), twin(x))
+
+
+def test_snntorch_loop_feed_follows_a_replaced_input_layer_and_copies() -> None:
+    net = quiet_wrap(LoopNet(T), T=T, in_channels=1)
+    x = torch.rand(2, 1, 8, 8) * 2
+    twin = copy.deepcopy(net)  # the copy feeds its own copy of the layer
+    torch.testing.assert_close(twin(x), net(x), rtol=0, atol=0)
+    net.backbone.fc = nn.Linear(64, 10)  # replaced after wrap(): the hook moves to the new layer
+    seen: list[Tensor] = []
+    net.backbone.fc.register_forward_hook(lambda m, a, o: seen.append(a[0].detach().clone()))
+    net(x)
+    code = net.encoder(x)
+    assert len(seen) == T and all(torch.equal(seen[t], code[t].flatten(1)) for t in range(T))
 
 
 def test_snntorch_loop_without_input_layer_is_rejected() -> None:

@@ -500,18 +500,18 @@ BY_HAND: dict[str, Callable[[nn.Module, Tensor], Any]] = {
 }
 
 
-def build_float64(name: str) -> gac.GACNet:
+def build_float64(name: str, steps: int = T) -> gac.GACNet:
     factory, framework, _ = SHAPES[name]
     kwargs = {"spike_grad": dtype_preserving_spike} if framework == "snntorch" else {}
     torch.manual_seed(1)
-    backbone, _ = factory(T, **kwargs)
+    backbone, _ = factory(steps, **kwargs)
     with torch.no_grad():  # default init is too weak to make every layer fire on digits
         for m in backbone.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 m.weight.mul_(6.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GatedInputWarning)
-        net = gac.wrap(backbone.double(), T=T, in_channels=1)
+        net = gac.wrap(backbone.double(), T=steps, in_channels=1)
     # eval: a BatchNorm uses its running statistics, the same whether it sees [T * B, ...] at
     # once (SpikingJelly "m") or [B, ...] per step ("s"); in training their batch statistics differ
     return net.eval()
@@ -578,13 +578,20 @@ def test_spikingjelly_single_step_equals_multi_step_with_the_same_weights() -> N
     assert torch.equal(a, b)
 
 
-def test_snntorch_whole_sequence_neuron_equals_its_recurrence() -> None:
+def snntorch_whole_sequence_float64(steps: int = T) -> gac.GACNet:
+    """snnTorch's whole-sequence neuron (``StateLeaky``, mode ``"sequence"``), float64."""
     from snntorch._neurons.stateleaky import StateLeaky
 
+    torch.manual_seed(1)
     backbone = nn.Sequential(nn.Flatten(2), nn.Linear(64, 10), StateLeaky(beta=0.8, channels=10))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GatedInputWarning)
-        net = gac.wrap(backbone.double(), T=T, in_channels=1)
+        return gac.wrap(backbone.double(), T=steps, in_channels=1)
+
+
+def test_snntorch_whole_sequence_neuron_equals_its_recurrence() -> None:
+    net = snntorch_whole_sequence_float64()
+    backbone = net.backbone
     assert (net.framework, net.mode) == ("snntorch", "sequence")
     x = strong_digits()
     with torch.no_grad():

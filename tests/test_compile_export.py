@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_adapters_backbones import build_float64, strong_digits
+from test_adapters_backbones import build_float64, snntorch_whole_sequence_float64, strong_digits
 
 import gac_coding as gac
 from gac_coding.energy import calibrate_batchnorm
@@ -213,28 +213,31 @@ def test_bad_input_under_compile_meets_the_eager_messages() -> None:
 # torch.compile of wrapped nets (GACNet), one per framework
 # ------------------------------------------------------------------------------------------------
 
-# modes that trace into one graph; the others break it in code that is not this library's:
-# Norse's cells set requires_grad on their initial state, snnTorch's "loop" mode feeds the net's
-# own time loop through a forward pre-hook registered and removed on every call
-FULLGRAPH_ADAPTERS = ["torch", "spikingjelly-m", "spikingjelly-s", "snntorch-sequential"]
-ADAPTERS = [*FULLGRAPH_ADAPTERS, "norse-cells"]
+# Every backbone shape of tests/test_adapters_backbones.py (each mode of each framework). All but
+# Norse's trace into one graph. Norse's cells build their initial state inside their own forward
+# and set ``requires_grad`` on it, which dynamo cannot put in a graph: they compile with graph
+# breaks there (7 per net), and each piece between breaks is compiled by inductor.
+FULLGRAPH_ADAPTERS = [
+    "torch",
+    "spikingjelly-m",
+    "spikingjelly-s",
+    "snntorch-sequential",
+    "snntorch-custom",
+    "snntorch-tutorial-loop",
+    "snntorch-whole-sequence",  # StateLeaky, mode "sequence"
+]
+BREAKING_ADAPTERS = ["norse-cells", "norse-sequence", "norse-tutorial-loop"]
+COMPILE_STEPS = 2  # the time loops are unrolled into the graph: 2 steps halve inductor's work
+
+
+def _build(name: str) -> gac.GACNet:
+    if name == "snntorch-whole-sequence":
+        return snntorch_whole_sequence_float64(COMPILE_STEPS)
+    return build_float64(name, steps=COMPILE_STEPS)
 
 
 def _leaves(out: object) -> list[torch.Tensor]:
     return list(out) if isinstance(out, (tuple, list)) else [out]  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("name", FULLGRAPH_ADAPTERS)
-def test_adapter_modes_that_trace_into_one_graph(name: str) -> None:
-    """fullgraph=True, inference (the nets are in eval mode), eager's outputs."""
-    torch._dynamo.reset()
-    net = build_float64(name)
-    x = strong_digits()[:3]
-    with torch.no_grad():
-        expected = _leaves(net(x))
-        got = _leaves(torch.compile(net, fullgraph=True, backend="eager")(x))
-    for a, b in zip(got, expected, strict=True):
-        torch.testing.assert_close(a, b, **F64)
 
 
 class _Side(torch.nn.Module):
@@ -248,16 +251,21 @@ class _Side(torch.nn.Module):
         return [leaf for net in self.nets for leaf in _leaves(net(x))]
 
 
-@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
-def test_wrapped_nets_of_every_framework_compile_training_step(backend: str) -> None:
-    """Forward and backward in training mode; inference (eval mode) is traced above. Inductor for
-    the nets that fit one graph; Norse's net (7 graph breaks inside Norse, one inductor build per
-    piece) through AOT autograd with the eager backend, which keeps this test short."""
+def test_every_adapter_mode_is_in_one_of_the_compile_lists() -> None:
+    from test_adapters_backbones import SHAPES
+
+    assert sorted(FULLGRAPH_ADAPTERS + BREAKING_ADAPTERS) == sorted([*SHAPES, "snntorch-whole-sequence"])
+
+
+@pytest.mark.parametrize("fullgraph", [True, False], ids=["fullgraph", "graph-breaks"])
+def test_wrapped_nets_of_every_framework_compile_with_inductor_train_and_eval(fullgraph: bool) -> None:
+    """Default inductor backend: a training step (forward and backward, training mode), then
+    inference in eval mode (a second graph), against an eager twin, float64."""
     torch._dynamo.reset()
-    names = FULLGRAPH_ADAPTERS if backend == "inductor" else ["norse-cells"]
-    side = _Side([build_float64(name) for name in names]).train()
+    names = FULLGRAPH_ADAPTERS if fullgraph else BREAKING_ADAPTERS
+    side = _Side([_build(name) for name in names]).train()
     twin = copy.deepcopy(side)
-    compiled = torch.compile(side, fullgraph=backend == "inductor", backend=backend)
+    compiled = torch.compile(side, fullgraph=fullgraph)
     x = strong_digits()[:3]
 
     def step(module: torch.nn.Module) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -268,12 +276,20 @@ def test_wrapped_nets_of_every_framework_compile_training_step(backend: str) -> 
 
     got, gx = step(compiled)
     expected, ex = step(twin)
-    assert len(got) == len(expected) == len(names) + (backend == "inductor")  # snnTorch: 2
+    assert len(got) == len(expected) >= len(names)  # some snnTorch nets return (spikes, membrane)
+    assert all(o.shape[0] == COMPILE_STEPS for o in expected)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, **F64)
     torch.testing.assert_close(gx, ex, **F64)
     for (n, p), q in zip(side.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, **F64, msg=n)
+    side.eval(), twin.eval()
+    x2 = strong_digits()[3:8]  # another batch size
+    with torch.no_grad():
+        got, expected = compiled(x2), twin(x2)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape[1] == 5
+        torch.testing.assert_close(a, b, **F64)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -320,9 +336,12 @@ def test_export_every_registered_model_with_a_dynamic_batch(name: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["torch", "spikingjelly-m", "spikingjelly-s"])
+@pytest.mark.parametrize("name", FULLGRAPH_ADAPTERS + BREAKING_ADAPTERS)
 def test_export_wrapped_nets_with_a_dynamic_batch(name: str) -> None:
-    net = build_float64(name)
+    """Every mode of every framework, Norse's too: torch.export (non-strict, its default) runs the
+    Python of Norse's cells as it is, so their requires_grad on the initial state does not stop it
+    as it stops dynamo's fullgraph tracing."""
+    net = _build(name).eval()
     x = strong_digits()
     _export_and_compare(net, x[:3], x[3:8], 0)
 

@@ -319,8 +319,9 @@ def stack_steps(outputs: Sequence[Any]) -> Any:
 class Driver:
     """How one backbone is driven over the ``T`` steps of a code; subclasses per framework.
 
-    A driver holds configuration only (never the backbone), so a :class:`GACNet` deep-copies,
-    pickles and saves like any module.
+    A driver holds configuration (and, for snnTorch's ``"loop"`` mode, the hook it left on the
+    input layer), never the backbone itself, so a :class:`GACNet` deep-copies, pickles and saves
+    like any module.
     """
 
     framework: str = "torch"

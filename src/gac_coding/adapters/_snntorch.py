@@ -6,7 +6,8 @@ Three shapes, told apart by the neurons the backbone holds:
   module). The wrapper owns the time loop and calls the backbone once per step.
 * ``"loop"``: per-step neurons with ``init_hidden=False``, i.e. the tutorial class whose ``forward``
   calls ``init_leaky()`` and loops over ``num_steps`` on a static input. The wrapper calls the
-  backbone once and feeds step ``t`` of the code to its input layer at that layer's ``t``-th call.
+  backbone once and feeds step ``t`` of the code to its input layer at that layer's ``t``-th call,
+  through a :class:`LoopFeed` hook that ``wrap()`` leaves on the layer.
 * ``"sequence"``: only whole-sequence neurons (``StateLeaky``, ``LeakyParallel``...): one call on
   ``[T, B, ...]``.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ._common import Driver, describe, neuron_framework, stack_steps, walk
@@ -65,6 +67,7 @@ class SnnTorchDriver(Driver):
         self.mode = mode
         self.T = T
         self.input_layer = input_layer
+        self.feed: LoopFeed | None = None  # mode "loop": the hook on the input layer
 
     def run(self, backbone: nn.Module, code: Tensor) -> Any:
         reset_states(backbone)
@@ -75,42 +78,85 @@ class SnnTorchDriver(Driver):
         return self._run_loop(backbone, code)
 
     def _run_loop(self, backbone: nn.Module, code: Tensor) -> Any:
-        assert self.input_layer is not None
+        feed = self.feed
+        assert feed is not None and self.input_layer is not None
         layer = backbone.get_submodule(self.input_layer)
-        T, name = self.T, self.input_layer
-        calls = [0]
-
-        def feed(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-            t = calls[0]
-            calls[0] += 1
-            if t >= T:
-                raise ValueError(
-                    f"backbone: its input layer {name!r} was called more than T={T} times in one "
-                    f"forward; the net's own loop (num_steps) must run exactly T={T} steps"
+        if not feed.attached_to(layer):
+            # the layer was replaced since wrap(): hook the new one (eager only: registering a
+            # hook breaks a compiled graph, so a traced call meets the check below instead)
+            if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+                raise RuntimeError(
+                    f"backbone: its input layer {self.input_layer!r} was replaced after wrap(); "
+                    f"call the net once outside torch.compile/torch.export to re-attach it"
                 )
-            if not args or not isinstance(args[0], Tensor):
-                raise TypeError(f"backbone: its input layer {name!r} was called without a tensor argument")
-            step = code[t]
-            if args[0].numel() != step.numel():
-                raise ValueError(
-                    f"backbone: its input layer {name!r} received a tensor of shape "
-                    f"{tuple(args[0].shape)}, which is not a reshape of one code step "
-                    f"{tuple(step.shape)}; the net must pass its static input (possibly "
-                    f"flattened) straight to {name!r}, or name another layer with input_layer="
-                )
-            return (step.reshape(args[0].shape), *args[1:])
-
-        handle = layer.register_forward_pre_hook(feed)
+            feed.attach(layer)
+        feed.start(code)
         try:
             out = backbone(code[0])
+            calls = feed.calls
         finally:
-            handle.remove()
-        if calls[0] != T:
+            feed.stop()
+        if calls != self.T:
             raise ValueError(
-                f"backbone: its input layer {name!r} was called {calls[0]} times in one forward, "
-                f"expected exactly T={T} (one per step); set the net's num_steps to T={T}"
+                f"backbone: its input layer {self.input_layer!r} was called {calls} times in one "
+                f"forward, expected exactly T={self.T} (one per step); set the net's num_steps to "
+                f"T={self.T}"
             )
         return out
+
+
+class LoopFeed:
+    """The forward pre-hook that hands step ``t`` of the code to the input layer's ``t``-th call.
+
+    Registered once, when the net is wrapped, and left on the layer: it passes the layer's input
+    through unchanged unless a wrapped forward is running (:meth:`start` .. :meth:`stop`). One
+    hook for the net's lifetime, rather than one registered and removed per call, keeps the loop
+    mode traceable by ``torch.compile(fullgraph=True)`` and ``torch.export``.
+    """
+
+    def __init__(self, name: str, T: int) -> None:
+        self.name = name
+        self.T = T
+        self.code: Tensor | None = None
+        self.calls = 0
+        self._layer: nn.Module | None = None
+
+    def attach(self, layer: nn.Module) -> None:
+        layer.register_forward_pre_hook(self)
+        self._layer = layer
+
+    def attached_to(self, layer: nn.Module) -> bool:
+        return self._layer is layer
+
+    def start(self, code: Tensor) -> None:
+        self.code = code
+        self.calls = 0
+
+    def stop(self) -> None:
+        self.code = None
+
+    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        code = self.code
+        if code is None:  # the backbone called on its own, outside the wrapper
+            return None
+        t = self.calls
+        self.calls = t + 1
+        if t >= self.T:
+            raise ValueError(
+                f"backbone: its input layer {self.name!r} was called more than T={self.T} times "
+                f"in one forward; the net's own loop (num_steps) must run exactly T={self.T} steps"
+            )
+        if not args or not isinstance(args[0], Tensor):
+            raise TypeError(f"backbone: its input layer {self.name!r} was called without a tensor argument")
+        step = code[t]
+        if args[0].numel() != step.numel():
+            raise ValueError(
+                f"backbone: its input layer {self.name!r} received a tensor of shape "
+                f"{tuple(args[0].shape)}, which is not a reshape of one code step "
+                f"{tuple(step.shape)}; the net must pass its static input (possibly "
+                f"flattened) straight to {self.name!r}, or name another layer with input_layer="
+            )
+        return (step.reshape(args[0].shape), *args[1:])
 
 
 def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None) -> SnnTorchDriver:
@@ -137,7 +183,10 @@ def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None
                 "net loops over time itself and the code must enter through its input layer, but "
                 "it has no Conv/Linear layer; name one with input_layer="
             )
-        return SnnTorchDriver("loop", T, input_layer[0])
+        driver = SnnTorchDriver("loop", T, input_layer[0])
+        driver.feed = LoopFeed(input_layer[0], T)
+        driver.feed.attach(input_layer[1])
+        return driver
     if sequence:
         return SnnTorchDriver("sequence", T, None)
     return SnnTorchDriver("step", T, None)
