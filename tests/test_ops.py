@@ -19,7 +19,7 @@ import gac_coding as gac
 from gac_coding import neuron, ops
 from gac_coding.encoder import check_image_input
 from gac_coding.ops import LIFParams, _cpp, _triton, backends
-from gac_coding.ops.functional import gated_lif_decomposed, lif_decomposed
+from gac_coding.ops.functional import gated_lif_decomposed, inference_decompositions, lif_decomposed
 from gac_coding.ops.layout import is_channels_last_step
 
 F64 = torch.float64
@@ -81,7 +81,10 @@ def test_lif_params_value_semantics() -> None:
     assert p == same and hash(p) == hash(same)
     # a read-only mapping: the recipes keep working as keyword arguments
     assert dict(gac.RECIPES["imagenet"]) == {
-        "decay": 0.25, "threshold": 0.5, "surrogate": "rectangle", "detach_reset": True
+        "decay": 0.25,
+        "threshold": 0.5,
+        "surrogate": "rectangle",
+        "detach_reset": True,
     }
     assert gac.RECIPES["cifar"]["decay"] == 0.5
     with pytest.raises(KeyError):
@@ -233,9 +236,7 @@ def test_custom_ops_pass_opcheck(eager, static: bool, channels_last: bool) -> No
     for sca_steps in (None, T):
         sca = _steps(sca_steps or 1, B, channels_last)
         sca = (sca[0] if sca_steps is None else sca).detach().requires_grad_()
-        torch.library.opcheck(
-            gated_op, (x, ta, sca, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS
-        )
+        torch.library.opcheck(gated_op, (x, ta, sca, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS)
 
 
 # ------------------------------------------------------------------------------------ compile
@@ -344,6 +345,37 @@ def test_decomposition_equals_the_op(eager, static: bool) -> None:
     g = torch.randn_like(out)
     for a, b in zip(_grads(out, [u, ta, sca], g), _grads(ref[0], [u, ta, sca], g), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("static", [False, True])
+def test_inference_decompositions_equal_the_ops(eager, static: bool, dtype) -> None:
+    """The forward-only table (what ONNX export writes) gives the operators' spikes and membranes
+    bit for bit; the gate (and the gated output) to a few ulps: torch's sigmoid rounds differently
+    in its vectorised body and in the tail of a loop, and the op takes the gate step by step."""
+    T, B = 5, 3
+    table = inference_decompositions()
+    lif_op, gated_op = torch.ops.gac_coding.lif.default, torch.ops.gac_coding.gated_lif.default
+    u = _steps(1 if static else T, B, False, dtype=dtype)
+    u = u[0] if static else u
+    ta = torch.randn(T, B, dtype=dtype)
+    sca = torch.randn(u.shape[-4:] if static else u.shape[1:], dtype=dtype)
+    steps = T if static else 0
+    eps = torch.finfo(dtype).eps
+    for decay, thr, surrogate, detach in [(0.25, 0.5, 1, True), (0.5, 1.0, 0, False)]:
+        for save in (False, True):
+            args = (steps, decay, thr, surrogate, detach, save)
+            spikes, h = table[lif_op](u, *args)
+            ref_spikes, ref_h = lif_op(u, *args)
+            assert torch.equal(spikes, ref_spikes) and torch.equal(h, ref_h)
+            assert h.numel() == (spikes.numel() if save else 0)
+            assert ref_spikes.ne(0).any() and ref_spikes.eq(0).any()  # spikes and silence
+            out, fired, gate, h = table[gated_op](u, ta, sca, *args)
+            ref = gated_op(u, ta, sca, *args)
+            assert torch.equal(fired, ref[1]) and torch.equal(h, ref[3])
+            for a, b in ((out, ref[0]), (gate, ref[2])):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                torch.testing.assert_close(a, b, rtol=4 * eps, atol=0)
 
 
 # ------------------------------------------------------------------------------------ export

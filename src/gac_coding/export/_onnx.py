@@ -29,55 +29,12 @@ __all__ = ["to_onnx"]
 CHECK_TOLERANCE = 1e-3
 
 
-def _lif_inference(
-    x: Tensor,
-    steps: int,
-    decay: float,
-    threshold: float,
-    surrogate: int,
-    detach_reset: bool,
-    save: bool,
-) -> tuple[Tensor, Tensor]:
-    """The LIF operator's forward as plain torch operations unrolled over the steps.
-
-    ``h_t = x_t + decay * h_{t-1} * [h_{t-1} <= threshold]``, ``s_t = [h_t > threshold]`` (the
-    operator's arithmetic: exact in any float type, decay times a 0/1 factor). The surrogate and
-    ``detach_reset`` shape only the backward pass, which an inference graph does not have.
-    """
-    del surrogate, detach_reset
-    T = steps if steps > 0 else x.shape[0]
-    spikes: list[Tensor] = []
-    hs: list[Tensor] = []
-    for t in range(T):
-        x_t = x if steps > 0 else x[t]
-        h = x_t if t == 0 else x_t + (decay * hs[-1]) * (hs[-1] <= threshold).to(x.dtype)
-        hs.append(h)
-        spikes.append((h > threshold).to(x.dtype))
-    return torch.stack(spikes), (torch.stack(hs) if save else x.new_empty((0,)))
-
-
-def _gated_inference(
-    u: Tensor,
-    ta: Tensor,
-    sca: Tensor,
-    steps: int,
-    decay: float,
-    threshold: float,
-    surrogate: int,
-    detach_reset: bool,
-    save: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The fused LIF + gate operator's forward: ``out = sigmoid(ta * sca) * spikes``."""
-    spikes, h = _lif_inference(u, steps, decay, threshold, surrogate, detach_reset, save)
-    gate = torch.sigmoid(sca * ta.reshape(*ta.shape, *([1] * (spikes.dim() - 2))))
-    return gate * spikes, spikes, gate, h
-
-
 def _decompositions() -> dict[Any, Callable[..., Any]]:
     """torch.export's default decompositions plus plain-torch forms of the neuron operators."""
+    from ..ops.functional import inference_decompositions
+
     table = torch.export.default_decompositions()
-    table[torch.ops.gac_coding.lif.default] = _lif_inference
-    table[torch.ops.gac_coding.gated_lif.default] = _gated_inference
+    table.update(inference_decompositions())
     return table
 
 

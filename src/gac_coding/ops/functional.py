@@ -34,7 +34,8 @@ Custom operator schemas (``surrogate``: 0 triangle, 1 rectangle; ``h`` is empty 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -381,12 +382,16 @@ def _spike(h: Tensor, threshold: float, surrogate: SurrogateFn) -> Tensor:
     return (d > 0).to(h.dtype) + (y - y.detach())
 
 
-def lif_decomposed(x: Tensor, steps: int, p: LIFParams) -> tuple[Tensor, Tensor]:
-    """``(spikes, h)`` of :func:`lif` as a loop of differentiable torch operations.
+def lif_decomposed(
+    x: Tensor, steps: int, p: LIFParams, *, differentiable: bool = True
+) -> tuple[Tensor, Tensor]:
+    """``(spikes, h)`` of :func:`lif` as a loop of torch operations.
 
     ``steps > 0``: ``x`` is one step applied ``steps`` times, else a sequence ``[T, ...]``. The
-    spikes equal the op's; gradients agree to float rounding. Memory: the autograd graph of every
-    step (the op saves only ``h``).
+    spikes equal the op's. ``differentiable=True``: gradients agree with the op's to float
+    rounding (memory: the autograd graph of every step, where the op saves only ``h``);
+    ``False``: the forward alone, without the surrogate's straight-through terms (what an
+    inference graph for an exporter needs).
     """
     fn = p.surrogate_fn
     T = steps if steps > 0 else x.shape[0]
@@ -397,10 +402,10 @@ def lif_decomposed(x: Tensor, steps: int, p: LIFParams) -> tuple[Tensor, Tensor]
         if t == 0:
             h = x_t
         else:
-            s = spikes[-1].detach() if p.detach_reset else spikes[-1]
+            s = spikes[-1].detach() if p.detach_reset and differentiable else spikes[-1]
             h = x_t + (p.decay * hs[-1]) * (1.0 - s)
         hs.append(h)
-        spikes.append(_spike(h, p.threshold, fn))
+        spikes.append(_spike(h, p.threshold, fn) if differentiable else (h > p.threshold).to(h.dtype))
     return torch.stack(spikes), torch.stack(hs)
 
 
@@ -413,6 +418,33 @@ def gated_lif_decomposed(
     ta_b = ta.reshape(*ta.shape, *([1] * (spikes.dim() - 2)))
     gate = torch.sigmoid(sca * ta_b)
     return gate * spikes, spikes.detach(), gate.detach(), h
+
+
+def _lif_op_inference(x, steps, decay, threshold, surrogate, detach_reset, save):
+    hd = _h_dtype(x.dtype)  # the membrane's dtype in every backend (float32 for half types)
+    p = _params(decay, threshold, surrogate, detach_reset)
+    spikes, h = lif_decomposed(x.to(hd), steps, p, differentiable=False)
+    return spikes.to(x.dtype), (h if save else x.new_empty(0, dtype=hd))
+
+
+def _gated_op_inference(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save):
+    spikes, h = _lif_op_inference(u, steps, decay, threshold, surrogate, detach_reset, save)
+    gate = torch.sigmoid(sca * ta.reshape(*ta.shape, *([1] * (spikes.dim() - 2))))
+    return gate * spikes, spikes, gate, h
+
+
+def inference_decompositions() -> dict[Any, Callable[..., Any]]:
+    """The neuron operators (``torch.ops.gac_coding.lif``, ``gated_lif``) as plain torch
+    operations unrolled over the steps, forward only: a table for
+    ``ExportedProgram.run_decompositions`` that leaves an inference graph no runtime needs this
+    library for (the ONNX export uses it). Spikes and membranes equal the ops' bit for bit in
+    float32 and float64 (the reset multiplies by a 0/1 factor); the gate to a few ulps (torch's
+    sigmoid rounds differently in its vectorised body and loop tail). Half types keep the
+    membrane in float32, as the Triton backend does (the eager one keeps it in the half type)."""
+    return {
+        torch.ops.gac_coding.lif.default: _lif_op_inference,
+        torch.ops.gac_coding.gated_lif.default: _gated_op_inference,
+    }
 
 
 # --------------------------------------------------------------------------------------------
