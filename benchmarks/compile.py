@@ -9,6 +9,10 @@ Two workloads, each run eager and compiled (``torch.compile(module)``, default i
 * ``encoder``: ``GACEncoder(3, 64, T=6)`` (the model's stem), same images; training step =
   forward + backward of the mean of the code times a fixed random tensor; inference as above.
 
+For each pair on the CPU it also profiles one eager and one compiled call (``torch.profiler``) and
+prints the share of the convolutions: inductor hands them to the same oneDNN kernels, so
+``1 / share`` of the eager call bounds what compiling can gain (Amdahl's law).
+
 For each pair the script prints the compile time (the first compiled call minus one eager call of
 the same kind; inductor's on-disk caches are switched off unless ``--warm-cache``, so this is what a
 fresh process pays), the compiled-vs-eager difference of outputs and gradients (float32; a spike
@@ -136,6 +140,21 @@ def run_pair(name: str, fn: Step, eager: nn.Module, compiled: nn.Module, repeats
     }
 
 
+def convolution_share(fn: Step, m: nn.Module) -> tuple[float, float]:
+    """(seconds in convolution kernels, seconds in all) of one call of ``fn(m)``, by
+    ``torch.profiler`` self CPU times: the operators whose name contains "convolution"
+    (forward and backward, eager or called from inductor's generated code) against the whole call.
+    Profiling slows small operators a little, so the share is an upper bound on the rest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        fn(m)
+        wall = time.perf_counter() - start
+    conv = sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key) / 1e6
+    return conv, wall
+
+
 def _float64_step(m: nn.Module, x: Tensor) -> list[Tensor]:
     xg = x.clone().requires_grad_(True)
     out = m(xg)
@@ -243,6 +262,11 @@ def main() -> None:
         label = MODEL if which == "model" else "encoder"
         for kind, fn in (("train step", train), ("inference", infer)):
             row = run_pair(f"{label} {kind}", fn, eager, compiled, args.repeats)
+            if DEVICE.type == "cpu":
+                row["convolutions"] = {
+                    side: convolution_share(fn, module)
+                    for side, module in (("eager", eager), ("compiled", compiled))
+                }
             rows.append(row)
             worst, beyond, total = row["diff"]
             print(
@@ -255,6 +279,18 @@ def main() -> None:
                 f"elements beyond 1e-4",
                 flush=True,
             )
+            for side, (conv, wall) in row.get("convolutions", {}).items():
+                bound = (
+                    f"; a compiled call running the same convolutions is at most "
+                    f"{wall / conv:.2f}x faster (Amdahl)"
+                    if side == "eager" and conv > 0
+                    else ""
+                )
+                print(
+                    f"{'':30s} {side} call profiled: convolutions {conv:.3f} s of {wall:.3f} s "
+                    f"({100 * conv / wall:.0f}%){bound}",
+                    flush=True,
+                )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if args.json:
