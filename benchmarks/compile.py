@@ -9,6 +9,10 @@ Two workloads, each run eager and compiled (``torch.compile(module)``, default i
 * ``encoder``: ``GACEncoder(3, 64, T=6)`` (the model's stem), same images; training step =
   forward + backward of the mean of the code times a fixed random tensor; inference as above.
 
+On the CPU the model's inference is also timed compiled with inductor's ``freezing`` option
+(``torch._inductor.config.freezing = True``: the weights become constants, BatchNorm is folded
+into the convolutions and oneDNN's weights are prepacked; for inference with fixed weights).
+
 For each pair on the CPU it also profiles one eager and one compiled call (``torch.profiler``) and
 prints the share of the convolutions: inductor hands them to the same oneDNN kernels, so
 ``1 / share`` of the eager call bounds what compiling can gain (Amdahl's law).
@@ -260,8 +264,17 @@ def main() -> None:
         # the compiled module wraps the same parameters and buffers as the eager one
         compiled = torch.compile(eager, fullgraph=True, backend=args.backend)
         label = MODEL if which == "model" else "encoder"
-        for kind, fn in (("train step", train), ("inference", infer)):
-            row = run_pair(f"{label} {kind}", fn, eager, compiled, args.repeats)
+        pairs = [("train step", train, False), ("inference", infer, False)]
+        if which == "model" and DEVICE.type == "cpu" and args.backend == "inductor":
+            pairs.append(("inference, freezing", infer, True))
+        for kind, fn, freezing in pairs:
+            if freezing:
+                # weights become constants of the graph (BatchNorm folded into the convolutions,
+                # oneDNN weights prepacked): for inference with fixed weights only
+                torch._dynamo.reset()
+                compiled = torch.compile(eager, fullgraph=True, backend=args.backend)
+            with torch._inductor.config.patch(freezing=freezing):
+                row = run_pair(f"{label} {kind}", fn, eager, compiled, args.repeats)
             if DEVICE.type == "cpu":
                 row["convolutions"] = {
                     side: convolution_share(fn, module)

@@ -59,6 +59,21 @@ def test_periodic_code_with_known_period() -> None:
     assert m2["periodicity"] is None and m2["periodic_fraction"] == 0.75
 
 
+def test_max_period_drops_periods_checked_on_too_few_steps() -> None:
+    base = _binary(5, 2, 12, seed=3)  # five distinct step maps per sample
+    o = torch.cat([base, base[:1]])  # T = 6: only o[5] == o[0], "period" 5 on a single pair
+    assert coding_metrics(o)["periodicity"] == 5 and coding_metrics(o)["periodic_fraction"] == 1.0
+    m = coding_metrics(o, max_period=3)  # at least two full periods: none
+    assert m["periodicity"] is None and m["periodic_fraction"] == 0.0
+    p3 = torch.cat([base[:3], base[:3]])  # T = 6, period 3: found up to max_period 3, not 2
+    assert coding_metrics(p3, max_period=3)["periodicity"] == 3
+    assert coding_metrics(p3, max_period=2)["periodicity"] is None
+    assert coding_metrics(p3, max_period=100)["periodicity"] == 3  # beyond T-1: same as default
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError, match="max_period: expected an integer >= 1 or None"):
+            coding_metrics(p3, max_period=bad)  # type: ignore[arg-type]
+
+
 def test_period_two_by_hand_and_diversity_values() -> None:
     o = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]).view(4, 1, 2)
     m = coding_metrics(o)

@@ -114,7 +114,9 @@ def _pattern_entropies(code: Tensor, levels: int | None) -> Tensor:
     return torch.zeros(N, dtype=torch.float64).index_add_(0, unique[:, 0], contrib)
 
 
-def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> dict[str, Any]:
+def coding_metrics(
+    o: Tensor, *, levels: int | None = 2, atol: float = 0.0, max_period: int | None = None
+) -> dict[str, Any]:
     """Temporal diversity, periodicity and coding efficiency of a code ``o: [T, B, ...]``.
 
     A "step map" is ``o[t, b]`` flattened over the neurons (everything after ``B``).
@@ -125,10 +127,12 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
       averaged over the batch; ``0`` when all steps are equal (or ``T = 1``), larger when the steps
       point in different directions. Two all-zero maps count as identical (cosine 1); a zero map
       and a non-zero one as orthogonal (cosine 0).
-    * ``periodicity``: the smallest ``p`` in ``1 .. T-1`` with ``o[t + p] == o[t]`` (within
-      ``atol``) for every valid ``t`` and every sample, or ``None`` when there is none
-      (an aperiodic code, or ``T = 1``). ``periodic_fraction``: the fraction of samples that have
-      such a period on their own.
+    * ``periodicity``: the smallest ``p`` in ``1 .. max_period`` (default ``T-1``) with
+      ``o[t + p] == o[t]`` (within ``atol``) for every valid ``t`` and every sample, or ``None``
+      when there is none (an aperiodic code, or ``T = 1``). A period ``p`` is checked on ``T - p``
+      pairs of steps: ``p = T-1`` compares only the first and the last step, which is weak
+      evidence; ``max_period=T // 2`` asks for at least two full periods. ``periodic_fraction``:
+      the fraction of samples that have such a period on their own.
     * ``entropy_bits``: the empirical entropy ``H = -sum_k p_k log2 p_k`` of each neuron's
       length-``T`` output pattern over the ``B`` samples, averaged over neurons. Values are first
       quantised to ``levels`` magnitude levels (0 stays 0, non-zero magnitudes map to
@@ -143,6 +147,8 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
         o: the code, time-major; bool, integer or float.
         levels: quantisation of the values for the entropy (``>= 2``), or ``None`` for exact values.
         atol: tolerance for equality of step maps (``distinct_steps``, ``periodicity``).
+        max_period: the longest period searched (an integer ``>= 1``; periods beyond ``T-1`` do
+            not exist); ``None`` for ``T-1``.
 
     Returns:
         A dict with the keys above (floats; ``periodicity`` an int or ``None``) and ``T``, ``B``,
@@ -161,6 +167,10 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
         raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
     atol = float(atol)
+    if max_period is not None and (
+        isinstance(max_period, bool) or not isinstance(max_period, int) or max_period < 1
+    ):
+        raise ValueError(f"max_period: expected an integer >= 1 or None, got {max_period!r}")
     T, B = code.shape[:2]
     flat = code.reshape(T, B, -1)
     N = flat.shape[2]
@@ -190,7 +200,7 @@ def coding_metrics(o: Tensor, *, levels: int | None = 2, atol: float = 0.0) -> d
     # periodicity
     period: int | None = None
     has_period = torch.zeros(B, dtype=torch.bool)
-    for p in range(1, T):
+    for p in range(1, T if max_period is None else min(max_period + 1, T)):
         ok = torch.ones(B, dtype=torch.bool)
         for t in range(T - p):
             ok &= _steps_equal(flat[t + p], flat[t], atol)
