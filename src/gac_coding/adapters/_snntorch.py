@@ -82,8 +82,8 @@ class SnnTorchDriver(Driver):
         assert feed is not None and self.input_layer is not None
         layer = backbone.get_submodule(self.input_layer)
         if not feed.attached_to(layer):
-            # the layer was replaced since wrap(): hook the new one (eager only: registering a
-            # hook breaks a compiled graph, so a traced call meets the check below instead)
+            # the layer was replaced since wrap(): hook the new one (eager only: dynamo cannot
+            # trace the registration of a hook)
             if torch.compiler.is_compiling() or torch.compiler.is_exporting():
                 raise RuntimeError(
                     f"backbone: its input layer {self.input_layer!r} was replaced after wrap(); "
