@@ -249,6 +249,57 @@ def test_cache_is_reused_and_keyed_by_frame_settings(tmp_path: Path, monkeypatch
     assert done["count"] == 10 and done["T"] == 3
 
 
+def test_reading_only_a_cache_that_is_missing_raises(tmp_path: Path) -> None:
+    root = make_nmnist(tmp_path / "data")
+    with pytest.raises(RuntimeError, match=r"nmnist: the frames of the 'train' split are not cached"):
+        build_event_datasets("nmnist", root, FrameOptions(T=2), build_cache=False)
+    assert not (root / ".gac_frames").exists() or not any((root / ".gac_frames").rglob("*.npy"))
+    built = build_event_datasets("nmnist", root, FrameOptions(T=2))
+    read = build_event_datasets("nmnist", root, FrameOptions(T=2), build_cache=False)
+    assert len(read.train) == len(built.train) == 10 and len(read.test) == 10
+    assert torch.equal(read.test[3][0], built.test[3][0])
+
+
+_COUNTING_RANK = """
+import json, os, sys
+from gac_coding.cli import main
+from gac_coding.train import events as ev
+calls = []
+real = ev.events_to_frames
+ev.events_to_frames = lambda *a: calls.append(1) or real(*a)  # counts the frames this rank computes
+rc = main(sys.argv[2:])
+with open(os.path.join(sys.argv[1], "rank" + os.environ["RANK"] + ".json"), "w") as fh:
+    json.dump({"rc": rc, "computed": len(calls)}, fh)
+sys.exit(rc)
+"""
+
+
+def test_torchrun_ranks_share_one_frame_cache(tmp_path: Path) -> None:
+    """Rank 0 computes the frames (10 train + 10 test recordings) while rank 1 waits; rank 1
+    computes none and reads rank 0's cache."""
+    import os
+    import subprocess
+    import sys
+
+    root = make_nmnist(tmp_path / "data")
+    out = tmp_path / "run"
+    script = tmp_path / "counting_rank.py"
+    script.write_text(_COUNTING_RANK)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path), "train", "--model", "vgg_tiny", "--dataset", "nmnist",
+           "--data-dir", str(root), "--T", "2", "--epochs", "1", "--batch-size", "4",
+           "--lr", "0.05", "--out", str(out), "--device", "cpu", "--no-progress"]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "2 process(es) on cpu" in proc.stdout
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks == [{"rc": 0, "computed": 20}, {"rc": 0, "computed": 0}]
+    caches = sorted(p.name.split("-")[1] for p in (root / ".gac_frames").iterdir())
+    assert caches == ["test", "train"]  # one cache per split
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["epoch"] == 1
+
+
 def test_augmentations_shift_and_flip_by_hand() -> None:
     frames = torch.arange(2 * 2 * 5 * 5, dtype=torch.float32).view(2, 2, 5, 5) + 1
     shifted = ev.EventFrames.__new__(ev.EventFrames)

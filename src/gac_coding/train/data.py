@@ -375,12 +375,16 @@ def build_datasets(
     *,
     image_size: int | None = None,
     events: Any = None,
+    build_cache: bool = True,
 ) -> DataSpec:
     """Build the training and test splits of data set ``name`` (one of :data:`DATASETS`).
 
     ``image_size`` only matters for ``imagefolder`` (default 224). ``events``: the
     :class:`~gac_coding.train.events.FrameOptions` of an event data set (``nmnist``,
     ``dvsgesture``, ``cifar10dvs``; required for them, refused for the others).
+    ``build_cache``: event data sets compute and cache missing frames (default), or with ``False``
+    raise ``RuntimeError`` when they are not cached yet (see
+    :func:`~gac_coding.train.events.build_event_datasets`); other data sets ignore it.
 
     Example:
         >>> spec = build_datasets("digits")
@@ -396,7 +400,7 @@ def build_datasets(
             )
         from .events import build_event_datasets
 
-        return build_event_datasets(name, data_dir, events)
+        return build_event_datasets(name, data_dir, events, build_cache=build_cache)
     if events is not None:
         raise ValueError(
             f"events: frame options apply to event data sets {list(_EVENT_DATASETS)}, not {name!r}"

@@ -430,6 +430,29 @@ class _Run:
     start_epoch: int = 1
 
 
+def _datasets(ctx: dist_utils.DistContext, config: TrainConfig) -> DataSpec:
+    """The data sets of ``config``. Event data sets under torchrun: rank 0 computes and caches the
+    frames while the other ranks wait, then every rank reads the cache (each computing them on
+    its own would do the work once per rank)."""
+
+    def build(build_cache: bool) -> DataSpec:
+        return build_datasets(
+            config.dataset,
+            config.data_dir,
+            image_size=config.image_size,
+            events=config.frame_options(),
+            build_cache=build_cache,
+        )
+
+    def cache_frames() -> None:
+        build(True)
+
+    if ctx.distributed and config.frame_options() is not None:
+        dist_utils.on_rank0(ctx, cache_frames)  # its exception, if any, reaches every rank
+        return build(ctx.is_main)
+    return build(True)
+
+
 def _fit(
     ctx: dist_utils.DistContext,
     config: TrainConfig,
@@ -446,13 +469,7 @@ def _fit(
         model_factory, known = default_model_factory()
         check_model_name(config.model, known)
     ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
-    spec = (
-        data
-        if data is not None
-        else build_datasets(
-            config.dataset, config.data_dir, image_size=config.image_size, events=config.frame_options()
-        )
-    )
+    spec = data if data is not None else _datasets(ctx, config)
     if ckpt is not None:
         _check_resumed_data(ckpt, config, spec)
     run = _build(ctx, config, spec, model_factory, say)

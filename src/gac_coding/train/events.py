@@ -424,11 +424,14 @@ def build_event_datasets(
     options: FrameOptions,
     *,
     progress: bool | None = None,
+    build_cache: bool = True,
 ) -> DataSpec:
     """The training and test splits of event data set ``name`` as cached frame sequences.
 
     ``progress``: a progress bar while frames are first computed (default: when stderr is a
-    terminal). Batches from a ``DataLoader`` with ``collate_fn=spec.collate_fn`` are
+    terminal). ``build_cache=False``: read frames that another process has cached (the other
+    ranks under torchrun, after rank 0 built them) and raise ``RuntimeError`` if they are
+    missing. Batches from a ``DataLoader`` with ``collate_fn=spec.collate_fn`` are
     ``[T, B, 2, H, W]``.
     """
     import sys
@@ -454,6 +457,12 @@ def build_event_datasets(
         key = {"dataset": name, "split": split, **asdict(options)}
         done = folder / "complete.json"
         if not (done.is_file() and json.loads(done.read_text()).get("count") == len(source)):
+            if not build_cache:
+                raise RuntimeError(
+                    f"{name}: the frames of the {split!r} split are not cached in {str(folder)!r}, "
+                    f"and this process was told not to compute them (build_cache=False: under "
+                    f"torchrun rank 0 computes them first)"
+                )
             _build_cache(name, source, layout.sensor, folder, options, show, key)
         folders[split] = folder
     if name == "cifar10dvs":
