@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_adapters_backbones import build_float64, snntorch_whole_sequence_float64, strong_digits
+from test_adapters_backbones import SHAPES, build_float64, snntorch_whole_sequence_float64, strong_digits
 
 import gac_coding as gac
 from gac_coding.energy import calibrate_batchnorm
@@ -213,20 +213,19 @@ def test_bad_input_under_compile_meets_the_eager_messages() -> None:
 # torch.compile of wrapped nets (GACNet), one per framework
 # ------------------------------------------------------------------------------------------------
 
-# Every backbone shape of tests/test_adapters_backbones.py (each mode of each framework). All but
-# Norse's trace into one graph. Norse's cells build their initial state inside their own forward
-# and set ``requires_grad`` on it, which dynamo cannot put in a graph: they compile with graph
-# breaks there (7 per net), and each piece between breaks is compiled by inductor.
+# One backbone per framework and mode of tests/test_adapters_backbones.py (plus snnTorch's
+# whole-sequence StateLeaky). All but Norse's trace into one graph. Norse's cells build their
+# initial state inside their own forward and set ``requires_grad`` on it, which dynamo cannot put
+# in a graph: they compile with graph breaks there (7 per net), each piece compiled by inductor.
 FULLGRAPH_ADAPTERS = [
     "torch",
     "spikingjelly-m",
     "spikingjelly-s",
-    "snntorch-sequential",
-    "snntorch-custom",
-    "snntorch-tutorial-loop",
+    "snntorch-sequential",  # mode "step"
+    "snntorch-tutorial-loop",  # mode "loop"
     "snntorch-whole-sequence",  # StateLeaky, mode "sequence"
 ]
-BREAKING_ADAPTERS = ["norse-cells", "norse-sequence", "norse-tutorial-loop"]
+BREAKING_ADAPTERS = ["norse-cells", "norse-sequence"]  # modes "step" and "sequence"
 COMPILE_STEPS = 2  # the time loops are unrolled into the graph: 2 steps halve inductor's work
 
 
@@ -251,10 +250,13 @@ class _Side(torch.nn.Module):
         return [leaf for net in self.nets for leaf in _leaves(net(x))]
 
 
-def test_every_adapter_mode_is_in_one_of_the_compile_lists() -> None:
+def test_every_framework_and_mode_is_in_one_of_the_compile_lists() -> None:
     from test_adapters_backbones import SHAPES
 
-    assert sorted(FULLGRAPH_ADAPTERS + BREAKING_ADAPTERS) == sorted([*SHAPES, "snntorch-whole-sequence"])
+    modes = {name: (framework, mode) for name, (_, framework, mode) in SHAPES.items()}
+    modes["snntorch-whole-sequence"] = ("snntorch", "sequence")
+    listed = [modes[name] for name in FULLGRAPH_ADAPTERS + BREAKING_ADAPTERS]
+    assert len(set(listed)) == len(listed) and set(listed) == set(modes.values())
 
 
 @pytest.mark.parametrize("fullgraph", [True, False], ids=["fullgraph", "graph-breaks"])
@@ -336,7 +338,7 @@ def test_export_every_registered_model_with_a_dynamic_batch(name: str) -> None:
     )
 
 
-@pytest.mark.parametrize("name", FULLGRAPH_ADAPTERS + BREAKING_ADAPTERS)
+@pytest.mark.parametrize("name", [*SHAPES, "snntorch-whole-sequence"])
 def test_export_wrapped_nets_with_a_dynamic_batch(name: str) -> None:
     """Every mode of every framework, Norse's too: torch.export (non-strict, its default) runs the
     Python of Norse's cells as it is, so their requires_grad on the initial state does not stop it
