@@ -259,11 +259,11 @@ def test_every_framework_and_mode_is_in_one_of_the_compile_lists() -> None:
     assert len(set(listed)) == len(listed) and set(listed) == set(modes.values())
 
 
-@pytest.mark.parametrize("fullgraph", [True, False], ids=["fullgraph", "graph-breaks"])
-def test_wrapped_nets_of_every_framework_compile_with_inductor_train_and_eval(fullgraph: bool) -> None:
-    """Default inductor backend: a training step (forward and backward, training mode), then
-    inference in eval mode (a second graph), against an eager twin, float64."""
-    torch._dynamo.reset()
+def compile_wrapped_nets(fullgraph: bool) -> None:
+    """The nets of FULLGRAPH_ADAPTERS (``fullgraph=True``) or BREAKING_ADAPTERS side by side,
+    default inductor backend: a training step (forward and backward, training mode), then
+    inference in eval mode (a second graph) on another batch size, against an eager twin, float64.
+    Raises AssertionError on a difference."""
     names = FULLGRAPH_ADAPTERS if fullgraph else BREAKING_ADAPTERS
     side = _Side([_build(name) for name in names]).train()
     twin = copy.deepcopy(side)
@@ -292,6 +292,23 @@ def test_wrapped_nets_of_every_framework_compile_with_inductor_train_and_eval(fu
     for a, b in zip(got, expected, strict=True):
         assert a.shape[1] == 5
         torch.testing.assert_close(a, b, **F64)
+
+
+FRESH_WRAPPED = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from test_compile_export import compile_wrapped_nets
+compile_wrapped_nets(fullgraph=True)
+compile_wrapped_nets(fullgraph=False)
+print("RESULT", json.dumps({{"ok": True}}))
+"""
+
+
+def test_wrapped_nets_of_every_framework_compile_with_inductor_train_and_eval() -> None:
+    """In a fresh process (nothing compiled before; one process for both lists, to pay the
+    frameworks' imports once): see compile_wrapped_nets."""
+    tests = str(Path(__file__).resolve().parent)
+    assert _run_fresh(FRESH_WRAPPED.format(tests=tests)) == {"ok": True}
 
 
 # ------------------------------------------------------------------------------------------------
