@@ -185,15 +185,11 @@ class StemEncoder(nn.Module):
                 var, mean = torch.var_mean(stat, dim=(0, 2, 3), correction=0)
                 tracked.add_(1)
                 # momentum=None: cumulative average, weight 1 / batches seen (a tensor: no sync)
-                mean_factor: float | Tensor
-                var_factor: float | Tensor
-                if bn.momentum is None:
-                    mean_factor = tracked.reciprocal().to(running_mean.dtype)
-                    var_factor = tracked.reciprocal().to(running_var.dtype)
-                else:
-                    mean_factor = var_factor = bn.momentum
-                running_mean.lerp_(mean.to(running_mean.dtype), mean_factor)
-                running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), var_factor)
+                factor: float | Tensor = (
+                    bn.momentum if bn.momentum is not None else tracked.reciprocal().to(running_mean.dtype)
+                )
+                running_mean.lerp_(mean.to(running_mean.dtype), factor)
+                running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), factor)
         return out
 
     def membrane(self, x: Tensor) -> tuple[Tensor, bool]:

@@ -415,9 +415,13 @@ def gated_lif_decomposed(
     """``(out, fired, gate, h)`` of :func:`gated_lif` as differentiable torch operations
     (``fired`` and ``gate`` detached); ``steps > 0``: ``u`` is one step applied ``steps`` times."""
     spikes, h = lif_decomposed(u, steps, p)
-    ta_b = ta.reshape(*ta.shape, *([1] * (spikes.dim() - 2)))
-    gate = torch.sigmoid(sca * ta_b)
+    gate = _gate(ta, sca, spikes.dim())
     return gate * spikes, spikes.detach(), gate.detach(), h
+
+
+def _gate(ta: Tensor, sca: Tensor, dims: int) -> Tensor:
+    """``sigmoid(ta * sca)`` over ``[T, B, ...]`` of ``dims`` dimensions (``ta: [T, B]``)."""
+    return torch.sigmoid(sca * ta.reshape(*ta.shape, *([1] * (dims - 2))))
 
 
 def _lif_op_inference(x, steps, decay, threshold, surrogate, detach_reset, save):
@@ -429,7 +433,7 @@ def _lif_op_inference(x, steps, decay, threshold, surrogate, detach_reset, save)
 
 def _gated_op_inference(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save):
     spikes, h = _lif_op_inference(u, steps, decay, threshold, surrogate, detach_reset, save)
-    gate = torch.sigmoid(sca * ta.reshape(*ta.shape, *([1] * (spikes.dim() - 2))))
+    gate = _gate(ta, sca, spikes.dim())
     return gate * spikes, spikes, gate, h
 
 

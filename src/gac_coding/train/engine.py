@@ -444,13 +444,15 @@ def _datasets(ctx: dist_utils.DistContext, config: TrainConfig) -> DataSpec:
             build_cache=build_cache,
         )
 
-    def cache_frames() -> None:
-        build(True)
+    if not (ctx.distributed and config.frame_options() is not None):
+        return build(True)
+    built: list[DataSpec] = []  # rank 0's data sets, kept: no second pass over the files
 
-    if ctx.distributed and config.frame_options() is not None:
-        dist_utils.on_rank0(ctx, cache_frames)  # its exception, if any, reaches every rank
-        return build(ctx.is_main)
-    return build(True)
+    def cache_frames() -> None:
+        built.append(build(True))
+
+    dist_utils.on_rank0(ctx, cache_frames)  # its exception, if any, reaches every rank
+    return built[0] if built else build(False)
 
 
 def _fit(
