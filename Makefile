@@ -35,9 +35,19 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	touch $@
 
-.PHONY: docs   # also the name of the docs/ folder
+# then tests/docs_site_check.py reads the built pages: pictures, links, parameter defaults, headings
+.PHONY: docs docs-serve docs-figures   # docs is also the name of the docs/ folder
 docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	$(BIN)/python tests/docs_site_check.py site
+
+# the site at http://127.0.0.1:8000, rebuilt whenever a page or a docstring changes
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# the pictures in docs/images/ (trains msresnet_tiny, runs the demo: minutes on 2 cores)
+docs-figures: $(VENV)/.demo-installed
+	MPLBACKEND=Agg $(BIN)/python docs/_ext/figures.py
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/encoder_fast_path.py

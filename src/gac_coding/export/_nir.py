@@ -1,4 +1,4 @@
-"""The spiking backbone as a NIR graph, the GAC encoder on the host (issue 13).
+"""The spiking backbone as a NIR graph, the GAC encoder on the host.
 
 NIR (the Neuromorphic Intermediate Representation) describes a network as continuous-time nodes
 joined by identity edges; several edges into one node are summed. It has no BatchNorm, sigmoid or
