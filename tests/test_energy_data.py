@@ -274,6 +274,21 @@ def _checkpoint(folder: Path, name: str, metadata: dict, **model: object) -> Pat
 _TINY = {"model": "msresnet_tiny", "T": 2, "num_classes": 10, "in_channels": 1}
 
 
+def test_a_progress_bar_on_a_terminal_only(tmp_path: Path, capsys, monkeypatch) -> None:
+    import sys
+
+    path = _checkpoint(tmp_path, "named", {**_TINY, "gac": True, "dataset": "digits"})
+    argv = ["energy", "--checkpoint", str(path), "--batches", "3", "--batch-size", "8"]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("\renergy:") and "/3 [" in err, err  # tqdm's bar over the 3 batches
+    assert main([*argv, "--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_poisson_run_is_measured_on_its_bernoulli_spikes(tmp_path: Path, capsys) -> None:
     from gac_coding.train.augment import poisson_encode
 
@@ -381,3 +396,32 @@ def test_a_failed_run_leaves_no_folder(tmp_path: Path, capsys) -> None:
     assert main([*common, "--dataset", "digits", "--out", str(tmp_path / "file" / "run")],
                 friendly_errors=True) == 2  # fmt: skip
     assert "out: cannot make the folder" in capsys.readouterr().err
+
+
+def test_an_event_run_is_measured_on_its_frames(tmp_path: Path, capsys) -> None:
+    from test_events import make_nmnist
+
+    from gac_coding.train.events import FrameOptions, build_event_datasets, time_major_collate
+
+    root = make_nmnist(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--model", "vgg_tiny", "--dataset", "nmnist", "--data-dir", str(root),
+                 "--T", "2", "--frame-size", "17", "--epochs", "1", "--batch-size", "8", "--lr", "0.05",
+                 "--out", str(run), "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    payload = _energy_json(capsys, "--checkpoint", str(run / "model.safetensors"), "--batch-size", "4")
+    info = payload["input"]
+    assert (info["dataset"], info["images"], info["batches"]) == ("nmnist", 10, 3)
+    assert info["input_size"] == [17, 17]  # the frame size the run recorded
+    assert payload["layers"][0]["input_shape"] == [2 * 4, 2, 17, 17]  # frames [T, B, 2, H, W], folded
+    # by hand: the test split's frames, batched 4, 4, 2, time-major
+    test = build_event_datasets("nmnist", root, FrameOptions(T=2, size=17)).test
+    frames = [time_major_collate([test[i] for i in range(j, min(j + 4, 10))])[0] for j in (0, 4, 8)]
+    from safetensors.torch import load_file
+
+    model = create_model("vgg_tiny", num_classes=10, T=2, in_channels=2)
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    expected = _by_hand(model, frames, batch_dim=1)
+    assert payload["totals"]["samples"] == expected["images"] == 10
+    assert (payload["totals"]["synop"], payload["totals"]["mac"]) == (expected["synop"], expected["mac"])
+    assert payload["totals"]["energy_mj_per_sample"] == pytest.approx(expected["per_image"], rel=1e-9)
