@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo_out
+# e.g. DEMO_ARGS=--overwrite to replace the results of an earlier make demo (refused by default)
+DEMO_ARGS ?=
 
 .PHONY: demo test packaging bench lint clean
 
@@ -21,7 +23,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/gac-coding demo --out $(OUT)
+	$(BIN)/gac-coding demo --out $(OUT) $(DEMO_ARGS)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest

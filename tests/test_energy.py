@@ -367,7 +367,7 @@ def test_cli_energy_checkpoints(tmp_path, capsys: pytest.CaptureFixture[str]) ->
         assert load_weights(fresh, str(path)) == layout
         assert torch.equal(fresh.fc.weight, model.fc.weight)
         out = _cli(["energy", "--model", "msresnet_tiny", "--T", "2", "--input-size", "8", "8",
-                    "--checkpoint", str(path), "--json"], capsys)  # fmt: skip
+                    "--checkpoint", str(path), "--random-input", "--json"], capsys)  # fmt: skip
         assert json.loads(out)["checkpoint"]["layout"] == layout
     text = _cli(["energy", "--model", "msresnet_tiny", "--T", "2", "--input-size", "8", "8"], capsys)
     assert "paper accounting" in text and "encoder.conv" in text

@@ -7,8 +7,10 @@ whose input is binary spikes costs accumulates. The paper approximates the accum
 ``FLOPs x input firing rate`` per step; this module also counts them exactly (each input spike times
 the weights it reaches, so borders, padding and stride are accounted for).
 
-:func:`estimate_energy` runs one forward pass of any model without gradients and hooks every
-``Conv*`` / ``ConvTranspose*`` / ``Linear`` module. Two accountings are reported:
+:func:`estimate_energy` runs forward passes of any model without gradients, on one input tensor or
+on every batch of a data loader (or any iterable of batches), and hooks every ``Conv*`` /
+``ConvTranspose*`` / ``Linear`` module; over several batches the counts add up and per-sample
+figures divide the totals by the number of samples. Two accountings are reported:
 
 * **executed**: what the forward pass really computed. The GAC encoder's static fast path runs the
   stem convolution and the spatial-channel attention once per image, not ``T`` times.
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._measure import measuring
+from ._measure import measuring, reset_framework_state
 
 __all__ = [
     "E_AC_PJ",
@@ -162,7 +164,8 @@ def exact_synops(module: nn.Module, x: Tensor) -> int:
 
 @dataclass
 class LayerEnergy:
-    """Counts and energy of one convolution or linear layer over one forward pass (whole batch).
+    """Counts and energy of one convolution or linear layer over the measured forward passes
+    (every sample of every batch).
 
     Attributes:
         name: qualified module name in the model.
@@ -176,7 +179,8 @@ class LayerEnergy:
         binary_input: whether every call received only zeros and ones. The encoder's attention
             layers always count as multiply-accumulates (docs/design/energy.md §1), even on an input that
             happens to be all zeros.
-        firing_rate: fraction of non-zero input entries over all calls (the spike rate when binary).
+        firing_rate: fraction of non-zero input entries over all calls of all batches (the spike
+            rate when binary): non-zero entries summed over the batches / entries summed over them.
         flops: dense multiply-accumulates of the executed calls.
         mac: executed multiply-accumulates (calls with a real-valued input).
         synop: executed exact synaptic operations (calls with a binary input).
@@ -227,14 +231,16 @@ class EnergyReport:
 
     Attributes:
         layers: one :class:`LayerEnergy` per executed convolution or linear layer, in call order.
-        totals: sums over the layers and run information. Counts are for the whole batch:
-            ``flops``, ``mac``, ``synop`` (executed), ``mac_paper``, ``ac_paper`` (the paper's
-            per-step accounting), ``mac_norm`` (the affine multiply-accumulates of BatchNorm,
-            which the paper leaves out because BN folds into the preceding layer at inference;
-            reported so that totals reconcile with counters that include them),
-            ``energy_mj`` (paper), ``energy_executed_mj`` (executed, exact synaptic operations),
-            ``energy_mj_per_sample``, ``encoder_energy_mj``, ``backbone_energy_mj``,
-            ``batch_size``, ``T``, ``e_mac_pj``, ``e_ac_pj``.
+        totals: sums over the layers and run information. Counts are for every measured sample
+            (the batch, or all batches together): ``flops``, ``mac``, ``synop`` (executed),
+            ``mac_paper``, ``ac_paper`` (the paper's per-step accounting), ``mac_norm`` (the
+            affine multiply-accumulates of BatchNorm, which the paper leaves out because BN folds
+            into the preceding layer at inference; reported so that totals reconcile with
+            counters that include them), ``energy_mj`` (paper), ``energy_executed_mj``
+            (executed, exact synaptic operations), ``energy_mj_per_sample`` (``energy_mj /
+            samples``), ``encoder_energy_mj``, ``backbone_energy_mj``, ``samples`` (how many
+            samples the counts are for), ``batches`` (forward passes), ``batch_size`` (the same
+            number as ``samples``), ``T``, ``e_mac_pj``, ``e_ac_pj``.
         non_spike_driven: names of the ``"synaptic"`` layers that received a non-binary input.
 
     Example:
@@ -282,7 +288,12 @@ class EnergyReport:
             )
         t = self.totals
         lines.append("-" * len(head))
-        lines.append(f"batch {t['batch_size']}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ")
+        measured = (
+            f"batch {t['samples']}"
+            if t["batches"] == 1
+            else f"{t['samples']} samples in {t['batches']} batches"
+        )
+        lines.append(f"{measured}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ")
         lines.append(
             f"paper accounting:  MAC {t['mac_paper']:,}  AC {t['ac_paper']:,.0f}  "
             f"energy {t['energy_mj']:.4g} mJ ({t['energy_mj_per_sample']:.4g} mJ per sample; "
@@ -325,35 +336,96 @@ def _first_tensor(value: Any) -> Tensor | None:
     return None
 
 
+def _batch_input(item: object, index: int) -> Tensor:
+    """The input of one batch of an iterable: the tensor, or the first item of ``(x, y, ...)``."""
+    if isinstance(item, Tensor):
+        return item
+    if isinstance(item, (tuple, list)) and item and isinstance(item[0], Tensor):
+        return item[0]
+    got = type(item).__name__
+    if isinstance(item, (tuple, list)):
+        got = f"a {got} whose first item is " + (type(item[0]).__name__ if item else "missing")
+    raise TypeError(
+        f"x: batch {index} is {got}; expected a tensor or an (input, target) tuple or list "
+        f"whose first item is the input tensor"
+    )
+
+
+def _check_finite(x: Tensor, where: str) -> None:
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"x: {where}contains NaN or infinite values")
+
+
+class _Shapes:
+    """Batches must have one shape up to a single dimension (the batch dimension, which a data
+    loader's last batch shrinks), the same dimension in every batch."""
+
+    def __init__(self) -> None:
+        self.first: tuple[int, ...] | None = None
+        self.free: int | None = None  # the dimension allowed to vary, once one has
+
+    def check(self, x: Tensor, index: int) -> None:
+        shape = tuple(x.shape)
+        if self.first is None:
+            self.first = shape
+            return
+        if len(shape) == len(self.first):
+            differ = [d for d, (a, b) in enumerate(zip(shape, self.first, strict=True)) if a != b]
+            if not differ:
+                return
+            if len(differ) == 1 and self.free in (None, differ[0]):
+                self.free = differ[0]
+                return
+        raise ValueError(
+            f"x: batch {index} has shape {list(shape)}, batch 0 has {list(self.first)}; every batch "
+            f"must have the same shape but for its batch dimension"
+            + (f" (dimension {self.free})" if self.free is not None else "")
+        )
+
+
 def estimate_energy(
     model: nn.Module,
-    x: Tensor,
+    x: Tensor | Iterable[Any],
     *,
     e_mac_pj: float = E_MAC_PJ,
     e_ac_pj: float = E_AC_PJ,
     batch_size: int | None = None,
 ) -> EnergyReport:
-    """Count operations and energy of one inference of ``model`` on ``x``.
+    """Count operations and energy of ``model`` on ``x``: one tensor, or every batch of a data loader.
 
-    Runs one forward pass without gradients, in eval mode (BatchNorm uses its running statistics;
-    the training flags are restored afterwards), from fresh state (this library's modules reset per
-    call; SpikingJelly memories are reset before and after). Forward hooks on every convolution and
-    linear module see each call's input and classify it: real-valued inputs cost dense
-    multiply-accumulates, binary inputs cost exact synaptic operations (:func:`exact_synops`) and,
-    in the paper's approximation, ``FLOPs x firing rate`` accumulates. Operations done through
-    ``torch.nn.functional`` without a module are not seen.
+    Runs forward passes without gradients, in eval mode (BatchNorm uses its running statistics;
+    the training flags are restored afterwards), each from fresh state (this library's modules
+    reset per call; SpikingJelly memories are reset before every batch and after the last).
+    Forward hooks on every convolution and linear module see each call's input and classify it:
+    real-valued inputs cost dense multiply-accumulates, binary inputs cost exact synaptic
+    operations (:func:`exact_synops`) and, in the paper's approximation, ``FLOPs x firing rate``
+    accumulates. Operations done through ``torch.nn.functional`` without a module are not seen.
+
+    Over several batches every count is summed over all of them, so the report is that of all
+    their samples at once: a layer's ``firing_rate`` is its non-zero input entries over all batches
+    divided by its input entries over all batches (batches weigh by their size), its accumulates
+    are the sum of each call's ``FLOPs x firing rate``, and ``totals["energy_mj_per_sample"]`` is
+    the total energy divided by the number of samples (``totals["samples"]``).
 
     Args:
         model: any ``nn.Module``: the paper's backbones, a ``GACNet`` from :func:`gac_coding.wrap`,
             a :class:`~gac_coding.GACEncoder`, a plain network.
-        x: the input, e.g. a static batch ``[B, C, H, W]`` or a sequence ``[T, B, C, H, W]``.
+        x: the input: one tensor, e.g. a static batch ``[B, C, H, W]`` or a sequence
+            ``[T, B, C, H, W]``; or a ``DataLoader``, or any iterable of batches, each a tensor or
+            an ``(input, target)`` tuple or list whose first item is the input (a list or tuple
+            passed as ``x`` is an iterable of batches, not one ``(input, target)`` pair). All
+            batches must have the same shape but for the batch dimension.
         e_mac_pj, e_ac_pj: energy per multiply-accumulate and per accumulate, in pJ.
-        batch_size: samples in ``x`` for the per-sample energy. By default: from the first
-            :class:`~gac_coding.GACEncoder` call, else ``dim 1`` of time-major logits
-            ``[T, B, K]``, else ``x.shape[0]``.
+        batch_size: samples in a single tensor ``x`` for the per-sample energy. By default, per
+            batch: from the first :class:`~gac_coding.GACEncoder` call, else ``dim 1`` of
+            time-major logits ``[T, B, K]``, else ``dim 0`` of the input. Only for one tensor.
 
     Returns:
         An :class:`EnergyReport`; ``report.totals["energy_mj"]`` is the paper's accounting.
+
+    Raises:
+        TypeError: ``x`` is neither a tensor nor an iterable, or a batch holds no input tensor.
+        ValueError: no batches, batches of different shapes, non-finite values, bad costs.
 
     Example:
         >>> import torch
@@ -362,25 +434,50 @@ def estimate_energy(
         >>> r = estimate_energy(m, torch.rand(1, 1, 8, 8))
         >>> r.layers[0].name, r.layers[0].role, r.layers[0].steps
         ('encoder.conv', 'stem', 2)
+        >>> data = [(torch.rand(4, 1, 8, 8), torch.zeros(4)) for _ in range(3)]   # like a loader
+        >>> r = estimate_energy(m, data)
+        >>> r.totals["samples"], r.totals["batches"]
+        (12, 3)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        raise ValueError("x: contains NaN or infinite values")
+    single = isinstance(x, Tensor)
+    if not single and (isinstance(x, (str, bytes, Mapping)) or not isinstance(x, Iterable)):
+        raise TypeError(
+            f"x: expected a tensor, a DataLoader or an iterable of batches (tensors or (input, "
+            f"target) pairs), got {type(x).__name__}"
+        )
+    if single:
+        _check_finite(x, "")  # type: ignore[arg-type]
     e_mac = _check_energy_cost("e_mac_pj", e_mac_pj)
     e_ac = _check_energy_cost("e_ac_pj", e_ac_pj)
     if batch_size is not None and (
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
+    if batch_size is not None and not single:
+        raise ValueError(
+            "batch_size: applies to a single input tensor; with an iterable of batches the "
+            "samples of each batch are counted"
+        )
 
     counter = _Counter(model)
-    with counter.attached():
-        with measuring(model):
-            out = model(x)
-    return counter.report(_first_tensor(out), x, batch_size, e_mac, e_ac)
+    shapes = _Shapes()
+    batches: Iterable[Any] = [x] if single else x  # type: ignore[list-item]
+    with counter.attached(), measuring(model):
+        for index, item in enumerate(batches):
+            inp = _batch_input(item, index)
+            if not single:
+                _check_finite(inp, f"batch {index} ")
+                shapes.check(inp, index)
+                if index:
+                    reset_framework_state(model)
+            counter.batch = None
+            out = model(inp)
+            counter.count_batch(_first_tensor(out), inp, batch_size)
+    if counter.batches == 0:
+        raise ValueError("x: the iterable yielded no batches")
+    return counter.report(e_mac, e_ac)
 
 
 class _Counter:
@@ -399,9 +496,11 @@ class _Counter:
                 self.owner.setdefault(sub, enc)
         self.layers: dict[nn.Module, LayerEnergy] = {}
         self.encoder_static: dict[nn.Module, bool] = {}
-        self.batch: int | None = None
+        self.batch: int | None = None  # of the batch being run, as the encoder saw it
         self.T: int | None = None
         self.mac_norm = 0
+        self.samples = 0
+        self.batches = 0
 
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
@@ -484,10 +583,9 @@ class _Counter:
         if getattr(module, "affine", False) and out_t is not None:
             self.mac_norm += int(out_t.numel())
 
-    def report(
-        self, out_t: Tensor | None, x: Tensor, batch_size: int | None, e_mac: float, e_ac: float
-    ) -> EnergyReport:
-        """The energies and totals of what the hooks counted."""
+    def count_batch(self, out_t: Tensor | None, x: Tensor, batch_size: int | None) -> None:
+        """After one forward pass: add its samples (``batch_size``, else the encoder's batch,
+        else ``dim 1`` of time-major logits, else ``dim 0`` of ``x``) and note ``T``."""
         if batch_size is None:
             batch_size = self.batch
         if batch_size is None:
@@ -495,9 +593,15 @@ class _Counter:
                 batch_size = int(out_t.shape[1])
             else:
                 batch_size = int(x.shape[0]) if x.dim() > 0 else 1
-        T = self.T
-        if T is None:
-            T = int(out_t.shape[0]) if out_t is not None and out_t.dim() == 3 else 1
+        if self.T is None and out_t is not None and out_t.dim() == 3:
+            self.T = int(out_t.shape[0])
+        self.samples += batch_size
+        self.batches += 1
+
+    def report(self, e_mac: float, e_ac: float) -> EnergyReport:
+        """The energies and totals of what the hooks counted."""
+        T = 1 if self.T is None else self.T
+        samples = self.samples
 
         pj_to_mj = 1e-9
         ordered = list(self.layers.values())
@@ -509,10 +613,12 @@ class _Counter:
 
         totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in _COUNT_KEYS}
         totals["mac_norm"] = self.mac_norm
-        totals["energy_mj_per_sample"] = totals["energy_mj"] / batch_size
+        totals["energy_mj_per_sample"] = totals["energy_mj"] / samples
         for part in ("encoder", "backbone"):
             totals[f"{part}_energy_mj"] = sum(ly.energy_mj for ly in ordered if ly.part == part)
-        totals.update(batch_size=batch_size, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac)
+        totals.update(
+            samples=samples, batches=self.batches, batch_size=samples, T=T, e_mac_pj=e_mac, e_ac_pj=e_ac
+        )
         flagged = [ly.name for ly in ordered if not ly.spike_driven]
         return EnergyReport(layers=ordered, totals=totals, non_spike_driven=flagged)
 

@@ -30,6 +30,7 @@ whose statistics (over B, T, H, W) are exactly those of this library's BatchNorm
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -44,6 +45,8 @@ from torch import Tensor, nn
 from .msresnet import MSResNet
 
 __all__ = [
+    "DATA_SETTING_KEYS",
+    "SETTING_KEYS",
     "CheckpointError",
     "ReferenceCheckpointError",
     "UnsafeCheckpointError",
@@ -54,6 +57,7 @@ __all__ = [
     "load_weights",
     "read_torch_file",
     "read_weights",
+    "recorded_coding",
     "reference_layout",
 ]
 
@@ -394,6 +398,13 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
 
 #: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
 SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", "temporal_attention")
+#: What a run of ``gac-coding train`` records about its data, so that ``gac-coding energy`` can
+#: measure the model on the images it validated on and ``gac-coding export`` knows their size:
+#: ``dataset`` (its name), ``data_dir`` (the folder, absolute), ``input_size`` (``(H, W)`` as fed
+#: to the model), ``image_size`` (the data set's side, recorded by older ``last.pt`` files),
+#: ``coding`` (``"gac"``, ``"direct"`` or ``"poisson"``) and ``events`` (an event data set's frame
+#: options other than ``T``).
+DATA_SETTING_KEYS: tuple[str, ...] = ("dataset", "data_dir", "input_size", "image_size", "coding", "events")
 
 
 def _check_file(path: object) -> Path:
@@ -477,8 +488,43 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, metadata
 
 
+def _json_setting(path: Path, key: str, value: object) -> Any:
+    """A structured setting: itself in a torch file, JSON text in safetensors metadata."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not valid JSON") from None
+
+
+def _data_setting(path: Path, key: str, value: object) -> Any:
+    """One of :data:`DATA_SETTING_KEYS` as its type."""
+    if key in ("dataset", "data_dir", "coding"):
+        if not isinstance(value, str) or not value:
+            raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not a name")
+        return value
+    if key == "input_size":
+        size = _json_setting(path, key, value)
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+        ):
+            raise CheckpointError(f"checkpoint {path}: recorded input_size {value!r} is not [H, W]")
+        return (int(size[0]), int(size[1]))
+    if key == "events":
+        options = _json_setting(path, key, value)
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise CheckpointError(f"checkpoint {path}: recorded events {value!r} is not a dict of options")
+        return dict(options)
+    return _setting(path, key, value)  # image_size: an integer >= 1
+
+
 def _setting(path: Path, key: str, value: object) -> Any:
     """A recorded setting as its type (safetensors metadata holds strings only)."""
+    if key in DATA_SETTING_KEYS and key != "image_size":
+        return _data_setting(path, key, value)
     if key == "model":
         if not isinstance(value, str) or not value:
             raise CheckpointError(f"checkpoint {path}: recorded model {value!r} is not a model name")
@@ -513,8 +559,9 @@ class WeightsFile:
         path: the file.
         state_dict: the weights (this library's keys, or the authors' layout).
         settings: the run settings the file records (``model``, ``T``, ``num_classes``,
-            ``in_channels``, ``gac``, ``temporal_attention``; those present), empty for a bare
-            state dict or the authors' file.
+            ``in_channels``, ``gac``, ``temporal_attention``, and about its data the
+            :data:`DATA_SETTING_KEYS`; those present), empty for a bare state dict or the
+            authors' file.
     """
 
     path: Path
@@ -568,7 +615,26 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         what = "holds no tensors" if not state else f"key {bad[0]!r} does not hold a tensor"
         raise CheckpointError(f"checkpoint {path}: not a model checkpoint ({what})")
     settings = {k: _setting(path, k, recorded[k]) for k in SETTING_KEYS if k in recorded}
+    # about the data: a run without a data folder (digits) records data_dir=None
+    settings.update(
+        {k: _setting(path, k, recorded[k]) for k in DATA_SETTING_KEYS if recorded.get(k) is not None}
+    )
+    coding = recorded_coding(settings)
+    if coding is not None:
+        settings["coding"] = coding
     return WeightsFile(path=path, state_dict=dict(state), settings=settings)
+
+
+def recorded_coding(settings: Mapping[str, Any]) -> str | None:
+    """The ``coding`` a run recorded. Runs written before ``coding`` had the value ``"gac"``
+    recorded ``coding="direct"`` with ``gac=True``; they read as ``"gac"``.
+
+    Example:
+        >>> recorded_coding({"coding": "direct", "gac": True}), recorded_coding({"gac": True})
+        ('gac', None)
+    """
+    coding = settings.get("coding")
+    return "gac" if coding == "direct" and settings.get("gac") is True else coding
 
 
 def describe_settings(settings: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -202,18 +203,23 @@ class TrainConfig:
             raise TypeError(f"events: {exc}") from None
 
     def run_config(self) -> dict[str, Any]:
-        """The part of the config that describes the run (stored in checkpoints)."""
-        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "data_dir", "gac"}
+        """The part of the config that describes the run (stored in checkpoints); ``data_dir``
+        as an absolute path, so that ``gac-coding energy`` finds the data from any folder."""
+        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "gac"}
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         config["gac"] = self.uses_gac  # what the checkpoint readers look for
+        if self.data_dir is not None:
+            config["data_dir"] = str(Path(self.data_dir).expanduser().resolve())
         return config
 
 
 def saved_coding(saved: dict[str, Any]) -> str | None:
     """The ``coding`` of a checkpoint's config; checkpoints written before ``coding`` had the
-    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``."""
-    coding = saved.get("coding")
-    return "gac" if coding == "direct" and saved.get("gac") is True else coding
+    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``
+    (:func:`~gac_coding.models.checkpoints.recorded_coding`)."""
+    from ..models.checkpoints import recorded_coding
+
+    return recorded_coding(saved)
 
 
 @dataclass
@@ -253,7 +259,11 @@ def check_model_name(name: str, known: Iterable[str]) -> None:
 
 # --------------------------------------------------------------------------------- the out dir
 def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
-    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint."""
+    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint.
+
+    A new run's folder is not made here but with its first files (after the first epoch), so that
+    a run that fails before (a missing data folder, a bad option) leaves nothing behind; whether it
+    can be made is checked here, before any data is read."""
     if config.out is None:
         return None
     out = Path(config.out)
@@ -266,7 +276,7 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
                 f"out: {out} already holds another run's files ({', '.join(present)}); pass "
                 "--resume to continue that run, or choose an empty --out folder"
             )
-        out.mkdir(parents=True, exist_ok=True)
+        _check_creatable(out)
         return None
     last = out / "last.pt"
     if not last.exists():  # a folder in its place: the shared reader says so
@@ -285,6 +295,17 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
                 f"{saved.get(key)!r}, got {key}={mine!r}"
             )
     return ckpt
+
+
+def _check_creatable(out: Path) -> None:
+    """Raise ``ValueError`` unless ``out`` is a writable folder or can be made one."""
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"out: cannot make the folder {out}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out: cannot write into {parent} (permission denied), so not {out} either")
 
 
 def _truncate_metrics(path: Path, upto_epoch: int) -> None:
@@ -581,6 +602,7 @@ def _build(
         num_classes=spec.num_classes,
         in_channels=spec.in_channels,
         image_size=spec.image_size,
+        input_size=list(spec.input_size),
         world_size=ctx.world_size,
     )
     return _Run(
@@ -721,7 +743,7 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
 def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -> None:
     """Rank 0 appends the epoch to ``metrics.jsonl`` and writes ``last.pt``, ``best.pt`` (when
     the test accuracy improved) and ``model.safetensors``; every rank waits for it."""
-    ctx, config, spec = run.ctx, run.config, run.spec
+    ctx = run.ctx
     rng_states = dist_utils.gather_object(ctx, capture_rng_state(run.data_gen))
     if run.out is not None and ctx.is_main:
         state = {
@@ -736,19 +758,38 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
             "best_val_acc": run.best,
             "history": run.history,
         }
+        run.out.mkdir(parents=True, exist_ok=True)  # made with the first files, not before
         append_jsonl(run.out / "metrics.jsonl", record)
         save_checkpoint(state, run.out / "last.pt")
         if improved:
             save_checkpoint(state, run.out / "best.pt")
-        meta: dict[str, Any] = {
-            "model": config.model,
-            "T": config.T,
-            "num_classes": spec.num_classes,
-            "gac": config.uses_gac,
-            "in_channels": spec.in_channels,
-            "epoch": epoch,
-        }
-        if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
-            meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
-        save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)
+        save_safetensors(
+            run.model.state_dict(), run.out / "model.safetensors", metadata=_metadata(run, epoch)
+        )
     dist_utils.barrier(ctx)
+
+
+def _metadata(run: _Run, epoch: int) -> dict[str, str]:
+    """The metadata of ``model.safetensors`` (strings only): what rebuilds the model (model,
+    ``T``, classes, channels, ``gac``, the temporal attention) and its data (data set, folder,
+    input size, coding, frame options), as :func:`~gac_coding.models.checkpoints.read_weights`
+    reads them back."""
+    config, spec, rc = run.config, run.spec, run.run_config
+    meta: dict[str, Any] = {
+        "model": config.model,
+        "T": config.T,
+        "num_classes": spec.num_classes,
+        "gac": config.uses_gac,
+        "in_channels": spec.in_channels,
+        "epoch": epoch,
+        "dataset": config.dataset,
+        "coding": config.coding,
+        "input_size": json.dumps(list(spec.input_size)),
+    }
+    if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
+        meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
+    if rc.get("data_dir") is not None:
+        meta["data_dir"] = rc["data_dir"]
+    if config.events:
+        meta["events"] = json.dumps(config.events, sort_keys=True)
+    return {k: str(v) for k, v in meta.items()}

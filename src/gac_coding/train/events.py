@@ -63,6 +63,7 @@ __all__ = [
     "add_event_options",
     "build_event_datasets",
     "check_event_folder",
+    "event_frame_size",
     "cifar10dvs_split",
     "event_options_from_args",
     "events_to_frames",
@@ -162,6 +163,19 @@ def _import_tonic() -> Any:
     except ImportError as exc:
         raise ImportError('event data sets need tonic (GPL-3.0): pip install "gac-coding[events]"') from exc
     return tonic
+
+
+def event_frame_size(name: str, size: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` of data set ``name``'s frames: ``size x size`` when downsampled, else the sensor's.
+
+    Example:
+        >>> event_frame_size("dvsgesture"), event_frame_size("dvsgesture", 48)
+        ((128, 128), (48, 48))
+    """
+    if name not in _LAYOUTS:
+        raise ValueError(f"dataset: expected one of {list(EVENT_DATASETS)}, got {name!r}")
+    width, height = _LAYOUTS[name].sensor
+    return (height, width) if size is None else (int(size), int(size))
 
 
 # ------------------------------------------------------------------------------ folder checks
@@ -480,7 +494,7 @@ def build_event_datasets(
             raise DataFolderError(
                 f"data_dir: {name} {split} labels must lie in [0, {len(layout.classes)}), got {bad[0]}"
             )
-    size = options.size if options.size is not None else layout.sensor[1]
+    size = event_frame_size(name, options.size)[0]
     return DataSpec(
         name=name,
         train=train,
