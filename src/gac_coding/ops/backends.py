@@ -351,7 +351,7 @@ def _plan(backend: str, device: torch.device, dtype: torch.dtype, surrogate_code
         first = auto_backend(device, dtype)
         return Plan(setting, _EAGER if first == "eager" else (first, "eager"))
     names = tuple(n for n in setting.split(",") if REGISTRY[n].covers(device, dtype))
-    return Plan(setting, names or _EAGER)
+    return Plan(setting, _EAGER if names in ((), _EAGER) else names)
 
 
 def resolve(
