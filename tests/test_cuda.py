@@ -67,7 +67,7 @@ class Sizes:
     amp: tuple[int, int, int, int]  # T, B, image size, SGD steps
 
 
-SIZES = Sizes((3, 2, 8, 6, 6), (3, 2, 8, 8), (2, 4, 8), (2, 32, 8, 10)) if DRY else Sizes(
+SIZES = Sizes((3, 2, 8, 6, 6), (3, 2, 8, 8), (2, 4, 8), (2, 16, 8, 6)) if DRY else Sizes(
     (6, 16, 32, 16, 16), (6, 8, 32, 32), (4, 16, 32), (4, 64, 32, 15)
 )  # fmt: skip
 
