@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from . import ops
 from ._checks import positive_int as _positive_int
+from .ops.backends import BackendSetting, check_backend
 from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
@@ -200,6 +201,7 @@ def gated_lif(
     detach_reset: bool = False,
     *,
     static: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes of ``u`` gated by ``sigmoid(ta * sca)``, fused over time.
 
@@ -210,16 +212,17 @@ def gated_lif(
         sca: spatial-channel scores, ``[B, ...]`` (the same at every step) or ``[T, B, ...]``.
         decay, threshold, surrogate, detach_reset: the LIF (see :class:`gac_coding.LIF`).
         static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
+        backend: the backend setting (see :class:`gac_coding.LIF`).
 
     Returns:
         ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
         (0./1. in the dtype of ``u``) and the gate ``sigmoid(ta * sca)`` (both detached).
     """
     params = LIFParams(decay, threshold, surrogate, detach_reset)
-    return ops.gated_lif(u, ta, sca, params, static=static)
+    return ops.gated_lif(u, ta, sca, params, static=static, backend=backend)
 
 
-class GatedAttentionUnit(LIFSettings, nn.Module):
+class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
     ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
@@ -231,6 +234,7 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
         temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
             ``"conv"`` (:class:`ConvTemporalAttention`, any ``T``).
+        backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -252,10 +256,12 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.T = _positive_int("T", T)
         self.channels = _positive_int("channels", channels)
+        self.backend = check_backend(backend)
         self.ta = make_temporal_attention(temporal_attention, self.T, ta_ratio)
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         #: the LIF's settings (checked once, here)
@@ -284,7 +290,7 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         else:
             ta = self.ta(u)
             sca = self.sca(u.flatten(0, 1)).view(u.shape)
-        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
+        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static, backend=self.backend)
         return out, fired, gate, ta.detach()
 
     def forward(self, u: Tensor) -> Tensor:
@@ -295,3 +301,6 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
                 f"u: expected [T={self.T}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}"
             )
         return self.gate_and_fire(u)[0]
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, T={self.T}, backend={self.backend!r}"

@@ -246,6 +246,12 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
         "(runs at any T after set_timesteps)",
     )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        help="what computes the neurons: auto (default: GAC_CODING_LIF_BACKEND if set, else eager on "
+        "CPU, triton on CUDA), eager, cpp, triton, or a list to try in order such as cpp,eager",
+    )
     from .train.events import add_event_options
 
     add_event_options(parser)
@@ -290,6 +296,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         device=args.device,
         image_size=args.image_size,
         progress=False if args.no_progress else None,
+        backend=args.backend,
         events=event_options_from_args(args),
         model_kwargs=(
             {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}

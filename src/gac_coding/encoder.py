@@ -230,6 +230,8 @@ class GACEncoder(StemEncoder):
             ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
             see :meth:`set_timesteps`).
         binarize: emit binary spikes (see above).
+        backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`); also the
+            :attr:`backend` attribute.
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
             for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
             ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
@@ -264,6 +266,7 @@ class GACEncoder(StemEncoder):
         temporal_attention: str = "mlp",
         binarize: bool = False,
         record: bool = True,
+        backend: str = "auto",
     ) -> None:
         super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
         self.gate = GatedAttentionUnit(
@@ -277,10 +280,20 @@ class GACEncoder(StemEncoder):
             surrogate=surrogate,
             detach_reset=detach_reset,
             temporal_attention=temporal_attention,
+            backend=backend,
         )
         self.binarize = bool(binarize)
         self.record = bool(record)
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @property
+    def backend(self) -> str:
+        """The backend setting of the encoder's fused LIF+gate (that of :attr:`gate`)."""
+        return self.gate.backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self.gate.backend = value
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -338,4 +351,7 @@ class GACEncoder(StemEncoder):
         return out
 
     def extra_repr(self) -> str:
-        return f"T={self.T}, temporal_attention={self.gate.temporal_attention!r}, binarize={self.binarize}"
+        return (
+            f"T={self.T}, temporal_attention={self.gate.temporal_attention!r}, binarize={self.binarize}, "
+            f"backend={self.backend!r}"
+        )

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from ..attention import TEMPORAL_ATTENTIONS
 from ..encoder import GACEncoder, StemEncoder
 from ..neuron import LIF, RECIPES, LIFParams
+from ..ops.backends import check_backend
 from ..ops.layout import empty_steps
 from ._steps import channels_last_steps, fold, unfold
 
@@ -79,7 +80,7 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
 #: from the same arguments, then unused.
 _GATE_SETTINGS = frozenset(
     {"decay", "threshold", "surrogate", "detach_reset", "ta_ratio", "sca_ratio", "sca_kernel",
-     "temporal_attention", "record"}
+     "temporal_attention", "record", "backend"}
 )  # fmt: skip
 
 
@@ -96,7 +97,7 @@ class DirectEncoder(StemEncoder):
         in_channels, out_channels, T, kernel_size, stride, padding: the stem.
         **gate_settings: the neuron and gate settings of :class:`~gac_coding.GACEncoder`
             (``decay``, ``threshold``, ``surrogate``, ``detach_reset``, ``ta_ratio``, ``sca_ratio``,
-            ``sca_kernel``, ``temporal_attention``, ``record``): checked, then unused. Anything
+            ``sca_kernel``, ``temporal_attention``, ``record``, ``backend``): checked, then unused. Anything
             else raises ``TypeError``.
 
     Example:
@@ -129,6 +130,7 @@ class DirectEncoder(StemEncoder):
             )
         neuron = ("decay", "threshold", "surrogate", "detach_reset")
         LIFParams(**{k: gate_settings[k] for k in neuron if k in gate_settings})  # the GAC encoder's checks
+        check_backend(gate_settings.get("backend", "auto"))
         kind = gate_settings.get("temporal_attention", "mlp")
         if kind not in TEMPORAL_ATTENTIONS:
             raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
@@ -233,6 +235,8 @@ class MSResNet(nn.Module):
             (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
         temporal_attention: the encoder's temporal attention, ``"mlp"`` (the paper's, fixed ``T``)
             or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); ignored by direct coding.
+        backend: the backend setting of every neuron of the model, the encoder's included (see
+            :class:`gac_coding.LIF`).
         channels_last: run the activations channels-last (``torch.channels_last`` per step; the
             input is converted on entry) and store the encoder's convolution weights so. The values
             are those of the default layout up to float rounding; oneDNN (CPU) and cuDNN
@@ -267,6 +271,7 @@ class MSResNet(nn.Module):
         encoder_kwargs: dict[str, Any] | None = None,
         channels_last: bool = True,
         temporal_attention: str = "mlp",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -288,7 +293,7 @@ class MSResNet(nn.Module):
                 f"stages: expected a non-empty list of (channels, blocks, stride) positive ints, "
                 f"got {specs!r}"
             )
-        lif: dict[str, Any] = dict(RECIPES[recipe])
+        lif: dict[str, Any] = dict(RECIPES[recipe], backend=check_backend(backend))
         self.recipe = recipe
         self.gac = gac
         self.T = T

@@ -80,7 +80,9 @@ def create_model(
         gac: the GAC encoder (``True``) or the direct-coding baseline (``False``).
         **kwargs: passed to the builder, e.g. ``in_channels=1`` for grey images,
             ``temporal_attention="conv"`` for a GAC encoder that runs at any ``T``
-            (``set_timesteps``), or ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
+            (``set_timesteps``), ``backend="eager"`` (or ``"cpp"``, ``"triton"``, ``"cpp,eager"``;
+            default ``"auto"``) for every neuron of the model (:mod:`gac_coding.ops.backends`),
+            or ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
 
     Example:
         >>> import torch

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..encoder import GACEncoder
 from ..neuron import LIF, RECIPES
+from ..ops.backends import check_backend
 from ._steps import fold, unfold
 from .msresnet import DirectEncoder
 
@@ -42,6 +43,7 @@ class SpikingVGG(nn.Module):
         recipe: neuron settings, ``"cifar"`` or ``"imagenet"`` (:data:`gac_coding.RECIPES`).
         temporal_attention: the GAC encoder's ``"mlp"`` (fixed ``T``) or ``"conv"`` (any ``T``).
         encoder_kwargs: further :class:`~gac_coding.GACEncoder` arguments.
+        backend: the backend setting of every neuron of the model (see :class:`gac_coding.LIF`).
 
     Example:
         >>> import torch
@@ -61,6 +63,7 @@ class SpikingVGG(nn.Module):
         recipe: str = "cifar",
         temporal_attention: str = "mlp",
         encoder_kwargs: dict[str, Any] | None = None,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         plan = list(plan)
@@ -72,7 +75,7 @@ class SpikingVGG(nn.Module):
             raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
         if not isinstance(gac, bool):
             raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
-        lif: dict[str, Any] = dict(RECIPES[recipe])
+        lif: dict[str, Any] = dict(RECIPES[recipe], backend=check_backend(backend))
         self.gac = gac
         self.recipe = recipe
         self.num_classes = num_classes

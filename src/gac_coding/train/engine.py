@@ -10,6 +10,10 @@ time-averaged logits or TET, optional label smoothing and CutMix, automatic mixe
 data-order generator from ``last.pt``: on CPU with the same seed the continued run reproduces the
 metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
 
+``backend`` sets the backend of every neuron of the model (:mod:`gac_coding.ops.backends`;
+``"auto"``, the default, leaves the model's own settings). The backend the neurons run on is
+printed at the start and recorded in the checkpoints' ``config`` as ``backend_used``.
+
 ``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
 written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
 ``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from ..ops import backends
 from . import distributed as dist_utils
 from .augment import MixedTarget, cutmix, poisson_encode
 from .checkpoint import (
@@ -98,6 +103,8 @@ class TrainConfig:
     device: str | None = None
     image_size: int | None = None
     coding: str = "gac"
+    #: backend setting of every neuron of the model (``"auto"``: the model's own, by default auto)
+    backend: str = "auto"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
@@ -176,6 +183,7 @@ class TrainConfig:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
         if self.coding not in CODINGS:
             raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
+        backends.check_backend(self.backend)
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options
@@ -346,6 +354,17 @@ def _replan_cosine(
             scheduler.eta_min + (base - scheduler.eta_min) * (1 + math.cos(math.pi * done / epochs)) / 2
         )
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+def backend_used(model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None = None) -> str:
+    """The backend(s) the neurons of ``model`` run on for the run's compute dtype, comma-separated
+    (``"none"`` for a model without the library's neurons), checked ready: the C++ kernels are
+    built here if they are chosen, and a setting that cannot run here raises now."""
+    dtype = amp_dtype
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    used = backends.module_backends(model, device, dtype, check=True).values()
+    return ", ".join(sorted(set(used))) or "none"
 
 
 def _amp_setup(config: TrainConfig, device: torch.device, log: Logger) -> tuple[torch.dtype | None, bool]:
@@ -587,6 +606,8 @@ def _build(
         in_channels=spec.in_channels,
         **config.model_kwargs,
     ).to(device)
+    if config.backend != "auto":
+        backends.set_module_backend(model, config.backend)
     if ctx.rank > 0:
         seed_everything(config.seed + ctx.rank)
     data_gen = torch.Generator()
@@ -604,6 +625,7 @@ def _build(
         image_size=spec.image_size,
         input_size=list(spec.input_size),
         world_size=ctx.world_size,
+        backend_used=backend_used(model, device, amp_dtype),
     )
     return _Run(
         ctx=ctx,
@@ -695,7 +717,8 @@ def _announce(run: _Run, last_epoch: int) -> None:
         run.say(
             f"training {config.model} (T={config.T}, coding={config.coding}) on "
             f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
-            f"{ctx.world_size} process(es) on {ctx.device}"
+            f"{ctx.world_size} process(es) on {ctx.device}; neuron backend "
+            f"{run.run_config['backend_used']} (setting {config.backend!r})"
         )
 
 
