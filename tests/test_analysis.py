@@ -237,6 +237,7 @@ def test_plots_write_valid_pngs(tmp_path) -> None:
     )
     fig = plot_raster(o, sample=1, neurons=[0, 5, 7])
     assert fig.axes[0].get_ylim() == (-0.5, 2.5)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0", "5", "7"]  # their own indices
 
     fig = plot_gate(enc, sample=1, path=tmp_path / "gate.png")
     assert isinstance(fig, Figure) and len(fig.axes) == 3 + 1 + 2

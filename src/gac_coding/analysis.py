@@ -407,19 +407,25 @@ def plot_raster(
         raise TypeError(f"neurons: expected an int or a sequence of ints, got {neurons!r}")
     chosen = flat[:, idx]  # [T, K]
     t_idx, row = torch.nonzero(chosen, as_tuple=True)
-    fig = _new_figure(6.0, 0.6 + 0.06 * len(idx) + 1.5)
+    height = 2.1 + 0.06 * len(idx)
+    fig = _new_figure(6.0, height)
     ax = fig.add_subplot()
     values = chosen[t_idx, row].abs()
     scale = float(values.max()) if values.numel() else 1.0
+    row_points = (height - 0.9) * 72 / len(idx)  # about the axes' height per neuron, in points
+    # a mark fills most of its row; its shade grows with the value, from light grey (never white:
+    # every mark is a non-zero entry) to black for the largest
     ax.scatter(
-        t_idx.numpy(), row.numpy(), marker="|", s=120,
-        c=(values / (scale or 1.0)).numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
+        t_idx.numpy(), row.numpy(), marker="|", s=min(120.0, (0.8 * row_points) ** 2), linewidths=2,
+        c=(0.3 + 0.7 * values / (scale or 1.0)).numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
     )  # fmt: skip
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(-0.5, len(idx) - 0.5)
     ax.set_xticks(range(T))
+    ticks = torch.linspace(0, len(idx) - 1, min(len(idx), 9)).round().long().unique().tolist()
+    ax.set_yticks(ticks, [str(int(idx[r])) for r in ticks])  # the neurons' own indices
     ax.set_xlabel("time step t")
-    ax.set_ylabel(f"neuron (of {N})")
+    ax.set_ylabel(f"neuron ({len(idx)} of {N})")
     ax.set_title(title)
     return _save(fig, path)
 
@@ -520,7 +526,7 @@ def plot_firing_rates(
         raise ValueError(f"rates: expected a non-empty mapping of layer -> rate, got {rates!r}")
     names = list(rates)
     values = [float(rates[n]) for n in names]
-    fig = _new_figure(6.5, 1.0 + 0.28 * len(names))
+    fig = _new_figure(6.5, 1.4 + 0.28 * len(names))
     ax = fig.add_subplot()
     bars = ax.barh(range(len(names)), values, color="tab:blue")
     ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], padding=2, fontsize=7)
