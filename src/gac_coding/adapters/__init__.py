@@ -116,8 +116,8 @@ def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
     if detected != framework:
         what = f"{detected} modules"
         if detected == DEFAULT_FRAMEWORK:
-            titles = [f.title for f in frameworks() if f.name != DEFAULT_FRAMEWORK]
-            what = "no " + " or ".join(filter(None, (", ".join(titles[:-1]), titles[-1]))) + " modules"
+            titles = [f.title for f in frameworks() if f.name != DEFAULT_FRAMEWORK] or ["framework"]
+            what = f"no {' or '.join(filter(None, (', '.join(titles[:-1]), titles[-1])))} modules"
         raise ValueError(
             f"framework: got {framework!r} but the backbone holds {what}; leave framework=None "
             f"to detect it, or pass framework={detected!r}"

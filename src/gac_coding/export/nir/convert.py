@@ -120,9 +120,10 @@ def to_nir(
     Args:
         model: an :class:`~gac_coding.models.MSResNet` (any registered MS-ResNet, ``gac=True`` or
             ``False``) or a :class:`~gac_coding.GACNet` whose backbone is an ``nn.Sequential``
-            chain (torch, Norse's ``SequentialState``, SpikingJelly containers) of supported
-            layers and neurons (module docstring). Exported as in eval mode: BatchNorm uses its
-            running statistics.
+            chain (or a framework's sequential container: Norse's ``SequentialState``,
+            SpikingJelly's containers) of supported layers and neurons (see
+            :mod:`gac_coding.export.nir`). Exported as in eval mode: BatchNorm uses its running
+            statistics.
         example_input: an input the model accepts (``[B, C, H, W]`` or ``[T, B, C, H, W]``); it
             fixes the spatial size of the graph.
         dt: the integration step (seconds) the NIR time constants are written for.
