@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ._measure import measuring
-from .adapters._common import is_neuron
+from .adapters import is_neuron
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -246,8 +246,8 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode, from fresh state (training flags restored).
-    Spiking layers are those :func:`gac_coding.adapters._common.is_neuron` recognises (this
-    library's :class:`~gac_coding.LIF`, snnTorch's, Norse's and SpikingJelly's neurons) and any
+    Spiking layers are those :func:`gac_coding.adapters.is_neuron` recognises (this
+    library's :class:`~gac_coding.LIF` and the neurons of every registered framework) and any
     type in ``modules``; ``spikes`` counts the non-zero entries of their (first) output, over all
     their calls. Outputs that are not binary (e.g. a leaky integrator's voltage) are skipped. A
     :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as

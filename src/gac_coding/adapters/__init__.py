@@ -6,16 +6,22 @@ driven over the ``T`` steps of the code the way its framework expects. Every cal
 backbone state. Frameworks are imported only when a backbone of theirs is wrapped; a missing one
 raises an ``ImportError`` that names the extra to install (``pip install "gac-coding[norse]"``).
 
-How each framework is driven (one module each):
+Each framework has one module here, which holds everything the library knows about it (detection
+of its neurons, how it is driven, its state reset, its NIR neuron map), registered as a
+:class:`Framework` (:mod:`.base` has the interface and the registry):
 
-* snnTorch (:mod:`._snntorch`): ``init_hidden=True`` nets, one call per step; tutorial classes
+* snnTorch (:mod:`.snntorch`): ``init_hidden=True`` nets, one call per step; tutorial classes
   with explicit ``init_leaky()`` membranes that loop over ``num_steps`` themselves, one call in all,
   with step ``t`` of the code fed to their input layer at its ``t``-th call; whole-sequence neurons.
-* Norse (:mod:`._norse`): ``SequentialState`` of cells, state threaded from ``None`` per step;
+* Norse (:mod:`.norse`): ``SequentialState`` of cells, state threaded from ``None`` per step;
   whole-sequence modules (``LIF``, ``Lift``) in one call.
-* SpikingJelly (:mod:`._spikingjelly`): step mode ``"m"`` in one call, ``"s"`` one call per step,
+* SpikingJelly (:mod:`.spikingjelly`): step mode ``"m"`` in one call, ``"s"`` one call per step,
   ``functional.reset_net`` first; mixed step modes are rejected.
-* plain PyTorch (:mod:`._torch`): one call on ``[T, B, C, H, W]``.
+* plain PyTorch (:mod:`.plain`), whose neuron is this library's :class:`~gac_coding.LIF`: one call
+  on ``[T, B, C, H, W]``.
+
+A new framework is one module with a :class:`Framework` subclass, registered with
+:func:`register_framework` (the built-in ones are registered below).
 """
 
 from __future__ import annotations
@@ -32,22 +38,66 @@ from torch import Tensor, nn
 
 from .._checks import positive_int
 from ..encoder import GACEncoder
-from . import _norse, _snntorch, _spikingjelly, _torch
-from ._common import (
-    FRAMEWORKS,
-    Driver,
+from ._layers import (
     GatedInputWarning,
     adapt_layer,
-    describe,
-    detect_framework,
     find_input_layer,
     first_receiving_layer,
     layer_in_size,
     replace_submodule,
-    require,
 )
+from .base import (
+    DEFAULT_FRAMEWORK,
+    Driver,
+    Framework,
+    describe,
+    detect_framework,
+    extra_of_package,
+    framework_names,
+    frameworks,
+    get_framework,
+    is_chain,
+    is_neuron,
+    neuron_framework,
+    register_framework,
+    reset_state,
+    unregister_framework,
+)
+from .norse import Norse
+from .plain import PlainTorch
+from .snntorch import SnnTorch
+from .spikingjelly import SpikingJelly
 
-__all__ = ["FRAMEWORKS", "GACNet", "GatedInputWarning", "wrap"]
+__all__ = [
+    "FRAMEWORKS",
+    "Driver",
+    "Framework",
+    "GACNet",
+    "GatedInputWarning",
+    "detect_framework",
+    "extra_of_package",
+    "framework_names",
+    "frameworks",
+    "get_framework",
+    "is_chain",
+    "is_neuron",
+    "neuron_framework",
+    "register_framework",
+    "reset_state",
+    "unregister_framework",
+    "wrap",
+]
+
+# the built-in frameworks (detection tries them in this order; plain PyTorch is the fallback)
+for _framework in (SnnTorch(), Norse(), SpikingJelly(), PlainTorch()):
+    register_framework(_framework)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FRAMEWORKS":  # the names registered now (a framework registered later included)
+        return framework_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,31 +105,19 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: garbage-collected drops out). A shared backbone's input layer must not be replaced under a net.
 _NETS_OF: weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet[GACNet]] = weakref.WeakKeyDictionary()
 
-_BUILDERS = {
-    "snntorch": _snntorch.build,
-    "norse": _norse.build,
-    "spikingjelly": _spikingjelly.build,
-    "torch": _torch.build,
-}
-
 
 def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
     if framework is None:
         detected = detect_framework(backbone)
-        if detected != "torch":
-            require(detected)
+        get_framework(detected).require()
         return detected
-    if not isinstance(framework, str):
-        raise TypeError(f"framework: expected one of {FRAMEWORKS} or None, got {type(framework).__name__}")
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"framework: expected one of {FRAMEWORKS} or None, got {framework!r}")
-    if framework != "torch":
-        require(framework)
+    get_framework(framework).require()
     detected = detect_framework(backbone)
     if detected != framework:
-        what = (
-            "no snnTorch, Norse or SpikingJelly modules" if detected == "torch" else (f"{detected} modules")
-        )
+        what = f"{detected} modules"
+        if detected == DEFAULT_FRAMEWORK:
+            titles = [f.title for f in frameworks() if f.name != DEFAULT_FRAMEWORK] or ["framework"]
+            what = f"no {' or '.join(filter(None, (', '.join(titles[:-1]), titles[-1])))} modules"
         raise ValueError(
             f"framework: got {framework!r} but the backbone holds {what}; leave framework=None "
             f"to detect it, or pass framework={detected!r}"
@@ -188,7 +226,7 @@ class GACNet(nn.Module):
         self.encoder = encoder
         self.backbone = backbone
         self.T = T
-        self._driver: Driver = _BUILDERS[self.framework](backbone, T, found)
+        self._driver: Driver = get_framework(self.framework).build(backbone, T, found)
         self.input_layer: str | None = None if found is None else found[0]
         self._verified: set[tuple[int, ...]] = set()
         self._register()
