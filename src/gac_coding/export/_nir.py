@@ -126,10 +126,9 @@ class HostEncoder(nn.Module):
         self, encoder: nn.Module, *, binarize: bool | None = None, channels_last: bool = False
     ) -> None:
         super().__init__()
-        from ..encoder import StemEncoder
-        from ..models.msresnet import DirectEncoder
+        from ..coding import DirectEncoder, GACEncoder
 
-        if not isinstance(encoder, StemEncoder):
+        if not isinstance(encoder, (GACEncoder, DirectEncoder)):
             raise TypeError(
                 f"encoder: expected a GACEncoder or a DirectEncoder, got {type(encoder).__name__}"
             )
@@ -946,7 +945,7 @@ def to_nir(
 
 def _with_binarize(model: nn.Module, binarize: bool) -> nn.Module:
     """A copy of ``model`` whose encoder emits (or not) binary spikes, for tracing shapes."""
-    from ..models.msresnet import DirectEncoder
+    from ..coding import DirectEncoder
 
     copied = copy.deepcopy(model)
     enc: Any = copied.encoder
@@ -1169,7 +1168,7 @@ def load_host(folder: str | os.PathLike[str]) -> HostEncoder:
     config = json.loads((folder / "host.json").read_text())
     model = create_model(
         config["model"], num_classes=config.get("num_classes"), T=config["T"],
-        gac=not config["direct"], in_channels=config["in_channels"],
+        coding="direct" if config["direct"] else "gac", in_channels=config["in_channels"],
     )  # fmt: skip
     host = HostEncoder(
         model.encoder,  # type: ignore[arg-type]
