@@ -59,7 +59,8 @@ def _randomise(enc: StemEncoder) -> StemEncoder:
 
 # ---------------------------------------------------------------------------------- the factory
 def test_the_registry_lists_the_four_codings_with_their_classes() -> None:
-    assert CODINGS == {"direct": DirectEncoder, "rate": RateEncoder, "latency": LatencyEncoder, "gac": GACEncoder}
+    assert CODINGS == {"direct": DirectEncoder, "rate": RateEncoder, "latency": LatencyEncoder,
+                       "gac": GACEncoder}  # fmt: skip
     for name, cls in CODINGS.items():
         assert cls.coding == name and issubclass(cls, StemEncoder) and cls.label
     assert [n for n, c in CODINGS.items() if c.takes_neuron] == ["gac"]
@@ -300,7 +301,7 @@ def test_set_timesteps_on_the_owner_reaches_every_reader() -> None:
     assert not hasattr(enc.gate, "T") and enc.gate.ta.width == 4
     enc.set_timesteps(6)
     assert enc.T == 6 and enc.gate.ta.width == 4
-    with pytest.raises(ValueError, match=r"MLP over the 4 time steps it was built for, so it cannot run at T=6"):
+    with pytest.raises(ValueError, match=r"MLP over the 4 time steps it was built for, .* cannot run at T=6"):
         enc(x)
 
 

@@ -249,7 +249,8 @@ def test_create_model_errors() -> None:
         create_model("msresnet_tiny", T=4.0)
     with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match=r"gac: expected a bool"):
         create_model("msresnet_tiny", gac="yes")
-    with pytest.raises(ValueError, match=r"coding: expected one of \['direct', 'rate', 'latency', 'gac'\], got 'morse'"):
+    choices = r"\['direct', 'rate', 'latency', 'gac'\]"
+    with pytest.raises(ValueError, match=rf"coding: expected one of {choices}, got 'morse'"):
         create_model("msresnet_tiny", coding="morse")
     with pytest.raises(TypeError, match=r"coding: expected a str, .* got bool \(gac=True / False is now"):
         create_model("msresnet_tiny", coding=False)  # type: ignore[arg-type]

@@ -44,7 +44,8 @@ def strict_spike(v: Tensor) -> Tensor:
 
 
 def _tiny(gac_on: bool) -> nn.Module:
-    return create_model("msresnet_tiny", num_classes=4, T=T, coding="gac" if gac_on else "direct", in_channels=2)
+    coding = "gac" if gac_on else "direct"
+    return create_model("msresnet_tiny", num_classes=4, T=T, coding=coding, in_channels=2)
 
 
 def _sj(mode: str) -> nn.Module:

@@ -73,6 +73,8 @@ class RateEncoder(StemEncoder):
         generator: where the draws come from (:attr:`generator`, may be set later); ``None``
             (default): torch's global generator, so that a run seeded with ``torch.manual_seed``
             repeats its draws. A generator on another device than the input draws there.
+            ``torch.compile(fullgraph=True)`` and ``torch.export`` trace draws from the global
+            generator; a generator of one's own is a graph break for them.
 
     Example:
         >>> import torch
