@@ -584,6 +584,10 @@ def test_refuses_custom_forward_and_other_models() -> None:
         to_nir(model, torch.rand(1, 1, 8, 8), binarize=True)
     with pytest.raises(ValueError, match="dt: expected a finite step > 0"):
         to_nir(model, torch.rand(1, 1, 8, 8), dt=0.0)
+    for coding, cls in (("rate", "RateEncoder"), ("latency", "LatencyEncoder")):  # spikes drawn on the host
+        drawn = create_model("msresnet_tiny", T=2, coding=coding, in_channels=1).eval()
+        with pytest.raises(TypeError, match=f"encoder: expected a GACEncoder or a DirectEncoder, got {cls}"):
+            to_nir(drawn, torch.rand(1, 1, 8, 8))
 
 
 def test_export_package_and_command_import_with_torch_alone() -> None:
