@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, TypeVar
 
-from .._checks import choice
+from .._checks import boolean, choice
 from .._deprecated import deprecated
 from .base import StemEncoder
 
@@ -114,8 +114,7 @@ def coding_from_gac_flag(coding: object, gac: object, old: str, *, stacklevel: i
     if gac is None:
         return check_coding(coding, stacklevel=stacklevel + 1)
     deprecated(old, stacklevel=stacklevel + 1)
-    if not isinstance(gac, bool):
-        raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
+    boolean("gac", gac)
     name = check_coding(coding, stacklevel=stacklevel + 1)
     if gac and name not in ("gac", "direct"):
         raise ValueError(

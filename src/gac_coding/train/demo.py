@@ -341,6 +341,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
     codings = report["codings"]
     names = list(codings)
+    ticks = ["\n".join(codings[n]["label"].rsplit(" ", 1)) for n in names]  # two lines: no overlap
     colors = {"direct": "tab:gray", "rate": "tab:blue", "latency": "tab:purple", "gac": "tab:red"}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     ax = axes[0]
@@ -356,7 +357,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             alpha=0.7,
         )
         ax.scatter([i] * len(accs), accs, color="black", s=12, zorder=3)
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     lows = [100 * min(r["test_acc"] for r in codings[n]["runs"]) for n in names]
     ax.set_ylim(max(0.0, min(lows) - 5), 100)
     ax.set_ylabel("test accuracy (%)")
@@ -388,7 +389,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             va="bottom",
             fontsize=7,
         )
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     cfg = report["config"]
     fig.suptitle(
         f"msresnet_tiny on digits, T={cfg['T']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)", fontsize=10
