@@ -137,13 +137,14 @@ def real(
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
     number = float(value)
     bound = _bound(low, high, low_open, high_open)
-    ok = not math.isnan(number) and (not finite or math.isfinite(number))
+    # comparisons only (NaN fails them all): torch.compile traces modules that check settings
+    ok = number == number and (not finite or -math.inf < number < math.inf)
     if low is not None:
         ok = ok and (number > low if low_open else number >= low)
     if high is not None:
         ok = ok and (number < high if high_open else number <= high)
     if not ok:
-        kind = what if bound else "a finite number"
+        kind = what if bound else ("a finite number" if finite else "a number")
         raise ValueError(f"{name}: expected {kind}{bound}, got {value}")
     return number
 

@@ -649,6 +649,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
     Example:
         >>> describe_settings({"model": "msresnet_tiny", "T": 4, "num_classes": 10, "gac": False})
         'a msresnet_tiny run (T=4, 10 classes, direct coding)'
+        >>> describe_settings({"model": "msresnet_tiny", "T": 4, "gac": False, "coding": "rate"})
+        'a msresnet_tiny run (T=4, rate coding)'
     """
     parts = []
     if "T" in settings:
@@ -657,7 +659,10 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append(f"{settings['num_classes']} classes")
     if "in_channels" in settings:
         parts.append(f"{settings['in_channels']} input channels")
-    if "gac" in settings:
+    coding = settings.get("coding")  # the run's coding; files that record none say gac
+    if coding is not None:
+        parts.append("GAC encoder" if coding == "gac" else f"{coding} coding")
+    elif "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
     if "temporal_attention" in settings:
         parts.append(f"{settings['temporal_attention']} temporal attention")
