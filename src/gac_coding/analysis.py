@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._checks import integer, real
 from ._measure import measuring
 from .adapters import is_neuron
 
@@ -173,15 +174,9 @@ def coding_metrics(
         (1.0, 1, 0.0, 0.0)
     """
     code = _check_code(o)
-    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
-        raise ValueError(f"levels: expected an integer >= 2 or None, got {levels!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-        raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
-    atol = float(atol)
-    if max_period is not None and (
-        isinstance(max_period, bool) or not isinstance(max_period, int) or max_period < 1
-    ):
-        raise ValueError(f"max_period: expected an integer >= 1 or None, got {max_period!r}")
+    integer("levels", levels, 2, allow_none=True)
+    atol = real("atol", atol, 0)
+    integer("max_period", max_period, 1, allow_none=True)
     T, B = code.shape[:2]
     flat = code.reshape(T, B, -1)
     N = flat.shape[2]
@@ -268,7 +263,7 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     extra = tuple(modules)
     if not all(isinstance(t, type) for t in extra):
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     counts: dict[str, tuple[int, int]] = {}
 
@@ -359,9 +354,7 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def _sample_index(sample: object, B: int) -> int:
-    if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample < B:
-        raise ValueError(f"sample: expected an int in [0, {B}), got {sample!r}")
-    return sample
+    return integer("sample", sample, 0, B - 1)
 
 
 def plot_raster(
@@ -459,7 +452,7 @@ def plot_gate(
         >>> len(plot_gate(enc).axes)    # 3 maps, a colour bar, mean gate and TA (twin axes)
         6
     """
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     if isinstance(gate, GACEncoder):
         enc = gate

@@ -36,8 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import positive_int
-from ..encoder import GACEncoder
+from .._checks import boolean, positive_int
+from ..coding import StemEncoder, check_coding, make_encoder
 from ._layers import (
     GatedInputWarning,
     adapt_layer,
@@ -142,10 +142,10 @@ def _reference_tensor(module: nn.Module) -> Tensor | None:
 
 
 class GACNet(nn.Module):
-    """A GAC encoder followed by an existing backbone, driven over ``T`` steps.
+    """An encoder (GAC by default) followed by an existing backbone, driven over ``T`` steps.
 
-    ``GACNet(x)`` takes a static batch ``[B, C, H, W]`` (direct coding, the encoder's exact fast
-    path) or a sequence ``[T, B, C, H, W]``, encodes it to ``[T, B, C', H', W']`` and returns the
+    ``GACNet(x)`` takes a static batch ``[B, C, H, W]`` (the encoder's exact fast path) or a
+    sequence ``[T, B, C, H, W]``, encodes it to ``[T, B, C', H', W']`` and returns the
     backbone's outputs stacked over time, ``[T, B, ...]`` (a tuple output is stacked element by
     element; a net that loops over time itself returns what its ``forward`` returns). Each call
     starts from fresh backbone state. Usually built with :func:`wrap`, which has the same arguments.
@@ -165,13 +165,19 @@ class GACNet(nn.Module):
             in the backbone object itself, so a backbone that another live :class:`GACNet`
             already drives is refused with a ``ValueError`` (the replacement would change that
             net too): wrap ``copy.deepcopy(backbone)`` instead.
-        **encoder_kwargs: passed to :class:`~gac_coding.GACEncoder` (``binarize``, ``decay``,
-            ``kernel_size``, ...). Use ``binarize=True`` when the backbone's first layer is a
-            Conv/Linear, so that it receives binary spikes; keep the gated code (the default) for a
-            backbone that starts with a spiking neuron, as the paper's MS-ResNet does.
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS`: ``"gac"`` (the
+            :class:`~gac_coding.GACEncoder`, default), ``"direct"``, ``"rate"`` or ``"latency"``.
+            The codings other than GAC hand the backbone the stem's BatchNorm output (real
+            values), for a backbone that starts with a spiking neuron.
+        **encoder_kwargs: passed to the coding's encoder (for GAC: ``binarize``, ``decay``,
+            ``kernel_size``, ...; a setting the coding does not have raises ``TypeError``). Use
+            ``binarize=True`` when the backbone's first layer is a Conv/Linear, so that it receives
+            binary spikes; keep the gated code (the default) for a backbone that starts with a
+            spiking neuron, as the paper's MS-ResNet does.
 
     Attributes:
-        encoder: the :class:`~gac_coding.GACEncoder`, on the backbone's device and dtype.
+        encoder: the coding's encoder, on the backbone's device and dtype; it owns ``T``
+            (:attr:`T` reads it).
         backbone: the backbone.
         framework: the framework used.
         mode: how the backbone is driven (``"step"``, ``"loop"``, ``"sequence"``, ``"m"``, ``"s"``).
@@ -198,6 +204,7 @@ class GACNet(nn.Module):
         input_layer: str | None = None,
         *,
         adapt_input_layer: bool = False,
+        coding: str = "gac",
         **encoder_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -206,8 +213,8 @@ class GACNet(nn.Module):
         T = positive_int("T", T)
         in_channels = positive_int("in_channels", in_channels)
         out_channels = in_channels if out_channels is None else positive_int("out_channels", out_channels)
-        if not isinstance(adapt_input_layer, bool):
-            raise TypeError(f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}")
+        boolean("adapt_input_layer", adapt_input_layer)
+        coding = check_coding(coding)
         self.framework = _resolve_framework(backbone, framework)
 
         found = find_input_layer(backbone, input_layer)
@@ -219,13 +226,12 @@ class GACNet(nn.Module):
                 "layer with input_layer="
             )
 
-        encoder = GACEncoder(in_channels, out_channels, T, **encoder_kwargs)
+        encoder = make_encoder(coding, in_channels, out_channels, T, **encoder_kwargs)
         ref = _reference_tensor(backbone)
         if ref is not None:
             encoder = encoder.to(device=ref.device, dtype=ref.dtype)
-        self.encoder = encoder
+        self.encoder: StemEncoder = encoder
         self.backbone = backbone
-        self.T = T
         self._driver: Driver = get_framework(self.framework).build(backbone, T, found)
         self.input_layer: str | None = None if found is None else found[0]
         self._verified: set[tuple[int, ...]] = set()
@@ -287,7 +293,7 @@ class GACNet(nn.Module):
         return name, new
 
     def _warn_if_gated_into_mac(self, input_layer: str | None) -> None:
-        if self.encoder.binarize:
+        if getattr(self.encoder, "binarize", True):  # binary spikes, or not the GAC encoder
             return
         first: tuple[str, nn.Module] | None
         if self.mode == "loop" and self.input_layer is not None:
@@ -307,6 +313,16 @@ class GACNet(nn.Module):
         )
 
     # ------------------------------------------------------------------ forward
+    @property
+    def T(self) -> int:
+        """The number of time steps: the encoder's (:meth:`set_timesteps` changes it)."""
+        return self.encoder.T
+
+    @property
+    def coding(self) -> str:
+        """The input coding, the encoder's name in :data:`gac_coding.coding.CODINGS`."""
+        return self.encoder.coding
+
     @property
     def mode(self) -> str:
         """How the backbone is driven (see the framework modules)."""
@@ -344,8 +360,8 @@ class GACNet(nn.Module):
         return layer.register_forward_pre_hook(check)
 
     def set_timesteps(self, T: int) -> None:
-        """Run encoder and backbone at ``T`` steps from now on (see
-        :meth:`gac_coding.GACEncoder.set_timesteps`; the paper's ``"mlp"`` temporal attention
+        """Run encoder and backbone at ``T`` steps from now on: the encoder's ``T``, which the net
+        reads (see :meth:`gac_coding.GACEncoder.set_timesteps`; the paper's ``"mlp"`` temporal attention
         refuses a call at another ``T`` than it was built for, ``temporal_attention="conv"`` runs at
         any ``T``). A backbone that loops over its own number of steps (``mode == "loop"``)
         cannot be told another ``T``: that raises ``ValueError``."""
@@ -357,7 +373,6 @@ class GACNet(nn.Module):
                 f"with T={T}"
             )
         self.encoder.set_timesteps(T)
-        self.T = self.encoder.T
         if hasattr(self._driver, "T"):  # drivers that loop over the steps themselves
             self._driver.T = self.T
 
@@ -378,7 +393,7 @@ class GACNet(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"framework={self.framework!r}, mode={self.mode!r}, T={self.T}"
+        return f"framework={self.framework!r}, mode={self.mode!r}, T={self.T}, coding={self.coding!r}"
 
 
 def wrap(
@@ -390,12 +405,15 @@ def wrap(
     input_layer: str | None = None,
     *,
     adapt_input_layer: bool = False,
+    coding: str = "gac",
     **encoder_kwargs: Any,
 ) -> GACNet:
-    """Put a GAC encoder in front of ``backbone``: ``wrap(backbone, T, in_channels) -> GACNet``.
+    """Put an encoder in front of ``backbone``: ``wrap(backbone, T, in_channels) -> GACNet``; the
+    GAC encoder by default, another coding with ``coding=`` (``"direct"``, ``"rate"``,
+    ``"latency"``: :data:`gac_coding.coding.CODINGS`).
 
-    See :class:`GACNet` for the arguments. Warns once (:class:`GatedInputWarning`) when the code is
-    gated (``binarize=False``) and the first layer that receives it is a Conv/Linear.
+    See :class:`GACNet` for the arguments. Warns once (:class:`GatedInputWarning`) when the GAC
+    code is gated (``binarize=False``) and the first layer that receives it is a Conv/Linear.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -413,5 +431,6 @@ def wrap(
         framework,
         input_layer,
         adapt_input_layer=adapt_input_layer,
+        coding=coding,
         **encoder_kwargs,
     )

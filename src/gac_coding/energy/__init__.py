@@ -36,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import integer, real
+from .._deprecated import moved_names
 from .._measure import first_tensor, measuring, reset_framework_state
 from .counts import dense_macs, exact_synops, is_binary
 from .report import COUNT_KEYS, EnergyReport, LayerEnergy
@@ -69,12 +71,7 @@ _NORM = nn.modules.batchnorm._BatchNorm
 
 
 def _check_energy_cost(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float (pJ), got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite energy >= 0 pJ, got {value}")
-    return value
+    return real(name, value, 0, what="a finite energy in pJ")
 
 
 def _batch_input(item: object, index: int) -> Tensor:
@@ -141,10 +138,7 @@ def _check_arguments(
         _check_finite(x, "")  # type: ignore[arg-type]
     e_mac = _check_energy_cost("e_mac_pj", e_mac_pj)
     e_ac = _check_energy_cost("e_ac_pj", e_ac_pj)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
+    integer("batch_size", batch_size, 1, allow_none=True)
     if batch_size is not None and not single:
         raise ValueError(
             "batch_size: applies to a single input tensor; with an iterable of batches the "
@@ -234,7 +228,7 @@ class _Counter:
     """The forward hooks of one :func:`estimate_energy` run, and what they counted."""
 
     def __init__(self, model: nn.Module) -> None:
-        from ..encoder import StemEncoder  # GAC's, and the direct-coding stem
+        from ..coding import StemEncoder  # every coding's encoder
 
         self.model = model
         self.names = {module: name for name, module in model.named_modules()}
@@ -290,7 +284,8 @@ class _Counter:
     def encoder_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         inp = args[0] if args else None
         static = isinstance(inp, Tensor) and inp.dim() == 4
-        self.encoder_static[module] = static
+        # a coding that draws spike frames from a static image runs its stem on every frame
+        self.encoder_static[module] = static and bool(getattr(module, "static_stem", True))
         if self.batch is None and isinstance(inp, Tensor) and inp.dim() in (4, 5):
             self.batch = int(inp.shape[0] if static else inp.shape[1])
             self.T = int(module.T)  # type: ignore[arg-type]
@@ -434,20 +429,6 @@ def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
             m.momentum = momentum
 
 
-# Names that moved (kept working; energy itself imports neither the models nor the CLI).
-_MOVED = {
-    "load_checkpoint": ("gac_coding.models.checkpoints", "load_weights"),
-    "configure_energy_parser": ("gac_coding.cli", "configure_energy_parser"),
-    "run_energy_command": ("gac_coding.cli", "run_energy_command"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    module, new = _MOVED[name]
-    warnings.warn(f"gac_coding.energy.{name} moved to {module}.{new}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), new)
+# Names that moved (kept working, listed in gac_coding._deprecated; energy imports neither the
+# models nor the CLI).
+__getattr__ = moved_names(__name__)

@@ -174,7 +174,7 @@ def to_onnx(
         ``path`` as a :class:`~pathlib.Path`.
 
     What is checked at run time in the exported graph: nothing. Input validation
-    (:func:`gac_coding.encoder.check_image_input`) runs while tracing, on ``example``; the file
+    (:func:`gac_coding.coding.check_image_input`) runs while tracing, on ``example``; the file
     accepts any batch size, but the channels, spatial size and ``T`` are fixed to the example's,
     and the ONNX runtime rejects other shapes with its own error. NaN or infinite values are
     not rejected.

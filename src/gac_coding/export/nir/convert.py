@@ -118,8 +118,8 @@ def to_nir(
     """Split ``model`` into a host encoder and a NIR graph of its spiking backbone.
 
     Args:
-        model: an :class:`~gac_coding.models.MSResNet` (any registered MS-ResNet, ``gac=True`` or
-            ``False``) or a :class:`~gac_coding.GACNet` whose backbone is an ``nn.Sequential``
+        model: an :class:`~gac_coding.models.MSResNet` (any registered MS-ResNet with
+            ``coding="gac"`` or ``"direct"``) or a :class:`~gac_coding.GACNet` whose backbone is an ``nn.Sequential``
             chain (or a framework's sequential container: Norse's ``SequentialState``,
             SpikingJelly's containers) of supported layers and neurons (see
             :mod:`gac_coding.export.nir`). Exported as in eval mode: BatchNorm uses its running
@@ -231,7 +231,7 @@ def _backbone_items(work: Any) -> tuple[list[tuple[str, nn.Module]], list[tuple[
 
 def _with_binarize(model: nn.Module, binarize: bool) -> nn.Module:
     """A copy of ``model`` whose encoder emits (or not) binary spikes, for tracing shapes."""
-    from ...encoder import GACEncoder
+    from ...coding import GACEncoder
 
     copied = copy.deepcopy(model)
     enc: Any = copied.encoder

@@ -60,7 +60,7 @@ def load_host(folder: str | os.PathLike[str]) -> HostEncoder:
     config = json.loads((folder / "host.json").read_text())
     model = create_model(
         config["model"], num_classes=config.get("num_classes"), T=config["T"],
-        gac=not config["direct"], in_channels=config["in_channels"],
+        coding="direct" if config["direct"] else "gac", in_channels=config["in_channels"],
     )  # fmt: skip
     host = HostEncoder(
         model.encoder,  # type: ignore[arg-type]

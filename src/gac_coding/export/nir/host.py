@@ -15,7 +15,7 @@ class HostEncoder(nn.Module):
 
     Holds a copy of the model's encoder: a :class:`~gac_coding.GACEncoder` (the gated code, real
     values in ``[0, 1)``, or binary spikes with ``binarize``) or the direct-coding stem of an
-    MS-ResNet built with ``gac=False`` (the stem's BatchNorm output ``U``, real values). The copy
+    MS-ResNet built with ``coding="direct"`` (the stem's BatchNorm output ``U``, real values). The copy
     runs its own ``forward``, so every option of the encoder (its gate, its temporal attention)
     runs on the host as it does in the model.
 
@@ -30,9 +30,9 @@ class HostEncoder(nn.Module):
         self, encoder: nn.Module, *, binarize: bool | None = None, channels_last: bool = False
     ) -> None:
         super().__init__()
-        from ...encoder import GACEncoder, StemEncoder
+        from ...coding import DirectEncoder, GACEncoder
 
-        if not isinstance(encoder, StemEncoder):
+        if not isinstance(encoder, (GACEncoder, DirectEncoder)):
             raise TypeError(
                 f"encoder: expected a GACEncoder or a DirectEncoder, got {type(encoder).__name__}"
             )
@@ -41,7 +41,7 @@ class HostEncoder(nn.Module):
         self.direct = not isinstance(encoder, GACEncoder)
         if self.direct and binarize:
             raise ValueError(
-                "binarize: the model uses direct coding (gac=False), whose host sends the stem's "
+                "binarize: the model uses direct coding, whose host sends the stem's "
                 "real-valued membrane U to the chip; binarize=True needs a GAC encoder"
             )
         copied: Any = copy.deepcopy(encoder)  # a StemEncoder (nn.Module attributes are untyped)
