@@ -292,9 +292,15 @@ def test_energy_says_what_a_checkpoint_holds_when_it_does_not_fit(tmp_path: Path
     held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
     for path in (pt, st):
         for option in (["--model", "msresnet18_cifar"], ["--T", "4"], ["--num-classes", "100"],
-                       ["--in-channels", "3"], ["--no-gac"]):  # fmt: skip
+                       ["--in-channels", "3"], ["--coding", "direct"], ["--coding", "poisson"]):  # fmt: skip
             err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(path), *option])
-            assert f"error: {option[0]}: the checkpoint {path} holds {held}" in err, err
+            assert f"error: {option[0]}: the checkpoint {path} holds {held}, got {' '.join(option)}\n" in err
+        # the deprecated --no-gac: one warning line, then the one-line error naming it
+        assert main([*_ENERGY, "--checkpoint", str(path), "--no-gac"], friendly_errors=True) == 2
+        warning, error = capsys.readouterr().err.splitlines()
+        assert warning.startswith("gac-coding energy: --no-gac is deprecated; use --coding direct")
+        expected = f"gac-coding energy: error: --no-gac: the checkpoint {path} holds {held}, got --no-gac"
+        assert error == expected
     # without recorded settings: a bare state dict of another T names the first tensor that differs
     from gac_coding.models import create_model
 
@@ -377,7 +383,7 @@ def test_energy_and_export_rebuild_a_run_trained_with_the_conv_temporal_attentio
     # gac-coding export rebuilds it from the same record (its own parser: the command's functions)
     import argparse
 
-    from gac_coding.export.cli import configure_export_parser, run_export_command
+    from gac_coding.cli.export import configure_export_parser, run_export_command
 
     parser = argparse.ArgumentParser()
     configure_export_parser(parser)

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._deprecated import deprecated_attribute
 from ._measure import measuring, reset_framework_state
 
 __all__ = [
@@ -693,20 +694,7 @@ def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
             m.momentum = momentum
 
 
-# Names that moved (kept working; energy itself imports neither the models nor the CLI).
-_MOVED = {
-    "load_checkpoint": ("gac_coding.models.checkpoints", "load_weights"),
-    "configure_energy_parser": ("gac_coding.cli", "configure_energy_parser"),
-    "run_energy_command": ("gac_coding.cli", "run_energy_command"),
-}
-
-
 def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    module, new = _MOVED[name]
-    warnings.warn(f"gac_coding.energy.{name} moved to {module}.{new}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), new)
+    # names that moved elsewhere, listed in gac_coding._deprecated (energy imports neither the
+    # models nor the CLI where they live now)
+    return deprecated_attribute(__name__, name)

@@ -1,12 +1,12 @@
 """Safe checkpoints: atomic writes, ``weights_only`` loads, random states, metrics lines.
 
-* Every file is written to a temporary file in the destination folder, flushed and ``fsync``-ed,
-  then moved over the destination with :func:`os.replace` (atomic on POSIX and Windows), and the
-  folder entry is synced. A crash mid-save leaves the previous file intact.
+* Every file is written atomically (:func:`gac_coding.io.atomic_write`: a temporary file in the
+  destination folder, ``fsync``-ed, then moved over the destination). A crash mid-save leaves the
+  previous file intact.
 * Checkpoints are loaded with ``torch.load(..., weights_only=True)``: tensors, numbers, strings and
   plain containers only. A file that asks to import or call anything is refused with
-  :class:`UnsafeCheckpointError` before any of its code can run. The reader lives with the models'
-  checkpoint code (:mod:`gac_coding.models.checkpoints`), shared with ``gac-coding energy``.
+  :class:`UnsafeCheckpointError` before any of its code can run. The reader is
+  :func:`gac_coding.io.read_torch_file`, shared with ``gac-coding energy`` and the models.
 * Random states (python, numpy, torch CPU, every CUDA device, and a data-order generator) are
   stored as tensors and plain tuples so that they too pass the ``weights_only`` loader.
 """
@@ -16,15 +16,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
-from torch import Tensor
 
-from ..models.checkpoints import CheckpointError, UnsafeCheckpointError, read_torch_file
+from ..io import CheckpointError, UnsafeCheckpointError, atomic_write, read_torch_file, save_safetensors
 
 __all__ = [
     "CheckpointError",
@@ -42,50 +40,6 @@ __all__ = [
 PathLike = str | os.PathLike[str]
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory handles (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - file systems that refuse directory fsync
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: PathLike, write: Callable[[IO[bytes]], object]) -> Path:
-    """Write ``path`` atomically: ``write(fh)`` fills a temporary file that then replaces it.
-
-    On any exception the temporary file is removed and the previous ``path`` (if any) is untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp_name, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:
     """``torch.save`` a checkpoint dict atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda fh: torch.save(dict(obj), fh))
@@ -94,7 +48,7 @@ def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:
 def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (the reader every command shares).
 
-    The same function as :func:`gac_coding.models.checkpoints.read_torch_file`.
+    The same function as :func:`gac_coding.io.read_torch_file`.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -109,17 +63,6 @@ def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") ->
         2
     """
     return read_torch_file(path, map_location)
-
-
-def save_safetensors(
-    state_dict: Mapping[str, Tensor], path: PathLike, metadata: Mapping[str, str] | None = None
-) -> Path:
-    """Write tensors (e.g. a model's ``state_dict``) to a ``.safetensors`` file atomically."""
-    from safetensors.torch import save as st_save
-
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    data = st_save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})
-    return atomic_write(path, lambda fh: fh.write(data))
 
 
 # ------------------------------------------------------------------------------ random states
