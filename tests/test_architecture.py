@@ -173,3 +173,48 @@ def test_the_command_prints_the_graph_and_checks_it(capsys) -> None:
     assert out.startswith("graph BT") and "cli[cli] --> train[train]" in out
     assert tool.main(["--dot"]) == 0
     assert '"train" -> "models";' in capsys.readouterr().out
+
+
+# ------------------------------------------------------ one lazy loader, one table of deprecations
+def test_the_lazy_loader_imports_on_first_use_and_keeps_the_name() -> None:
+    code = ("import sys, gac_coding.train as t; a = 'gac_coding.train.engine' in sys.modules; "
+            "f = t.fit; print(a, 'gac_coding.train.engine' in sys.modules, vars(t)['fit'] is f, "
+            "'fit' in dir(t))")  # fmt: skip
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True", "True"]
+    import gac_coding.export
+
+    with pytest.raises(AttributeError, match="module 'gac_coding.export' has no attribute 'to_tflite'"):
+        gac_coding.export.to_tflite  # noqa: B018
+
+
+def test_every_deprecated_name_has_a_home_and_a_removal_version() -> None:
+    import importlib
+    import warnings
+
+    import gac_coding
+    from gac_coding._deprecated import DEPRECATED, deprecated_attribute
+
+    current = tuple(int(p) for p in gac_coding.__version__.split(".")[:3])
+    for old, (new, removed_in) in DEPRECATED.items():
+        assert tuple(int(p) for p in removed_in.split(".")) > current, old
+        if old.startswith("gac_coding."):  # a Python name: the new one exists, the old one serves it
+            home, _, name = new.rpartition(".")
+            target = getattr(importlib.import_module(home), name)
+            module, _, attribute = old.rpartition(".")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                assert deprecated_attribute(module, attribute) is target
+            assert caught[0].category is DeprecationWarning and new in str(caught[0].message)
+        else:  # a command-line option: gac-coding --old -> --new ...
+            assert old.startswith("gac-coding --") and new.startswith("--"), old
+
+
+def test_a_deprecation_warning_points_at_the_line_that_used_the_old_name() -> None:
+    import gac_coding.energy as energy
+
+    with pytest.warns(DeprecationWarning) as caught:
+        energy.load_checkpoint  # noqa: B018
+    assert caught[0].filename == __file__

@@ -451,3 +451,73 @@ def test_energy_of_an_event_model_is_that_of_its_event_frames(tmp_path: Path, ca
     # another T than the checkpoint's is refused in one line, as for images
     err = _one_line_error(capsys, ["energy", "--checkpoint", str(st), "--random-input", "--T", "2"])
     assert "error: --T: the checkpoint" in err
+
+
+# ------------------------------------ issue 22: --coding everywhere, models that describe themselves
+def _energy_json(capsys, *argv: str) -> dict:
+    assert main(["energy", *argv, "--no-calibrate", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_energy_takes_each_coding_of_a_model_without_a_checkpoint(capsys) -> None:
+    """``--coding direct`` measures the direct-coding model, ``--coding poisson`` the same model on
+    Bernoulli spikes of the seeded random images: both equal the report computed here."""
+    from gac_coding.energy import estimate_energy
+    from gac_coding.models import create_model
+    from gac_coding.train.augment import poisson_encode
+
+    common = ("--model", "msresnet_tiny", "--T", "2", "--in-channels", "1", "--input-size", "8", "8")
+    for coding in ("direct", "poisson"):
+        torch.manual_seed(0)  # what the command seeds the weights with (--seed 0)
+        model = create_model("msresnet_tiny", T=2, in_channels=1, gac=False)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 1, 8, 8, generator=gen)
+        if coding == "poisson":
+            x = poisson_encode(x, 2, generator=gen)
+        expected = estimate_energy(model, x).to_dict()
+        payload = _energy_json(capsys, *common, "--coding", coding)
+        assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
+        shape = [2, 1, 1, 8, 8] if coding == "poisson" else [1, 1, 8, 8]
+        assert payload["input"]["shape"] == shape
+        assert payload["layers"][0]["binary_input"] == (coding == "poisson")
+    gac = _energy_json(capsys, *common)  # the default: GAC, whose gate layers the direct model lacks
+    assert {layer["name"] for layer in gac["layers"]} > {layer["name"] for layer in payload["layers"]}
+    assert main(["energy", *common, "--coding", "poisson"]) == 0
+    assert "fed as Bernoulli spikes over T=2 steps, seeded" in capsys.readouterr().out.splitlines()[1]
+    err = _one_line_error(capsys, ["energy", "--model", "vgg_tiny", "--coding", "poisson"])
+    assert "--coding: the model 'vgg_tiny' takes event frames coded as gac or direct, got poisson" in err
+
+
+def test_export_refuses_what_to_nir_cannot_take_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    """vgg_tiny declares no NIR export: with --model the checkpoint is not even read (it does not
+    exist here); from a checkpoint's settings, nothing is built and nothing written."""
+    import gac_coding.cli.export as command
+
+    refused = "error: --format nir: the model 'vgg_tiny' cannot be exported to NIR"
+    out = tmp_path / "out"
+    err = _one_line_error(capsys, ["export", "--model", "vgg_tiny", "--checkpoint", str(tmp_path / "none.pt"),
+                                   "--out", str(out)])  # fmt: skip
+    assert refused in err and "the exports of 'vgg_tiny': onnx" in err
+    pt, _ = _run_files(tmp_path / "run", model="vgg_tiny", T=2, num_classes=4, in_channels=2)
+
+    def build_model(settings):
+        raise AssertionError("export built the model of a refused export")
+
+    monkeypatch.setattr(command, "build_model", build_model)
+    err = _one_line_error(capsys, ["export", "--checkpoint", str(pt), "--out", str(out)])
+    assert refused in err and not out.exists()
+
+
+def test_export_takes_the_coding_options(tmp_path: Path, capsys) -> None:
+    """A GAC checkpoint exported with another --coding is refused in one line saying what it holds;
+    the deprecated --no-gac says so on one line first."""
+    _, st = _run_files(tmp_path / "run", T=2, num_classes=10, in_channels=1)
+    held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
+    common = ["export", "--checkpoint", str(st), "--out", str(tmp_path / "out"), "--input-size", "8", "8"]
+    err = _one_line_error(capsys, [*common, "--coding", "direct"])
+    assert f"error: --coding: the checkpoint {st} holds {held}, got --coding direct" in err
+    assert main([*common, "--no-gac"], friendly_errors=True) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("gac-coding export: --no-gac is deprecated; use --coding direct")
+    assert error.endswith(f"--no-gac: the checkpoint {st} holds {held}, got --no-gac")
+    assert main([*common, "--coding", "gac"]) == 0 and (tmp_path / "out" / "backbone.nir").is_file()

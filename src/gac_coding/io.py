@@ -275,6 +275,10 @@ def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence
                 f"checkpoint {path}: recorded {key} {value!r} is not one of {list(choices[key])}"
             )
         return value
+    if key == "temporal_attention":
+        if not isinstance(value, str) or not value:
+            raise CheckpointError(f"checkpoint {path}: recorded temporal_attention {value!r} is not a name")
+        return value
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
