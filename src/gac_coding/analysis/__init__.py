@@ -255,7 +255,7 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     extra = tuple(modules)
     if not all(isinstance(t, type) for t in extra):
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
-    from .encoder import GACEncoder
+    from ..encoder import GACEncoder
 
     counts: dict[str, tuple[int, int]] = {}
 
