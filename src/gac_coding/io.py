@@ -41,6 +41,7 @@ __all__ = [
     "DATA_SETTING_KEYS",
     "SETTING_KEYS",
     "CheckpointError",
+    "PathLike",
     "UnsafeCheckpointError",
     "atomic_write",
     "check_file",
