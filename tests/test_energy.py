@@ -382,7 +382,7 @@ def test_moved_names_still_work_with_a_deprecation_warning() -> None:
                          ("run_energy_command", gac_coding.cli.energy.run_energy_command)):  # fmt: skip
         new = f"{target.__module__}.{target.__name__}"
         with pytest.warns(
-            DeprecationWarning, match=rf"gac_coding\.energy\.{name} is deprecated .*: use {new}$"
+            DeprecationWarning, match=rf"gac_coding\.energy\.{name} is deprecated .*; use {new}$"
         ):
             assert getattr(energy, name) is target
     with pytest.raises(AttributeError, match="no_such_name"):

@@ -8,7 +8,9 @@ defines it, and takes its ``__getattr__`` and ``__dir__`` from :func:`lazy_attri
     __getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)
 
 Module names starting with a dot are relative to the package. A name is imported once, then kept
-in the package's namespace. ``tests/test_architecture.py`` reads these tables as imports of the
+in the package's namespace. A name the table does not hold is looked up among the package's moved
+names (:func:`gac_coding._deprecated.moved_attribute`: the new object with a warning), else it is
+an ``AttributeError``. ``tests/test_architecture.py`` reads these tables as imports of the
 package (they count for the layers and for cycles).
 """
 
@@ -18,6 +20,8 @@ import importlib
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from ._deprecated import moved_attribute
 
 __all__ = ["lazy_attributes"]
 
@@ -41,8 +45,8 @@ def lazy_attributes(
 
     def __getattr__(name: str) -> Any:
         source = table.get(name)
-        if source is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if source is None:  # a name that moved (with a warning), else AttributeError
+            return moved_attribute(package, name, stacklevel=2)
         value = getattr(importlib.import_module(source, package), name)
         module = sys.modules.get(package)
         if module is not None:

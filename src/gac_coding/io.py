@@ -296,21 +296,26 @@ SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "ga
 #: measure the model on the images it validated on and ``gac-coding export`` knows their size:
 #: ``dataset`` (its name), ``data_dir`` (the folder, absolute), ``input_size`` (``(H, W)`` as fed
 #: to the model), ``image_size`` (the data set's side, recorded by older ``last.pt`` files),
-#: ``coding`` (``"gac"``, ``"direct"`` or ``"poisson"``) and ``events`` (an event data set's frame
-#: options other than ``T``).
+#: ``coding`` (a name of :data:`gac_coding.coding.CODINGS`; ``"poisson"`` in older runs reads as
+#: ``"rate"``) and ``events`` (an event data set's frame options other than ``T``).
 DATA_SETTING_KEYS: tuple[str, ...] = ("dataset", "data_dir", "input_size", "image_size", "coding", "events")
 
 
 def recorded_coding(settings: Mapping[str, Any]) -> str | None:
     """The ``coding`` a run recorded. Runs written before ``coding`` had the value ``"gac"``
-    recorded ``coding="direct"`` with ``gac=True``; they read as ``"gac"``.
+    recorded ``coding="direct"`` with ``gac=True``; they read as ``"gac"``. Runs written before
+    rate coding had its name recorded ``"poisson"``; they read as ``"rate"``.
 
     Example:
         >>> recorded_coding({"coding": "direct", "gac": True}), recorded_coding({"gac": True})
         ('gac', None)
+        >>> recorded_coding({"coding": "poisson", "gac": False})
+        'rate'
     """
     coding = settings.get("coding")
-    return "gac" if coding == "direct" and settings.get("gac") is True else coding
+    if coding == "direct" and settings.get("gac") is True:
+        return "gac"
+    return "rate" if coding == "poisson" else coding
 
 
 def describe_settings(settings: Mapping[str, Any]) -> str:
@@ -319,6 +324,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
     Example:
         >>> describe_settings({"model": "msresnet_tiny", "T": 4, "num_classes": 10, "gac": False})
         'a msresnet_tiny run (T=4, 10 classes, direct coding)'
+        >>> describe_settings({"model": "msresnet_tiny", "T": 4, "gac": False, "coding": "rate"})
+        'a msresnet_tiny run (T=4, rate coding)'
     """
     parts = []
     if "T" in settings:
@@ -327,7 +334,10 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append(f"{settings['num_classes']} classes")
     if "in_channels" in settings:
         parts.append(f"{settings['in_channels']} input channels")
-    if "gac" in settings:
+    coding = settings.get("coding")  # the run's coding; files that record none say gac
+    if coding is not None:
+        parts.append("GAC encoder" if coding == "gac" else f"{coding} coding")
+    elif "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
     if "temporal_attention" in settings:
         parts.append(f"{settings['temporal_attention']} temporal attention")

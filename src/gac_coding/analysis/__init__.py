@@ -37,8 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import integer, real
 from .._measure import measuring
-from ..adapters._common import is_neuron
+from ..adapters import is_neuron
 from ._code import check_code
 from .plots import plot_energy, plot_firing_rates, plot_gate, plot_raster
 
@@ -147,15 +148,9 @@ def coding_metrics(
         (1.0, 1, 0.0, 0.0)
     """
     code = check_code(o)
-    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
-        raise ValueError(f"levels: expected an integer >= 2 or None, got {levels!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-        raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
-    atol = float(atol)
-    if max_period is not None and (
-        isinstance(max_period, bool) or not isinstance(max_period, int) or max_period < 1
-    ):
-        raise ValueError(f"max_period: expected an integer >= 1 or None, got {max_period!r}")
+    integer("levels", levels, 2, allow_none=True)
+    atol = real("atol", atol, 0)
+    integer("max_period", max_period, 1, allow_none=True)
     T, B = code.shape[:2]
     flat = code.reshape(T, B, -1)
     N = flat.shape[2]
@@ -233,8 +228,8 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode, from fresh state (training flags restored).
-    Spiking layers are those :func:`gac_coding.adapters._common.is_neuron` recognises (this
-    library's :class:`~gac_coding.LIF`, snnTorch's, Norse's and SpikingJelly's neurons) and any
+    Spiking layers are those :func:`gac_coding.adapters.is_neuron` recognises (this
+    library's :class:`~gac_coding.LIF` and the neurons of every registered framework) and any
     type in ``modules``; ``spikes`` counts the non-zero entries of their (first) output, over all
     their calls. Outputs that are not binary (e.g. a leaky integrator's voltage) are skipped. A
     :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as
@@ -255,7 +250,7 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     extra = tuple(modules)
     if not all(isinstance(t, type) for t in extra):
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
-    from ..encoder import GACEncoder
+    from ..coding import GACEncoder
 
     counts: dict[str, tuple[int, int]] = {}
 

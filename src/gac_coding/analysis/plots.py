@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from .._checks import integer
 from ._code import check_code
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,9 +39,7 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def _sample_index(sample: object, B: int) -> int:
-    if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample < B:
-        raise ValueError(f"sample: expected an int in [0, {B}), got {sample!r}")
-    return sample
+    return integer("sample", sample, 0, B - 1)
 
 
 def plot_raster(
@@ -138,7 +137,7 @@ def plot_gate(
         >>> len(plot_gate(enc).axes)    # 3 maps, a colour bar, mean gate and TA (twin axes)
         6
     """
-    from ..encoder import GACEncoder
+    from ..coding import GACEncoder
 
     if isinstance(gate, GACEncoder):
         enc = gate

@@ -55,7 +55,7 @@ _TRAIN_EXTRA = ("sklearn", "torchvision", "matplotlib", "tqdm", "safetensors")
 
 #: The subcommands, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("demo", "direct vs Poisson vs GAC coding on scikit-learn's digits: table + plot",
+    Subcommand("demo", "the four input codings on scikit-learn's digits: table + plot",
                demo, extra="train", needs=_TRAIN_EXTRA),
     Subcommand("train", "train a model (one CPU to many GPUs under torchrun)",
                train, extra="train", needs=_TRAIN_EXTRA),
@@ -64,11 +64,10 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
                export, extra="export"),
 )  # fmt: skip
 
-#: The pip extra that provides each optional top-level module.
+#: The pip extra that provides each optional top-level module (a framework's: its adapter says).
 EXTRA_OF_MODULE: dict[str, str] = {
     "numpy": "train", "sklearn": "train", "matplotlib": "train", "torchvision": "train",
     "tqdm": "train", "safetensors": "train", "PIL": "train",
-    "snntorch": "snntorch", "norse": "norse", "spikingjelly": "spikingjelly",
     "ninja": "cpp",
     "nir": "export", "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
     "tonic": "events",
@@ -87,7 +86,9 @@ def _missing_package_message(exc: ImportError, command: Subcommand) -> str | Non
     top = (exc.name or "").split(".")[0]
     if not top or top == "gac_coding":
         return None
-    extra = EXTRA_OF_MODULE.get(top, command.extra)
+    from ..adapters import extra_of_package
+
+    extra = EXTRA_OF_MODULE.get(top) or extra_of_package(top) or command.extra
     if extra is None:
         return f"needs the package {top!r}, which is not installed ({text})"
     return f"needs the {extra!r} extra (no module named {top!r}): {_install_hint(extra)}"

@@ -1,4 +1,5 @@
-"""``gac-coding demo``: direct vs Poisson vs GAC coding on scikit-learn's digits (a table and a plot)."""
+"""``gac-coding demo``: the four input codings (direct, rate, latency, GAC) on scikit-learn's
+digits (a table and a plot)."""
 
 from __future__ import annotations
 

@@ -90,7 +90,7 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     data.add_argument(
         "--seed", type=int, default=0,
-        help="seed of the random input, of the weights without a checkpoint, and of Poisson spikes",
+        help="seed of the random input, of the weights without a checkpoint, and of rate-coded spikes",
     )  # fmt: skip
     data.add_argument(
         "--no-calibrate", action="store_true",
@@ -185,10 +185,10 @@ def _validation_batches(
 ) -> tuple[Any, dict[str, Any]]:
     """The batches of the split the run validated on (:func:`_validation_data`), and what they
     are (for the header and the JSON): its test split in order, the first ``--batches`` batches
-    of ``--batch-size``; Poisson-coded runs get their Bernoulli spikes (seeded)."""
+    of ``--batch-size``; a rate-coded model draws its Bernoulli spikes from a generator seeded
+    with ``--seed``."""
     import itertools
 
-    import torch
     from torch.utils.data import DataLoader
 
     dataset, data_dir, spec = _validation_data(args, recorded, s)
@@ -199,11 +199,7 @@ def _validation_batches(
     images = min(count * batch_size, len(spec.test))
     batches: Any = itertools.islice(loader, count)
     coding = s["coding"]
-    if coding == "poisson":
-        from ..train.augment import poisson_encode
-
-        gen = torch.Generator().manual_seed(args.seed)
-        batches = (poisson_encode(x, s["T"], generator=gen) for x, _ in batches)
+    batches = (x for x, _ in batches)  # a rate-coded model draws its spikes itself (seeded)
     if not args.no_progress and sys.stderr.isatty():
         try:
             from tqdm.auto import tqdm
@@ -231,7 +227,7 @@ def _random_input(
 ) -> tuple[Any, dict[str, Any]]:
     """The seeded random input of ``gac-coding energy`` and what it is: random event frames for
     a model made for them (:attr:`gac_coding.models.ModelInfo.input_kind`) or ``--sequence``,
-    else uniform images, as Bernoulli spikes for the Poisson coding."""
+    else uniform images (which the model's encoder codes)."""
     import torch
 
     from ..models import model_info
@@ -241,9 +237,9 @@ def _random_input(
     gen = torch.Generator().manual_seed(args.seed)
     batch_size = args.batch_size or 1
     steps = getattr(model, "T", None)
-    if (sequence or s["coding"] == "poisson") and (isinstance(steps, bool) or not isinstance(steps, int)):
+    if sequence and (isinstance(steps, bool) or not isinstance(steps, int)):
         raise ValueError(
-            f"--{'sequence' if sequence else 'coding'}: the model {s['model']!r} has no integer "
+            f"--sequence: the model {s['model']!r} has no integer "
             f"attribute T (its number of time steps), so the sequence length is unknown"
         )
     T = int(steps) if isinstance(steps, int) else 0
@@ -253,12 +249,9 @@ def _random_input(
     else:
         x = torch.rand(batch_size, s["in_channels"], *size, generator=gen)
     info: dict[str, Any] = {"kind": "random event frames" if sequence else "random images"}
-    if s["coding"] == "poisson" and not sequence:
-        from ..train.augment import poisson_encode
-
-        x = poisson_encode(x, T, generator=gen)
-        info["coding"] = "poisson"
     info["shape"] = list(x.shape)
+    if T:
+        info["T"] = T
     return x, info
 
 
@@ -270,17 +263,23 @@ def _measured_on(info: dict[str, Any], s: dict[str, Any]) -> str:
             if info["kind"] == "random event frames"
             else "images [B, C, H, W], uniform in [0, 1)"
         )
-        if info.get("coding") == "poisson":
-            what += f", fed as Bernoulli spikes over T={info['shape'][0]} steps"
+        what += _coded_as(s["coding"], info.get("T", s["T"]))
         return f"measured on: random input {tuple(info['shape'])}, {what}, seeded"
     h, w = info["input_size"]
-    fed = {"poisson": f", fed as Bernoulli spikes over T={s['T']} steps", "gac": "", "direct": ""}
     folder = f" from {info['data_dir']}" if info["data_dir"] else ""
     return (
         f"measured on: {info['dataset']}{folder}, {info['split']} split (the run's validation "
         f"data), {info['images']} of {info['of']} images in {info['batches']} batch(es) of "
-        f"{info['batch_size']}, input {s['in_channels']}x{h}x{w}{fed.get(info['coding'], '')}"
+        f"{info['batch_size']}, input {s['in_channels']}x{h}x{w}{_coded_as(s['coding'], s['T'])}"
     )
+
+
+def _coded_as(coding: str, T: object) -> str:
+    """How the model's encoder turns images into spikes, for the header (codings that draw them)."""
+    return {
+        "rate": f", coded as Bernoulli spikes over T={T} steps",
+        "latency": f", coded as spike times over T={T} steps",
+    }.get(coding, "")
 
 
 def run_energy_command(args: argparse.Namespace) -> int:
@@ -290,7 +289,7 @@ def run_energy_command(args: argparse.Namespace) -> int:
     (:func:`_validation_batches`: the data set, folder, input size and coding the checkpoint
     records), over ``--batches`` batches; ``--random-input``, or no checkpoint at all (an untrained
     model), measures it on a seeded random batch: uniform images (as Bernoulli spikes for the
-    Poisson coding), or for ``--sequence`` (the default of the models made for event frames)
+    rate coding), or for ``--sequence`` (the default of the models made for event frames)
     ``T`` random binary event frames (each pixel an event with probability
     :data:`EVENT_DENSITY`). Firing rates, and so accumulates, depend on the data.
     """
@@ -306,6 +305,8 @@ def run_energy_command(args: argparse.Namespace) -> int:
     _check_energy_options(args, on_data)
     torch.manual_seed(args.seed)
     model = build_model(s)
+    if hasattr(model.encoder, "generator"):  # a rate-coded model: seeded spikes
+        model.encoder.generator = torch.Generator().manual_seed(args.seed)
     layout = load_weights(model, weights, model_name=s["model"]) if weights else None
     calibrated = False
     if on_data:

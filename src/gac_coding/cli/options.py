@@ -31,9 +31,9 @@ __all__ = [
 
 #: What ``--coding`` chooses, for the help of every subcommand that takes it.
 CODING_HELP = (
-    "how images reach the spiking backbone: gac (through the GAC encoder), direct (the image at "
-    "every step, no encoder) or poisson (Bernoulli spike trains from the pixel intensities, no "
-    "encoder)"
+    "how images reach the spiking backbone: gac (the GAC encoder), direct (the stem's output at "
+    "every step), rate (Bernoulli spikes of the pixel intensities; poisson: its deprecated name) "
+    "or latency (one spike per pixel, brighter earlier)"
 )
 
 
@@ -43,25 +43,39 @@ def is_rank0() -> bool:
 
 
 def add_coding_options(parser: argparse.ArgumentParser, default: str) -> None:
-    """``--coding`` (choices: the training loop's codings) and the deprecated ``--no-gac``; read
-    them with :func:`coding_option`. ``default`` says in words what an absent ``--coding`` means."""
-    from ..train.config import CODINGS  # imports torch alone
+    """``--coding`` (choices: :data:`gac_coding.coding.CODINGS`, and ``poisson``, deprecated) and
+    the deprecated ``--no-gac``; read them with :func:`coding_option`. ``default`` says in words
+    what an absent ``--coding`` means."""
+    from ..coding import CODINGS
 
-    parser.add_argument("--coding", choices=CODINGS, default=None, help=f"{CODING_HELP} ({default})")
+    parser.add_argument(
+        "--coding", choices=[*CODINGS, "poisson"], default=None, help=f"{CODING_HELP} ({default})"
+    )
     parser.add_argument("--no-gac", action="store_true", help="deprecated: --coding direct")
 
 
 def coding_option(args: argparse.Namespace) -> str | None:
     """``--coding`` as given (``None`` when absent), with the deprecated ``--no-gac`` read as
-    ``--coding direct`` after one warning line on stderr."""
+    ``--coding direct`` and ``--coding poisson`` as ``--coding rate``, after one warning line on
+    stderr each."""
+    command = getattr(args, "command", None)
+    if args.coding == "poisson":
+        if is_rank0():
+            print(
+                f"gac-coding{f' {command}' if command else ''}: --coding poisson is deprecated; "
+                "use --coding rate",
+                file=sys.stderr,
+                flush=True,
+            )
+        args.coding = "rate"
     if not getattr(args, "no_gac", False):
         return args.coding
     if args.coding not in (None, "direct"):
         raise ValueError(
             f"--no-gac: means --coding direct, which contradicts --coding {args.coding}; give --coding alone"
         )
-    new, removed_in = DEPRECATED["gac-coding --no-gac"]
-    command = getattr(args, "command", None)
+    row = DEPRECATED["gac-coding --no-gac"]
+    new, removed_in = row.new, row.removed_in
     if is_rank0():
         print(
             f"gac-coding{f' {command}' if command else ''}: --no-gac is deprecated; use {new} "
@@ -73,9 +87,8 @@ def coding_option(args: argparse.Namespace) -> str | None:
 
 
 def model_coding_kwargs(coding: str) -> dict[str, Any]:
-    """The :func:`~gac_coding.models.create_model` arguments that give a model for ``coding``: the
-    GAC encoder for ``"gac"``, the direct-coding stem otherwise (Poisson spikes reach that stem)."""
-    return {"gac": coding == "gac"}
+    """The :func:`~gac_coding.models.create_model` arguments that give a model for ``coding``."""
+    return {"coding": coding}
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: bool = False) -> None:
@@ -120,9 +133,12 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
 
 
 def _recorded_coding(recorded: dict[str, Any]) -> str | None:
-    """The coding of a checkpoint's settings; files that record only ``gac`` read as gac or direct."""
+    """The coding of a checkpoint's settings (:func:`gac_coding.io.recorded_coding`); files that
+    record only ``gac`` read as gac or direct."""
+    from ..io import recorded_coding
+
     if "coding" in recorded:
-        return str(recorded["coding"])
+        return recorded_coding(recorded)
     if "gac" in recorded:
         return "gac" if recorded["gac"] else "direct"
     return None

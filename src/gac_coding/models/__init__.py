@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from .._deprecated import moved_names
 from .msresnet import (
-    DirectEncoder,
     MSBlock,
     MSResNet,
     count_parameters,
@@ -47,8 +47,9 @@ register_model("msresnet18_dvs", msresnet18_dvs, info=dataclasses.replace(_EVENT
 register_model("vggsnn_dvs", vggsnn_dvs, info=dataclasses.replace(_EVENTS, exports=("onnx",)))
 register_model("vgg_tiny", vgg_tiny, info=dataclasses.replace(_EVENTS, exports=("onnx",)))
 
+__getattr__ = moved_names(__name__)  # DirectEncoder, which moved to gac_coding.coding
+
 __all__ = [
-    "DirectEncoder",
     "MSBlock",
     "MSResNet",
     "ModelInfo",

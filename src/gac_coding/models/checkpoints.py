@@ -123,7 +123,9 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
 
 
 def _model_settings(model: nn.Module) -> dict[str, Any]:
-    found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:]}
+    found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:] if key != "gac"}
+    coding = getattr(model, "coding", None)  # runs record gac: whether the coding is GAC
+    found["gac"] = None if coding is None else coding == "gac"
     gate = getattr(getattr(model, "encoder", None), "gate", None)  # a GAC encoder's gate
     found["temporal_attention"] = getattr(gate, "temporal_attention", None)
     return {k: v for k, v in found.items() if v is not None}

@@ -87,7 +87,7 @@ def _layout_items(model: MSResNet) -> Iterator[tuple[str, str, str | None, bool]
                 yield f"{alias}.{f}", f"{ours}.{f}", f"{authors}.bn.{f}", False
 
     def encoding():
-        if not model.gac:
+        if model.coding != "gac":
             return
         yield _TA_KEYS[0], "encoder.gate.ta.fc1.weight", None, True
         yield _TA_KEYS[1], "encoder.gate.ta.fc2.weight", None, True
@@ -150,7 +150,7 @@ def reference_layout(model: nn.Module) -> dict[str, LayoutEntry]:
     """Every key of the authors' checkpoint for ``model``, in the order of their files.
 
     The CIFAR-recipe models use the authors' CIFAR layout, the ImageNet-recipe ones their ImageNet
-    layout; ``gac=False`` models have no ``encoding.*`` keys.
+    layout; models with another coding than GAC have no ``encoding.*`` keys.
 
     Example:
         >>> from gac_coding.models import create_model
@@ -266,12 +266,12 @@ def _check_kind(model: MSResNet, state: Mapping[str, Tensor]) -> None:
 def _check_model_settings(model: MSResNet, state: Mapping[str, Tensor]) -> None:
     ta = state.get(_TA_KEYS[0])
     has_encoding = any(k.startswith("encoding.") for k in state)
-    if has_encoding and not model.gac:
+    if has_encoding and model.coding != "gac":
         raise ReferenceCheckpointError(
             "path_or_state_dict: the checkpoint holds GAC encoder weights ('encoding.*') but the "
-            "model was built with gac=False; build it with gac=True"
+            f"model was built with coding={model.coding!r}; build it with coding='gac'"
         )
-    if model.gac and ta is not None and ta.dim() >= 2 and ta.shape[1] != model.T:
+    if model.coding == "gac" and ta is not None and ta.dim() >= 2 and ta.shape[1] != model.T:
         raise ReferenceCheckpointError(
             f"path_or_state_dict: the checkpoint was made for T={ta.shape[1]} time steps "
             f"({_TA_KEYS[0]!r} has shape {list(ta.shape)}) but the model has T={model.T}; "
@@ -334,10 +334,10 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
     missing = [canon for canon, keys in groups.items() if not any(k in state for k in keys)]
     if missing:
         hint = ""
-        if model.gac and any(k.startswith("encoding.") for k in missing):
+        if model.coding == "gac" and any(k.startswith("encoding.") for k in missing):
             hint = (
                 " (the checkpoint has no GAC encoder weights: if it is a direct-coding model, "
-                "build the model with gac=False)"
+                "build the model with coding='direct')"
             )
         raise ReferenceCheckpointError(f"path_or_state_dict: missing keys: {_listed(missing)}{hint}")
     for key, value in state.items():

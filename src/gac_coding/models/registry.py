@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, TypeVar
 from torch import nn
 
 from .._checks import positive_int
+from ..coding.registry import coding_from_gac_flag
 
 __all__ = [
     "EXPORTS",
@@ -33,8 +34,8 @@ INPUT_KINDS: tuple[str, ...] = ("image", "events")
 #: (:func:`gac_coding.export.to_onnx`).
 EXPORTS: tuple[str, ...] = ("nir", "onnx")
 #: How the input may reach each kind of model by default: images directly, through the GAC encoder
-#: or as Poisson spike trains drawn from their intensities; event frames directly or through GAC.
-_DEFAULT_CODINGS = {"image": ("gac", "direct", "poisson"), "events": ("gac", "direct")}
+#: or as rate or latency spike trains drawn from their intensities; event frames directly or through GAC.
+_DEFAULT_CODINGS = {"image": ("gac", "direct", "rate", "latency"), "events": ("gac", "direct")}
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,9 @@ class ModelInfo:
         input_kind: one of :data:`INPUT_KINDS`.
         recipe: the paper's neuron settings it uses, ``"cifar"`` or ``"imagenet"`` (``None``: none
             of them).
-        codings: how its input may be coded (``"gac"``, ``"direct"``, ``"poisson"``); empty (the
-            default): all three for images, ``gac`` and ``direct`` for event frames.
+        codings: how its input may be coded (names of :data:`gac_coding.coding.CODINGS`); empty
+            (the default): ``gac``, ``direct``, ``rate`` and ``latency`` for images, ``gac`` and
+            ``direct`` for event frames.
         exports: the formats of :data:`EXPORTS` it can be exported to; ``gac-coding export``
             refuses the others before doing any work.
     """
@@ -129,7 +131,7 @@ def _complete(info: ModelInfo, builder: Builder) -> ModelInfo:
 def register_model(
     name: str, builder: Builder | None = None, *, info: ModelInfo | None = None, overwrite: bool = False
 ) -> Any:
-    """Register ``builder(num_classes=..., T=..., gac=..., **kwargs) -> nn.Module`` under ``name``.
+    """Register ``builder(num_classes=..., T=..., coding=..., **kwargs) -> nn.Module`` under ``name``.
 
     Use it as a function (``register_model("mine", build)``) or a decorator
     (``@register_model("mine")``). A name that is taken raises ``ValueError`` unless
@@ -141,8 +143,8 @@ def register_model(
         >>> from gac_coding.models import register_model, create_model, list_models
         >>> from gac_coding.models.msresnet import MSResNet
         >>> @register_model("my_net", overwrite=True)
-        ... def my_net(num_classes=10, T=2, gac=True, **kw):
-        ...     return MSResNet([(8, 1, 1)], num_classes, T, gac=gac, stem_channels=8, **kw)
+        ... def my_net(num_classes=10, T=2, coding="gac", **kw):
+        ...     return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, **kw)
         >>> "my_net" in list_models()
         True
         >>> create_model("my_net", num_classes=3).fc.out_features
@@ -201,7 +203,9 @@ def create_model(
     name: str,
     num_classes: int | None = None,
     T: int | None = None,
-    gac: bool = True,
+    coding: str = "gac",
+    *,
+    gac: bool | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name.
@@ -213,12 +217,17 @@ def create_model(
         num_classes: outputs of the head (``None``: the model's default, 10 for the CIFAR recipe
             and ``msresnet_tiny``, 1000 for the ImageNet recipe).
         T: time steps (``None``: the model's default, 6 for CIFAR, 4 for ImageNet and tiny).
-        gac: the GAC encoder (``True``) or the direct-coding baseline (``False``).
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS`: ``"gac"`` (the
+            GAC encoder, default), ``"direct"`` (the direct-coding baseline), ``"rate"``
+            (Bernoulli spikes of the pixel intensities) or ``"latency"`` (one spike per pixel,
+            brighter earlier); an unknown name raises ``ValueError`` naming them.
+        gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"`` (one
+            ``DeprecationWarning``).
         **kwargs: passed to the builder, e.g. ``in_channels=1`` for grey images,
             ``temporal_attention="conv"`` for a GAC encoder that runs at any ``T``
             (``set_timesteps``), ``backend="eager"`` (or ``"cpp"``, ``"triton"``, ``"cpp,eager"``;
             default ``"auto"``) for every neuron of the model (:mod:`gac_coding.ops.backends`),
-            or ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
+            or ``encoder_kwargs={...}`` for the coding's encoder.
 
     Example:
         >>> import torch
@@ -228,11 +237,12 @@ def create_model(
         torch.Size([4, 2, 10])
     """
     builder = _entry(name).builder
+    coding = coding_from_gac_flag(coding, gac, "create_model(gac=...)")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if T is not None:
         kwargs["T"] = T
-    kwargs["gac"] = gac
+    kwargs["coding"] = coding
     try:
         sig = inspect.signature(builder)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide

@@ -1,4 +1,4 @@
-"""Training: data sets, losses, CutMix, Poisson coding, safe checkpoints, the loop, the demo.
+"""Training: data sets, losses, CutMix, safe checkpoints, the loop, the demo.
 
 Needs the ``train`` extra (``pip install "gac-coding[train]"``): torchvision, scikit-learn,
 matplotlib, tqdm and safetensors. Nothing here downloads anything.
@@ -12,7 +12,7 @@ from .._lazy import lazy_attributes
 # (e.g. ``gac_coding.train.data`` for the CLI's ``--dataset`` choices) does not import the rest
 # and ``gac-coding --help`` runs without the train extra.
 _SOURCES = {
-    "MixedTarget": ".augment", "cutmix": ".augment", "poisson_encode": ".augment",
+    "MixedTarget": ".augment", "cutmix": ".augment",
     "CheckpointError": ".checkpoint", "UnsafeCheckpointError": ".checkpoint",
     "atomic_write": ".checkpoint", "load_checkpoint": ".checkpoint",
     "save_checkpoint": ".checkpoint", "save_safetensors": ".checkpoint",
@@ -44,7 +44,6 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_digits_split",
-    "poisson_encode",
     "save_checkpoint",
     "save_safetensors",
     "seed_everything",

@@ -22,7 +22,14 @@ from typing import Any
 
 import torch
 
-from ..io import CheckpointError, UnsafeCheckpointError, atomic_write, read_torch_file, save_safetensors
+from ..io import (
+    CheckpointError,
+    PathLike,
+    UnsafeCheckpointError,
+    atomic_write,
+    read_torch_file,
+    save_safetensors,
+)
 
 __all__ = [
     "CheckpointError",
@@ -36,8 +43,6 @@ __all__ = [
     "save_checkpoint",
     "save_safetensors",
 ]
-
-PathLike = str | os.PathLike[str]
 
 
 def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:

@@ -5,12 +5,13 @@ the format the readers rely on is :mod:`gac_coding.io`'s)."""
 from __future__ import annotations
 
 import dataclasses
-import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._checks import integer, real
+from ..coding import CODINGS, check_coding
+from ..coding.registry import coding_from_gac_flag
 from ..io import recorded_coding
 from ..ops import backends
 from .data import DATASETS
@@ -20,11 +21,9 @@ from .losses import LOSSES
 __all__ = ["CODINGS", "TrainConfig", "saved_coding"]
 
 
-#: How images reach the spiking backbone: ``"gac"``, the static image through the model's GAC
-#: encoder; ``"direct"``, the static image at every step (the model built without GAC);
-#: ``"poisson"``, Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities (the
-#: model built without GAC).
-CODINGS: tuple[str, ...] = ("direct", "poisson", "gac")
+# ``CODINGS`` (re-exported): the input codings, :data:`gac_coding.coding.CODINGS`;
+# ``TrainConfig(coding=...)`` builds the model with that coding's encoder, which turns the images
+# into its code inside the model (rate coding draws its spikes there, from torch's global generator).
 
 
 @dataclass
@@ -59,29 +58,16 @@ class TrainConfig:
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
     #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
     events: dict[str, Any] = field(default_factory=dict)
-    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or ``"poisson"`` given
+    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or the coding given
     #: with it), ``gac=True`` meant ``coding="gac"``. Read when the config is made, then cleared.
     gac: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.gac is None:
-            return
-        warnings.warn(
-            "TrainConfig(gac=...) is deprecated: pass coding='gac', 'direct' or 'poisson'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if not isinstance(self.gac, bool):
-            raise TypeError(f"gac: expected a bool, got {type(self.gac).__name__}")
-        if self.gac and self.coding == "poisson":
-            raise ValueError(
-                "coding: Poisson rate coding feeds spikes to a model without GAC; "
-                "gac=True contradicts it (pass coding='poisson' alone)"
-            )
-        if self.gac:
-            self.coding = "gac"
-        elif self.coding == "gac":
-            self.coding = "direct"
+        # the deprecated spellings (gac=..., coding="poisson") become the coding's name, with one
+        # warning each, pointing at the TrainConfig(...) call (frames: here, the dataclass's
+        # __init__, the caller); an unknown coding is left for validate() to name
+        if self.gac is not None or self.coding == "poisson":
+            self.coding = coding_from_gac_flag(self.coding, self.gac, "TrainConfig(gac=...)", stacklevel=3)
         self.gac = None
 
     @property
@@ -93,11 +79,7 @@ class TrainConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
 
         def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+            integer(name, getattr(self, name), minimum)
 
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model: expected a model name, got {self.model!r}")
@@ -114,24 +96,14 @@ class TrainConfig:
                     f"{self.stop_after}; epochs is the schedule's length"
                 )
         positive_int("seed", 0)
-        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"{name}: expected a finite number, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.cutmix <= 1:
-            raise ValueError(f"cutmix: expected a probability in [0, 1], got {self.cutmix}")
+        real("lr", self.lr, 0, low_open=True)
+        real("weight_decay", self.weight_decay, 0)
+        real("momentum", self.momentum, 0, 1, high_open=True)
+        real("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        real("cutmix", self.cutmix, 0, 1, what="a probability")
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
-        if self.coding not in CODINGS:
-            raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
+        self.coding = check_coding(self.coding)
         backends.check_backend(self.backend)
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
@@ -148,8 +120,11 @@ class TrainConfig:
             return None
         if self.cutmix > 0:
             raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
-        if self.coding == "poisson":
-            raise ValueError(f"coding: event data sets are fed as frames; got coding={self.coding!r}")
+        if CODINGS[check_coding(self.coding)].reads_intensities:
+            raise ValueError(
+                f"coding: event data sets are fed as frames, and {self.coding!r} coding reads pixel "
+                f"intensities in [0, 1]; use coding 'gac' or 'direct'"
+            )
         if not isinstance(self.events, dict):
             raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
         try:

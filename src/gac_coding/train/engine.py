@@ -39,7 +39,7 @@ from torch.utils.data.distributed import DistributedSampler
 from ..io import settings_metadata
 from ..ops import backends
 from . import distributed as dist_utils
-from .augment import MixedTarget, cutmix, poisson_encode
+from .augment import MixedTarget, cutmix
 from .checkpoint import capture_rng_state, restore_rng_state
 from .config import CODINGS, TrainConfig, saved_coding
 from .data import DataSpec, build_datasets
@@ -153,12 +153,6 @@ def _batches(loader: DataLoader, device: torch.device) -> Iterator[tuple[Tensor,
         yield x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
 
 
-def _prepare_input(x: Tensor, config: TrainConfig) -> Tensor:
-    if config.coding == "poisson":
-        return poisson_encode(x, config.T)
-    return x
-
-
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -176,7 +170,7 @@ def evaluate(
     )
     with torch.no_grad(), autocast:
         for x, y in _batches(loader, device):
-            logits = model(_prepare_input(x, config)).float()
+            logits = model(x).float()
             mean = logits.mean(0)
             loss_sum += nn.functional.cross_entropy(mean, y, reduction="sum").double()
             correct += (mean.argmax(1) == y).sum().double()
@@ -376,7 +370,7 @@ def _build(
         config.model,
         num_classes=spec.num_classes,
         T=config.T,
-        gac=config.uses_gac,
+        coding=config.coding,
         in_channels=spec.in_channels,
         **config.model_kwargs,
     ).to(device)
@@ -509,14 +503,13 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
         target: Tensor | MixedTarget = y
         if config.cutmix > 0:
             x, target = cutmix(x, y, config.cutmix)
-        inp = _prepare_input(x, config)
         autocast = (
             torch.autocast(device.type, dtype=run.amp_dtype)
             if run.amp_dtype is not None
             else contextlib.nullcontext()
         )
         with autocast:
-            logits = run.train_model(inp)
+            logits = run.train_model(x)
         loss = spike_loss(logits, target, config.loss, config.label_smoothing)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
