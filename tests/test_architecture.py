@@ -22,20 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
-# Known exceptions, to be removed as the work of issue 22 lands (the owner in the comment).
-ALLOWED_IMPORTS: set[tuple[str, str]] = {
-    ("gac_coding.export._nir", "gac_coding.train.checkpoint"),  # R2: export writes files with gac_coding.io
-}
-ALLOWED_LONG_MODULES: set[str] = {
-    "src/gac_coding/export/_nir.py",  # R2: split into export/nir/
-    "src/gac_coding/energy.py",  # R2: the frameworks' counting moves to the adapters
-}
-ALLOWED_LONG_FUNCTIONS: set[str] = {
-    "src/gac_coding/export/_nir.py::to_nir",  # R2
-    "src/gac_coding/export/_onnx.py::to_onnx",  # R2
-    "src/gac_coding/energy.py::estimate_energy",  # R2 (energy asks the adapters)
-    "src/gac_coding/models/msresnet.py::MSResNet.__init__",  # R1: the coding package builds the stem
-}
+# Known exceptions (each with the reason it stays); issue 22 emptied them.
+ALLOWED_IMPORTS: set[tuple[str, str]] = set()
+ALLOWED_LONG_MODULES: set[str] = set()
+ALLOWED_LONG_FUNCTIONS: set[str] = set()
 
 
 def _load_tool():
@@ -124,7 +114,7 @@ def test_the_lazy_tables_and_dynamic_imports_are_seen(graph: dict[str, set[str]]
     """The string imports of this code base reach the graph; a module that imports by a computed
     name is listed in DYNAMIC with what it reaches."""
     assert "gac_coding.train.engine" in graph["gac_coding.train"]  # the lazy table's ".engine"
-    assert "gac_coding.export._onnx" in graph["gac_coding.export"]
+    assert "gac_coding.export.onnx" in graph["gac_coding.export"]
     assert {"gac_coding.ops._eager", "gac_coding.ops._cpp"} <= graph["gac_coding.ops.backends"]
     dynamic = set()
     for path in _sources():

@@ -294,7 +294,7 @@ def test_energy_says_what_a_checkpoint_holds_when_it_does_not_fit(tmp_path: Path
     held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
     for path in (pt, st):
         for option in (["--model", "msresnet18_cifar"], ["--T", "4"], ["--num-classes", "100"],
-                       ["--in-channels", "3"], ["--coding", "direct"], ["--coding", "poisson"]):  # fmt: skip
+                       ["--in-channels", "3"], ["--coding", "direct"], ["--coding", "rate"]):  # fmt: skip
             err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(path), *option])
             assert f"error: {option[0]}: the checkpoint {path} holds {held}, got {' '.join(option)}\n" in err
         # the deprecated --no-gac: one warning line, then the one-line error naming it
@@ -462,32 +462,34 @@ def _energy_json(capsys, *argv: str) -> dict:
 
 
 def test_energy_takes_each_coding_of_a_model_without_a_checkpoint(capsys) -> None:
-    """``--coding direct`` measures the direct-coding model, ``--coding poisson`` the same model on
-    Bernoulli spikes of the seeded random images: both equal the report computed here."""
+    """``--coding direct`` measures the direct-coding model, ``--coding rate`` the rate-coded model,
+    which draws its Bernoulli spikes from a generator seeded with ``--seed``: both equal the report
+    computed here on the same seeded random image."""
     from gac_coding.energy import estimate_energy
     from gac_coding.models import create_model
-    from gac_coding.train.augment import poisson_encode
 
     common = ("--model", "msresnet_tiny", "--T", "2", "--in-channels", "1", "--input-size", "8", "8")
-    for coding in ("direct", "poisson"):
+    for coding in ("direct", "rate"):
         torch.manual_seed(0)  # what the command seeds the weights with (--seed 0)
-        model = create_model("msresnet_tiny", T=2, in_channels=1, gac=False)
-        gen = torch.Generator().manual_seed(0)
-        x = torch.rand(1, 1, 8, 8, generator=gen)
-        if coding == "poisson":
-            x = poisson_encode(x, 2, generator=gen)
+        model = create_model("msresnet_tiny", T=2, in_channels=1, coding=coding)
+        if coding == "rate":
+            model.encoder.generator = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
         expected = estimate_energy(model, x).to_dict()
         payload = _energy_json(capsys, *common, "--coding", coding)
         assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
-        shape = [2, 1, 1, 8, 8] if coding == "poisson" else [1, 1, 8, 8]
-        assert payload["input"]["shape"] == shape
-        assert payload["layers"][0]["binary_input"] == (coding == "poisson")
+        assert payload["input"]["shape"] == [1, 1, 8, 8]
     gac = _energy_json(capsys, *common)  # the default: GAC, whose gate layers the direct model lacks
     assert {layer["name"] for layer in gac["layers"]} > {layer["name"] for layer in payload["layers"]}
-    assert main(["energy", *common, "--coding", "poisson"]) == 0
-    assert "fed as Bernoulli spikes over T=2 steps, seeded" in capsys.readouterr().out.splitlines()[1]
-    err = _one_line_error(capsys, ["energy", "--model", "vgg_tiny", "--coding", "poisson"])
-    assert "--coding: the model 'vgg_tiny' takes event frames coded as gac or direct, got poisson" in err
+    assert main(["energy", *common, "--coding", "rate"]) == 0
+    assert "coded as Bernoulli spikes over T=2 steps, seeded" in capsys.readouterr().out.splitlines()[1]
+    # the deprecated name: one warning line, then the same measurement
+    assert main(["energy", *common, "--coding", "poisson", "--no-calibrate", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("gac-coding energy: --coding poisson is deprecated; use --coding rate")
+    assert json.loads(captured.out)["totals"] == payload["totals"]
+    err = _one_line_error(capsys, ["energy", "--model", "vgg_tiny", "--coding", "rate"])
+    assert "--coding: the model 'vgg_tiny' takes event frames coded as gac or direct, got rate" in err
 
 
 def test_export_refuses_what_to_nir_cannot_take_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -390,7 +390,7 @@ def test_model_info_says_what_the_default_build_is(name: str) -> None:
     big = "imagenet" in model.recipe
     assert info.input_size == ((224, 224) if big else (48, 48) if info.input_kind == "events" else (32, 32))
     assert {"gac", "direct"} <= set(info.codings)
-    assert ("poisson" in info.codings) == (info.input_kind == "image")
+    assert ({"rate", "latency"} <= set(info.codings)) == (info.input_kind == "image")
 
 
 def test_the_declared_exports_are_the_ones_that_work(tmp_path) -> None:
@@ -416,14 +416,14 @@ def test_model_info_of_a_registered_builder_and_bad_metadata() -> None:
     from gac_coding.models import ModelInfo, MSResNet, model_info, register_model
     from gac_coding.models.registry import _REGISTRY
 
-    def build(num_classes=3, T=2, gac=True, in_channels=1, **kw):
-        return MSResNet([(8, 1, 1)], num_classes, T, gac=gac, stem_channels=8, in_channels=in_channels, **kw)
+    def build(num_classes=3, T=2, coding="gac", in_channels=1, **kw):
+        return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, in_channels=in_channels, **kw)
 
     try:
         register_model("test_info_net", build, info=ModelInfo(in_channels=1, input_size=[8, 8]))
         info = model_info("test_info_net")
         assert (info.T, info.num_classes, info.input_size) == (2, 3, (8, 8))  # from the builder
-        assert info.codings == ("gac", "direct", "poisson") and info.exports == ()  # nothing declared
+        assert info.codings == ("gac", "direct", "rate", "latency") and info.exports == ()  # nothing declared
         register_model("test_info_net", lambda **kw: build(**kw), overwrite=True)
         assert model_info("test_info_net") == ModelInfo(in_channels=3, input_size=(32, 32))  # no defaults
         with pytest.raises(ValueError, match="info: T=5 disagrees with the builder's default T=2"):

@@ -28,14 +28,15 @@ PACKAGE = "gac_coding"
 #: ``gac_coding.neuron`` may not import ``gac_coding.attention``). Every module must fall under an
 #: entry (the longest entry that prefixes its name); the package root only re-exports.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundations: checks, lazy names, deprecations, files and run settings", (
-        "gac_coding._version", "gac_coding._checks", "gac_coding._lazy", "gac_coding._deprecated",
-        "gac_coding._plotting", "gac_coding.io")),
+    ("foundations: checks, deprecations, files and run settings", (
+        "gac_coding._version", "gac_coding._checks", "gac_coding._deprecated", "gac_coding._plotting",
+        "gac_coding.io")),
+    ("lazy names (a name that moved: the deprecation table)", ("gac_coding._lazy",)),
     ("ops: the neuron ops and their backends", ("gac_coding.ops",)),
     ("the neuron", ("gac_coding.neuron",)),
     ("attention", ("gac_coding.attention",)),
     ("codings", ("gac_coding.coding",)),
-    ("the GAC encoder", ("gac_coding.encoder",)),
+    ("the former encoder module (deprecated names)", ("gac_coding.encoder",)),
     ("frameworks: adapters", ("gac_coding.adapters",)),
     ("measuring hooks", ("gac_coding._measure",)),
     ("models", ("gac_coding.models",)),
@@ -54,7 +55,7 @@ DYNAMIC: dict[str, str] = {
     "gac_coding._lazy": "the names of a package's lazy table (counted as the package's imports)",
     "gac_coding._deprecated": "the new homes of deprecated names (gac_coding._deprecated.DEPRECATED)",
     "gac_coding.ops.backends": "its backend modules (_eager, _cpp, _triton), named by the registry",
-    "gac_coding.adapters._common": "the third-party frameworks (snntorch, norse, spikingjelly)",
+    "gac_coding.adapters.base": "the third-party frameworks (snntorch, norse, spikingjelly)",
 }
 
 

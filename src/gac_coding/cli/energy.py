@@ -250,7 +250,7 @@ def _random_input(
         x = torch.rand(batch_size, s["in_channels"], *size, generator=gen)
     info: dict[str, Any] = {"kind": "random event frames" if sequence else "random images"}
     info["shape"] = list(x.shape)
-    if T:
+    if T and _coded_as(s["coding"], T):  # the steps a coding that draws spikes draws them over
         info["T"] = T
     return x, info
 
