@@ -169,15 +169,15 @@ def _check_fit(state: Mapping[str, Tensor], model: nn.Module, weights: Path, con
     if missing or unexpected:
         which = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
         raise PretrainedConfigError(
-            f"{weights}: its keys differ from the model {config.name} builds ({which}; "
+            f"{weights}: its keys differ from those of the model that {config.name} builds ({which}; "
             f"{len(missing)} missing, {len(unexpected)} unexpected); {fix}"
         )
     for key, mine in ours.items():
         value = state[key]
         if tuple(value.shape) != tuple(mine.shape):
             raise PretrainedConfigError(
-                f"{weights}: {key!r} has shape {list(value.shape)}, the model {config.name} builds "
-                f"has {list(mine.shape)} (another T, class or channel count?); {fix}"
+                f"{weights}: {key!r} has shape {list(value.shape)}, but the model that {config.name} "
+                f"builds has {list(mine.shape)} (another T, class or channel count?); {fix}"
             )
 
 
