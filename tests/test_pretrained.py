@@ -101,7 +101,8 @@ def test_a_wrapped_net_through_a_registered_builder(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = create_model("test_pretrained_wrapped", num_classes=4, width=5).eval()
     folder = save_pretrained(net, tmp_path / "wrapped", input_size=(8, 8))
-    assert json.loads((folder / "config.json").read_text())["kwargs"] == {"width": 5}
+    config = json.loads((folder / "config.json").read_text())
+    assert config["kwargs"] == {"width": 5} and config["in_channels"] == 1  # the encoder's, not the default 3
     _same_outputs(net, from_pretrained(folder), dtype=torch.float32)
 
 

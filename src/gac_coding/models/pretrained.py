@@ -97,6 +97,15 @@ def _weights_dtype(model: nn.Module) -> str:
     return str(next(iter(dtypes), torch.float32)).removeprefix("torch.")
 
 
+def _in_channels(model: nn.Module, default: int) -> int:
+    """The input channels of the model (its own, else its encoder's, e.g. a wrapped net's)."""
+    for owner in (model, getattr(model, "encoder", None)):
+        value = getattr(owner, "in_channels", None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return int(default)
+
+
 def pretrained_config(model: nn.Module, *, input_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """The ``config.json`` that :func:`save_pretrained` writes for ``model`` (a dict).
 
@@ -131,7 +140,7 @@ def pretrained_config(model: nn.Module, *, input_size: tuple[int, int] | None = 
         "T": None if T is None else int(T),
         "coding": coding,
         "kwargs": kwargs,
-        "in_channels": int(getattr(model, "in_channels", kwargs.get("in_channels", info.in_channels))),
+        "in_channels": _in_channels(model, kwargs.get("in_channels", info.in_channels)),
         "input_size": list(size),
         "input_kind": info.input_kind,
         "recipe": getattr(model, "recipe", info.recipe),
