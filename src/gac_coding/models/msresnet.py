@@ -34,6 +34,7 @@ from ..neuron import LIF, RECIPES
 from ..ops.backends import check_backend
 from ._stem import build_encoder, builder_coding
 from ._steps import channels_last_steps, fold, unfold
+from .pretrained import PretrainedMixin
 
 __all__ = [
     "MSBlock",
@@ -143,7 +144,7 @@ class MSBlock(nn.Module):
         return unfold(y, T)
 
 
-class MSResNet(nn.Module):
+class MSResNet(PretrainedMixin, nn.Module):
     """MS-ResNet with an encoder as its stem (GAC by default); logits ``[T, B, classes]``.
 
     Build the paper's models by name with :func:`gac_coding.models.create_model`; this class takes

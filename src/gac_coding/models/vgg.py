@@ -27,6 +27,7 @@ from ..neuron import LIF, RECIPES
 from ..ops.backends import check_backend
 from ._stem import build_encoder, builder_coding
 from ._steps import fold, unfold
+from .pretrained import PretrainedMixin
 
 __all__ = ["SpikingVGG", "VGGSNN_PLAN", "VGG_TINY_PLAN", "vgg_tiny", "vggsnn_dvs"]
 
@@ -35,7 +36,7 @@ VGGSNN_PLAN: tuple[int | str, ...] = (64, 128, "A", 256, 256, "A", 512, 512, "A"
 VGG_TINY_PLAN: tuple[int | str, ...] = (16, 32, "A", 64, "A")
 
 
-class SpikingVGG(nn.Module):
+class SpikingVGG(PretrainedMixin, nn.Module):
     """Plain spiking VGG: stem (an encoder) -> [LIF -> (AvgPool) -> Conv3x3 -> BN]* -> LIF -> head.
 
     Args:
