@@ -29,8 +29,10 @@ from torch import Tensor, nn
 from ..attention import TEMPORAL_ATTENTIONS
 from ..encoder import GACEncoder, StemEncoder
 from ..neuron import LIF, RECIPES, LIFParams
+from ..ops import lean
 from ..ops.backends import check_backend
 from ..ops.layout import empty_steps
+from ..ops.memory import MemorySetting, check_memory, checkpoint, lean_active
 from ._steps import channels_last_steps, fold, unfold
 
 __all__ = [
@@ -80,7 +82,7 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
 #: from the same arguments, then unused.
 _GATE_SETTINGS = frozenset(
     {"decay", "threshold", "surrogate", "detach_reset", "ta_ratio", "sca_ratio", "sca_kernel",
-     "temporal_attention", "record", "backend"}
+     "temporal_attention", "record", "backend", "memory"}
 )  # fmt: skip
 
 
@@ -97,8 +99,9 @@ class DirectEncoder(StemEncoder):
         in_channels, out_channels, T, kernel_size, stride, padding: the stem.
         **gate_settings: the neuron and gate settings of :class:`~gac_coding.GACEncoder`
             (``decay``, ``threshold``, ``surrogate``, ``detach_reset``, ``ta_ratio``, ``sca_ratio``,
-            ``sca_kernel``, ``temporal_attention``, ``record``, ``backend``): checked, then unused. Anything
-            else raises ``TypeError``.
+            ``sca_kernel``, ``temporal_attention``, ``record``, ``backend``, ``memory``): checked, then
+            unused (direct coding keeps one step of its output for a static image in every mode).
+            Anything else raises ``TypeError``.
 
     Example:
         >>> import torch
@@ -131,6 +134,7 @@ class DirectEncoder(StemEncoder):
         neuron = ("decay", "threshold", "surrogate", "detach_reset")
         LIFParams(**{k: gate_settings[k] for k in neuron if k in gate_settings})  # the GAC encoder's checks
         check_backend(gate_settings.get("backend", "auto"))
+        check_memory(gate_settings.get("memory", "default"))
         kind = gate_settings.get("temporal_attention", "mlp")
         if kind not in TEMPORAL_ATTENTIONS:
             raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
@@ -148,7 +152,7 @@ class DirectEncoder(StemEncoder):
         return f"T={self.T}, direct coding (no gate)"
 
 
-class MSBlock(nn.Module):
+class MSBlock(MemorySetting, nn.Module):
     """Membrane-shortcut basic block: ``BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)``.
 
     Args:
@@ -157,6 +161,10 @@ class MSBlock(nn.Module):
         lif: keyword arguments of both :class:`~gac_coding.LIF` neurons (a recipe).
         bn_weight: initial weight of BN1 and of the shortcut BN (``None``: PyTorch default, 1).
         bn2_weight: initial weight of BN2 (``None``: PyTorch default).
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``; ``"lean"``, spikes as bits, BN1 and the second LIF one op, a strided
+            shortcut's input subsampled; ``"checkpoint"``, the block's input alone, the block run
+            again (lean) in the backward pass. The same numbers in every mode.
 
     A block inside a channels-last :class:`MSResNet` (``channels_last = True``) converts its input to
     the layout it runs fastest in (see :class:`MSResNet`); a block on its own keeps its input's.
@@ -177,6 +185,7 @@ class MSBlock(nn.Module):
         lif: dict[str, Any] | None = None,
         bn_weight: float | None = None,
         bn2_weight: float | None = None,
+        memory: str = "default",
     ) -> None:
         super().__init__()
         lif = dict(RECIPES["cifar"] if lif is None else lif)  # a copy
@@ -202,20 +211,40 @@ class MSBlock(nn.Module):
             nn.init.constant_(self.bn1.weight, bn_weight)
         if bn2_weight is not None:
             nn.init.constant_(self.bn2.weight, bn2_weight)
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        self.lif1.memory = self.lif2.memory = "default" if mode == "default" else "lean"
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [T, B, C_in, H, W]`` (membrane potentials) -> ``[T, B, C_out, H', W']``."""
         if self.channels_last:
             x = _block_layout(x, self.bn2.num_features, self.stride)
+        if self.memory == "checkpoint" and lean_active(self.memory):
+            return checkpoint(self._forward, [self], x)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         T = x.shape[0]
+        if lean_active(self.memory):
+            b = self.lif1.backend
+            s, bits = lean.lif(x, self.lif1.params, backend=b)
+            y = lean.spike_conv2d(fold(s), self.conv1, bits, backend=b)
+            s, bits = lean.bn_lif(y, self.bn1, self.lif2.params, T, backend=self.lif2.backend)
+            y = self.bn2(lean.spike_conv2d(s, self.conv2, bits, backend=b))
+            y += lean.block_shortcut(self.shortcut, fold(x))
+            return unfold(y, T)
         y = self.bn1(self.conv1(fold(self.lif1(x))))
         y = self.bn2(self.conv2(fold(self.lif2(unfold(y, T)))))
         # in place: BN (or a convolution, should BN be folded away) does not keep its output
         y += self.shortcut(fold(x))
         return unfold(y, T)
 
+    def extra_repr(self) -> str:
+        return "" if self.memory == "default" else f"memory={self.memory!r}"
 
-class MSResNet(nn.Module):
+
+class MSResNet(MemorySetting, nn.Module):
     """MS-ResNet with a GAC stem (or, ``gac=False``, direct coding); logits ``[T, B, classes]``.
 
     Build the paper's models by name with :func:`gac_coding.models.create_model`; this class takes
@@ -247,6 +276,11 @@ class MSResNet(nn.Module):
             weight-heavy convolutions (``benchmarks/peers.py``). The blocks' weights keep the
             default layout, which costs a channels-last convolution nothing on CPU (cuDNN converts
             them, a small copy per call). ``False`` keeps PyTorch's default layout.
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``, ``"lean"`` (spikes as bits, BatchNorm and the LIF as one op, the
+            encoder's gated LIF keeping its input) or ``"checkpoint"`` (each stage keeps its input
+            and runs again, lean, in the backward pass; the encoder goes with the first stage).
+            The same numbers in every mode; see the README for when to choose which.
 
     Example:
         >>> import torch
@@ -272,6 +306,7 @@ class MSResNet(nn.Module):
         channels_last: bool = True,
         temporal_attention: str = "mlp",
         backend: str = "auto",
+        memory: str = "default",
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -344,6 +379,13 @@ class MSResNet(nn.Module):
             for block in self.modules():
                 if isinstance(block, MSBlock):
                     block.channels_last = True
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        inner = "default" if mode == "default" else "lean"
+        for m in (self.encoder, self.head_lif, *self.stages.modules()):
+            if isinstance(m, MemorySetting):
+                m.memory = inner
 
     def set_timesteps(self, T: int) -> None:
         """Change the number of time steps of the built model (see
@@ -364,10 +406,20 @@ class MSResNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
-        h = self.encoder(channels_last_steps(x) if self.channels_last else x)
-        for stage in self.stages:
+        if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
+            # each stage keeps its input; the encoder goes with the first (a static image is
+            # smaller than the T steps of its code)
+            h = checkpoint(self._first_stage, [self.encoder, self.stages[0]], x)
+            for stage in self.stages[1:]:
+                h = checkpoint(stage, [stage], h)
+            return h
+        h = self._first_stage(x)
+        for stage in self.stages[1:]:
             h = stage(h)
         return h
+
+    def _first_stage(self, x: Tensor) -> Tensor:
+        return self.stages[0](self.encoder(channels_last_steps(x) if self.channels_last else x))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C_in, H, W]`` (static, direct coding) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""
@@ -378,6 +430,7 @@ class MSResNet(nn.Module):
         return (
             f"recipe={self.recipe!r}, gac={self.gac}, T={self.T}, num_classes={self.num_classes}, "
             f"channels_last={self.channels_last}"
+            + ("" if self.memory == "default" else f", memory={self.memory!r}")
         )
 
 

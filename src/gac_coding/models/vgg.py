@@ -20,7 +20,9 @@ from torch import Tensor, nn
 
 from ..encoder import GACEncoder
 from ..neuron import LIF, RECIPES
+from ..ops import lean
 from ..ops.backends import check_backend
+from ..ops.memory import MemorySetting, checkpoint, lean_active
 from ._steps import fold, unfold
 from .msresnet import DirectEncoder
 
@@ -31,7 +33,7 @@ VGGSNN_PLAN: tuple[int | str, ...] = (64, 128, "A", 256, 256, "A", 512, 512, "A"
 VGG_TINY_PLAN: tuple[int | str, ...] = (16, 32, "A", 64, "A")
 
 
-class SpikingVGG(nn.Module):
+class SpikingVGG(MemorySetting, nn.Module):
     """Plain spiking VGG: stem (GAC or direct) -> [LIF -> (AvgPool) -> Conv3x3 -> BN]* -> LIF -> head.
 
     Args:
@@ -44,6 +46,10 @@ class SpikingVGG(nn.Module):
         temporal_attention: the GAC encoder's ``"mlp"`` (fixed ``T``) or ``"conv"`` (any ``T``).
         encoder_kwargs: further :class:`~gac_coding.GACEncoder` arguments.
         backend: the backend setting of every neuron of the model (see :class:`gac_coding.LIF`).
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``, ``"lean"`` (spikes as bits, BatchNorm, pooling and the LIF as one op)
+            or ``"checkpoint"`` (the layers between two poolings keep their input and run again,
+            lean, in the backward pass; the encoder goes with the first). The same numbers.
 
     Example:
         >>> import torch
@@ -64,6 +70,7 @@ class SpikingVGG(nn.Module):
         temporal_attention: str = "mlp",
         encoder_kwargs: dict[str, Any] | None = None,
         backend: str = "auto",
+        memory: str = "default",
     ) -> None:
         super().__init__()
         plan = list(plan)
@@ -100,6 +107,22 @@ class SpikingVGG(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head_lif = LIF(**lif)
         self.fc = nn.Linear(channels, num_classes)
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        inner = "default" if mode == "default" else "lean"
+        for m in (self.encoder, self.head_lif, *self.layers):
+            if isinstance(m, MemorySetting):
+                m.memory = inner
+
+    def _segments(self) -> list[list[nn.Module]]:
+        """The layers cut after each pooling (the units a checkpoint recomputes)."""
+        segments: list[list[nn.Module]] = [[]]
+        for layer in self.layers:
+            segments[-1].append(layer)
+            if isinstance(layer, nn.AvgPool2d):
+                segments.append([])
+        return [s for s in segments if s] or [[]]
 
     def set_timesteps(self, T: int) -> None:
         """Run at ``T`` steps (see :meth:`gac_coding.GACEncoder.set_timesteps`)."""
@@ -108,7 +131,15 @@ class SpikingVGG(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> logits ``[T, B, classes]``."""
+        if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
+            first, *rest = self._segments()
+            h = checkpoint(lambda inp: lean.run_layers(first, self.encoder(inp)), [self.encoder, *first], x)
+            for segment in rest:
+                h = checkpoint(lambda inp, seg=segment: lean.run_layers(seg, inp), segment, h)
+            return self.fc(lean.run_layers([self.head_lif], h).mean((3, 4)))
         h = self.encoder(x)
+        if lean_active(self.memory):
+            return self.fc(lean.run_layers([*self.layers, self.head_lif], h).mean((3, 4)))
         T = h.shape[0]
         for layer in self.layers:
             # LIFs run over time on [T, B, ...]; convolution, BN and pooling fold T into the batch
@@ -117,7 +148,8 @@ class SpikingVGG(nn.Module):
         return self.fc(spikes.mean((3, 4)))
 
     def extra_repr(self) -> str:
-        return f"gac={self.gac}, T={self.T}, num_classes={self.num_classes}, plan={list(self.plan)}"
+        memory = "" if self.memory == "default" else f", memory={self.memory!r}"
+        return f"gac={self.gac}, T={self.T}, num_classes={self.num_classes}, plan={list(self.plan)}{memory}"
 
 
 def vggsnn_dvs(num_classes: int = 10, T: int = 10, gac: bool = True, **kwargs: Any) -> SpikingVGG:
