@@ -252,6 +252,14 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         help="what computes the neurons: auto (default: GAC_CODING_LIF_BACKEND if set, else eager on "
         "CPU, triton on CUDA), eager, cpp, triton, or a list to try in order such as cpp,eager",
     )
+    parser.add_argument(
+        "--memory",
+        choices=("default", "lean", "checkpoint"),
+        default="default",
+        help="what a training step keeps for its backward pass: default; lean (spikes as bits, "
+        "BatchNorm+LIF recomputed; about a third of the memory at the same speed); checkpoint "
+        "(each stage recomputed: the least memory, about a third more time). The same numbers",
+    )
     from .train.events import add_event_options
 
     add_event_options(parser)
@@ -297,6 +305,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         backend=args.backend,
+        memory=args.memory,
         events=event_options_from_args(args),
         model_kwargs=(
             {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import backends
+from . import backends, functional
 from .layout import channels_to_front, channels_to_last, is_channels_last_step
 from .params import LIFParams
 
@@ -106,6 +106,9 @@ class _LeanBackend:
     def lif_forward_packed(self, *args: Any) -> Any:
         return self.module().lif_forward_packed(*args)
 
+    def lif_backward_bits(self, *args: Any) -> Any:
+        return self.module().lif_backward_bits(*args)
+
 
 def _always(device: torch.device) -> tuple[bool, str]:
     return True, ""
@@ -140,13 +143,24 @@ def _plan(backend: str, t: Tensor, code: int | None = 0) -> backends.Plan:
     return backends.plan(backends.check_backend(backend), t, code)
 
 
+def _plan_for(backend: str, device: torch.device, dtype: torch.dtype) -> backends.Plan:
+    """The plan of a call producing ``dtype`` tensors on ``device`` (unpacking bits: the backend
+    is chosen by the float dtype it writes, as for the tensors it was packed from)."""
+    return backends._plan(backends.check_backend(backend), device, dtype, 0)
+
+
 def _call(plan: backends.Plan, function: str, *args: Any) -> Any:
     return backends.call(plan, function, *args, registry=LEAN_REGISTRY)[0]
 
 
-def _first(backend: str, t: Tensor, code: int) -> str:
-    """The backend an op call on ``t`` starts with (the first of its plan that can run here)."""
-    return backends.resolve(backend, t.device, t.dtype, code, check=True)
+def _tracing() -> bool:
+    """Whether dynamo or the jit tracer is tracing: the ops are then custom operators; eagerly
+    they are autograd Functions (the cheapest dispatch per call), around the same code."""
+    return torch.compiler.is_compiling() or torch.jit.is_tracing()
+
+
+def _lif_params(decay: float, threshold: float, surrogate: int, detach_reset: bool) -> LIFParams:
+    return LIFParams(decay, threshold, _NAMES[surrogate], detach_reset)
 
 
 # ------------------------------------------------------------------------------ layout helpers
@@ -189,20 +203,18 @@ def _bytes_per_row(n: int) -> int:
     return (n + 7) // 8
 
 
-def _rebuilt_membrane(
-    bits: Tensor, sg: Tensor, L: int, threshold: float, dtype: torch.dtype, backend: str
+def _backward_from_bits(
+    grad_s: Tensor, bits: Tensor, sg: Tensor, is_static: bool, nhwc: bool, decay: float, backend: str
 ) -> Tensor:
-    """``[T, L]`` membranes that give the rectangle surrogate's backward (with a detached reset)
-    the same gradient as the true ones: for a spike, the smallest value above the threshold inside
-    the window ``|h - threshold| < 0.5`` or ``+inf`` outside it; without, the threshold itself or
-    ``-inf``. The backward reads only ``[h > threshold]`` and ``[|h - threshold| < 0.5]``."""
-    plan = _plan(backend, bits)
-    fired = _call(plan, "unpack_bits", bits, L, torch.bool)
-    window = _call(plan, "unpack_bits", sg, L, torch.bool)
-    th = torch.tensor(threshold, dtype=dtype, device=bits.device)
-    above = torch.nextafter(th, th.new_tensor(float("inf")))
-    inf = th.new_tensor(float("inf"))
-    return torch.where(fired, torch.where(window, above, inf), torch.where(window, th, -inf))
+    """The LIF's input gradient (rectangle surrogate, detached reset) from the bits of its spikes
+    and of the surrogate's window, in the layout of the spikes: ``grad_s [T, ...]`` gives
+    ``[T, ...]`` or, ``is_static``, the sum over the steps."""
+    T = grad_s.shape[0]
+    rows = _rows(grad_s, T, nhwc)
+    plan = _plan_for(backend, grad_s.device, grad_s.dtype)
+    out = _call(plan, "lif_backward_bits", rows, bits, sg, is_static, decay)
+    shape = grad_s.shape[1:] if is_static else grad_s.shape
+    return _from_rows(out, shape, nhwc)
 
 
 # ------------------------------------------------------------------------------ bits (no autograd)
@@ -220,7 +232,7 @@ def _pack_fake(x, backend="auto"):
 
 @torch.library.custom_op("gac_coding::unpack_bits", mutates_args=())
 def _unpack_op(bits: Tensor, length: int, dtype: torch.dtype, backend: str = "auto") -> Tensor:
-    return _call(_plan(backend, bits), "unpack_bits", bits.contiguous(), length, dtype)
+    return _call(_plan_for(backend, bits.device, dtype), "unpack_bits", bits.contiguous(), length, dtype)
 
 
 @_unpack_op.register_fake
@@ -266,8 +278,7 @@ def _bit_backward(surrogate: int, detach_reset: bool) -> bool:
     return surrogate == 1 and detach_reset
 
 
-@torch.library.custom_op("gac_coding::lean_lif", mutates_args=())
-def _lean_lif_op(
+def _lean_lif_forward(
     x: Tensor,
     steps: int,
     decay: float,
@@ -275,8 +286,10 @@ def _lean_lif_op(
     surrogate: int,
     detach_reset: bool,
     save: bool,
-    backend: str = "auto",
+    backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(spikes, bits, kept)``: ``kept`` is what the backward pass needs (the window's bits, the
+    membrane, or an empty tensor without ``save``)."""
     static = steps > 0
     step = x if static else x[0]
     T = steps if static else x.shape[0]
@@ -298,6 +311,38 @@ def _lean_lif_op(
     else:
         aux = x.new_empty(_EMPTY)
     return out, bits, aux
+
+
+def _lean_lif_backward_run(
+    grad_s: Tensor,
+    bits: Tensor,
+    aux: Tensor,
+    is_static: bool,
+    nhwc: bool,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
+    backend: str,
+) -> Tensor:
+    if _bit_backward(surrogate, detach_reset):
+        return _backward_from_bits(grad_s, bits, aux, is_static, nhwc, decay, backend)
+    p = _lif_params(decay, threshold, surrogate, detach_reset)
+    return functional._lif_backward(_plan(backend, grad_s, surrogate), grad_s, aux, is_static, p)
+
+
+@torch.library.custom_op("gac_coding::lean_lif", mutates_args=())
+def _lean_lif_op(
+    x: Tensor,
+    steps: int,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
+    save: bool,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, Tensor]:
+    return _lean_lif_forward(x, steps, decay, threshold, surrogate, detach_reset, save, backend)
 
 
 @_lean_lif_op.register_fake
@@ -332,14 +377,8 @@ def _lean_lif_backward_op(
     detach_reset: bool,
     backend: str = "auto",
 ) -> Tensor:
-    if _bit_backward(surrogate, detach_reset):
-        L = grad_s[0].numel()
-        h = _rebuilt_membrane(bits, aux, L, threshold, _h_dtype(grad_s.dtype), backend)
-        h = _from_rows(h, grad_s.shape, nhwc)
-    else:
-        h = aux
-    return torch.ops.gac_coding.lif_backward(
-        grad_s, h, is_static, decay, threshold, surrogate, detach_reset, backend
+    return _lean_lif_backward_run(
+        grad_s, bits, aux, is_static, nhwc, decay, threshold, surrogate, detach_reset, backend
     )
 
 
@@ -370,6 +409,27 @@ def _lean_lif_backward(ctx, grad_s: Tensor, _g_bits, _g_aux):
 
 
 _lean_lif_op.register_autograd(_lean_lif_backward, setup_context=_lean_lif_setup)
+
+
+class _LeanLIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, steps, p, code, save, backend):  # type: ignore[override]
+        spikes, bits, aux = _lean_lif_forward(
+            x, steps, p.decay, p.threshold, code, p.detach_reset, save, backend
+        )
+        if save:
+            ctx.save_for_backward(bits if _bit_backward(code, p.detach_reset) else None, aux)
+        ctx.static = steps > 0
+        ctx.nhwc = is_channels_last_step(x if steps > 0 else x[0])
+        ctx.lif = (p.decay, p.threshold, code, p.detach_reset, backend)
+        ctx.mark_non_differentiable(bits)
+        return spikes, bits
+
+    @staticmethod
+    def backward(ctx, grad_s, _g_bits):  # type: ignore[override]
+        bits, aux = ctx.saved_tensors
+        grad_x = _lean_lif_backward_run(grad_s, bits, aux, ctx.static, ctx.nhwc, *ctx.lif)
+        return grad_x, None, None, None, None, None
 
 
 def check_lean_params(params: LIFParams, what: str = "memory") -> int:
@@ -411,10 +471,12 @@ def lif(
         n = steps
     save = torch.is_grad_enabled() and x.requires_grad
     p = params
-    spikes, bits, _ = torch.ops.gac_coding.lean_lif(
-        x, n, p.decay, p.threshold, code, p.detach_reset, save, backend
-    )
-    return spikes, bits
+    if _tracing():
+        spikes, bits, _ = torch.ops.gac_coding.lean_lif(
+            x, n, p.decay, p.threshold, code, p.detach_reset, save, backend
+        )
+        return spikes, bits
+    return _LeanLIFFunction.apply(x, n, p, code, save, backends.check_backend(backend))
 
 
 # ------------------------------------------------------------------------- convolution of spikes
@@ -440,6 +502,37 @@ def _spike_conv_fake(s, weight, bias, bits, stride, padding, dilation, groups, b
     return F.conv2d(s, weight, bias, list(stride), list(padding), list(dilation), groups)
 
 
+def _spike_conv_backward_run(
+    grad: Tensor,
+    bits: Tensor,
+    weight: Tensor,
+    s_shape: Sequence[int],
+    s_nhwc: bool,
+    s_dtype: torch.dtype,
+    has_bias: bool,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+    need_s: bool,
+    need_w: bool,
+    backend: str,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """The convolution's backward (``torch.ops.aten.convolution_backward``, what autograd runs for
+    ``conv2d``) on the input unpacked from its bits in its own layout."""
+    rows = bits.shape[0]
+    numel = 1
+    for n in s_shape:
+        numel *= n
+    s = _call(_plan_for(backend, bits.device, s_dtype), "unpack_bits", bits, numel // rows, s_dtype)
+    s = _from_rows(s, s_shape, s_nhwc)
+    return torch.ops.aten.convolution_backward(
+        grad, s, weight, [weight.shape[0]] if has_bias else None,
+        list(stride), list(padding), list(dilation), False, [0, 0], groups,
+        [need_s, need_w, has_bias],
+    )  # fmt: skip
+
+
 @torch.library.custom_op("gac_coding::spike_conv2d_backward", mutates_args=())
 def _spike_conv_backward_op(
     grad: Tensor,
@@ -457,16 +550,9 @@ def _spike_conv_backward_op(
     need_w: bool,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    rows = bits.shape[0]
-    numel = 1
-    for n in s_shape:
-        numel *= n
-    s = _call(_plan(backend, bits), "unpack_bits", bits, numel // rows, s_dtype)
-    s = _from_rows(s, s_shape, s_nhwc)
-    gs, gw, gb = torch.ops.aten.convolution_backward(
-        grad, s, weight, [weight.shape[0]] if has_bias else None,
-        list(stride), list(padding), list(dilation), False, [0, 0], groups,
-        [need_s, need_w, has_bias],
+    gs, gw, gb = _spike_conv_backward_run(
+        grad, bits, weight, s_shape, s_nhwc, s_dtype, has_bias, stride, padding, dilation, groups,
+        need_s, need_w, backend,
     )  # fmt: skip
     return _or_empty(gs, grad), _or_empty(gw, grad), _or_empty(gb, grad)
 
@@ -508,6 +594,37 @@ def _spike_conv_backward(ctx, grad: Tensor):
 _spike_conv_op.register_autograd(_spike_conv_backward, setup_context=_spike_conv_setup)
 
 
+class _SpikeConvFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, s, weight, bias, bits, stride, padding, dilation, groups, backend):  # type: ignore[override]
+        ctx.save_for_backward(bits, weight)
+        ctx.s = (tuple(s.shape), _nhwc(s), s.dtype)
+        ctx.conv = (bias is not None, tuple(stride), tuple(padding), tuple(dilation), groups)
+        ctx.backend = backend
+        return F.conv2d(s, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        bits, weight = ctx.saved_tensors
+        has_bias, stride, padding, dilation, groups = ctx.conv
+        need_s, need_w, need_b = ctx.needs_input_grad[:3]
+        gs, gw, gb = _spike_conv_backward_run(
+            grad,
+            bits,
+            weight,
+            *ctx.s,
+            has_bias,
+            stride,
+            padding,
+            dilation,
+            groups,
+            need_s,
+            need_w,
+            ctx.backend,
+        )
+        return gs, gw, (gb if need_b else None), None, None, None, None, None, None
+
+
 def _check_conv(conv: nn.Conv2d) -> None:
     if not isinstance(conv, nn.Conv2d):
         raise TypeError(f"conv: expected a torch.nn.Conv2d, got {type(conv).__name__}")
@@ -532,10 +649,22 @@ def spike_conv2d(s: Tensor, conv: nn.Conv2d, bits: Tensor | None = None, *, back
         if not bool(((s == 0) | (s == 1)).all()):
             raise ValueError("s: spike_conv2d keeps its input as bits, which needs 0s and 1s only")
         bits = pack_bits(_rows(s, 1, _nhwc(s)), backend=backend)
-    return torch.ops.gac_coding.spike_conv2d(
-        s, conv.weight, conv.bias, bits,
-        list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups, backend,  # type: ignore[arg-type]
-    )  # fmt: skip
+    stride, padding, dilation = list(conv.stride), list(conv.padding), list(conv.dilation)  # type: ignore[arg-type]
+    if _tracing():
+        return torch.ops.gac_coding.spike_conv2d(
+            s, conv.weight, conv.bias, bits, stride, padding, dilation, conv.groups, backend
+        )
+    return _SpikeConvFunction.apply(
+        s,
+        conv.weight,
+        conv.bias,
+        bits,
+        stride,
+        padding,
+        dilation,
+        conv.groups,
+        backends.check_backend(backend),
+    )
 
 
 # ------------------------------------------------------------------------------ BatchNorm + LIF
@@ -615,8 +744,7 @@ def _bn_native(
     return z, mean, invstd, None, None
 
 
-@torch.library.custom_op("gac_coding::bn_lif", mutates_args=())
-def _bn_lif_op(
+def _bn_lif_forward(
     y: Tensor,
     weight: Tensor | None,
     bias: Tensor | None,
@@ -632,8 +760,9 @@ def _bn_lif_op(
     surrogate: int,
     detach_reset: bool,
     save: bool,
-    backend: str = "auto",
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``(spikes, bits, window bits or None, mean, invstd, new running mean, new running var)``."""
     nhwc = _nhwc(y)
     want_sg = save and _bit_backward(surrogate, detach_reset)
     plan = _plan(backend, y, surrogate)
@@ -658,15 +787,33 @@ def _bn_lif_op(
             decay, threshold, want_sg, False,
         )  # fmt: skip
         shape = z.shape
-    return (
-        _from_rows(spikes, shape, nhwc),
-        bits,
-        _or_empty(sg, bits),
-        mean,
-        invstd,
-        _or_empty(new_mean, y),
-        _or_empty(new_var, y),
-    )
+    return _from_rows(spikes, shape, nhwc), bits, sg, mean, invstd, new_mean, new_var
+
+
+@torch.library.custom_op("gac_coding::bn_lif", mutates_args=())
+def _bn_lif_op(
+    y: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+    steps: int,
+    pool: int,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
+    save: bool,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    spikes, bits, sg, mean, invstd, new_mean, new_var = _bn_lif_forward(
+        y, weight, bias, running_mean, running_var, training, momentum, eps, steps, pool, decay,
+        threshold, surrogate, detach_reset, save, backend,
+    )  # fmt: skip
+    return spikes, bits, _or_empty(sg, bits), mean, invstd, _or_empty(new_mean, y), _or_empty(new_var, y)
 
 
 @_bn_lif_op.register_fake
@@ -698,6 +845,66 @@ def _bn_lif_fake(
     return _empty_like_layout(shape, nhwc, y.dtype, y.device), bits, sg, mean, invstd, new_mean, new_var
 
 
+def _bn_lif_backward_run(
+    grad_s: Tensor,
+    y: Tensor,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    mean: Tensor,
+    invstd: Tensor,
+    bits: Tensor | None,
+    sg: Tensor | None,
+    training: bool,
+    eps: float,
+    steps: int,
+    pool: int,
+    decay: float,
+    threshold: float,
+    surrogate: int,
+    detach_reset: bool,
+    need_w: bool,
+    need_b: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    nhwc = _nhwc(y)
+    T = steps
+    g5 = grad_s.view(T, grad_s.shape[0] // T, *grad_s.shape[1:])
+    if sg is not None and bits is not None:
+        grad_z = _backward_from_bits(g5, bits, sg, False, nhwc, decay, backend)
+    else:
+        plan = _plan(backend, y, surrogate)
+        if _in_kernel(backend, y, surrogate, pool):
+            alpha, beta = _scale_shift(mean, invstd, weight, bias)
+            *_, h = _call(
+                plan, "lif_forward_packed", _rows(y, T, nhwc), 0, alpha, beta,
+                y.shape[1], _inner(y, nhwc), decay, threshold, False, True,
+            )  # fmt: skip
+        else:
+            rm, rv = (None, None) if training else (running_mean, running_var)
+            z = torch.native_batch_norm(y, weight, bias, rm, rv, training, 0.0, eps)[0]
+            if pool:
+                z = F.avg_pool2d(z, pool)
+            *_, h = _call(
+                plan, "lif_forward_packed", _rows(z, T, nhwc), 0, None, None, 1, 1,
+                decay, threshold, False, True,
+            )  # fmt: skip
+        h = _from_rows(h, g5.shape, nhwc).to(_h_dtype(y.dtype))
+        p = _lif_params(decay, threshold, surrogate, detach_reset)
+        grad_z = functional._lif_backward(plan, g5, h, False, p)
+    grad_z = grad_z.flatten(0, 1)
+    if pool:
+        like = _empty_like_layout(y.shape, nhwc, grad_z.dtype, y.device)
+        grad_z = torch.ops.aten.avg_pool2d_backward(
+            grad_z, like, [pool, pool], [pool, pool], [0, 0], False, True, None
+        )
+    rm, rv = (None, None) if training else (running_mean, running_var)
+    return torch.ops.aten.native_batch_norm_backward(
+        grad_z, y, weight, rm, rv, mean, invstd, training, eps, [True, need_w, need_b]
+    )
+
+
 @torch.library.custom_op("gac_coding::bn_lif_backward", mutates_args=())
 def _bn_lif_backward_op(
     grad_s: Tensor,
@@ -722,43 +929,11 @@ def _bn_lif_backward_op(
     need_b: bool,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    nhwc = _nhwc(y)
-    T = steps
-    g5 = grad_s.view(T, grad_s.shape[0] // T, *grad_s.shape[1:])
-    L = g5[0].numel()
-    if sg.numel():
-        h = _from_rows(_rebuilt_membrane(bits, sg, L, threshold, _h_dtype(y.dtype), backend), g5.shape, nhwc)
-    else:
-        plan = _plan(backend, y, surrogate)
-        if _in_kernel(backend, y, surrogate, pool):
-            alpha, beta = _scale_shift(mean, invstd, weight, bias)
-            *_, h = _call(
-                plan, "lif_forward_packed", _rows(y, T, nhwc), 0, alpha, beta,
-                y.shape[1], _inner(y, nhwc), decay, threshold, False, True,
-            )  # fmt: skip
-        else:
-            rm, rv = (None, None) if training else (running_mean, running_var)
-            z = torch.native_batch_norm(y, weight, bias, rm, rv, training, 0.0, eps)[0]
-            if pool:
-                z = F.avg_pool2d(z, pool)
-            *_, h = _call(
-                plan, "lif_forward_packed", _rows(z, T, nhwc), 0, None, None, 1, 1,
-                decay, threshold, False, True,
-            )  # fmt: skip
-        h = _from_rows(h, g5.shape, nhwc).to(_h_dtype(y.dtype))
-    grad_z = torch.ops.gac_coding.lif_backward(
-        g5, h, False, decay, threshold, surrogate, detach_reset, backend
-    )
-    grad_z = grad_z.flatten(0, 1)
-    if pool:
-        like = _empty_like_layout(y.shape, nhwc, grad_z.dtype, y.device)
-        grad_z = torch.ops.aten.avg_pool2d_backward(
-            grad_z, like, [pool, pool], [pool, pool], [0, 0], False, True, None
-        )
-    rm, rv = (None, None) if training else (running_mean, running_var)
-    gy, gw, gb = torch.ops.aten.native_batch_norm_backward(
-        grad_z, y, weight, rm, rv, mean, invstd, training, eps, [True, need_w, need_b]
-    )
+    gy, gw, gb = _bn_lif_backward_run(
+        grad_s, y, weight, bias, running_mean, running_var, mean, invstd,
+        bits if sg.numel() else None, sg if sg.numel() else None, training, eps, steps, pool,
+        decay, threshold, surrogate, detach_reset, need_w, need_b, backend,
+    )  # fmt: skip
     return gy, _or_empty(gw, y), _or_empty(gb, y)
 
 
@@ -806,6 +981,50 @@ def _bn_lif_backward(ctx, grad_s, *_):
 _bn_lif_op.register_autograd(_bn_lif_backward, setup_context=_bn_lif_setup)
 
 
+class _BNLIFFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx,
+        y,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        training,
+        momentum,
+        eps,
+        steps,
+        pool,
+        p,
+        code,
+        save,
+        backend,
+    ):  # type: ignore[override]
+        spikes, bits, sg, mean, invstd, new_mean, new_var = _bn_lif_forward(
+            y, weight, bias, running_mean, running_var, training, momentum, eps, steps, pool,
+            p.decay, p.threshold, code, p.detach_reset, save, backend,
+        )  # fmt: skip
+        if save:
+            eval_stats = (running_mean, running_var) if not training else (None, None)
+            ctx.save_for_backward(
+                y, weight, bias, *eval_stats, mean, invstd, bits if sg is not None else None, sg
+            )
+        ctx.settings = (training, eps, steps, pool, p.decay, p.threshold, code, p.detach_reset)
+        ctx.backend = backend
+        ctx.mark_non_differentiable(bits, *(t for t in (new_mean, new_var) if t is not None))
+        return spikes, bits, new_mean, new_var
+
+    @staticmethod
+    def backward(ctx, grad_s, *_):  # type: ignore[override]
+        y, weight, bias, rm, rv, mean, invstd, bits, sg = ctx.saved_tensors
+        need_y, need_w, need_b = ctx.needs_input_grad[:3]
+        gy, gw, gb = _bn_lif_backward_run(
+            grad_s, y, weight, bias, rm, rv, mean, invstd, bits, sg, *ctx.settings,
+            bool(need_w and weight is not None), bool(need_b and bias is not None), ctx.backend,
+        )  # fmt: skip
+        return (gy if need_y else None, gw, gb, *([None] * 11))
+
+
 def _check_pool(pool: int, y: Tensor) -> None:
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 0:
         raise ValueError(f"pool: expected 0 (none) or a kernel size >= 1, got {pool!r}")
@@ -841,10 +1060,16 @@ def bn_lif(
     needs = y.requires_grad or any(p is not None and p.requires_grad for p in (bn.weight, bn.bias))
     save = torch.is_grad_enabled() and needs
     p = params
-    spikes, bits, _, _, _, new_mean, new_var = torch.ops.gac_coding.bn_lif(
-        y, bn.weight, bn.bias, rm, rv, training, factor, bn.eps, T, pool,
-        p.decay, p.threshold, code, p.detach_reset, save, backend,
-    )  # fmt: skip
+    if _tracing():
+        spikes, bits, _, _, _, new_mean, new_var = torch.ops.gac_coding.bn_lif(
+            y, bn.weight, bn.bias, rm, rv, training, factor, bn.eps, T, pool,
+            p.decay, p.threshold, code, p.detach_reset, save, backend,
+        )  # fmt: skip
+    else:
+        spikes, bits, new_mean, new_var = _BNLIFFunction.apply(
+            y, bn.weight, bn.bias, rm, rv, training, factor, bn.eps, T, pool, p, code, save,
+            backends.check_backend(backend),
+        )  # fmt: skip
     if training and rm is not None and rv is not None:
         with torch.no_grad():
             rm.copy_(new_mean)
@@ -853,6 +1078,27 @@ def bn_lif(
 
 
 # ------------------------------------------------------------------------------- gated LIF
+
+
+def _lean_gated_forward(
+    u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, backend: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    plan = _plan(backend, u, p.surrogate_code)
+    out, fired, gate, _, _ = functional._gated_forward(plan, u, ta, sca, steps, p, False)
+    return out, fired, gate
+
+
+def _lean_gated_backward_run(
+    grad_out: Tensor, u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, backend: str
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The fused op's forward run again with the membrane kept, then its backward: the default
+    op's numbers."""
+    plan = _plan(backend, u, p.surrogate_code)
+    out, _, gate, h, used = functional._gated_forward(plan, u, ta, sca, steps, p, True)
+    assert h is not None
+    return functional._gated_backward(
+        functional._from(plan, used), grad_out, h, out, gate, ta, sca, steps > 0, p
+    )
 
 
 @torch.library.custom_op("gac_coding::lean_gated_lif", mutates_args=())
@@ -867,10 +1113,8 @@ def _lean_gated_op(
     detach_reset: bool,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    out, fired, gate, _ = torch.ops.gac_coding.gated_lif(
-        u, ta, sca, steps, decay, threshold, surrogate, detach_reset, False, backend
-    )
-    return out, fired, gate
+    p = _lif_params(decay, threshold, surrogate, detach_reset)
+    return _lean_gated_forward(u, ta, sca, steps, p, backend)
 
 
 @_lean_gated_op.register_fake
@@ -896,12 +1140,8 @@ def _lean_gated_backward_op(
     detach_reset: bool,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
-    out, _, gate, h = torch.ops.gac_coding.gated_lif(
-        u, ta, sca, steps, decay, threshold, surrogate, detach_reset, True, backend
-    )
-    return torch.ops.gac_coding.gated_lif_backward(
-        grad_out, h, out, gate, ta, sca, steps > 0, decay, threshold, surrogate, detach_reset, backend
-    )
+    p = _lif_params(decay, threshold, surrogate, detach_reset)
+    return _lean_gated_backward_run(grad_out, u, ta, sca, steps, p, backend)
 
 
 @_lean_gated_backward_op.register_fake
@@ -933,6 +1173,25 @@ def _lean_gated_backward(ctx, grad_out, _g_fired, _g_gate):
 _lean_gated_op.register_autograd(_lean_gated_backward, setup_context=_lean_gated_setup)
 
 
+class _LeanGatedFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, ta, sca, steps, p, backend):  # type: ignore[override]
+        out, fired, gate = _lean_gated_forward(u, ta, sca, steps, p, backend)
+        ctx.save_for_backward(u, ta, sca)
+        ctx.settings = (steps, p, backend)
+        ctx.mark_non_differentiable(fired, gate)
+        ctx.set_materialize_grads(False)
+        return out, fired, gate
+
+    @staticmethod
+    def backward(ctx, grad_out, _g_fired, _g_gate):  # type: ignore[override]
+        if grad_out is None:
+            return (None,) * 6
+        u, ta, sca = ctx.saved_tensors
+        grads = _lean_gated_backward_run(grad_out, u, ta, sca, *ctx.settings)
+        return (*grads, None, None, None)
+
+
 def gated_lif(
     u: Tensor, ta: Tensor, sca: Tensor, params: LIFParams, *, static: bool = False, backend: str = "auto"
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -948,9 +1207,11 @@ def gated_lif(
     sca = sca.to(u.dtype)
     T = ta.shape[0]
     p = params
-    return torch.ops.gac_coding.lean_gated_lif(
-        u, ta, sca, T if static else 0, p.decay, p.threshold, code, p.detach_reset, backend
-    )
+    if _tracing():
+        return torch.ops.gac_coding.lean_gated_lif(
+            u, ta, sca, T if static else 0, p.decay, p.threshold, code, p.detach_reset, backend
+        )
+    return _LeanGatedFunction.apply(u, ta, sca, T if static else 0, p, backends.check_backend(backend))
 
 
 # ------------------------------------------------------------------------- strided 1x1 convolution
@@ -960,6 +1221,27 @@ def _subsampled(x: Tensor, stride: int) -> Tensor:
     """The input positions a 1x1 convolution of stride ``stride`` reads, in ``x``'s layout."""
     fmt = torch.channels_last if _nhwc(x) else torch.contiguous_format
     return x[:, :, ::stride, ::stride].contiguous(memory_format=fmt)
+
+
+def _pointwise_backward_run(
+    grad: Tensor,
+    kept: Tensor,
+    weight: Tensor,
+    x_size: Sequence[int],
+    stride: int,
+    has_bias: bool,
+    need_x: bool,
+    need_w: bool,
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    gk, gw, gb = torch.ops.aten.convolution_backward(
+        grad, kept, weight, [weight.shape[0]] if has_bias else None,
+        [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w, has_bias],
+    )  # fmt: skip
+    gx = None
+    if need_x:
+        gx = _empty_like_layout(x_size, _nhwc(kept), gk.dtype, gk.device).zero_()
+        gx[:, :, ::stride, ::stride] = gk
+    return gx, gw, gb
 
 
 @torch.library.custom_op("gac_coding::pointwise_conv", mutates_args=())
@@ -984,14 +1266,7 @@ def _pointwise_backward_op(
     need_x: bool,
     need_w: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    gk, gw, gb = torch.ops.aten.convolution_backward(
-        grad, kept, weight, [weight.shape[0]] if has_bias else None,
-        [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [need_x, need_w, has_bias],
-    )  # fmt: skip
-    gx = None
-    if need_x:
-        gx = _empty_like_layout(x_size, _nhwc(kept), gk.dtype, gk.device).zero_()
-        gx[:, :, ::stride, ::stride] = gk
+    gx, gw, gb = _pointwise_backward_run(grad, kept, weight, x_size, stride, has_bias, need_x, need_w)
     return _or_empty(gx, grad), _or_empty(gw, grad), _or_empty(gb, grad)
 
 
@@ -1023,6 +1298,23 @@ def _pointwise_backward(ctx, grad, _g_kept):
 _pointwise_op.register_autograd(_pointwise_backward, setup_context=_pointwise_setup)
 
 
+class _PointwiseFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride):  # type: ignore[override]
+        kept = _subsampled(x, stride)
+        ctx.save_for_backward(kept, weight)
+        ctx.conv = (tuple(x.shape), stride, bias is not None)
+        return F.conv2d(x, weight, bias, stride)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        kept, weight = ctx.saved_tensors
+        x_size, stride, has_bias = ctx.conv
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx, gw, gb = _pointwise_backward_run(grad, kept, weight, x_size, stride, has_bias, need_x, need_w)
+        return gx, gw, (gb if need_b else None), None
+
+
 def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """``conv(x)`` for a 1x1 convolution; with stride ``s > 1`` and gradients, only the ``1 / s**2``
     of ``x`` that it reads is kept for the backward pass (the same output, gradients to rounding)."""
@@ -1042,7 +1334,9 @@ def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
         or not (x.requires_grad or conv.weight.requires_grad)
     ):
         return conv(x)
-    return torch.ops.gac_coding.pointwise_conv(x, conv.weight, conv.bias, s[0])[0]
+    if _tracing():
+        return torch.ops.gac_coding.pointwise_conv(x, conv.weight, conv.bias, s[0])[0]
+    return _PointwiseFunction.apply(x, conv.weight, conv.bias, s[0])
 
 
 def block_shortcut(shortcut: nn.Module, x: Tensor) -> Tensor:

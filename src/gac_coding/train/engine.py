@@ -14,6 +14,10 @@ metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
 ``"auto"``, the default, leaves the model's own settings). The backend the neurons run on is
 printed at the start and recorded in the checkpoints' ``config`` as ``backend_used``.
 
+``memory`` is what a training step keeps for its backward pass (:mod:`gac_coding.ops.memory`):
+``"default"``, ``"lean"`` or ``"checkpoint"``; the same numbers in every mode. It is recorded in
+the checkpoints' ``config``.
+
 ``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
 written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
 ``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
@@ -41,6 +45,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
 from ..ops import backends
+from ..ops.memory import MEMORY_MODES, set_memory
 from . import distributed as dist_utils
 from .augment import MixedTarget, cutmix, poisson_encode
 from .checkpoint import (
@@ -105,6 +110,8 @@ class TrainConfig:
     coding: str = "gac"
     #: backend setting of every neuron of the model (``"auto"``: the model's own, by default auto)
     backend: str = "auto"
+    #: what a training step keeps for the backward pass (:data:`gac_coding.ops.memory.MEMORY_MODES`)
+    memory: str = "default"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
@@ -184,6 +191,8 @@ class TrainConfig:
         if self.coding not in CODINGS:
             raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
         backends.check_backend(self.backend)
+        if not isinstance(self.memory, str) or self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory: expected one of {list(MEMORY_MODES)}, got {self.memory!r}")
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options
@@ -608,6 +617,8 @@ def _build(
     ).to(device)
     if config.backend != "auto":
         backends.set_module_backend(model, config.backend)
+    if config.memory != "default":
+        set_memory(model, config.memory)
     if ctx.rank > 0:
         seed_everything(config.seed + ctx.rank)
     data_gen = torch.Generator()
@@ -718,7 +729,7 @@ def _announce(run: _Run, last_epoch: int) -> None:
             f"training {config.model} (T={config.T}, coding={config.coding}) on "
             f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
             f"{ctx.world_size} process(es) on {ctx.device}; neuron backend "
-            f"{run.run_config['backend_used']} (setting {config.backend!r})"
+            f"{run.run_config['backend_used']} (setting {config.backend!r}); memory {config.memory}"
         )
 
 
