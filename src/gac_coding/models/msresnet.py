@@ -278,8 +278,9 @@ class MSResNet(MemorySetting, nn.Module):
             them, a small copy per call). ``False`` keeps PyTorch's default layout.
         memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
             ``"default"``, ``"lean"`` (spikes as bits, BatchNorm and the LIF as one op, the
-            encoder's gated LIF keeping its input) or ``"checkpoint"`` (each stage keeps its input
-            and runs again, lean, in the backward pass; the encoder goes with the first stage).
+            encoder's gated LIF keeping its input) or ``"checkpoint"`` (each stage but the last
+            keeps its input and runs again, lean, in the backward pass; the encoder goes with the
+            first stage; the last stage, with the smallest activations, runs lean).
             The same numbers in every mode; see the README for when to choose which.
 
     Example:
@@ -410,8 +411,10 @@ class MSResNet(MemorySetting, nn.Module):
             # each stage keeps its input; the encoder goes with the first (a static image is
             # smaller than the T steps of its code)
             h = checkpoint(self._first_stage, [self.encoder, self.stages[0]], x)
-            for stage in self.stages[1:]:
-                h = checkpoint(stage, [stage], h)
+            for i, stage in enumerate(self.stages[1:], 1):
+                # the last stage runs lean: its activations are the smallest, its recomputation
+                # would cost as much time as any other stage's
+                h = checkpoint(stage, [stage], h) if i < len(self.stages) - 1 else stage(h)
             return h
         h = self._first_stage(x)
         for stage in self.stages[1:]:

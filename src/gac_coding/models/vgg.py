@@ -48,8 +48,9 @@ class SpikingVGG(MemorySetting, nn.Module):
         backend: the backend setting of every neuron of the model (see :class:`gac_coding.LIF`).
         memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
             ``"default"``, ``"lean"`` (spikes as bits, BatchNorm, pooling and the LIF as one op)
-            or ``"checkpoint"`` (the layers between two poolings keep their input and run again,
-            lean, in the backward pass; the encoder goes with the first). The same numbers.
+            or ``"checkpoint"`` (the layers up to each pooling keep their input and run again,
+            lean, in the backward pass; the encoder goes with the first, the layers after the last
+            but one pooling run lean). The same numbers.
 
     Example:
         >>> import torch
@@ -134,8 +135,11 @@ class SpikingVGG(MemorySetting, nn.Module):
         if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
             first, *rest = self._segments()
             h = checkpoint(lambda inp: lean.run_layers(first, self.encoder(inp)), [self.encoder, *first], x)
-            for segment in rest:
-                h = checkpoint(lambda inp, seg=segment: lean.run_layers(seg, inp), segment, h)
+            for i, segment in enumerate(rest, 1):
+                if i == len(rest):  # the last runs lean: the smallest activations
+                    h = lean.run_layers(segment, h)
+                else:
+                    h = checkpoint(lambda inp, seg=segment: lean.run_layers(seg, inp), segment, h)
             return self.fc(lean.run_layers([self.head_lif], h).mean((3, 4)))
         h = self.encoder(x)
         if lean_active(self.memory):

@@ -12,8 +12,10 @@ BatchNorm running statistics):
   (:func:`~gac_coding.ops.lean.bn_lif`), the encoder's gated LIF keeps its inputs (one copy for all
   ``T`` steps of a static image) and recomputes the membranes, and a strided 1x1 shortcut keeps
   only the input positions it reads;
-* ``"checkpoint"``: a model keeps the input of each stage (the encoder goes with the first) and
-  runs the stage again in the backward pass, with the lean ops inside.
+* ``"checkpoint"``: a model keeps the input of each stage but the last (the encoder goes with
+  the first) and runs the stage again in the backward pass, with the lean ops inside; the last
+  stage, whose activations are the smallest while its recomputation would cost as much as any
+  other's, runs lean. A block or an encoder in this mode keeps its own input.
 
 Modes matter in training only: without gradients (``torch.no_grad``, ``eval`` inference) nothing
 is kept, and every mode runs the default ops. Under ``torch.export`` and ``torch.jit`` tracing the
