@@ -350,7 +350,14 @@ class GACEncoder(MemorySetting, StemEncoder):
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x: [B, C_in, H, W]`` (static) or ``[T, B, C_in, H, W]`` -> ``[T, B, C, H', W']``."""
-        if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
+        # (not under torch.compile while recording: its checkpoint allows no side effect)
+        recording = self.record and torch.compiler.is_compiling()
+        if (
+            self.memory == "checkpoint"
+            and lean_active(self.memory)
+            and isinstance(x, Tensor)
+            and not recording
+        ):
             return checkpoint(self._encode, [self], x)
         return self._encode(x)
 

@@ -410,7 +410,11 @@ class MSResNet(MemorySetting, nn.Module):
         if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
             # each stage keeps its input; the encoder goes with the first (a static image is
             # smaller than the T steps of its code)
-            h = checkpoint(self._first_stage, [self.encoder, self.stages[0]], x)
+            if torch.compiler.is_compiling() and getattr(self.encoder, "record", False):
+                # the compiler's checkpoint allows no side effect such as the encoder's record
+                h = checkpoint(self.stages[0], [self.stages[0]], self._encode(x))
+            else:
+                h = checkpoint(self._first_stage, [self.encoder, self.stages[0]], x)
             for i, stage in enumerate(self.stages[1:], 1):
                 # the last stage runs lean: its activations are the smallest, its recomputation
                 # would cost as much time as any other stage's
@@ -421,8 +425,11 @@ class MSResNet(MemorySetting, nn.Module):
             h = stage(h)
         return h
 
+    def _encode(self, x: Tensor) -> Tensor:
+        return self.encoder(channels_last_steps(x) if self.channels_last else x)
+
     def _first_stage(self, x: Tensor) -> Tensor:
-        return self.stages[0](self.encoder(channels_last_steps(x) if self.channels_last else x))
+        return self.stages[0](self._encode(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C_in, H, W]`` (static, direct coding) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from ..encoder import GACEncoder
@@ -134,7 +135,13 @@ class SpikingVGG(MemorySetting, nn.Module):
         """``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> logits ``[T, B, classes]``."""
         if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
             first, *rest = self._segments()
-            h = checkpoint(lambda inp: lean.run_layers(first, self.encoder(inp)), [self.encoder, *first], x)
+            if torch.compiler.is_compiling() and getattr(self.encoder, "record", False):
+                # the compiler's checkpoint allows no side effect such as the encoder's record
+                h = checkpoint(lambda inp: lean.run_layers(first, inp), first, self.encoder(x))
+            else:
+                h = checkpoint(
+                    lambda inp: lean.run_layers(first, self.encoder(inp)), [self.encoder, *first], x
+                )
             for i, segment in enumerate(rest, 1):
                 if i == len(rest):  # the last runs lean: the smallest activations
                     h = lean.run_layers(segment, h)

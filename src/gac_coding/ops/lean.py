@@ -193,6 +193,13 @@ def _empty_like_layout(shape: Sequence[int], nhwc: bool, dtype: torch.dtype, dev
     return channels_to_front(torch.empty(last, dtype=dtype, device=device), nhwc)
 
 
+def _like_layout(t: Tensor | None, nhwc: bool) -> Tensor | None:
+    """``t`` stored channels-last (``nhwc``) or contiguous, copied only if it is not already."""
+    if t is None:
+        return None
+    return t.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
 def _or_empty(t: Tensor | None, like: Tensor) -> Tensor:
     """``t``, or a fresh empty tensor where there is none (a custom operator returns tensors,
     never the same one twice)."""
@@ -526,11 +533,13 @@ def _spike_conv_backward_run(
         numel *= n
     s = _call(_plan_for(backend, bits.device, s_dtype), "unpack_bits", bits, numel // rows, s_dtype)
     s = _from_rows(s, s_shape, s_nhwc)
-    return torch.ops.aten.convolution_backward(
+    gs, gw, gb = torch.ops.aten.convolution_backward(
         grad, s, weight, [weight.shape[0]] if has_bias else None,
         list(stride), list(padding), list(dilation), False, [0, 0], groups,
         [need_s, need_w, has_bias],
     )  # fmt: skip
+    # fixed layouts whatever the convolution kernel chose: the input's, the weight's
+    return _like_layout(gs, s_nhwc), _like_layout(gw, _nhwc(weight)), gb
 
 
 @torch.library.custom_op("gac_coding::spike_conv2d_backward", mutates_args=())
@@ -563,7 +572,7 @@ def _spike_conv_backward_fake(
     need_s, need_w, backend="auto",
 ):  # fmt: skip
     gs = _empty_like_layout(s_shape, s_nhwc, grad.dtype, grad.device) if need_s else None
-    gw = torch.empty_like(weight) if need_w else None
+    gw = _empty_like_layout(weight.shape, _nhwc(weight), weight.dtype, weight.device) if need_w else None
     gb = grad.new_empty((weight.shape[0],)) if has_bias else None
     return _or_empty(gs, grad), _or_empty(gw, grad), _or_empty(gb, grad)
 
@@ -1151,7 +1160,7 @@ def _lean_gated_backward_fake(
     nhwc = is_channels_last_step(u if steps > 0 else u[0])
     grad_u = _empty_like_layout(u.shape, nhwc, grad_out.dtype, u.device)
     grad_sca = _empty_like_layout(sca.shape, nhwc, sca.dtype, sca.device)
-    return grad_u, torch.empty_like(ta), grad_sca
+    return grad_u, torch.empty(ta.shape, dtype=ta.dtype, device=ta.device), grad_sca
 
 
 def _lean_gated_setup(ctx, inputs, output) -> None:
@@ -1241,7 +1250,7 @@ def _pointwise_backward_run(
     if need_x:
         gx = _empty_like_layout(x_size, _nhwc(kept), gk.dtype, gk.device).zero_()
         gx[:, :, ::stride, ::stride] = gk
-    return gx, gw, gb
+    return gx, _like_layout(gw, _nhwc(weight)), gb
 
 
 @torch.library.custom_op("gac_coding::pointwise_conv", mutates_args=())
@@ -1273,7 +1282,7 @@ def _pointwise_backward_op(
 @_pointwise_backward_op.register_fake
 def _pointwise_backward_fake(grad, kept, weight, x_size, stride, has_bias, need_x, need_w):
     gx = _empty_like_layout(x_size, _nhwc(kept), grad.dtype, grad.device) if need_x else None
-    gw = torch.empty_like(weight) if need_w else None
+    gw = _empty_like_layout(weight.shape, _nhwc(weight), weight.dtype, weight.device) if need_w else None
     gb = grad.new_empty((weight.shape[0],)) if has_bias else None
     return _or_empty(gx, grad), _or_empty(gw, grad), _or_empty(gb, grad)
 
