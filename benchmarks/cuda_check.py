@@ -25,7 +25,7 @@ for the timings; memory figures need CUDA):
 * ``environment``: versions, the GPU, the TF32 settings, the neuron backend ``"auto"`` picks.
 * ``speed_b32``, ``speed_b8``: one training step (forward + backward) of ``msresnet18_cifar``,
   T=6, 32x32: the library (channels-last), ``library_nchw``, the naive per-step formulation
-  (``naive_copy`` of ``benchmarks/models.py``) and direct coding (``gac=False``), each in float32
+  (``naive_copy`` of ``benchmarks/models.py``) and direct coding (``coding="direct"``), each in float32
   and under bf16 autocast; medians after warm-up, interleaved, with ``torch.cuda.synchronize``;
   peak memory from ``torch.cuda.max_memory_allocated``. Ratios: naive / library, library_nchw /
   library, library / direct, library fp32 / bf16, step memory library / naive.
@@ -275,7 +275,7 @@ def check_speed(ctx: Ctx, batch: int) -> dict[str, Any]:
     nchw.load_state_dict(library.state_dict())
     naive = bench_models.naive_copy(library)
     torch.manual_seed(0)
-    direct = create_model(sz.speed_model, num_classes=10, T=sz.speed_T, gac=False)
+    direct = create_model(sz.speed_model, num_classes=10, T=sz.speed_T, coding="direct")
     models = {"library": library, "library_nchw": nchw, "naive": naive, "direct": direct}
     for m in models.values():
         m.to(dev).train()

@@ -69,8 +69,11 @@ def test_max_period_drops_periods_checked_on_too_few_steps() -> None:
     assert coding_metrics(p3, max_period=3)["periodicity"] == 3
     assert coding_metrics(p3, max_period=2)["periodicity"] is None
     assert coding_metrics(p3, max_period=100)["periodicity"] == 3  # beyond T-1: same as default
-    for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="max_period: expected an integer >= 1 or None"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_period: expected an integer >= 1 or None, got"):
+            coding_metrics(p3, max_period=bad)
+    for bad in (2.0, True):  # a wrong type is a TypeError (the rule of gac_coding._checks)
+        with pytest.raises(TypeError, match="max_period: expected an int or None, got"):
             coding_metrics(p3, max_period=bad)  # type: ignore[arg-type]
 
 
@@ -134,7 +137,7 @@ def test_long_sequences_take_the_row_fallback() -> None:
 
 
 def test_direct_coding_is_constant_and_gac_varies() -> None:
-    from gac_coding.models import DirectEncoder
+    from gac_coding.coding import DirectEncoder
 
     x = torch.rand(4, 1, 8, 8)
     u = DirectEncoder(1, 4, T=4)(x)

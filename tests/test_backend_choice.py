@@ -83,7 +83,7 @@ def test_bad_backend_names_raise_value_error_naming_the_choices(bad: str) -> Non
         lambda: gac.GatedAttentionUnit(4, T=2, backend=bad),
         lambda: gac.GACEncoder(1, 4, T=2, backend=bad),
         lambda: create_model("msresnet_tiny", T=2, backend=bad),
-        lambda: create_model("msresnet_tiny", T=2, gac=False, backend=bad),
+        lambda: create_model("msresnet_tiny", T=2, coding="direct", backend=bad),
         lambda: create_model("vgg_tiny", T=2, backend=bad),
         lambda: neuron.lif(x, backend=bad),
         lambda: gac.attention.gated_lif(x, torch.ones(3, 2), torch.ones(2), backend=bad),
@@ -282,12 +282,12 @@ def test_repr_shows_the_backend_of_every_module_that_runs_neurons() -> None:
     assert enc.gate.backend == "cpp" and repr(enc).splitlines()[1].strip().endswith("backend='cpp'")
     enc.backend = "eager"  # the encoder's setting is its gate's
     assert enc.gate.backend == "eager" and "cpp" not in repr(enc)
-    for name, kw in (("msresnet_tiny", {}), ("msresnet_tiny", {"gac": False}), ("vgg_tiny", {})):
+    for name, kw in (("msresnet_tiny", {}), ("msresnet_tiny", {"coding": "direct"}), ("vgg_tiny", {})):
         model = create_model(name, T=2, backend="cpp,eager", **kw)
         neurons = [m for m in model.modules() if isinstance(m, (gac.LIF, gac.GatedAttentionUnit))]
         found = module_backends(model)
         assert len(found) == len(neurons) and set(found.values()) == {"cpp,eager"}
-        shown = 1 if kw.get("gac", True) else 0  # the GAC encoder shows its gate's setting too
+        shown = 1 if kw.get("coding", "gac") == "gac" else 0  # the GAC encoder shows its gate's too
         assert repr(model).count("backend='cpp,eager'") == len(neurons) + shown
         set_module_backend(model, "eager")
         assert repr(model).count("backend='eager'") == len(neurons) + shown

@@ -28,7 +28,7 @@ def _demo_checks(tmp_path: Path, capsys) -> None:
     assert main(argv) == 0
     text = capsys.readouterr().out
     report = json.loads((out / "demo.json").read_text())
-    assert list(report["codings"]) == ["direct", "poisson", "gac"]
+    assert list(report["codings"]) == ["direct", "rate", "latency", "gac"]
     assert report["config"] == {**report["config"], "epochs": 1, "seeds": 2, "T": 2}
     assert report["split"] == {"train": 1437, "test": 360}
     for res in report["codings"].values():
@@ -40,7 +40,9 @@ def _demo_checks(tmp_path: Path, capsys) -> None:
         assert res["energy_mj_per_image_mean"] > 0
         assert res["label"] in text
         assert len(res["runs"][0]["history"]) == 1
-    assert report["codings"]["gac"]["gac"] is True and report["codings"]["poisson"]["gac"] is False
+    assert report["codings"]["gac"]["gac"] is True and report["codings"]["rate"]["gac"] is False
+    assert [res["encoder"] for res in report["codings"].values()] == [
+        "DirectEncoder", "RateEncoder", "LatencyEncoder", "GACEncoder"]  # fmt: skip
     # ties: means within the larger standard error of the mean (std / sqrt(2) here) of the best
     res = report["codings"]
     for r in res.values():
@@ -95,12 +97,12 @@ def test_demo_reports_ties_as_ties() -> None:
                 "energy_mj_per_image_mean": 1e-3}  # fmt: skip
 
     # one seed each, 97.83 = 97.83: a tie (the case a user met), not "direct coding is best"
-    equal = {"direct": coding("direct coding", [0.9783]), "poisson": coding("Poisson", [0.96]),
+    equal = {"direct": coding("direct coding", [0.9783]), "rate": coding("Poisson", [0.96]),
              "gac": coding("GAC", [0.9783])}  # fmt: skip
     assert best_codings(equal) in (["direct", "gac"], ["gac", "direct"])
     # five seeds: means 0.980 and 0.978, standard errors 0.0007 and 0.0026: a tie; 0.960 is not
     spread = {"direct": coding("direct coding", [0.979, 0.980, 0.981, 0.978, 0.982]),
-              "poisson": coding("Poisson", [0.96] * 5),
+              "rate": coding("Poisson", [0.96] * 5),
               "gac": coding("GAC", [0.970, 0.985, 0.975, 0.982, 0.978])}  # fmt: skip
     assert spread["gac"]["test_acc_sem"] == pytest.approx(0.00263, abs=1e-5)
     assert best_codings(spread) == ["direct", "gac"]
@@ -180,8 +182,8 @@ def _run_files(folder: Path, **settings) -> tuple[Path, Path]:
     from gac_coding.train.engine import CHECKPOINT_FORMAT
 
     s = {"model": "msresnet_tiny", "T": 2, "num_classes": 10, "in_channels": 1, "gac": True, **settings}
-    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
-                         in_channels=s["in_channels"])  # fmt: skip
+    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"],
+                         coding="gac" if s["gac"] else "direct", in_channels=s["in_channels"])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     config = dict(s, coding="direct", epochs=1)
     pt = save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": 1, "config": config,

@@ -105,7 +105,7 @@ def test_a_loader_of_unequal_batches_is_the_sum_of_its_batches() -> None:
 
 
 def test_time_major_batches_count_their_samples_in_dim_1() -> None:
-    model = create_model("msresnet_tiny", num_classes=4, T=2, in_channels=2, gac=False)
+    model = create_model("msresnet_tiny", num_classes=4, T=2, in_channels=2, coding="direct")
     gen = torch.Generator().manual_seed(0)
     frames = torch.bernoulli(torch.full((2, 5, 2, 8, 8), 0.3), generator=gen)
     report = estimate_energy(model, [frames[:, :3], frames[:, 3:]])
@@ -289,18 +289,20 @@ def test_a_progress_bar_on_a_terminal_only(tmp_path: Path, capsys, monkeypatch) 
     assert capsys.readouterr().err == ""
 
 
-def test_a_poisson_run_is_measured_on_its_bernoulli_spikes(tmp_path: Path, capsys) -> None:
-    from gac_coding.train.augment import poisson_encode
+@pytest.mark.parametrize("recorded", ["rate", "poisson"])  # "poisson": the name older runs recorded
+def test_a_rate_coded_run_is_measured_on_its_bernoulli_spikes(tmp_path: Path, capsys, recorded: str) -> None:
+    from gac_coding.coding import rate_encode
 
-    meta = {**_TINY, "gac": False, "dataset": "digits", "coding": "poisson", "input_size": "[8, 8]"}
-    path = _checkpoint(tmp_path, "poisson", meta, gac=False)
+    meta = {**_TINY, "gac": False, "dataset": "digits", "coding": recorded, "input_size": "[8, 8]"}
+    path = _checkpoint(tmp_path, "rate", meta, coding="rate")
     payload = _energy_json(capsys, "--checkpoint", str(path), "--batches", "2", "--batch-size", "50",
                            "--seed", "4")  # fmt: skip
-    assert payload["input"]["coding"] == "poisson" and payload["layers"][0]["binary_input"]
+    assert payload["input"]["coding"] == "rate" and payload["layers"][0]["binary_input"]
+    # by hand: the same weights as direct coding, fed the Bernoulli spikes the command's seed draws
     x_test = load_digits_split()[2]
     gen = torch.Generator().manual_seed(4)  # the command's seed, drawn batch after batch
-    spikes = [poisson_encode(x_test[i : i + 50], 2, generator=gen) for i in (0, 50)]
-    model = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1, gac=False)
+    spikes = [rate_encode(x_test[i : i + 50], 2, generator=gen) for i in (0, 50)]
+    model = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1, coding="direct")
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(path)))
@@ -309,7 +311,7 @@ def test_a_poisson_run_is_measured_on_its_bernoulli_spikes(tmp_path: Path, capsy
     assert payload["totals"]["synop"] == expected["synop"] > 0
     assert payload["totals"]["energy_mj_per_sample"] == pytest.approx(expected["per_image"], rel=1e-9)
     assert main(["energy", "--checkpoint", str(path), "--batches", "1", "--no-progress"]) == 0
-    assert "fed as Bernoulli spikes over T=2 steps" in capsys.readouterr().out.splitlines()[1]
+    assert "coded as Bernoulli spikes over T=2 steps" in capsys.readouterr().out.splitlines()[1]
 
 
 def test_older_checkpoints_get_their_data_sets_size_or_one_line_asking(tmp_path: Path, capsys) -> None:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 import gac_coding as gac
 from gac_coding import neuron, ops
-from gac_coding.encoder import check_image_input
+from gac_coding.coding import check_image_input
 from gac_coding.ops import LIFParams, backends
 from gac_coding.ops.functional import gated_lif_decomposed, inference_decompositions, lif_decomposed
 from gac_coding.ops.layout import is_channels_last_step

@@ -38,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._checks import integer, real
 from ._measure import measuring
-from .adapters._common import is_neuron
+from .adapters import is_neuron
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -173,15 +174,9 @@ def coding_metrics(
         (1.0, 1, 0.0, 0.0)
     """
     code = _check_code(o)
-    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
-        raise ValueError(f"levels: expected an integer >= 2 or None, got {levels!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-        raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
-    atol = float(atol)
-    if max_period is not None and (
-        isinstance(max_period, bool) or not isinstance(max_period, int) or max_period < 1
-    ):
-        raise ValueError(f"max_period: expected an integer >= 1 or None, got {max_period!r}")
+    integer("levels", levels, 2, allow_none=True)
+    atol = real("atol", atol, 0)
+    integer("max_period", max_period, 1, allow_none=True)
     T, B = code.shape[:2]
     flat = code.reshape(T, B, -1)
     N = flat.shape[2]
@@ -246,8 +241,8 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode, from fresh state (training flags restored).
-    Spiking layers are those :func:`gac_coding.adapters._common.is_neuron` recognises (this
-    library's :class:`~gac_coding.LIF`, snnTorch's, Norse's and SpikingJelly's neurons) and any
+    Spiking layers are those :func:`gac_coding.adapters.is_neuron` recognises (this
+    library's :class:`~gac_coding.LIF` and the neurons of every registered framework) and any
     type in ``modules``; ``spikes`` counts the non-zero entries of their (first) output, over all
     their calls. Outputs that are not binary (e.g. a leaky integrator's voltage) are skipped. A
     :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as
@@ -268,7 +263,7 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     extra = tuple(modules)
     if not all(isinstance(t, type) for t in extra):
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     counts: dict[str, tuple[int, int]] = {}
 
@@ -359,9 +354,7 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def _sample_index(sample: object, B: int) -> int:
-    if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample < B:
-        raise ValueError(f"sample: expected an int in [0, {B}), got {sample!r}")
-    return sample
+    return integer("sample", sample, 0, B - 1)
 
 
 def plot_raster(
@@ -459,7 +452,7 @@ def plot_gate(
         >>> len(plot_gate(enc).axes)    # 3 maps, a colour bar, mean gate and TA (twin axes)
         6
     """
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     if isinstance(gate, GACEncoder):
         enc = gate

@@ -82,11 +82,10 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
                "gac_coding.export.cli", extra="export"),
 )  # fmt: skip
 
-#: The pip extra that provides each optional top-level module.
+#: The pip extra that provides each optional top-level module (a framework's: its adapter says).
 EXTRA_OF_MODULE: dict[str, str] = {
     "numpy": "train", "sklearn": "train", "matplotlib": "train", "torchvision": "train",
     "tqdm": "train", "safetensors": "train", "PIL": "train",
-    "snntorch": "snntorch", "norse": "norse", "spikingjelly": "spikingjelly",
     "ninja": "cpp",
     "nir": "export", "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
     "tonic": "events",
@@ -105,7 +104,9 @@ def _missing_package_message(exc: ImportError, command: Subcommand) -> str | Non
     top = (exc.name or "").split(".")[0]
     if not top or top == "gac_coding":
         return None
-    extra = EXTRA_OF_MODULE.get(top, command.extra)
+    from .adapters import extra_of_package
+
+    extra = EXTRA_OF_MODULE.get(top) or extra_of_package(top) or command.extra
     if extra is None:
         return f"needs the package {top!r}, which is not installed ({text})"
     return f"needs the {extra!r} extra (no module named {top!r}): {_install_hint(extra)}"
@@ -197,15 +198,15 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         help="end normally after epoch N of the --epochs schedule (checkpoints "
         "written as usual); continue later with --resume",
     )
-    from .train.engine import CODINGS
+    from .coding import CODINGS
 
     parser.add_argument(
         "--coding",
-        choices=CODINGS,
+        choices=[*CODINGS, "poisson"],
         default=None,
-        help="how images reach the spiking backbone: gac (through the GAC encoder; "
-        "default), direct (the image at every step, no encoder) or poisson "
-        "(Bernoulli spike trains from the pixel intensities, no encoder)",
+        help="how images reach the spiking backbone: gac (the GAC encoder; default), direct (the "
+        "stem's output at every step), rate (Bernoulli spikes of the pixel intensities; poisson: "
+        "its deprecated name) or latency (one spike per pixel, brighter earlier)",
     )
     parser.add_argument("--no-gac", action="store_true", help="deprecated: --coding direct")
     parser.add_argument(
@@ -266,7 +267,13 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_coding(args: argparse.Namespace) -> str:
-    """``--coding``, with the deprecated ``--no-gac`` read as ``--coding direct``."""
+    """``--coding``, with the deprecated ``--no-gac`` read as ``--coding direct`` and ``--coding
+    poisson`` as ``--coding rate``."""
+    if args.coding == "poisson":
+        print(
+            "gac-coding train: --coding poisson is deprecated; use --coding rate", file=sys.stderr, flush=True
+        )
+        args.coding = "rate"
     if not args.no_gac:
         return args.coding or "gac"
     if args.coding not in (None, "direct"):
@@ -406,6 +413,9 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
     if settings["model"] is None:
         raise ValueError("--model: expected a model name (required without a --checkpoint that records one)")
     settings["gac"] = True if settings["gac"] is None else settings["gac"]
+    # the coding the run recorded (a file that records none: GAC unless --no-gac)
+    coding = recorded.get("coding")
+    settings["coding"] = coding if coding is not None else ("gac" if settings["gac"] else "direct")
     settings["in_channels"] = settings["in_channels"] or (2 if settings["model"] in EVENT_MODELS else 3)
     return settings
 
@@ -424,7 +434,7 @@ def build_model(settings: dict[str, Any]) -> Any:
         settings["model"],
         num_classes=settings["num_classes"],
         T=settings["T"],
-        gac=settings["gac"],
+        coding=settings.get("coding", "gac" if settings["gac"] else "direct"),
         in_channels=settings["in_channels"],
         **extra,
     )
@@ -542,7 +552,7 @@ def configure_energy_parser(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     data.add_argument(
         "--seed", type=int, default=0,
-        help="seed of the random input, of the weights without a checkpoint, and of Poisson spikes",
+        help="seed of the random input, of the weights without a checkpoint, and of rate-coded spikes",
     )  # fmt: skip
     data.add_argument(
         "--no-calibrate", action="store_true",
@@ -580,11 +590,10 @@ def _validation_batches(
     """The batches of the split the run validated on, and what they are (for the header and the
     JSON): the data set the checkpoint names (or ``--dataset``) rebuilt as ``gac-coding train``
     built it, its test split in order, the first ``--batches`` batches of ``--batch-size``;
-    Poisson-coded runs get their Bernoulli spikes (seeded)."""
+    a rate-coded model draws its Bernoulli spikes from a generator seeded with ``--seed``."""
     import itertools
     from pathlib import Path
 
-    import torch
     from torch.utils.data import DataLoader
 
     from .models.checkpoints import recorded_coding
@@ -642,11 +651,7 @@ def _validation_batches(
     images = min(count * batch_size, len(spec.test))
     batches: Any = itertools.islice(loader, count)
     coding = recorded_coding(recorded) or ("gac" if s["gac"] else "direct")
-    if coding == "poisson":
-        from .train.augment import poisson_encode
-
-        gen = torch.Generator().manual_seed(args.seed)
-        batches = (poisson_encode(x, s["T"], generator=gen) for x, _ in batches)
+    batches = (x for x, _ in batches)  # a rate-coded model draws its spikes itself (seeded)
     if not args.no_progress and sys.stderr.isatty():
         try:
             from tqdm.auto import tqdm
@@ -703,7 +708,10 @@ def _measured_on(info: dict[str, Any], s: dict[str, Any]) -> str:
         )
         return f"measured on: random input {tuple(info['shape'])}, {what}, seeded"
     h, w = info["input_size"]
-    fed = {"poisson": f", fed as Bernoulli spikes over T={s['T']} steps", "gac": "", "direct": ""}
+    fed = {
+        "rate": f", coded as Bernoulli spikes over T={s['T']} steps",
+        "latency": f", coded as spike times over T={s['T']} steps",
+    }
     folder = f" from {info['data_dir']}" if info["data_dir"] else ""
     return (
         f"measured on: {info['dataset']}{folder}, {info['split']} split (the run's validation "
@@ -734,6 +742,8 @@ def run_energy_command(args: argparse.Namespace) -> int:
     _check_energy_options(args, on_data)
     torch.manual_seed(args.seed)
     model = build_model(s)
+    if hasattr(model.encoder, "generator"):  # a rate-coded model: seeded spikes
+        model.encoder.generator = torch.Generator().manual_seed(args.seed)
     layout = load_weights(model, weights, model_name=s["model"]) if weights else None
     calibrated = False
     if on_data:

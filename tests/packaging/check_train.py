@@ -15,7 +15,7 @@ c.help_works()
 
 c.cli("demo", "--epochs", "1", "--seeds", "1", "--T", "2", "--out", "demo", "--workers", "1")
 report = json.loads(Path("demo/demo.json").read_text())
-assert list(report["codings"]) == ["direct", "poisson", "gac"]
+assert list(report["codings"]) == ["direct", "rate", "latency", "gac"]
 assert Path("demo/demo.png").read_bytes()[:4] == b"\x89PNG"
 
 run = ["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2", "--epochs", "1",

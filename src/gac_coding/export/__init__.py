@@ -12,23 +12,23 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # for type checkers and the API reference; at run time the names load on first use
-    from ._nir import HostEncoder as HostEncoder
-    from ._nir import NIRExport as NIRExport
-    from ._nir import load_host as load_host
-    from ._nir import save_nir_export as save_nir_export
-    from ._nir import simulate as simulate
-    from ._nir import to_nir as to_nir
-    from ._onnx import to_onnx as to_onnx
+    from .nir import HostEncoder as HostEncoder
+    from .nir import NIRExport as NIRExport
+    from .nir import load_host as load_host
+    from .nir import save_nir_export as save_nir_export
+    from .nir import simulate as simulate
+    from .nir import to_nir as to_nir
+    from .onnx import to_onnx as to_onnx
 
 # public name -> the module of this package that defines it (one line per exporter)
 _LAZY = {
-    "to_nir": "._nir",
-    "NIRExport": "._nir",
-    "HostEncoder": "._nir",
-    "simulate": "._nir",
-    "save_nir_export": "._nir",
-    "load_host": "._nir",
-    "to_onnx": "._onnx",  # the whole model as an ONNX file for onnxruntime
+    "to_nir": ".nir",
+    "NIRExport": ".nir",
+    "HostEncoder": ".nir",
+    "simulate": ".nir",
+    "save_nir_export": ".nir",
+    "load_host": ".nir",
+    "to_onnx": ".onnx",  # the whole model as an ONNX file for onnxruntime
 }
 
 __all__ = sorted(_LAZY)

@@ -75,7 +75,7 @@ def run_export_command(args: argparse.Namespace) -> int:
 
     from ..cli import build_model, model_settings, resolve_input_size
     from ..models.checkpoints import load_weights, read_weights
-    from ._nir import DEFAULT_DT, save_nir_export, to_nir
+    from .nir import DEFAULT_DT, save_nir_export, to_nir
 
     weights = read_weights(args.checkpoint)
     s = model_settings(args, weights.settings, args.checkpoint)

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import positive_int
 from . import backends
 from .layout import channels_to_front, channels_to_last, is_channels_last_step
 from .params import LIFParams, SurrogateFn
@@ -511,10 +512,8 @@ def lif(x: Tensor, params: LIFParams, *, steps: int | None = None, backend: str 
         if x.dim() < 1 or x.shape[0] < 1:
             raise ValueError(f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
         n = 0
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     else:
-        n = steps
+        n = positive_int("steps", steps)
     save = torch.is_grad_enabled() and x.requires_grad
     if _tracing():
         code = params.surrogate_code

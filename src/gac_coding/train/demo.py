@@ -1,16 +1,18 @@
-"""``gac-coding demo``: direct coding vs Poisson rate coding vs GAC on scikit-learn's digits.
+"""``gac-coding demo``: the input codings compared on scikit-learn's digits.
 
-The same small backbone (``msresnet_tiny``, an MS-ResNet with a 16-channel stem) is trained three
-ways on the fixed digits split (1437 training / 360 test images, 8x8, grey):
+The same small backbone (``msresnet_tiny``, an MS-ResNet with a 16-channel stem) is trained once per
+coding of :data:`gac_coding.coding.CODINGS` on the fixed digits split (1437 training / 360 test
+images, 8x8, grey), each model fed the static images:
 
-* ``direct``: the static image is fed at every step (``gac=False``);
-* ``poisson``: Bernoulli spikes drawn per step from the pixel intensities, a ``[T, B, 1, 8, 8]``
-  sequence fed to the same ``gac=False`` model;
-* ``gac``: the static image through the Gated Attention Coding encoder (``gac=True``).
+* ``direct``: the stem's output, the same at every step;
+* ``rate``: Bernoulli spikes drawn per step from the pixel intensities (Poisson rate coding);
+* ``latency``: one spike per pixel, brighter pixels earlier (time-to-first-spike);
+* ``gac``: the Gated Attention Coding encoder.
 
 For every coding and seed it records the final test accuracy, the mean firing rate of the network's
 spiking neurons on the test set (:func:`gac_coding.analysis.mean_firing_rate`), and the paper's energy
-estimate per image (:func:`gac_coding.energy.estimate_energy`). Results go to ``demo.json``;
+estimate per image (:func:`gac_coding.energy.estimate_energy`); a coding that draws random spikes
+draws the same ones for both, from a generator seeded per run. Results go to ``demo.json``;
 ``demo.png`` compares them. Both are written into the output folder and nowhere else, each
 atomically; a folder that already holds them is refused before any training unless
 ``overwrite=True`` (``--overwrite``).
@@ -38,12 +40,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import boolean, positive_int
 from ..analysis import mean_firing_rate
+from ..coding import CODINGS
 from ..energy import estimate_energy
-from .augment import poisson_encode
 from .checkpoint import atomic_write
 from .data import DataSpec, build_datasets
-from .engine import CODINGS, TrainConfig, fit
+from .engine import TrainConfig, fit
 
 __all__ = [
     "CODINGS",
@@ -55,8 +58,8 @@ __all__ = [
     "run_demo",
 ]
 
-#: How each of the training loop's :data:`~gac_coding.train.engine.CODINGS` is called in the table.
-CODING_LABELS: dict[str, str] = {"direct": "direct coding", "poisson": "Poisson rate coding", "gac": "GAC"}
+#: How each coding of :data:`gac_coding.coding.CODINGS` is called in the table (its encoder's label).
+CODING_LABELS: dict[str, str] = {name: cls.label for name, cls in CODINGS.items()}
 
 #: Defaults of ``gac-coding demo`` (sized to finish within 5 minutes on 2 CPU cores).
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -129,12 +132,6 @@ def _summary(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _train_one(
     name: str,
     seed: int,
@@ -158,15 +155,20 @@ def _train_one(
             device="cpu", progress=False,
         )  # fmt: skip
         result = fit(config, log=lambda _m: None, on_epoch_end=tick, data=spec)
-        x_test = spec.test.images
-        gen = torch.Generator().manual_seed(10_000 + seed)
-        x = poisson_encode(x_test, T, generator=gen) if name == "poisson" else x_test
+        x_test, model = spec.test.images, result.model
+
+        def seeded() -> nn.Module:
+            # a coding that draws spikes draws the same ones for each measurement
+            if hasattr(model.encoder, "generator"):
+                model.encoder.generator = torch.Generator().manual_seed(10_000 + seed)
+            return model
+
         return {
             "seed": seed,
             "test_acc": result.history[-1]["val_acc"],
             "best_test_acc": result.best_val_acc,
-            "firing_rate": firing_rate(result.model, x),
-            "energy_mj_per_image": _energy_per_image(result.model, x),
+            "firing_rate": firing_rate(seeded(), x_test),
+            "energy_mj_per_image": _energy_per_image(seeded(), x_test),
             "seconds": round(time.perf_counter() - started, 2),
             "history": result.history,
         }
@@ -192,9 +194,10 @@ def run_demo(
     log: Callable[[str], None] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train the three codings for ``seeds`` seeds each; write ``out/demo.json`` and ``out/demo.png``.
+    """Train every coding of :data:`gac_coding.coding.CODINGS` for ``seeds`` seeds each; write
+    ``out/demo.json`` and ``out/demo.png``.
 
-    The ``3 x seeds`` runs are independent; they run in ``workers`` processes (default: up to 2,
+    The ``codings x seeds`` runs are independent; they run in ``workers`` processes (default: up to 2,
     one per CPU core), each on one thread, which keeps tiny convolutions efficient and degrades
     gracefully on a busy machine. Every run is seeded, so the numbers do not depend on
     ``workers``. Returns the dictionary written to ``demo.json``.
@@ -203,15 +206,14 @@ def run_demo(
     ``FileExistsError`` before any training, unless ``overwrite=True``. The folder is made when
     the results are written; nothing is written elsewhere.
     """
-    epochs = _check_int("epochs", epochs)
-    seeds = _check_int("seeds", seeds)
-    T = _check_int("T", T)
-    batch_size = _check_int("batch_size", batch_size)
+    epochs = positive_int("epochs", epochs)
+    seeds = positive_int("seeds", seeds)
+    T = positive_int("T", T)
+    batch_size = positive_int("batch_size", batch_size)
     if workers is None:
         workers = max(1, min(2, os.cpu_count() or 1))
-    workers = _check_int("workers", workers)
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite: expected a bool, got {type(overwrite).__name__}")
+    workers = positive_int("workers", workers)
+    boolean("overwrite", overwrite)
     say = log or (lambda m: print(m, flush=True))
     out = Path(out)
     _check_out(out, overwrite)
@@ -272,7 +274,7 @@ def run_demo(
         results[name] = {
             "label": CODING_LABELS[name],
             "gac": name == "gac",
-            "input": "Bernoulli spikes [T, B, 1, 8, 8]" if name == "poisson" else "static image",
+            "encoder": CODINGS[name].__name__,
             "test_acc_mean": acc_mean,
             "test_acc_std": acc_std,
             "test_acc_sem": acc_std / seeds**0.5,
@@ -339,7 +341,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
     codings = report["codings"]
     names = list(codings)
-    colors = {"direct": "tab:gray", "poisson": "tab:blue", "gac": "tab:red"}
+    ticks = ["\n".join(codings[n]["label"].rsplit(" ", 1)) for n in names]  # two lines: no overlap
+    colors = {"direct": "tab:gray", "rate": "tab:blue", "latency": "tab:purple", "gac": "tab:red"}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     ax = axes[0]
     for i, name in enumerate(names):
@@ -354,7 +357,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             alpha=0.7,
         )
         ax.scatter([i] * len(accs), accs, color="black", s=12, zorder=3)
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     lows = [100 * min(r["test_acc"] for r in codings[n]["runs"]) for n in names]
     ax.set_ylim(max(0.0, min(lows) - 5), 100)
     ax.set_ylabel("test accuracy (%)")
@@ -386,7 +389,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             va="bottom",
             fontsize=7,
         )
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     cfg = report["config"]
     fig.suptitle(
         f"msresnet_tiny on digits, T={cfg['T']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)", fontsize=10

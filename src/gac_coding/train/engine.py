@@ -33,7 +33,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +43,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from .._checks import integer, real
+from ..coding import CODINGS, check_coding
+from ..coding.registry import coding_from_gac_flag
 from ..ops import backends
 from ..ops.memory import MEMORY_MODES, set_memory
 from . import distributed as dist_utils
-from .augment import MixedTarget, cutmix, poisson_encode
+from .augment import MixedTarget, cutmix
 from .checkpoint import (
     append_jsonl,
     atomic_write,
@@ -70,11 +72,9 @@ __all__ = [
     "seed_everything",
 ]
 
-#: How images reach the spiking backbone: ``"gac"``, the static image through the model's GAC
-#: encoder; ``"direct"``, the static image at every step (the model built without GAC);
-#: ``"poisson"``, Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities (the
-#: model built without GAC).
-CODINGS: tuple[str, ...] = ("direct", "poisson", "gac")
+# ``CODINGS`` (re-exported): the names of the input codings, :data:`gac_coding.coding.CODINGS`;
+# ``TrainConfig(coding=...)`` builds the model with that coding's encoder, which turns the images
+# into its code inside the model (rate coding draws its spikes there, from torch's global generator).
 #: Files that mark a folder as holding a training run.
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "model.safetensors")
 CHECKPOINT_FORMAT = "gac-coding/train-checkpoint-v1"
@@ -117,29 +117,16 @@ class TrainConfig:
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
     #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
     events: dict[str, Any] = field(default_factory=dict)
-    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or ``"poisson"`` given
+    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or the coding given
     #: with it), ``gac=True`` meant ``coding="gac"``. Read when the config is made, then cleared.
     gac: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.gac is None:
-            return
-        warnings.warn(
-            "TrainConfig(gac=...) is deprecated: pass coding='gac', 'direct' or 'poisson'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if not isinstance(self.gac, bool):
-            raise TypeError(f"gac: expected a bool, got {type(self.gac).__name__}")
-        if self.gac and self.coding == "poisson":
-            raise ValueError(
-                "coding: Poisson rate coding feeds spikes to a model without GAC; "
-                "gac=True contradicts it (pass coding='poisson' alone)"
-            )
-        if self.gac:
-            self.coding = "gac"
-        elif self.coding == "gac":
-            self.coding = "direct"
+        # the deprecated spellings (gac=..., coding="poisson") become the coding's name, with one
+        # warning each, pointing at the TrainConfig(...) call (frames: here, the dataclass's
+        # __init__, the caller); an unknown coding is left for validate() to name
+        if self.gac is not None or self.coding == "poisson":
+            self.coding = coding_from_gac_flag(self.coding, self.gac, "TrainConfig(gac=...)", stacklevel=3)
         self.gac = None
 
     @property
@@ -151,11 +138,7 @@ class TrainConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
 
         def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+            integer(name, getattr(self, name), minimum)
 
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model: expected a model name, got {self.model!r}")
@@ -172,24 +155,14 @@ class TrainConfig:
                     f"{self.stop_after}; epochs is the schedule's length"
                 )
         positive_int("seed", 0)
-        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"{name}: expected a finite number, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.cutmix <= 1:
-            raise ValueError(f"cutmix: expected a probability in [0, 1], got {self.cutmix}")
+        real("lr", self.lr, 0, low_open=True)
+        real("weight_decay", self.weight_decay, 0)
+        real("momentum", self.momentum, 0, 1, high_open=True)
+        real("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        real("cutmix", self.cutmix, 0, 1, what="a probability")
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
-        if self.coding not in CODINGS:
-            raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
+        self.coding = check_coding(self.coding)
         backends.check_backend(self.backend)
         if not isinstance(self.memory, str) or self.memory not in MEMORY_MODES:
             raise ValueError(f"memory: expected one of {list(MEMORY_MODES)}, got {self.memory!r}")
@@ -210,8 +183,11 @@ class TrainConfig:
             return None
         if self.cutmix > 0:
             raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
-        if self.coding == "poisson":
-            raise ValueError(f"coding: event data sets are fed as frames; got coding={self.coding!r}")
+        if CODINGS[check_coding(self.coding)].reads_intensities:
+            raise ValueError(
+                f"coding: event data sets are fed as frames, and {self.coding!r} coding reads pixel "
+                f"intensities in [0, 1]; use coding 'gac' or 'direct'"
+            )
         if not isinstance(self.events, dict):
             raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
         try:
@@ -393,12 +369,6 @@ def _batches(loader: DataLoader, device: torch.device) -> Iterator[tuple[Tensor,
         yield x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
 
 
-def _prepare_input(x: Tensor, config: TrainConfig) -> Tensor:
-    if config.coding == "poisson":
-        return poisson_encode(x, config.T)
-    return x
-
-
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
@@ -416,7 +386,7 @@ def evaluate(
     )
     with torch.no_grad(), autocast:
         for x, y in _batches(loader, device):
-            logits = model(_prepare_input(x, config)).float()
+            logits = model(x).float()
             mean = logits.mean(0)
             loss_sum += nn.functional.cross_entropy(mean, y, reduction="sum").double()
             correct += (mean.argmax(1) == y).sum().double()
@@ -611,7 +581,7 @@ def _build(
         config.model,
         num_classes=spec.num_classes,
         T=config.T,
-        gac=config.uses_gac,
+        coding=config.coding,
         in_channels=spec.in_channels,
         **config.model_kwargs,
     ).to(device)
@@ -746,14 +716,13 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
         target: Tensor | MixedTarget = y
         if config.cutmix > 0:
             x, target = cutmix(x, y, config.cutmix)
-        inp = _prepare_input(x, config)
         autocast = (
             torch.autocast(device.type, dtype=run.amp_dtype)
             if run.amp_dtype is not None
             else contextlib.nullcontext()
         )
         with autocast:
-            logits = run.train_model(inp)
+            logits = run.train_model(x)
         loss = spike_loss(logits, target, config.loss, config.label_smoothing)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()

@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import boolean, integer, real
 from .data import DataFolderError, DataSpec
 
 __all__ = [
@@ -137,24 +138,11 @@ class FrameOptions:
 
     def __post_init__(self) -> None:
         for name, minimum in (("T", 1), ("translate", 0), ("split_seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-        if self.size is not None and (
-            isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 4
-        ):
-            raise ValueError(f"size: expected an integer >= 4 or None, got {self.size!r}")
-        if self.window_ms is not None and (
-            isinstance(self.window_ms, bool)
-            or not isinstance(self.window_ms, (int, float))
-            or not self.window_ms > 0
-            or self.window_ms != self.window_ms
-        ):
-            raise ValueError(
-                f"window_ms: expected a duration > 0 in milliseconds or None, got {self.window_ms!r}"
-            )
-        if not isinstance(self.flip, bool):
-            raise TypeError(f"flip: expected a bool, got {type(self.flip).__name__}")
+            integer(name, getattr(self, name), minimum)
+        integer("size", self.size, 4, allow_none=True)
+        if self.window_ms is not None:
+            real("window_ms", self.window_ms, 0, low_open=True, what="a duration")  # in milliseconds
+        boolean("flip", self.flip)
 
 
 def _import_tonic() -> Any:

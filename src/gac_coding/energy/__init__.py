@@ -31,14 +31,16 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._measure import measuring, reset_framework_state
+from .._checks import integer, real
+from .._deprecated import moved_names
+from .._measure import first_tensor, measuring, reset_framework_state
+from .counts import dense_macs, exact_synops, is_binary
+from .report import COUNT_KEYS, EnergyReport, LayerEnergy
 
 __all__ = [
     "E_AC_PJ",
@@ -64,276 +66,12 @@ _NORM = nn.modules.batchnorm._BatchNorm
 
 
 # ------------------------------------------------------------------------------------------------
-# Counting primitives
-# ------------------------------------------------------------------------------------------------
-
-
-def is_binary(x: Tensor) -> bool:
-    """Whether every entry of ``x`` is 0 or 1 (a spike tensor; ``bool`` tensors always are).
-
-    Example:
-        >>> import torch
-        >>> is_binary(torch.tensor([0.0, 1.0, 1.0])), is_binary(torch.tensor([0.0, 0.5]))
-        (True, False)
-    """
-    if x.dtype == torch.bool:
-        return True
-    return bool(((x == 0) | (x == 1)).all())
-
-
-def _spatial_dims(module: nn.Module) -> int:
-    return len(module.kernel_size)  # type: ignore[arg-type]
-
-
-def _batched(module: nn.Module, x: Tensor) -> Tensor:
-    """Bring the input of a convolution to ``[N, C, *spatial]`` (multi-step ``[T, B, ...]`` folded)."""
-    n = _spatial_dims(module)
-    if x.dim() == n + 3:  # SpikingJelly-style multi-step layers receive [T, B, C, ...]
-        return x.flatten(0, 1)
-    if x.dim() == n + 1:  # unbatched
-        return x.unsqueeze(0)
-    return x
-
-
-def dense_macs(module: nn.Module, x: Tensor, out: Tensor) -> int:
-    """Multiply-accumulates of one dense call of a convolution or linear layer (bias excluded).
-
-    Convolution: ``out.numel() * C_in / groups * prod(kernel)``; transposed convolution:
-    ``x.numel() * C_out / groups * prod(kernel)``; linear: ``out.numel() * in_features``.
-
-    Example:
-        >>> import torch
-        >>> conv = torch.nn.Conv2d(3, 8, 3, padding=1)
-        >>> x = torch.rand(1, 3, 5, 5)
-        >>> dense_macs(conv, x, conv(x)) == 8 * 5 * 5 * 3 * 3 * 3
-        True
-    """
-    if isinstance(module, nn.Linear):
-        return int(out.numel()) * int(module.in_features)
-    if isinstance(module, _CONV):
-        kernel = math.prod(module.kernel_size)  # type: ignore[arg-type]
-        if module.transposed:
-            return int(x.numel()) * (module.out_channels // module.groups) * kernel
-        return int(out.numel()) * (module.in_channels // module.groups) * kernel
-    raise TypeError(f"module: expected a convolution or nn.Linear, got {type(module).__name__}")
-
-
-def exact_synops(module: nn.Module, x: Tensor) -> int:
-    """Exact synaptic operations of a convolution or linear layer on a binary input ``x``.
-
-    Every input spike costs one accumulate per weight it reaches. For a convolution this is counted
-    by running the layer's own geometry (stride, padding, padding mode, dilation, groups) with
-    all-ones weights: each output position then holds the number of spikes in its receptive field,
-    and each counts once per output channel of its group. Spikes near a border reach fewer output
-    positions, and zero padding produces no operations. A linear layer: ``nnz(x) * out_features``.
-
-    Example:
-        >>> import torch
-        >>> conv = torch.nn.Conv2d(1, 2, 3, padding=1, bias=False)
-        >>> x = torch.zeros(1, 1, 4, 4); x[0, 0, 0, 0] = 1.0     # one spike in a corner
-        >>> exact_synops(conv, x)                              # 2 channels x 4 in-bounds taps
-        8
-    """
-    with torch.no_grad():
-        if isinstance(module, nn.Linear):
-            return int(torch.count_nonzero(x)) * int(module.out_features)
-        if not isinstance(module, _CONV):
-            raise TypeError(f"module: expected a convolution or nn.Linear, got {type(module).__name__}")
-        xb = _batched(module, x)
-        xb = xb.to(torch.float64 if xb.dtype == torch.float64 else torch.float32)
-        groups = int(module.groups)
-        kernel = tuple(module.kernel_size)  # type: ignore[arg-type]
-        if module.transposed:
-            ones = xb.new_ones((module.in_channels, module.out_channels // groups, *kernel))
-            fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(kernel) - 1]
-            reached = fn(
-                xb, ones, None, module.stride, module.padding,  # type: ignore[arg-type]
-                module.output_padding, groups, module.dilation,  # type: ignore[arg-type]
-            )  # fmt: skip
-            return int(reached.sum(dtype=torch.float64).item())
-        ones = xb.new_ones((groups, module.in_channels // groups, *kernel))
-        counts = module._conv_forward(xb, ones, None)  # type: ignore[operator]
-        per_group = module.out_channels // groups
-        return int(counts.sum(dtype=torch.float64).item()) * per_group
-
-
-# ------------------------------------------------------------------------------------------------
-# The report
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LayerEnergy:
-    """Counts and energy of one convolution or linear layer over the measured forward passes
-    (every sample of every batch).
-
-    Attributes:
-        name: qualified module name in the model.
-        kind: class name of the module.
-        part: ``"encoder"`` (inside a :class:`~gac_coding.GACEncoder`) or ``"backbone"``.
-        role: ``"stem"`` (the encoder's convolution, or the first layer of a model without one),
-            ``"attention"`` (the encoder's temporal and spatial-channel attention) or
-            ``"synaptic"`` (everything else: meant to be driven by spikes).
-        calls: how many times the forward pass called the layer.
-        input_shape: shape of the input of its first call.
-        binary_input: whether every call received only zeros and ones. The encoder's attention
-            layers always count as multiply-accumulates (docs/design/energy.md §1), even on an input that
-            happens to be all zeros.
-        firing_rate: fraction of non-zero input entries over all calls of all batches (the spike
-            rate when binary): non-zero entries summed over the batches / entries summed over them.
-        flops: dense multiply-accumulates of the executed calls.
-        mac: executed multiply-accumulates (calls with a real-valued input).
-        synop: executed exact synaptic operations (calls with a binary input).
-        ac_paper: the paper's accumulates, ``FLOPs x input firing rate`` of the binary calls,
-            times ``steps``.
-        steps: how many of the paper's time steps one executed call stands for (``T`` for the
-            stem and spatial-channel attention of a static-path encoder, else 1).
-        mac_paper: ``mac x steps``, the paper's per-step multiply-accumulates.
-        energy_mj: ``E_MAC x mac_paper + E_AC x ac_paper`` in mJ (the paper's accounting).
-        energy_executed_mj: ``E_MAC x mac + E_AC x synop`` in mJ (what was executed, exact).
-        spike_driven: ``False`` when a ``"synaptic"`` layer received a non-binary input: it does
-            multiply-accumulates where the model should be spike-driven.
-    """
-
-    name: str
-    kind: str
-    part: str
-    role: str
-    calls: int = 0
-    input_shape: tuple[int, ...] = ()
-    binary_input: bool = True
-    firing_rate: float = 0.0
-    flops: int = 0
-    mac: int = 0
-    synop: int = 0
-    ac_paper: float = 0.0
-    steps: int = 1
-    mac_paper: int = 0
-    energy_mj: float = 0.0
-    energy_executed_mj: float = 0.0
-    spike_driven: bool = True
-    _nonzero: int = field(default=0, repr=False)
-    _elements: int = field(default=0, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the public fields."""
-        d = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
-        d["input_shape"] = list(self.input_shape)
-        return d
-
-
-_COUNT_KEYS = ("flops", "mac", "synop", "ac_paper", "mac_paper", "energy_mj", "energy_executed_mj")
-
-
-@dataclass
-class EnergyReport:
-    """Result of :func:`estimate_energy`.
-
-    Attributes:
-        layers: one :class:`LayerEnergy` per executed convolution or linear layer, in call order.
-        totals: sums over the layers and run information. Counts are for every measured sample
-            (the batch, or all batches together): ``flops``, ``mac``, ``synop`` (executed),
-            ``mac_paper``, ``ac_paper`` (the paper's per-step accounting), ``mac_norm`` (the
-            affine multiply-accumulates of BatchNorm, which the paper leaves out because BN folds
-            into the preceding layer at inference; reported so that totals reconcile with
-            counters that include them), ``energy_mj`` (paper), ``energy_executed_mj``
-            (executed, exact synaptic operations), ``energy_mj_per_sample`` (``energy_mj /
-            samples``), ``encoder_energy_mj``, ``backbone_energy_mj``, ``samples`` (how many
-            samples the counts are for), ``batches`` (forward passes), ``batch_size`` (the same
-            number as ``samples``), ``T``, ``e_mac_pj``, ``e_ac_pj``.
-        non_spike_driven: names of the ``"synaptic"`` layers that received a non-binary input.
-
-    Example:
-        >>> import torch
-        >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
-        >>> r = estimate_energy(net, torch.rand(5, 4))
-        >>> r.totals["mac"], r.non_spike_driven     # the second layer sees real values
-        (90, ['1'])
-    """
-
-    layers: list[LayerEnergy]
-    totals: dict[str, Any]
-    non_spike_driven: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"layers": [...], "totals": {...}, "non_spike_driven": [...]}``, JSON-ready."""
-        return {
-            "layers": [layer.to_dict() for layer in self.layers],
-            "totals": dict(self.totals),
-            "non_spike_driven": list(self.non_spike_driven),
-        }
-
-    def part(self, name: str) -> dict[str, float]:
-        """Sums of the counts over the layers of one part, ``"encoder"`` or ``"backbone"``."""
-        if name not in ("encoder", "backbone"):
-            raise ValueError(f"name: expected 'encoder' or 'backbone', got {name!r}")
-        return {
-            key: sum(getattr(layer, key) for layer in self.layers if layer.part == name)
-            for key in _COUNT_KEYS
-        }
-
-    def __str__(self) -> str:
-        head = (
-            f"{'layer':<34} {'role':<9} {'in':>3} {'rate':>6} {'MAC (paper)':>13} "
-            f"{'SynOp exact':>13} {'AC (paper)':>13} {'E mJ':>10}"
-        )
-        lines = [head, "-" * len(head)]
-        for layer in self.layers:
-            name = layer.name if len(layer.name) <= 34 else "..." + layer.name[-31:]
-            flag = "" if layer.spike_driven else "  <- not spike-driven"
-            lines.append(
-                f"{name:<34} {layer.role:<9} {'bin' if layer.binary_input else 'real':>3} "
-                f"{layer.firing_rate:>6.3f} {layer.mac_paper:>13,} {layer.synop:>13,} "
-                f"{layer.ac_paper:>13,.0f} {layer.energy_mj:>10.4g}{flag}"
-            )
-        t = self.totals
-        lines.append("-" * len(head))
-        measured = (
-            f"batch {t['samples']}"
-            if t["batches"] == 1
-            else f"{t['samples']} samples in {t['batches']} batches"
-        )
-        lines.append(f"{measured}, T={t['T']}, E_MAC={t['e_mac_pj']} pJ, E_AC={t['e_ac_pj']} pJ")
-        lines.append(
-            f"paper accounting:  MAC {t['mac_paper']:,}  AC {t['ac_paper']:,.0f}  "
-            f"energy {t['energy_mj']:.4g} mJ ({t['energy_mj_per_sample']:.4g} mJ per sample; "
-            f"encoder {t['encoder_energy_mj']:.4g}, backbone {t['backbone_energy_mj']:.4g})"
-        )
-        lines.append(
-            f"executed (exact):  MAC {t['mac']:,}  SynOp {t['synop']:,}  "
-            f"energy {t['energy_executed_mj']:.4g} mJ  (BatchNorm affine MAC {t['mac_norm']:,}, "
-            f"not in the energy)"
-        )
-        if self.non_spike_driven:
-            lines.append(
-                "not spike-driven (real-valued input to a synaptic layer): "
-                + ", ".join(self.non_spike_driven)
-            )
-        else:
-            lines.append("spike-driven: every synaptic layer after the stem receives binary spikes")
-        return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------
 # estimate_energy
 # ------------------------------------------------------------------------------------------------
 
 
 def _check_energy_cost(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a float (pJ), got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}: expected a finite energy >= 0 pJ, got {value}")
-    return value
-
-
-def _first_tensor(value: Any) -> Tensor | None:
-    if isinstance(value, Tensor):
-        return value
-    if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
-        return value[0]
-    return None
+    return real(name, value, 0, what="a finite energy in pJ")
 
 
 def _batch_input(item: object, index: int) -> Tensor:
@@ -383,6 +121,32 @@ class _Shapes:
         )
 
 
+def _check_arguments(
+    model: object, x: object, e_mac_pj: object, e_ac_pj: object, batch_size: object
+) -> tuple[bool, float, float]:
+    """The argument checks of :func:`estimate_energy`: whether ``x`` is one tensor (rather than an
+    iterable of batches), and the two energies."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    single = isinstance(x, Tensor)
+    if not single and (isinstance(x, (str, bytes, Mapping)) or not isinstance(x, Iterable)):
+        raise TypeError(
+            f"x: expected a tensor, a DataLoader or an iterable of batches (tensors or (input, "
+            f"target) pairs), got {type(x).__name__}"
+        )
+    if single:
+        _check_finite(x, "")  # type: ignore[arg-type]
+    e_mac = _check_energy_cost("e_mac_pj", e_mac_pj)
+    e_ac = _check_energy_cost("e_ac_pj", e_ac_pj)
+    integer("batch_size", batch_size, 1, allow_none=True)
+    if batch_size is not None and not single:
+        raise ValueError(
+            "batch_size: applies to a single input tensor; with an iterable of batches the "
+            "samples of each batch are counted"
+        )
+    return single, e_mac, e_ac
+
+
 def estimate_energy(
     model: nn.Module,
     x: Tensor | Iterable[Any],
@@ -395,7 +159,8 @@ def estimate_energy(
 
     Runs forward passes without gradients, in eval mode (BatchNorm uses its running statistics;
     the training flags are restored afterwards), each from fresh state (this library's modules
-    reset per call; SpikingJelly memories are reset before every batch and after the last).
+    reset per call; the state other frameworks keep in their modules, such as SpikingJelly's
+    memories, is reset before every batch and after the last).
     Forward hooks on every convolution and linear module see each call's input and classify it:
     real-valued inputs cost dense multiply-accumulates, binary inputs cost exact synaptic
     operations (:func:`exact_synops`) and, in the paper's approximation, ``FLOPs x firing rate``
@@ -439,28 +204,7 @@ def estimate_energy(
         >>> r.totals["samples"], r.totals["batches"]
         (12, 3)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    single = isinstance(x, Tensor)
-    if not single and (isinstance(x, (str, bytes, Mapping)) or not isinstance(x, Iterable)):
-        raise TypeError(
-            f"x: expected a tensor, a DataLoader or an iterable of batches (tensors or (input, "
-            f"target) pairs), got {type(x).__name__}"
-        )
-    if single:
-        _check_finite(x, "")  # type: ignore[arg-type]
-    e_mac = _check_energy_cost("e_mac_pj", e_mac_pj)
-    e_ac = _check_energy_cost("e_ac_pj", e_ac_pj)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise ValueError(f"batch_size: expected an integer >= 1 or None, got {batch_size!r}")
-    if batch_size is not None and not single:
-        raise ValueError(
-            "batch_size: applies to a single input tensor; with an iterable of batches the "
-            "samples of each batch are counted"
-        )
-
+    single, e_mac, e_ac = _check_arguments(model, x, e_mac_pj, e_ac_pj, batch_size)
     counter = _Counter(model)
     shapes = _Shapes()
     batches: Iterable[Any] = [x] if single else x  # type: ignore[list-item]
@@ -474,7 +218,7 @@ def estimate_energy(
                     reset_framework_state(model)
             counter.batch = None
             out = model(inp)
-            counter.count_batch(_first_tensor(out), inp, batch_size)
+            counter.count_batch(first_tensor(out), inp, batch_size)
     if counter.batches == 0:
         raise ValueError("x: the iterable yielded no batches")
     return counter.report(e_mac, e_ac)
@@ -484,7 +228,7 @@ class _Counter:
     """The forward hooks of one :func:`estimate_energy` run, and what they counted."""
 
     def __init__(self, model: nn.Module) -> None:
-        from .encoder import StemEncoder  # GAC's, and the direct-coding stem
+        from ..coding import StemEncoder  # every coding's encoder
 
         self.model = model
         self.names = {module: name for name, module in model.named_modules()}
@@ -540,14 +284,15 @@ class _Counter:
     def encoder_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
         inp = args[0] if args else None
         static = isinstance(inp, Tensor) and inp.dim() == 4
-        self.encoder_static[module] = static
+        # a coding that draws spike frames from a static image runs its stem on every frame
+        self.encoder_static[module] = static and bool(getattr(module, "static_stem", True))
         if self.batch is None and isinstance(inp, Tensor) and inp.dim() in (4, 5):
             self.batch = int(inp.shape[0] if static else inp.shape[1])
             self.T = int(module.T)  # type: ignore[arg-type]
 
     def synaptic_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
         inp = args[0] if args else None
-        out_t = _first_tensor(out)
+        out_t = first_tensor(out)
         if not isinstance(inp, Tensor) or out_t is None:
             return
         layer = self.layers.get(module)
@@ -579,7 +324,7 @@ class _Counter:
             layer.mac_paper += flops * steps
 
     def norm_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        out_t = _first_tensor(out)
+        out_t = first_tensor(out)
         if getattr(module, "affine", False) and out_t is not None:
             self.mac_norm += int(out_t.numel())
 
@@ -611,7 +356,7 @@ class _Counter:
             layer.energy_executed_mj = (e_mac * layer.mac + e_ac * layer.synop) * pj_to_mj
             layer.spike_driven = layer.binary_input or layer.role != "synaptic"
 
-        totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in _COUNT_KEYS}
+        totals: dict[str, Any] = {key: sum(getattr(ly, key) for ly in ordered) for key in COUNT_KEYS}
         totals["mac_norm"] = self.mac_norm
         totals["energy_mj_per_sample"] = totals["energy_mj"] / samples
         for part in ("encoder", "backbone"):
@@ -643,19 +388,10 @@ def spikingjelly_counts(model: nn.Module, x: Tensor, *, include_norm: bool = Fal
         ...     conv, torch.rand(1, 2, 5, 5)).totals["mac"]
         True
     """
-    try:
-        from spikingjelly.activation_based.op_counter import (
-            SimpleEnergyConfig,
-            estimate_simple_energy,
-        )
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            'spikingjelly_counts needs SpikingJelly: pip install "gac-coding[spikingjelly]"'
-        ) from exc
-    ignore: list[type[nn.Module]] = [] if include_norm else [_NORM]
+    from ..adapters.spikingjelly import op_counts
+
     with measuring(model):
-        report = estimate_simple_energy(model, x, config=SimpleEnergyConfig(extra_ignore_modules=ignore))
-    return {key: int(value) for key, value in report.counts.items()}
+        return op_counts(model, x, ignore=() if include_norm else (_NORM,))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -693,20 +429,6 @@ def calibrate_batchnorm(model: nn.Module, x: Tensor) -> None:
             m.momentum = momentum
 
 
-# Names that moved (kept working; energy itself imports neither the models nor the CLI).
-_MOVED = {
-    "load_checkpoint": ("gac_coding.models.checkpoints", "load_weights"),
-    "configure_energy_parser": ("gac_coding.cli", "configure_energy_parser"),
-    "run_energy_command": ("gac_coding.cli", "run_energy_command"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    module, new = _MOVED[name]
-    warnings.warn(f"gac_coding.energy.{name} moved to {module}.{new}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), new)
+# Names that moved (kept working, listed in gac_coding._deprecated; energy imports neither the
+# models nor the CLI).
+__getattr__ = moved_names(__name__)
