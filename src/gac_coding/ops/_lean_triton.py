@@ -106,7 +106,7 @@ def lif_forward_packed(
     L8 = (L + 7) // 8
     ct = _triton._compute_dtype(x.dtype)
     affine = alpha is not None and beta is not None
-    if affine:
+    if alpha is not None and beta is not None:
         if channels < 1 or inner < 1 or L % (channels * inner):
             raise ValueError(f"channels, inner: {channels} x {inner} does not divide a step of {L}")
         alpha = _triton._check("alpha", alpha, x.device)

@@ -1415,14 +1415,16 @@ def run_layers(layers: Sequence[nn.Module], h: Tensor) -> Tensor:
 
     for m in layers:
         if _is_neuron(m):
+            params: LIFParams = m.params  # type: ignore[assignment]
+            backend: str = m.backend  # type: ignore[assignment]
             if pending is not None:
                 y, bn, pool = pending
                 pending = None
-                x, bits = bn_lif(y, bn, m.params, T, pool=pool, backend=m.backend)
+                x, bits = bn_lif(y, bn, params, T, pool=pool, backend=backend)
             else:
-                s, bits = lif(_unfold(x, T), m.params, backend=m.backend)
+                s, bits = lif(_unfold(x, T), params, backend=backend)
                 x = s.flatten(0, 1)
-            spike_backend = m.backend
+            spike_backend = backend
         elif isinstance(m, nn.Conv2d) and pending is None:
             x = spike_conv2d(x, m, bits, backend=spike_backend) if bits is not None else m(x)
             bits = None

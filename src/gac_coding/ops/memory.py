@@ -207,7 +207,7 @@ def _rng_devices(tensors: Sequence[Tensor]) -> list[int]:
 def _params_of(modules: Sequence[nn.Module]) -> list[Tensor]:
     """The parameters of ``modules`` that require gradients, each once, in module order."""
     seen: set[int] = set()
-    out = []
+    out: list[Tensor] = []
     for m in modules:
         for p in m.parameters():
             if p.requires_grad and id(p) not in seen:
