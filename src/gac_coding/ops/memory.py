@@ -24,8 +24,8 @@ whose backward is their own) and turns a checkpoint into ``torch.utils.checkpoin
 
 Modules that take ``memory=`` (:class:`gac_coding.LIF`, :class:`gac_coding.GACEncoder`, the
 models and their blocks) show it in their repr; :func:`set_memory` sets it on every such submodule
-of a model, and refuses (``ValueError``) a model holding modules of another framework, for which no
-lean path exists.
+of a model, and refuses (``ValueError``) a model holding modules of another framework
+(:func:`gac_coding.adapters.base.module_framework`), for which no lean path exists.
 """
 
 from __future__ import annotations
@@ -44,14 +44,12 @@ __all__ = [
     "checkpoint",
     "lean_active",
     "module_memory",
+    "saved_tensor_bytes",
     "set_memory",
 ]
 
 #: The memory modes, in order of increasing saving.
 MEMORY_MODES: tuple[str, ...] = ("default", "lean", "checkpoint")
-
-#: Packages whose modules have no lean path (:func:`set_memory` refuses models holding them).
-FOREIGN_FRAMEWORKS: tuple[str, ...] = ("snntorch", "norse", "spikingjelly")
 
 
 def check_memory(value: object, what: str = "memory", modes: Sequence[str] = MEMORY_MODES) -> str:
@@ -121,8 +119,10 @@ def module_memory(module: nn.Module) -> dict[str, str]:
 
 
 def _foreign(module: nn.Module) -> str | None:
-    package = type(module).__module__.split(".")[0]
-    return package if package in FOREIGN_FRAMEWORKS else None
+    """The registered framework (other than plain PyTorch) ``module`` comes from, or ``None``."""
+    from ..adapters.base import module_framework
+
+    return module_framework(module)
 
 
 def set_memory(module: nn.Module, mode: str) -> nn.Module:
@@ -131,14 +131,15 @@ def set_memory(module: nn.Module, mode: str) -> nn.Module:
     Returns ``module``.
 
     A mode other than ``"default"`` is refused (``ValueError``, nothing changed) for a module
-    holding modules of snnTorch, Norse or SpikingJelly, which have no lean path, and for a module
-    in which nothing takes ``memory=``; for a module that does not take the mode (``"checkpoint"``
-    on a lone :class:`gac_coding.LIF`) the message says which modes it takes.
+    holding modules of another framework (:mod:`gac_coding.adapters`), which have no lean path,
+    and for a module in which nothing takes ``memory=``; for a module that does not take the
+    mode (``"checkpoint"`` on a lone :class:`gac_coding.LIF`) the message says which modes it
+    takes.
 
     Example:
-        >>> import gac_coding as gac
+        >>> from gac_coding.models import create_model
         >>> from gac_coding.ops.memory import set_memory
-        >>> model = gac.create_model("msresnet_tiny", T=2)
+        >>> model = create_model("msresnet_tiny", T=2)
         >>> set_memory(model, "lean").memory
         'lean'
     """
@@ -152,8 +153,8 @@ def set_memory(module: nn.Module, mode: str) -> nn.Module:
                 raise ValueError(
                     f"memory={mode!r} cannot apply to {name or 'the module'} "
                     f"({type(m).__module__}.{type(m).__name__}): {framework} modules have no lean "
-                    f"path; give memory= to gac_coding's modules alone (e.g. gac.wrap(..., memory={mode!r}) "
-                    f"for the GAC encoder)"
+                    f"path; set it on gac_coding's modules alone (e.g. set_memory(net.encoder, {mode!r}) "
+                    f"or gac.wrap(..., memory={mode!r}) for the GAC encoder of a wrapped net)"
                 )
     if isinstance(module, MemorySetting):
         module.memory = mode
@@ -181,6 +182,59 @@ def _outermost(module: nn.Module) -> list[Any]:
 
     walk(module)
     return found
+
+
+# ------------------------------------------------------------------------------- measurement
+
+
+class SavedBytes:
+    """What :func:`saved_tensor_bytes` counted: :attr:`bytes` and :attr:`tensors` (storages)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.tensors = 0
+        self._seen: set[tuple[str, int]] = set()
+
+    def _add(self, t: Tensor) -> None:
+        base = t if t._base is None else t._base
+        if base.is_leaf and base.requires_grad:  # parameters (and inputs one differentiates)
+            return
+        storage = t.untyped_storage()
+        key = (str(t.device), storage.data_ptr())
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.bytes += storage.nbytes()
+        self.tensors += 1
+
+
+@contextlib.contextmanager
+def saved_tensor_bytes() -> Iterator[SavedBytes]:
+    """Count the bytes autograd keeps for the backward pass of what runs inside.
+
+    Every tensor saved for backward (``torch.autograd.graph.saved_tensors_hooks``) counts once per
+    storage, whatever the number of nodes or views that keep it; leaves that require gradients
+    (the parameters) do not count. The count is deterministic, unlike a peak of allocated memory.
+    Autograd must keep the counted tensors alive until the backward pass (as it does), so that
+    no storage is freed and its address reused inside.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.ops.memory import saved_tensor_bytes
+        >>> x = torch.rand(1000, requires_grad=True)
+        >>> with saved_tensor_bytes() as saved:
+        ...     y = x.exp().sin().sum()      # exp keeps its output, sin its input: one storage
+        >>> saved.bytes, saved.tensors
+        (4000, 1)
+    """
+    counter = SavedBytes()
+
+    def pack(t: Tensor) -> Tensor:
+        counter._add(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield counter
 
 
 # ----------------------------------------------------------------------------------- checkpoints

@@ -47,7 +47,7 @@ from .._checks import integer, real
 from ..coding import CODINGS, check_coding
 from ..coding.registry import coding_from_gac_flag
 from ..ops import backends
-from ..ops.memory import MEMORY_MODES, set_memory
+from ..ops.memory import check_memory, set_memory
 from . import distributed as dist_utils
 from .augment import MixedTarget, cutmix
 from .checkpoint import (
@@ -164,8 +164,7 @@ class TrainConfig:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
         self.coding = check_coding(self.coding)
         backends.check_backend(self.backend)
-        if not isinstance(self.memory, str) or self.memory not in MEMORY_MODES:
-            raise ValueError(f"memory: expected one of {list(MEMORY_MODES)}, got {self.memory!r}")
+        check_memory(self.memory)
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options
