@@ -449,3 +449,67 @@ def test_wrapped_foreign_net_takes_a_lean_encoder() -> None:
     assert outs[0][1][0].abs().sum() > 0
     for a, b in zip(outs[0][1], outs[1][1], strict=True):
         assert _rel_err(a, b) <= 1e-12
+
+
+# ------------------------------------------------------------------------------ torch.compile
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"), [("msresnet_tiny", "lean"), ("msresnet_tiny", "checkpoint"), ("vgg_tiny", "checkpoint")]
+)
+def test_compiled_training_step_same_numbers(name: str, mode: str) -> None:
+    """One graph (fullgraph) through AOT autograd, whose backward is the lean ops' own backward
+    operators and the compiler's recomputation of checkpoints: eager's default-mode numbers.
+    (The VGG's checkpoint runs its lean layers inside, so its lean mode is covered too.)"""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    T, in_ch = (2, 3) if name == "msresnet_tiny" else (4, 2)
+    ref = create_model(name, T=T, in_channels=in_ch, num_classes=3).double()
+    model = create_model(name, T=T, in_channels=in_ch, num_classes=3, memory=mode).double()
+    model.load_state_dict(ref.state_dict())
+    x = torch.rand(2, in_ch, 8, 8, dtype=F64) * 3
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    out = compiled(x)
+    out.square().mean().backward()
+    expected = ref(x)
+    expected.square().mean().backward()
+    assert torch.equal(out, expected)
+    for p, q in zip(ref.parameters(), model.parameters(), strict=True):
+        assert _rel_err(p.grad, q.grad) <= 1e-12
+    for a, b in zip(ref.buffers(), model.buffers(), strict=True):
+        assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+def _tiny_data():  # 32 random 8x8 grey images, 10 classes
+    from gac_coding.train.data import DataSpec, TensorImageDataset
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.rand(48, 1, 8, 8, generator=gen)
+    labels = torch.randint(0, 10, (48,), generator=gen)
+    train = TensorImageDataset(images[:32], labels[:32])
+    test = TensorImageDataset(images[32:], labels[32:])
+    return DataSpec("tiny", train, test, num_classes=10, in_channels=1, image_size=8)
+
+
+def test_training_records_the_mode_and_learns_the_same(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A run in each mode: the mode printed and in the checkpoint, the model trained in it, and
+    the same history (float32 training: gradients agree to rounding, so the losses to 1e-5)."""
+    from gac_coding.train import fit, load_checkpoint
+
+    histories = {}
+    for mode in MEMORY_MODES:
+        out = tmp_path / mode
+        config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=16, lr=0.1,
+                             out=str(out), progress=False, device="cpu", memory=mode)  # fmt: skip
+        lines: list[str] = []
+        result = fit(config, log=lines.append, data=_tiny_data())
+        assert any(line.endswith(f"memory {mode}") for line in lines)
+        assert load_checkpoint(out / "last.pt")["config"]["memory"] == mode
+        assert result.model.memory == mode
+        histories[mode] = [(h["train_loss"], h["val_acc"]) for h in result.history]
+    for mode in ("lean", "checkpoint"):
+        for (loss, acc), (ref_loss, ref_acc) in zip(histories[mode], histories["default"], strict=True):
+            assert abs(loss - ref_loss) <= 1e-5 and acc == ref_acc, mode
