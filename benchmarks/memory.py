@@ -25,6 +25,12 @@ Also printed: each variant's growth per extra time step (least squares over the 
 the largest T at which it keeps no more than SpikingJelly keeps at T=4 (from the fit, then
 measured at that T and the next), and the goals of the memory modes checked on these figures.
 
+``--device cuda`` also gives each step's peak memory above what was allocated before it
+(``torch.cuda.max_memory_allocated``; wall clock, synchronised) and runs SpikingJelly's optimiser at
+level 4; ``--model cifar`` measures ``msresnet18_cifar`` (SpikingJelly has no counterpart: ours
+alone). ``benchmarks/cuda_check.sh`` runs it on a GPU (batch 32 at 224x224, and the CIFAR model at
+T=6, batch 128).
+
 Run (CPU; the figures in benchmarks/RESULTS.md)::
 
     .venv/bin/python benchmarks/memory.py                                  # T=2,4,8,16, batch 4, 96x96
@@ -55,8 +61,14 @@ CODINGS = ("direct", "gac")
 MIB = 2.0**20
 
 
+#: per --model: our model, its classes, SpikingJelly's counterpart (None: it has none)
+MODELS = {"imagenet": ("msresnet18_imagenet", 1000, True), "cifar": ("msresnet18_cifar", 10, False)}
+MODEL = "msresnet18_imagenet"
+CLASSES = 1000
+
+
 def ours(coding: str, mode: str, T: int) -> Callable[[], nn.Module]:
-    return lambda: create_model("msresnet18_imagenet", T=T, coding=coding, memory=mode)
+    return lambda: create_model(MODEL, T=T, coding=coding, memory=mode, num_classes=CLASSES)
 
 
 def spikingjelly(T: int) -> Callable[[], nn.Module]:
@@ -68,6 +80,14 @@ def spikingjelly(T: int) -> Callable[[], nn.Module]:
     return build
 
 
+DEVICE = torch.device("cpu")
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def spikingjelly_memopt(T: int, level: int, batch: int, size: int) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
         from peers import SpikingJellyNet
@@ -75,8 +95,8 @@ def spikingjelly_memopt(T: int, level: int, batch: int, size: int) -> Callable[[
         from spikingjelly.activation_based.memopt import optimize_memory
         from spikingjelly.activation_based.model.ms_resnet import _MSBlock
 
-        model = SpikingJellyNet(T, 1000)
-        example = torch.rand(batch, 3, size, size)
+        model = SpikingJellyNet(T, 1000).to(DEVICE)
+        example = torch.rand(batch, 3, size, size, device=DEVICE)
 
         def forward(m: nn.Module) -> object:
             functional.reset_net(m)
@@ -93,6 +113,8 @@ def variants(T: int, args: argparse.Namespace) -> dict[str, Callable[[], nn.Modu
     for coding in CODINGS:
         for mode in MODES:
             out[f"{coding}/{mode}"] = ours(coding, mode, T)
+    if not MODELS[args.model][2]:
+        return out
     out["sj"] = spikingjelly(T)
     if args.sj_level > 0:
         out["sj-memopt"] = spikingjelly_memopt(T, args.sj_level, args.batch, args.size)
@@ -105,7 +127,7 @@ def logits(model: nn.Module, x: Tensor) -> Tensor:
 
 def saved_mib(build: Callable[[], nn.Module], x: Tensor, y: Tensor) -> float:
     torch.manual_seed(0)
-    model = build().train()
+    model = build().to(DEVICE).train()
     with saved_tensor_bytes() as saved:
         out = logits(model, x)
     F.cross_entropy(out, y).backward()  # frees what was kept
@@ -117,15 +139,24 @@ class Stepper:
 
     def __init__(self, build: Callable[[], nn.Module]) -> None:
         torch.manual_seed(0)
-        self.model = build().train()
+        self.model = build().to(DEVICE).train()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.peak = 0.0  # CUDA: the step's peak allocation above what was allocated before it, MiB
 
     def step(self, x: Tensor, y: Tensor, clock: Callable[[], float]) -> float:
-        start = clock()
         self.opt.zero_grad(set_to_none=True)
+        sync()
+        if DEVICE.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            before = torch.cuda.memory_allocated()
+        start = clock()
         F.cross_entropy(logits(self.model, x), y).backward()
         self.opt.step()
-        return clock() - start
+        sync()
+        took = clock() - start
+        if DEVICE.type == "cuda":
+            self.peak = max(self.peak, (torch.cuda.max_memory_allocated() - before) / MIB)
+        return took
 
 
 def fit_line(ts: list[int], values: list[float]) -> tuple[float, float]:
@@ -143,25 +174,38 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
-    parser.add_argument("--sj-level", type=int, default=1, help="SpikingJelly memopt level (0: leave it out)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="imagenet")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA: also each step's peak memory)")
+    parser.add_argument("--sj-level", type=int, default=None, help="SpikingJelly memopt level (0: leave it "
+                        "out; default 1 on the CPU, 4 on CUDA)")  # fmt: skip
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     parser.add_argument("--no-time", action="store_true", help="saved bytes only")
+    parser.add_argument("--no-fit", action="store_true", help="leave out the largest-T measurements")
     args = parser.parse_args(argv)
+    global DEVICE, MODEL, CLASSES
+    DEVICE = torch.device(args.device)
+    MODEL, CLASSES, _ = MODELS[args.model]
+    if args.sj_level is None:
+        args.sj_level = 4 if DEVICE.type == "cuda" else 1
+    if DEVICE.type == "cuda":
+        args.clock = "wall"
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     from importlib.metadata import version
 
     print(
-        f"msresnet18_imagenet-shaped models, batch {args.batch}, {args.size}x{args.size}, float32, "
+        f"{MODEL}-shaped models on {DEVICE}, batch {args.batch}, {args.size}x{args.size}, float32, "
         f"train mode; "
         f"torch {torch.__version__}, spikingjelly {version('spikingjelly')}, {args.threads} thread(s), "
         f"{args.clock} clock; load average {os.getloadavg()[0]:.1f}"
     )
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(args.batch, 3, args.size, args.size, generator=g)
-    y = torch.randint(0, 1000, (args.batch,), generator=g)
+    x = torch.rand(args.batch, 3, args.size, args.size, generator=g).to(DEVICE)
+    y = torch.randint(0, CLASSES, (args.batch,), generator=g).to(DEVICE)
     saved: dict[str, dict[int, float]] = {}
     times: dict[str, dict[int, float]] = {}
+    peaks: dict[str, dict[int, float]] = {}
     failed: dict[str, str] = {}
     for T in args.T:
         builds = variants(T, args)
@@ -186,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                     samples[name].append(dt)
         for name, ts in samples.items():
             times.setdefault(name, {})[T] = statistics.median(ts)
+            if DEVICE.type == "cuda":
+                peaks.setdefault(name, {})[T] = steppers[name].peak
         del steppers
         print(f"T={T} done; load average {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -217,10 +263,23 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"{times[name][T]:.3f}{ratio}")
             print(f"| {name} | " + " | ".join(cells) + " |")
 
+    if peaks:
+        print("\nPeak memory of a train step above what was allocated before it (CUDA), MiB:\n")
+        print("| variant | " + " | ".join(f"T={T}" for T in args.T) + " |")
+        print("|---|" + "---:|" * len(args.T))
+        for name in peaks:
+            print(f"| {name} | " + " | ".join(f"{peaks[name][T]:.0f}" for T in args.T) + " |")
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"saved_mib": saved, "step_s": times, "peak_mib": peaks, "failed": failed,
+                       "settings": vars(args)}, f, indent=1)  # fmt: skip
+
     if sj4 and len(args.T) > 1:
         print("\nLargest T keeping no more than SpikingJelly at T=4 (fit, then measured):\n")
         for name in names:
-            if name.startswith("sj"):
+            if name.startswith("sj") or args.no_fit:
                 continue
             a, b = fit_line(args.T, [saved[name][T] for T in args.T])
             guess = max(1, int((sj4 - a) // b))
