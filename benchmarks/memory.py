@@ -276,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dump({"saved_mib": saved, "step_s": times, "peak_mib": peaks, "failed": failed,
                        "settings": vars(args)}, f, indent=1)  # fmt: skip
 
-    if sj4 and len(args.T) > 1:
+    if sj4 and len(args.T) > 1 and not args.no_fit:
         print("\nLargest T keeping no more than SpikingJelly at T=4 (fit, then measured):\n")
         for name in names:
-            if name.startswith("sj") or args.no_fit:
+            if name.startswith("sj"):
                 continue
             a, b = fit_line(args.T, [saved[name][T] for T in args.T])
             guess = max(1, int((sj4 - a) // b))

@@ -165,25 +165,29 @@ def test_lean_lif_against_slow_loop(
     size=st.integers(3, 7),
     stride=st.integers(1, 2),
     channels_last=st.booleans(),
+    backend=st.sampled_from(LEAN_BACKENDS),
 )
 @settings(max_examples=20, deadline=None)
 def test_spike_conv_against_conv(
-    n: int, c_in: int, c_out: int, size: int, stride: int, channels_last: bool
+    n: int, c_in: int, c_out: int, size: int, stride: int, channels_last: bool, backend: str
 ) -> None:
+    """The bits packed by ``backend`` (odd numbers of elements a step), unpacked for the weight
+    gradient."""
+    dev = _device(backend, triton_kernel_device())
     g = torch.Generator().manual_seed(n * 100 + c_in * 10 + size)
-    conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=True).double()
-    s = (torch.rand(n, c_in, size, size, generator=g) < 0.3).to(F64)
+    conv = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=True).double().to(dev)
+    s = (torch.rand(n, c_in, size, size, generator=g) < 0.3).to(F64).to(dev)
     if channels_last:
         s = s.contiguous(memory_format=torch.channels_last)
     s.requires_grad_()
-    w = torch.randn(conv(s).shape, generator=g, dtype=F64)
     ref = conv(s)
+    w = torch.randn(ref.shape, generator=g, dtype=F64).to(dev)
     ref_grads = torch.autograd.grad((ref * w).sum(), [s, conv.weight, conv.bias])
-    out = lean.spike_conv2d(s, conv)  # packs the bits itself
+    out = lean.spike_conv2d(s, conv, backend=backend)  # packs the bits itself
     grads = torch.autograd.grad((out * w).sum(), [s, conv.weight, conv.bias])
     assert torch.equal(out, ref)
     for a, b in zip(ref_grads, grads, strict=True):
-        assert _rel_err(a, b) <= 1e-12
+        assert _rel_err(a.cpu(), b.cpu()) <= 1e-12
 
 
 def test_spike_conv_refuses_real_values() -> None:
