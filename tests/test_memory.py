@@ -517,3 +517,28 @@ def test_training_records_the_mode_and_learns_the_same(tmp_path) -> None:  # typ
     for mode in ("lean", "checkpoint"):
         for (loss, acc), (ref_loss, ref_acc) in zip(histories[mode], histories["default"], strict=True):
             assert abs(loss - ref_loss) <= 1e-5 and acc == ref_acc, mode
+
+
+def test_train_command_memory_option(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """``gac-coding train --memory``: handed to the training config; a bad mode is one line, exit 2."""
+    import gac_coding.train.engine as engine
+    from gac_coding.cli import main
+
+    common = ["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2", "--epochs", "1",
+              "--batch-size", "8", "--lr", "0.1", "--out", str(tmp_path / "x")]  # fmt: skip
+    assert main([*common, "--memory", "thin"], friendly_errors=True) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "memory: expected one of ['default', 'lean', 'checkpoint'], got 'thin'" in err[0]
+    assert not (tmp_path / "x").exists()
+    seen = []
+
+    def fake_fit(config, **_):  # type: ignore[no-untyped-def]
+        config.validate()
+        seen.append(config.memory)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    for mode in ("checkpoint", None):
+        with pytest.raises(SystemExit):
+            main(common + (["--memory", mode] if mode else []))
+    assert seen == ["checkpoint", "default"]

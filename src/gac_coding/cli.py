@@ -255,11 +255,11 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory",
-        choices=("default", "lean", "checkpoint"),
         default="default",
         help="what a training step keeps for its backward pass: default; lean (spikes as bits, "
-        "BatchNorm+LIF recomputed; about a third of the memory at the same speed); checkpoint "
-        "(each stage recomputed: the least memory, about a third more time). The same numbers",
+        "BatchNorm+LIF recomputed: about a third of the default's bytes at about the same speed); "
+        "checkpoint (every stage but the last recomputed: about a twentieth, for about a quarter "
+        "more time). The same numbers in every mode; recorded in the checkpoints",
     )
     from .train.events import add_event_options
 
