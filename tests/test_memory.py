@@ -23,12 +23,13 @@ from torch import Tensor, nn
 from triton_device import triton_kernel_device
 
 import gac_coding as gac
+from gac_coding import set_memory
 from gac_coding.models import MSBlock, MSResNet, SpikingVGG, create_model, list_models
 from gac_coding.models.msresnet import TINY_STAGES
 from gac_coding.models.vgg import VGG_TINY_PLAN
 from gac_coding.ops import LIFParams, _cpp, lean
 from gac_coding.ops import gated_lif as default_gated_lif
-from gac_coding.ops.memory import MEMORY_MODES, check_memory, module_memory, saved_tensor_bytes, set_memory
+from gac_coding.ops.memory import MEMORY_MODES, check_memory, module_memory, saved_tensor_bytes
 from gac_coding.train import TrainConfig
 
 F64 = torch.float64

@@ -282,16 +282,8 @@ class MSResNet(MemorySetting, nn.Module):
         for width, blocks, stride in self.stage_specs:
             stage = nn.Sequential()
             for j in range(blocks):
-                stage.append(
-                    MSBlock(
-                        channels,
-                        width,
-                        stride if j == 0 else 1,
-                        lif,
-                        bn_weight=bn_weight,
-                        bn2_weight=bn2_weight,
-                    )
-                )
+                first = stride if j == 0 else 1
+                stage.append(MSBlock(channels, width, first, lif, bn_weight=bn_weight, bn2_weight=bn2_weight))
                 channels = width
             self.stages.append(stage)
         self.head_lif = LIF(**lif)

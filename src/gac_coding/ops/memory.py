@@ -23,16 +23,15 @@ default ops run too (an inference graph); ``torch.compile`` keeps the lean ops (
 whose backward is their own) and turns a checkpoint into ``torch.utils.checkpoint``.
 
 Modules that take ``memory=`` (:class:`gac_coding.LIF`, :class:`gac_coding.GACEncoder`, the
-models and their blocks) show it in their repr; :func:`set_memory` sets it on every such submodule
-of a model, and refuses (``ValueError``) a model holding modules of another framework
-(:func:`gac_coding.adapters.base.module_framework`), for which no lean path exists.
+models and their blocks) show it in their repr; :func:`gac_coding.set_memory` sets it on every such
+submodule of a model, and refuses (``ValueError``) a model holding modules of another framework,
+for which no lean path exists.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +44,6 @@ __all__ = [
     "lean_active",
     "module_memory",
     "saved_tensor_bytes",
-    "set_memory",
 ]
 
 #: The memory modes, in order of increasing saving.
@@ -116,72 +114,6 @@ def module_memory(module: nn.Module) -> dict[str, str]:
         {'0': 'default', '1': 'lean'}
     """
     return {name: m.memory for name, m in module.named_modules() if isinstance(m, MemorySetting)}
-
-
-def _foreign(module: nn.Module) -> str | None:
-    """The registered framework (other than plain PyTorch) ``module`` comes from, or ``None``."""
-    from ..adapters.base import module_framework
-
-    return module_framework(module)
-
-
-def set_memory(module: nn.Module, mode: str) -> nn.Module:
-    """Set memory mode ``mode`` on ``module``: on itself if it has a ``memory``, else on each
-    outermost submodule that has one (a model hands it on to its blocks, encoder and neurons).
-    Returns ``module``.
-
-    A mode other than ``"default"`` is refused (``ValueError``, nothing changed) for a module
-    holding modules of another framework (:mod:`gac_coding.adapters`), which have no lean path,
-    and for a module in which nothing takes ``memory=``; for a module that does not take the
-    mode (``"checkpoint"`` on a lone :class:`gac_coding.LIF`) the message says which modes it
-    takes.
-
-    Example:
-        >>> from gac_coding.models import create_model
-        >>> from gac_coding.ops.memory import set_memory
-        >>> model = create_model("msresnet_tiny", T=2)
-        >>> set_memory(model, "lean").memory
-        'lean'
-    """
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
-    mode = check_memory(mode)
-    if mode != "default":
-        for name, m in module.named_modules():
-            framework = _foreign(m)
-            if framework is not None:
-                raise ValueError(
-                    f"memory={mode!r} cannot apply to {name or 'the module'} "
-                    f"({type(m).__module__}.{type(m).__name__}): {framework} modules have no lean "
-                    f"path; set it on gac_coding's modules alone (e.g. set_memory(net.encoder, {mode!r}) "
-                    f"or gac.wrap(..., memory={mode!r}) for the GAC encoder of a wrapped net)"
-                )
-    if isinstance(module, MemorySetting):
-        module.memory = mode
-        return module
-    targets = _outermost(module)
-    if not targets and mode != "default":
-        raise ValueError(
-            f"memory={mode!r} cannot apply to {type(module).__name__}: none of its modules takes "
-            f"memory= (gac_coding's LIF, encoders and models do)"
-        )
-    for m in targets:
-        m.memory = mode
-    return module
-
-
-def _outermost(module: nn.Module) -> list[Any]:
-    found: list[Any] = []
-
-    def walk(m: nn.Module) -> None:
-        for child in m.children():
-            if isinstance(child, MemorySetting):
-                found.append(child)
-            else:
-                walk(child)
-
-    walk(module)
-    return found
 
 
 # ------------------------------------------------------------------------------- measurement

@@ -40,9 +40,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from ..adapters.memory import set_memory
 from ..io import settings_metadata
 from ..ops import backends
-from ..ops.memory import set_memory
 from . import distributed as dist_utils
 from .augment import MixedTarget, cutmix
 from .checkpoint import capture_rng_state, restore_rng_state
