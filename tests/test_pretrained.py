@@ -97,13 +97,18 @@ def test_a_wrapped_net_through_a_registered_builder(tmp_path: Path) -> None:
         head = nn.Sequential(gac_coding.LIF(), nn.Flatten(2), nn.Linear(width * 8 * 8, num_classes))
         return gac_coding.wrap(head, T=T, in_channels=1, out_channels=width, coding=coding)
 
+    from gac_coding.models.registry import _REGISTRY
+
     register_model("test_pretrained_wrapped", builder, overwrite=True)
-    torch.manual_seed(0)
-    net = create_model("test_pretrained_wrapped", num_classes=4, width=5).eval()
-    folder = save_pretrained(net, tmp_path / "wrapped", input_size=(8, 8))
-    config = json.loads((folder / "config.json").read_text())
-    assert config["kwargs"] == {"width": 5} and config["in_channels"] == 1  # the encoder's, not the default 3
-    _same_outputs(net, from_pretrained(folder), dtype=torch.float32)
+    try:  # the registry is global: other tests walk every registered model
+        torch.manual_seed(0)
+        net = create_model("test_pretrained_wrapped", num_classes=4, width=5).eval()
+        folder = save_pretrained(net, tmp_path / "wrapped", input_size=(8, 8))
+        config = json.loads((folder / "config.json").read_text())
+        assert config["kwargs"] == {"width": 5} and config["in_channels"] == 1  # the encoder's, not 3
+        _same_outputs(net, from_pretrained(folder), dtype=torch.float32)
+    finally:
+        _REGISTRY.pop("test_pretrained_wrapped", None)
 
 
 def test_bad_folders_fail_in_one_line_naming_the_file(tmp_path: Path) -> None:

@@ -80,6 +80,14 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         "of the first 256 validation samples); DIR must not hold files",
     )
     _add_model_build_options(parser)
+    parser.add_argument(
+        "--memory",
+        default="default",
+        help="what a training step keeps for its backward pass: default; lean (spikes as bits, "
+        "BatchNorm+LIF recomputed: about a third of the default's bytes at about the same speed); "
+        "checkpoint (every stage but the last recomputed: about a twentieth, for about a quarter "
+        "more time). The same numbers in every mode; recorded in the checkpoints",
+    )
     _add_event_options(parser)
 
 
@@ -187,6 +195,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         backend=args.backend,
+        memory=args.memory,
         events=_event_options(args),
         model_kwargs=(
             {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}
