@@ -7,9 +7,19 @@
 :func:`gated_lif` runs the LIF and the gate in one autograd node over the whole sequence: it never
 materialises the ``T``-fold copy of a static input, nor ``TA * SCA``, nor the surrogate gradient,
 and its backward walks the steps once, producing the gradients of ``U``, ``TA`` and ``SCA``.
+
+Variants (docs/design/encoder.md §6), options of :class:`GatedAttentionUnit` and the encoder, listed
+in :data:`ATTENTION_OPTIONS` with the paper's value first: a temporal attention with biases
+(``ta_bias``) or another activation (``ta_activation``), pooled from the LIF membrane instead of the
+stem output (``ta_source="membrane"``), and gates that do not multiply ``TA`` by ``SCA``
+(``gate="separate"``: ``sigmoid(TA) * sigmoid(SCA)``; ``gate="sum"``: ``sigmoid(TA + SCA)``). The
+paper's configuration runs the fused op; the others run the backend's LIF op followed by torch
+operations. :class:`GateStatistics` keeps the diagnostics of docs/design/encoder.md §7.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,14 +30,82 @@ from ._checks import positive_int as _positive_int
 from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
+    "ATTENTION_OPTIONS",
+    "CONSTANT_GATE_TOLERANCE",
+    "GATES",
+    "LEAKY_SLOPE",
+    "TA_ACTIVATIONS",
+    "TA_SOURCES",
     "TEMPORAL_ATTENTIONS",
     "ConvTemporalAttention",
+    "GateStatistics",
     "GatedAttentionUnit",
     "SpatialChannelAttention",
     "TemporalAttention",
+    "check_attention_option",
+    "combine_gate",
     "gated_lif",
     "make_temporal_attention",
+    "membrane_of",
 ]
+
+#: The accepted values of ``temporal_attention=``.
+TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
+#: The accepted values of ``ta_activation=``: the nonlinearity between the temporal attention's
+#: two layers (``"relu"``: the paper's).
+TA_ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "gelu")
+#: What the temporal attention pools: ``"stem"`` (the paper's: ``U``) or ``"membrane"`` (the
+#: encoder LIF's membrane ``h_t``, which changes over the steps even for a static image).
+TA_SOURCES: tuple[str, ...] = ("stem", "membrane")
+#: How ``TA`` and ``SCA`` make the gate: ``"product"`` (the paper's ``sigmoid(TA * SCA)``),
+#: ``"separate"`` (``sigmoid(TA) * sigmoid(SCA)``), ``"sum"`` (``sigmoid(TA + SCA)``).
+GATES: tuple[str, ...] = ("product", "separate", "sum")
+#: Negative slope of ``ta_activation="leaky_relu"``.
+LEAKY_SLOPE = 0.1
+
+#: Every option of the attention and the gate with its accepted values, the paper's first (the
+#: default). ``create_model``, ``gac.wrap``, ``gac-coding train`` and the checkpoints use this table.
+ATTENTION_OPTIONS: dict[str, tuple[Any, ...]] = {
+    "temporal_attention": TEMPORAL_ATTENTIONS,
+    "ta_bias": (False, True),
+    "ta_activation": TA_ACTIVATIONS,
+    "ta_source": TA_SOURCES,
+    "gate": GATES,
+}
+
+
+def check_attention_option(name: str, value: object) -> Any:
+    """``value`` if it is an accepted value of the option ``name`` of :data:`ATTENTION_OPTIONS`.
+
+    Raises ``TypeError`` (``ta_bias`` not a bool) or ``ValueError`` naming the option, the accepted
+    values and what arrived.
+
+    Example:
+        >>> from gac_coding.attention import check_attention_option
+        >>> check_attention_option("gate", "sum")
+        'sum'
+        >>> check_attention_option("gate", "max")
+        Traceback (most recent call last):
+        ValueError: gate: expected one of ['product', 'separate', 'sum'], got 'max'
+    """
+    if name not in ATTENTION_OPTIONS:
+        raise ValueError(f"name: expected one of {list(ATTENTION_OPTIONS)}, got {name!r}")
+    if name == "ta_bias":
+        if not isinstance(value, bool):
+            raise TypeError(f"ta_bias: expected a bool, got {type(value).__name__}")
+        return value
+    choices = ATTENTION_OPTIONS[name]
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _activate(x: Tensor, kind: str) -> Tensor:
+    if kind == "relu":
+        return F.relu(x)
+    if kind == "leaky_relu":
+        return F.leaky_relu(x, LEAKY_SLOPE)
+    return F.gelu(x)
 
 
 class TemporalAttention(nn.Module):
@@ -40,6 +118,9 @@ class TemporalAttention(nn.Module):
     Args:
         T: number of time steps (the MLP's width).
         ratio: reduction ratio ``r_t``; the hidden layer has ``max(1, T // ratio)`` units.
+        bias: biases in both layers (the paper has none).
+        activation: between the layers, ``"relu"`` (the paper's), ``"leaky_relu"`` (negative slope
+            :data:`LEAKY_SLOPE`) or ``"gelu"``.
 
     Example:
         >>> import torch
@@ -51,17 +132,19 @@ class TemporalAttention(nn.Module):
 
     kind = "mlp"
 
-    def __init__(self, T: int, ratio: int = 2) -> None:
+    def __init__(self, T: int, ratio: int = 2, *, bias: bool = False, activation: str = "relu") -> None:
         super().__init__()
         self.T = _positive_int("T", T)
         self.ratio = _positive_int("ratio", ratio)
+        self.activation = check_attention_option("ta_activation", activation)
+        bias = check_attention_option("ta_bias", bias)
         hidden = max(1, self.T // self.ratio)
-        self.fc1 = nn.Linear(self.T, hidden, bias=False)
-        self.fc2 = nn.Linear(hidden, self.T, bias=False)
+        self.fc1 = nn.Linear(self.T, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, self.T, bias=bias)
 
     def mlp(self, a: Tensor) -> Tensor:
         """The shared MLP on per-sample vectors ``a: [B, T]``."""
-        return self.fc2(F.relu(self.fc1(a)))
+        return self.fc2(_activate(self.fc1(a), self.activation))
 
     def check_steps(self, steps: int) -> None:
         """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its width ``T``)."""
@@ -85,6 +168,10 @@ class TemporalAttention(nn.Module):
         flat = u.flatten(2)
         return self.from_stats(flat.mean(2), flat.amax(2))
 
+    def extra_repr(self) -> str:
+        bias = self.fc1.bias is not None
+        return f"T={self.T}, ratio={self.ratio}, bias={bias}, activation={self.activation!r}"
+
 
 class ConvTemporalAttention(nn.Module):
     """A temporal attention with no ``T``-sized weights: it runs at any number of steps.
@@ -104,6 +191,8 @@ class ConvTemporalAttention(nn.Module):
     Args:
         kernel_size: ``k``, odd (the padding is symmetric).
         hidden: filters of the hidden layer.
+        bias: biases in both layers.
+        activation: ``"relu"``, ``"leaky_relu"`` or ``"gelu"`` between the layers.
 
     Example:
         >>> import torch
@@ -115,15 +204,19 @@ class ConvTemporalAttention(nn.Module):
 
     kind = "conv"
 
-    def __init__(self, kernel_size: int = 3, hidden: int = 4) -> None:
+    def __init__(
+        self, kernel_size: int = 3, hidden: int = 4, *, bias: bool = False, activation: str = "relu"
+    ) -> None:
         super().__init__()
         self.kernel_size = _positive_int("kernel_size", kernel_size)
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: expected an odd integer (symmetric padding), got {kernel_size}")
         self.hidden = _positive_int("hidden", hidden)
+        self.activation = check_attention_option("ta_activation", activation)
+        bias = check_attention_option("ta_bias", bias)
         pad = self.kernel_size // 2
-        self.conv1 = nn.Conv1d(1, self.hidden, self.kernel_size, padding=pad, bias=False)
-        self.conv2 = nn.Conv1d(self.hidden, 1, self.kernel_size, padding=pad, bias=False)
+        self.conv1 = nn.Conv1d(1, self.hidden, self.kernel_size, padding=pad, bias=bias)
+        self.conv2 = nn.Conv1d(self.hidden, 1, self.kernel_size, padding=pad, bias=bias)
 
     def check_steps(self, steps: int) -> None:
         """Any number of steps >= 1 is accepted."""
@@ -133,7 +226,7 @@ class ConvTemporalAttention(nn.Module):
         """``TA`` from pooled statistics ``avg, peak: [T, B]``; returns ``[T, B]``."""
         T, B = avg.shape
         both = torch.cat((avg.t(), peak.t())).unsqueeze(1)  # [2B, 1, T]: f runs once on both
-        scores = self.conv2(F.relu(self.conv1(both))).view(2, B, T)
+        scores = self.conv2(_activate(self.conv1(both), self.activation)).view(2, B, T)
         return (scores[0] + scores[1]).t()
 
     def forward(self, u: Tensor) -> Tensor:
@@ -143,20 +236,20 @@ class ConvTemporalAttention(nn.Module):
         return self.from_stats(flat.mean(2), flat.amax(2))
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, hidden={self.hidden}"
+        return (
+            f"kernel_size={self.kernel_size}, hidden={self.hidden}, "
+            f"bias={self.conv1.bias is not None}, activation={self.activation!r}"
+        )
 
 
-#: The accepted values of ``temporal_attention=``.
-TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
-
-
-def make_temporal_attention(kind: str, T: int, ratio: int = 2) -> TemporalAttention | ConvTemporalAttention:
-    """``TemporalAttention(T, ratio)`` for ``"mlp"``, ``ConvTemporalAttention()`` for ``"conv"``."""
+def make_temporal_attention(
+    kind: str, T: int, ratio: int = 2, *, bias: bool = False, activation: str = "relu"
+) -> TemporalAttention | ConvTemporalAttention:
+    """``TemporalAttention(T, ratio, ...)`` for ``"mlp"``, ``ConvTemporalAttention(...)`` for ``"conv"``."""
+    kind = check_attention_option("temporal_attention", kind)
     if kind == "mlp":
-        return TemporalAttention(T, ratio)
-    if kind == "conv":
-        return ConvTemporalAttention()
-    raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
+        return TemporalAttention(T, ratio, bias=bias, activation=activation)
+    return ConvTemporalAttention(bias=bias, activation=activation)
 
 
 class SpatialChannelAttention(nn.Module):
@@ -219,10 +312,161 @@ def gated_lif(
     return ops.gated_lif(u, ta, sca, params, static=static)
 
 
+def membrane_of(u: Tensor, spikes: Tensor, decay: float, *, static: bool = False) -> Tensor:
+    """The LIF's membrane before the reset, ``h_t = u_t + decay * h_{t-1} * (1 - s_{t-1})``.
+
+    ``h_1 = u_1``; ``spikes: [T, B, ...]`` are the LIF's output for ``u`` (``[T, B, ...]``, or with
+    ``static`` one step ``[B, ...]`` applied at every step). The reset factor is a constant in the
+    backward pass (the spikes are detached here): the gradient of ``h`` reaches ``u`` through the
+    leak. ``ta_source="membrane"`` pools this ``h`` (docs/design/encoder.md §6).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.attention import membrane_of
+        >>> u = torch.tensor([0.5], dtype=torch.float64)     # a static input: the same at every step
+        >>> s = torch.tensor([[0.0], [0.0], [1.0]], dtype=torch.float64)   # its LIF (0.5, 1.0)
+        >>> membrane_of(u, s, 0.5, static=True).flatten().tolist()
+        [0.5, 0.75, 0.875]
+    """
+    T = spikes.shape[0]
+    step = tuple(u.shape) if static else tuple(u.shape[1:])
+    if step != tuple(spikes.shape[1:]) or (not static and u.shape[0] != T):
+        raise ValueError(
+            f"spikes: expected the LIF's output for u of shape {tuple(u.shape)} (static={static}), "
+            f"got shape {tuple(spikes.shape)}"
+        )
+    keep = 1.0 - spikes.detach()
+    steps: list[Tensor] = []
+    for t in range(T):
+        u_t = u if static else u[t]
+        steps.append(u_t if t == 0 else u_t + decay * steps[-1] * keep[t - 1])
+    return torch.stack(steps)
+
+
+def combine_gate(ta: Tensor, sca: Tensor, gate: str = "product", *, static: bool = False) -> Tensor:
+    """The gate ``M: [T, B, ...]`` from ``ta: [T, B]`` and ``sca`` (``[T, B, ...]``, or with
+    ``static`` one step ``[B, ...]``, the same at every step): ``"product"``
+    ``sigmoid(TA * SCA)`` (the paper's), ``"separate"`` ``sigmoid(TA) * sigmoid(SCA)``, ``"sum"``
+    ``sigmoid(TA + SCA)``; ``TA[t, b]`` is broadcast over the map of step ``t``, sample ``b``.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.attention import combine_gate
+        >>> ta, sca = torch.zeros(2, 1), torch.tensor([[2.0]])     # a dead TA: 0 at every step
+        >>> [round(combine_gate(ta, sca, g, static=True)[1, 0, 0].item(), 4)
+        ...  for g in ("product", "separate", "sum")]
+        [0.5, 0.4404, 0.8808]
+    """
+    gate = check_attention_option("gate", gate)
+    T, B = ta.shape
+    dims = sca.dim() + 1 if static else sca.dim()
+    t = ta.reshape(T, B, *([1] * (dims - 2)))
+    if gate == "product":
+        return torch.sigmoid(t * sca)
+    if gate == "separate":
+        return torch.sigmoid(t) * torch.sigmoid(sca)
+    return torch.sigmoid(t + sca)
+
+
+#: Spread (``gate_max - gate_min``) at or below which :class:`GateStatistics` calls a gate
+#: constant, and mean spread over time at or below which it calls it constant over time. A dead
+#: temporal attention gives exactly 0; float32's resolution near 0.5 is 6e-8.
+CONSTANT_GATE_TOLERANCE = 1e-6
+
+
+class GateStatistics:
+    """Running diagnostics of an encoder's gate over the calls since the last :meth:`reset`.
+
+    Each :meth:`update` (one forward pass) adds, weighted by its batch size ``B``: the fraction of
+    temporal-attention scores that are exactly 0 (``ta_zero_fraction``), the gate's mean
+    (``gate_mean``), its spread over time (``gate_time_std``: the standard deviation over the ``T``
+    steps of each gate value, averaged over samples and positions) and over space
+    (``gate_space_std``: the standard deviation over ``C, H, W`` of each step's map, averaged over
+    steps and samples), and keeps the smallest and largest gate value. The sums stay tensors on the
+    gate's device: an update makes no host synchronisation; :meth:`read` does (once).
+    Definitions and what the numbers mean: docs/design/encoder.md §7.
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.attention import GateStatistics
+        >>> stats = GateStatistics()
+        >>> stats.update(torch.full((4, 2, 3, 5, 5), 0.5), torch.zeros(4, 2))   # a dead gate
+        >>> r = stats.read()
+        >>> r["ta_zero_fraction"], r["gate_mean"], r["constant"], r["samples"]
+        (1.0, 0.5, True, 2)
+    """
+
+    #: the averaged statistics, in the order :meth:`read` lists them
+    KEYS: tuple[str, ...] = ("ta_zero_fraction", "gate_mean", "gate_time_std", "gate_space_std")
+
+    def __init__(self) -> None:
+        self._sums: Tensor | None = None
+        self._low: Tensor | None = None
+        self._high: Tensor | None = None
+        self.samples = 0
+        self.calls = 0
+
+    def reset(self) -> None:
+        """Forget everything accumulated."""
+        self.__init__()  # type: ignore[misc]
+
+    @torch.no_grad()
+    def update(self, gate: Tensor, ta: Tensor) -> None:
+        """Add one call's gate ``[T, B, ...]`` and temporal attention ``[T, B]``."""
+        if gate.dim() < 3 or ta.dim() != 2 or tuple(gate.shape[:2]) != tuple(ta.shape):
+            raise ValueError(
+                f"gate, ta: expected [T, B, ...] and [T, B], got {tuple(gate.shape)} and {tuple(ta.shape)}"
+            )
+        g = gate.detach()
+        if g.dtype not in (torch.float32, torch.float64):
+            g = g.float()
+        B = int(ta.shape[1])
+        values = (
+            torch.stack(
+                [
+                    (ta.detach() == 0).to(g.dtype).mean(),
+                    g.mean(),
+                    g.std(dim=0, correction=0).mean(),
+                    g.flatten(2).std(dim=2, correction=0).mean(),
+                ]
+            ).double()
+            * B
+        )
+        low, high = g.amin().double(), g.amax().double()
+        if self._sums is None or self._low is None or self._high is None:
+            self._sums, self._low, self._high = values, low, high
+        else:
+            device = values.device
+            self._sums = self._sums.to(device) + values
+            self._low = torch.minimum(self._low.to(device), low)
+            self._high = torch.maximum(self._high.to(device), high)
+        self.samples += B
+        self.calls += 1
+
+    def read(self) -> dict[str, Any] | None:
+        """The statistics since the last reset (``None`` if nothing was recorded): the four
+        averages of :attr:`KEYS`, ``gate_min``, ``gate_max``, ``samples``, ``calls``, and two flags:
+        ``constant`` (``gate_max - gate_min <= CONSTANT_GATE_TOLERANCE``: the gate is one number
+        everywhere) and ``constant_over_time`` (``gate_time_std <= CONSTANT_GATE_TOLERANCE``)."""
+        if self._sums is None or self._low is None or self._high is None:
+            return None
+        means = (self._sums / self.samples).tolist()
+        stats: dict[str, Any] = dict(zip(self.KEYS, means, strict=True))
+        stats["gate_min"] = float(self._low)
+        stats["gate_max"] = float(self._high)
+        stats["samples"] = self.samples
+        stats["calls"] = self.calls
+        stats["constant"] = stats["gate_max"] - stats["gate_min"] <= CONSTANT_GATE_TOLERANCE
+        stats["constant_over_time"] = stats["gate_time_std"] <= CONSTANT_GATE_TOLERANCE
+        return stats
+
+
 class GatedAttentionUnit(LIFSettings, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
-    ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
+    ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike. The
+    options of :data:`ATTENTION_OPTIONS` change how ``TA`` is computed and how the gate combines
+    ``TA`` and ``SCA`` (docs/design/encoder.md §6); their defaults are the paper's.
 
     Args:
         channels: ``C`` of ``U``.
@@ -231,6 +475,12 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
         temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
             ``"conv"`` (:class:`ConvTemporalAttention`, any ``T``).
+        ta_bias: biases in the temporal attention's two layers (the paper has none).
+        ta_activation: ``"relu"`` (the paper's), ``"leaky_relu"`` or ``"gelu"`` between them.
+        ta_source: ``"stem"`` (the paper's: ``TA`` pools ``U``) or ``"membrane"`` (``TA`` pools
+            the LIF's membrane, :func:`membrane_of`).
+        gate: ``"product"`` (the paper's ``sigmoid(TA * SCA)``), ``"separate"``
+            (``sigmoid(TA) * sigmoid(SCA)``) or ``"sum"`` (``sigmoid(TA + SCA)``).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -252,19 +502,48 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
+        *,
+        ta_bias: bool = False,
+        ta_activation: str = "relu",
+        ta_source: str = "stem",
+        gate: str = "product",
     ) -> None:
         super().__init__()
         self.T = _positive_int("T", T)
         self.channels = _positive_int("channels", channels)
-        self.ta = make_temporal_attention(temporal_attention, self.T, ta_ratio)
+        self.ta = make_temporal_attention(
+            temporal_attention, self.T, ta_ratio, bias=ta_bias, activation=ta_activation
+        )
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         #: the LIF's settings (checked once, here)
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
+        #: what the temporal attention pools, ``"stem"`` or ``"membrane"``
+        self.ta_source: str = check_attention_option("ta_source", ta_source)
+        #: how ``TA`` and ``SCA`` make the gate: ``"product"``, ``"separate"`` or ``"sum"``
+        self.gate_form: str = check_attention_option("gate", gate)
 
     @property
     def temporal_attention(self) -> str:
         """``"mlp"`` or ``"conv"``: the kind of temporal attention."""
         return str(self.ta.kind)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The values of the options of :data:`ATTENTION_OPTIONS` (keyword arguments that rebuild
+        this configuration)."""
+        first = self.ta.fc1 if isinstance(self.ta, TemporalAttention) else self.ta.conv1
+        return {
+            "temporal_attention": self.temporal_attention,
+            "ta_bias": first.bias is not None,
+            "ta_activation": self.ta.activation,
+            "ta_source": self.ta_source,
+            "gate": self.gate_form,
+        }
+
+    @property
+    def is_paper(self) -> bool:
+        """Whether every option has the paper's value (the fused gated op runs)."""
+        return all(v == ATTENTION_OPTIONS[k][0] for k, v in self.options.items())
 
     def set_timesteps(self, T: int) -> None:
         """Run at ``T`` steps from now on (the ``"mlp"`` attention then refuses a call at another
@@ -277,15 +556,30 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
         if static:
-            flat = u.flatten(1)
-            ones = flat.new_ones(self.T, 1)
-            ta = self.ta.from_stats(ones * flat.mean(1), ones * flat.amax(1))
             sca = self.sca(u)
         else:
-            ta = self.ta(u)
             sca = self.sca(u.flatten(0, 1)).view(u.shape)
-        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
-        return out, fired, gate, ta.detach()
+        if self.gate_form == "product" and self.ta_source == "stem":
+            # the paper's gate: one fused op for the LIF and the gate
+            ta = self._ta_of(u, static)
+            out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
+            return out, fired, gate, ta.detach()
+        # the variants: the backend's LIF op, then the attention and the gate as torch operations
+        spikes = ops.lif(u, self.params, steps=self.T if static else None)
+        if self.ta_source == "membrane":
+            ta = self.ta(membrane_of(u, spikes, self.params.decay, static=static))
+        else:
+            ta = self._ta_of(u, static)
+        gate = combine_gate(ta.to(u.dtype), sca.to(u.dtype), self.gate_form, static=static)
+        return gate * spikes, spikes.detach(), gate.detach(), ta.detach()
+
+    def _ta_of(self, u: Tensor, static: bool) -> Tensor:
+        """``TA [T, B]`` pooled from the stem output ``U`` (constant statistics when static)."""
+        if not static:
+            return self.ta(u)
+        flat = u.flatten(1)
+        ones = flat.new_ones(self.T, 1)
+        return self.ta.from_stats(ones * flat.mean(1), ones * flat.amax(1))
 
     def forward(self, u: Tensor) -> Tensor:
         if not isinstance(u, Tensor):
@@ -295,3 +589,7 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
                 f"u: expected [T={self.T}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}"
             )
         return self.gate_and_fire(u)[0]
+
+    def extra_repr(self) -> str:
+        changed = {k: v for k, v in self.options.items() if v != ATTENTION_OPTIONS[k][0]}
+        return ", ".join(f"{k}={v!r}" for k, v in changed.items())

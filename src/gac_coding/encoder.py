@@ -8,12 +8,14 @@ A sequence ``[T, B, C, H, W]`` computes everything per step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import nonnegative_int, positive_int
-from .attention import GatedAttentionUnit
+from .attention import GatedAttentionUnit, GateStatistics
 from .neuron import SurrogateLike
 
 __all__ = ["GACEncoder", "StemEncoder", "check_image_input"]
@@ -229,11 +231,21 @@ class GACEncoder(StemEncoder):
             ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no
             ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
             see :meth:`set_timesteps`).
+        ta_bias, ta_activation, ta_source, gate: variants of the attention and the gate
+            (docs/design/encoder.md §6; the defaults are the paper's): biases in the temporal
+            attention (``True``/``False``), its activation (``"relu"``, ``"leaky_relu"``,
+            ``"gelu"``), what it pools (``"stem"``: ``U``; ``"membrane"``: the LIF's membrane,
+            which changes over time even for a static image), and how ``TA`` and ``SCA`` make the
+            gate (``"product"``: ``sigmoid(TA * SCA)``; ``"separate"``: ``sigmoid(TA) *
+            sigmoid(SCA)``; ``"sum"``: ``sigmoid(TA + SCA)``).
         binarize: emit binary spikes (see above).
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
-            for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
-            ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
-            of the ``state_dict``, and is not kept while ``torch.export`` traces the encoder.
+            for inspection, and accumulate the gate's statistics (:meth:`gate_statistics`;
+            tensors, no host synchronisation per call). The record stays out of pickles,
+            ``torch.save`` of the whole model and ``copy.deepcopy`` (a saved or copied encoder has
+            none until its next call), is not part of the ``state_dict``, and is not kept while
+            ``torch.export`` traces the encoder (nor are statistics while ``torch.compile`` or
+            ``torch.export`` trace it).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -262,6 +274,10 @@ class GACEncoder(StemEncoder):
         sca_ratio: int = 1,
         sca_kernel: int = 4,
         temporal_attention: str = "mlp",
+        ta_bias: bool = False,
+        ta_activation: str = "relu",
+        ta_source: str = "stem",
+        gate: str = "product",
         binarize: bool = False,
         record: bool = True,
     ) -> None:
@@ -277,10 +293,15 @@ class GACEncoder(StemEncoder):
             surrogate=surrogate,
             detach_reset=detach_reset,
             temporal_attention=temporal_attention,
+            ta_bias=ta_bias,
+            ta_activation=ta_activation,
+            ta_source=ta_source,
+            gate=gate,
         )
         self.binarize = bool(binarize)
         self.record = bool(record)
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
+        self._stats = GateStatistics()
 
     # ------------------------------------------------------------------ inspection
     @property
@@ -300,6 +321,34 @@ class GACEncoder(StemEncoder):
     def last_temporal_attention(self) -> Tensor | None:
         """``TA`` of the last call, ``[T, B]`` (detached)."""
         return None if self._last is None else self._last[2]
+
+    def gate_statistics(self, reset: bool = False) -> dict[str, Any] | None:
+        """The gate's statistics over the calls since the last reset (``None`` if none was
+        recorded): ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``,
+        ``gate_min``, ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and
+        ``constant_over_time`` (:class:`~gac_coding.attention.GateStatistics`,
+        docs/design/encoder.md §7). Reading waits for the device once; ``reset=True`` then starts
+        afresh.
+
+        Example:
+            >>> import torch, gac_coding as gac
+            >>> enc = gac.GACEncoder(1, 4, T=4)
+            >>> torch.nn.init.zeros_(enc.gate.ta.fc2.weight)    # a dead temporal attention: TA = 0
+            Parameter containing:
+            tensor(...)
+            >>> _ = enc(torch.rand(3, 1, 6, 6))
+            >>> stats = enc.gate_statistics()
+            >>> stats["ta_zero_fraction"], stats["gate_mean"], stats["constant"]
+            (1.0, 0.5, True)
+        """
+        stats = self._stats.read()
+        if reset:
+            self._stats.reset()
+        return stats
+
+    def reset_gate_statistics(self) -> None:
+        """Forget the gate statistics accumulated so far (see :meth:`gate_statistics`)."""
+        self._stats.reset()
 
     def set_timesteps(self, T: int) -> None:
         """Change the number of time steps of the built encoder.
@@ -323,6 +372,7 @@ class GACEncoder(StemEncoder):
         # the record of the last call is for inspection: pickles, torch.save and deepcopy skip it
         state = super().__getstate__()
         state["_last"] = None
+        state["_stats"] = GateStatistics()
         return state
 
     def forward(self, x: Tensor) -> Tensor:
@@ -332,6 +382,8 @@ class GACEncoder(StemEncoder):
         # no record while torch.export traces: it would keep the tracer's fake tensors
         keep = self.record and not torch.compiler.is_exporting()
         self._last = (fired, m, ta) if keep else None
+        if keep and not torch.compiler.is_compiling():
+            self._stats.update(m, ta)
         if self.binarize:
             hard = (out > 0.5).to(out.dtype)
             out = out + (hard - out).detach()

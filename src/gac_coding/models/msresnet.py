@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attention import TEMPORAL_ATTENTIONS
+from ..attention import ATTENTION_OPTIONS, check_attention_option
 from ..encoder import GACEncoder, StemEncoder
 from ..neuron import LIF, RECIPES, LIFParams
 from ..ops.layout import empty_steps
@@ -79,7 +79,7 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
 #: from the same arguments, then unused.
 _GATE_SETTINGS = frozenset(
     {"decay", "threshold", "surrogate", "detach_reset", "ta_ratio", "sca_ratio", "sca_kernel",
-     "temporal_attention", "record"}
+     "record", *ATTENTION_OPTIONS}
 )  # fmt: skip
 
 
@@ -96,8 +96,10 @@ class DirectEncoder(StemEncoder):
         in_channels, out_channels, T, kernel_size, stride, padding: the stem.
         **gate_settings: the neuron and gate settings of :class:`~gac_coding.GACEncoder`
             (``decay``, ``threshold``, ``surrogate``, ``detach_reset``, ``ta_ratio``, ``sca_ratio``,
-            ``sca_kernel``, ``temporal_attention``, ``record``): checked, then unused. Anything
-            else raises ``TypeError``.
+            ``sca_kernel``, ``record`` and the options of
+            :data:`~gac_coding.attention.ATTENTION_OPTIONS`: ``temporal_attention``, ``ta_bias``,
+            ``ta_activation``, ``ta_source``, ``gate``): checked, then unused. Anything else raises
+            ``TypeError``.
 
     Example:
         >>> import torch
@@ -129,9 +131,9 @@ class DirectEncoder(StemEncoder):
             )
         neuron = ("decay", "threshold", "surrogate", "detach_reset")
         LIFParams(**{k: gate_settings[k] for k in neuron if k in gate_settings})  # the GAC encoder's checks
-        kind = gate_settings.get("temporal_attention", "mlp")
-        if kind not in TEMPORAL_ATTENTIONS:
-            raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
+        for option in ATTENTION_OPTIONS:
+            if option in gate_settings:
+                check_attention_option(option, gate_settings[option])
         super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -233,6 +235,9 @@ class MSResNet(nn.Module):
             (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
         temporal_attention: the encoder's temporal attention, ``"mlp"`` (the paper's, fixed ``T``)
             or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); ignored by direct coding.
+        ta_bias, ta_activation, ta_source, gate: the encoder's variants of the attention and the
+            gate (:class:`~gac_coding.GACEncoder`; the defaults are the paper's); checked, and
+            ignored by direct coding.
         channels_last: run the activations channels-last (``torch.channels_last`` per step; the
             input is converted on entry) and store the encoder's convolution weights so. The values
             are those of the default layout up to float rounding; oneDNN (CPU) and cuDNN
@@ -267,6 +272,11 @@ class MSResNet(nn.Module):
         encoder_kwargs: dict[str, Any] | None = None,
         channels_last: bool = True,
         temporal_attention: str = "mlp",
+        *,
+        ta_bias: bool = False,
+        ta_activation: str = "relu",
+        ta_source: str = "stem",
+        gate: str = "product",
     ) -> None:
         super().__init__()
         if recipe not in RECIPES:
@@ -300,7 +310,10 @@ class MSResNet(nn.Module):
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
         enc_cls = GACEncoder if gac else DirectEncoder
-        encoder_kwargs = {"temporal_attention": temporal_attention, **(encoder_kwargs or {})}
+        encoder_kwargs = {
+            "temporal_attention": temporal_attention, "ta_bias": ta_bias, "ta_activation": ta_activation,
+            "ta_source": ta_source, "gate": gate, **(encoder_kwargs or {}),
+        }  # fmt: skip
         self.encoder = enc_cls(
             in_channels,
             stem_channels,

@@ -41,6 +41,8 @@ class SpikingVGG(nn.Module):
         in_channels: input channels (2 for event frames: OFF and ON counts).
         recipe: neuron settings, ``"cifar"`` or ``"imagenet"`` (:data:`gac_coding.RECIPES`).
         temporal_attention: the GAC encoder's ``"mlp"`` (fixed ``T``) or ``"conv"`` (any ``T``).
+        ta_bias, ta_activation, ta_source, gate: the GAC encoder's variants of the attention and
+            the gate (:class:`~gac_coding.GACEncoder`; the defaults are the paper's).
         encoder_kwargs: further :class:`~gac_coding.GACEncoder` arguments.
 
     Example:
@@ -61,6 +63,11 @@ class SpikingVGG(nn.Module):
         recipe: str = "cifar",
         temporal_attention: str = "mlp",
         encoder_kwargs: dict[str, Any] | None = None,
+        *,
+        ta_bias: bool = False,
+        ta_activation: str = "relu",
+        ta_source: str = "stem",
+        gate: str = "product",
     ) -> None:
         super().__init__()
         plan = list(plan)
@@ -79,7 +86,10 @@ class SpikingVGG(nn.Module):
         self.plan = tuple(plan)
         width = int(plan[0])
         enc_cls = GACEncoder if gac else DirectEncoder
-        kwargs = {"temporal_attention": temporal_attention, **(encoder_kwargs or {})}
+        kwargs = {
+            "temporal_attention": temporal_attention, "ta_bias": ta_bias, "ta_activation": ta_activation,
+            "ta_source": ta_source, "gate": gate, **(encoder_kwargs or {}),
+        }  # fmt: skip
         self.encoder = enc_cls(in_channels, width, T, 3, 1, 1, **lif, **kwargs)
         self.T = self.encoder.T
         layers: list[nn.Module] = []
