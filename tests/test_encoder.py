@@ -4,7 +4,7 @@ The slow formulation repeats a static frame T times and computes everything per 
 convolution, BatchNorm over (T, B, H, W) written out by hand, the LIF as a plain Python loop, the
 temporal attention from per-step means and maxima (of ``U``, or of the LIF's membrane), the
 spatial-channel attention with PyTorch's ``padding="same"``, then the gate (``sigmoid(TA * SCA)``,
-``sigmoid(TA) * sigmoid(SCA)`` or ``sigmoid(TA + SCA)``) times ``S``.
+``sigmoid(TA) * sigmoid(SCA)``, ``sigmoid(TA + SCA)`` or ``sigmoid(TA)``) times ``S``.
 """
 
 from __future__ import annotations
@@ -64,6 +64,9 @@ def slow_encoder(
     a_avg = torch.stack([p.mean(dim=(1, 2, 3)) for p in pooled], dim=1)  # [B, T]
     a_max = torch.stack([p.amax(dim=(1, 2, 3)) for p in pooled], dim=1)
     ta = slow_temporal_attention(g.ta, a_avg, a_max).view(T, -1, 1, 1, 1)  # [T, B, 1, 1, 1]
+    if options["gate"] == "temporal":  # no spatial-channel attention
+        M = (1 / (1 + torch.exp(-ta))).expand(S.shape)
+        return M * S, S, M
     sca = torch.stack(
         [
             F.conv2d(F.relu(F.conv2d(u[t], g.sca.conv1.weight, padding="same")),

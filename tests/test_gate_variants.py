@@ -60,13 +60,31 @@ def _randomise(enc: gac.GACEncoder) -> None:
     seed=st.integers(0, 2**16),
 )
 def test_every_variant_matches_the_slow_formulation(
-    temporal_attention: str, ta_bias: bool, ta_activation: str, ta_source: str, gate: str, T: int,
-    T_run: int, B: int, cout: int, size: int, recipe: str, train: bool, feed_sequence: bool, seed: int,
+    temporal_attention: str,
+    ta_bias: bool,
+    ta_activation: str,
+    ta_source: str,
+    gate: str,
+    T: int,
+    T_run: int,
+    B: int,
+    cout: int,
+    size: int,
+    recipe: str,
+    train: bool,
+    feed_sequence: bool,
+    seed: int,
 ) -> None:
     torch.manual_seed(seed)
     enc = gac.GACEncoder(
-        2, cout, T, temporal_attention=temporal_attention, ta_bias=ta_bias,
-        ta_activation=ta_activation, ta_source=ta_source, gate=gate,
+        2,
+        cout,
+        T,
+        temporal_attention=temporal_attention,
+        ta_bias=ta_bias,
+        ta_activation=ta_activation,
+        ta_source=ta_source,
+        gate=gate,
         **gac.RECIPES[recipe],  # type: ignore[arg-type]
     ).double()
     _randomise(enc)
@@ -134,6 +152,7 @@ def test_combine_gate_by_hand() -> None:
         "product": [[sig(0.0), sig(0.5)], [sig(6.0), sig(-0.5)]],
         "separate": [[sig(0.0) * sig(3.0), sig(1.0) * sig(0.5)], [sig(2.0) * sig(3.0), sig(-1.0) * sig(0.5)]],
         "sum": [[sig(3.0), sig(1.5)], [sig(5.0), sig(-0.5)]],
+        "temporal": [[sig(0.0), sig(1.0)], [sig(2.0), sig(-1.0)]],
     }
     for gate, rows in cases.items():
         got = combine_gate(ta, sca, gate, static=True)
@@ -146,7 +165,11 @@ def test_combine_gate_by_hand() -> None:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"gate": "max"}, ValueError, r"gate: expected one of \['product', 'separate', 'sum'\], got 'max'"),
+        (
+            {"gate": "max"},
+            ValueError,
+            r"gate: expected one of \['product', 'separate', 'sum', 'temporal'\], got 'max'",
+        ),
         ({"ta_source": "spikes"}, ValueError, "ta_source: expected one of"),
         ({"ta_activation": "tanh"}, ValueError, "ta_activation: expected one of"),
         ({"ta_bias": 1}, TypeError, "ta_bias: expected a bool, got int"),
@@ -170,8 +193,13 @@ def test_options_reach_the_encoder_through_create_model_and_wrap() -> None:
     for model in (
         create_model("msresnet_tiny", T=3, in_channels=1, **chosen),
         create_model("vgg_tiny", T=3, **chosen),
-        gac.wrap(nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 6 * 6, 3)), T=3, in_channels=1,
-                 out_channels=2, **chosen),
+        gac.wrap(
+            nn.Sequential(gac.LIF(), nn.Flatten(2), nn.Linear(2 * 6 * 6, 3)),
+            T=3,
+            in_channels=1,
+            out_channels=2,
+            **chosen,
+        ),
     ):
         assert model.encoder.gate.options == chosen
     paper = create_model("msresnet_tiny", T=3, in_channels=1).encoder.gate
@@ -179,6 +207,10 @@ def test_options_reach_the_encoder_through_create_model_and_wrap() -> None:
     # the biases are parameters of the temporal attention (and in the state dict)
     keys = create_model("msresnet_tiny", T=3, in_channels=1, ta_bias=True).state_dict()
     assert "encoder.gate.ta.fc1.bias" in keys and "encoder.gate.ta.fc2.bias" in keys
+    # the temporal gate has no spatial-channel attention at all
+    temporal = create_model("msresnet_tiny", T=3, in_channels=1, gate="temporal")
+    assert temporal.encoder.gate.sca is None
+    assert not [k for k in temporal.state_dict() if ".sca." in k]
 
 
 # ------------------------------------------------------------------------------ gate statistics
@@ -192,9 +224,10 @@ def _dead(enc: gac.GACEncoder) -> gac.GACEncoder:
     return enc
 
 
-def test_dead_temporal_attention_makes_the_paper_gate_constant() -> None:
+@pytest.mark.parametrize("gate", ["product", "temporal"])
+def test_dead_temporal_attention_makes_the_paper_and_the_temporal_gate_constant(gate: str) -> None:
     torch.manual_seed(0)
-    enc = _dead(gac.GACEncoder(1, 4, T=4))
+    enc = _dead(gac.GACEncoder(1, 4, T=4, gate=gate))
     for _ in range(2):
         enc(torch.rand(3, 1, 6, 6) * 2)
     stats = enc.gate_statistics()
@@ -235,8 +268,13 @@ def test_live_gate_statistics_equal_their_definitions(feed_sequence: bool) -> No
     # the definitions, sample by sample: per-call means weighted by the batch size
     def per_call(g: torch.Tensor, ta: torch.Tensor) -> list[float]:
         T, B = ta.shape
-        time_std = [float(g[:, b, c, i, j].std(correction=0))
-                    for b in range(B) for c in range(g.shape[2]) for i in range(6) for j in range(6)]
+        time_std = [
+            float(g[:, b, c, i, j].std(correction=0))
+            for b in range(B)
+            for c in range(g.shape[2])
+            for i in range(6)
+            for j in range(6)
+        ]
         space_std = [float(g[t, b].std(correction=0)) for t in range(T) for b in range(B)]
         return [float((ta == 0).double().mean()), float(g.mean()),
                 sum(time_std) / len(time_std), sum(space_std) / len(space_std)]  # fmt: skip

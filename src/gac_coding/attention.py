@@ -58,8 +58,9 @@ TA_ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "gelu")
 #: encoder LIF's membrane ``h_t``, which changes over the steps even for a static image).
 TA_SOURCES: tuple[str, ...] = ("stem", "membrane")
 #: How ``TA`` and ``SCA`` make the gate: ``"product"`` (the paper's ``sigmoid(TA * SCA)``),
-#: ``"separate"`` (``sigmoid(TA) * sigmoid(SCA)``), ``"sum"`` (``sigmoid(TA + SCA)``).
-GATES: tuple[str, ...] = ("product", "separate", "sum")
+#: ``"separate"`` (``sigmoid(TA) * sigmoid(SCA)``), ``"sum"`` (``sigmoid(TA + SCA)``) or
+#: ``"temporal"`` (``sigmoid(TA)``, one gain per step and sample: no spatial-channel attention).
+GATES: tuple[str, ...] = ("product", "separate", "sum", "temporal")
 #: Negative slope of ``ta_activation="leaky_relu"``.
 LEAKY_SLOPE = 0.1
 
@@ -86,7 +87,7 @@ def check_attention_option(name: str, value: object) -> Any:
         'sum'
         >>> check_attention_option("gate", "max")
         Traceback (most recent call last):
-        ValueError: gate: expected one of ['product', 'separate', 'sum'], got 'max'
+        ValueError: gate: expected one of ['product', 'separate', 'sum', 'temporal'], got 'max'
     """
     if name not in ATTENTION_OPTIONS:
         raise ValueError(f"name: expected one of {list(ATTENTION_OPTIONS)}, got {name!r}")
@@ -343,29 +344,37 @@ def membrane_of(u: Tensor, spikes: Tensor, decay: float, *, static: bool = False
     return torch.stack(steps)
 
 
-def combine_gate(ta: Tensor, sca: Tensor, gate: str = "product", *, static: bool = False) -> Tensor:
-    """The gate ``M: [T, B, ...]`` from ``ta: [T, B]`` and ``sca`` (``[T, B, ...]``, or with
-    ``static`` one step ``[B, ...]``, the same at every step): ``"product"``
-    ``sigmoid(TA * SCA)`` (the paper's), ``"separate"`` ``sigmoid(TA) * sigmoid(SCA)``, ``"sum"``
-    ``sigmoid(TA + SCA)``; ``TA[t, b]`` is broadcast over the map of step ``t``, sample ``b``.
+def combine_gate(ta: Tensor, sca: Tensor | None, gate: str = "product", *, static: bool = False) -> Tensor:
+    """The gate ``M`` from ``ta: [T, B]`` and ``sca`` (``[T, B, ...]``, or with ``static`` one
+    step ``[B, ...]``, the same at every step): ``"product"`` ``sigmoid(TA * SCA)`` (the paper's),
+    ``"separate"`` ``sigmoid(TA) * sigmoid(SCA)``, ``"sum"`` ``sigmoid(TA + SCA)``, each
+    ``[T, B, ...]``; ``TA[t, b]`` is broadcast over the map of step ``t``, sample ``b``.
+    ``"temporal"``: ``sigmoid(TA)`` alone (``sca`` unused, may be ``None``), shaped
+    ``[T, B, 1, ...]`` to broadcast like ``sca`` would (``[T, B]`` when ``sca`` is ``None``).
 
     Example:
         >>> import torch
         >>> from gac_coding.attention import combine_gate
         >>> ta, sca = torch.zeros(2, 1), torch.tensor([[2.0]])     # a dead TA: 0 at every step
         >>> [round(combine_gate(ta, sca, g, static=True)[1, 0, 0].item(), 4)
-        ...  for g in ("product", "separate", "sum")]
-        [0.5, 0.4404, 0.8808]
+        ...  for g in ("product", "separate", "sum", "temporal")]
+        [0.5, 0.4404, 0.8808, 0.5]
     """
     gate = check_attention_option("gate", gate)
     T, B = ta.shape
+    if sca is None:
+        if gate != "temporal":
+            raise ValueError(f"sca: gate={gate!r} needs the spatial-channel scores, got None")
+        return torch.sigmoid(ta)
     dims = sca.dim() + 1 if static else sca.dim()
     t = ta.reshape(T, B, *([1] * (dims - 2)))
     if gate == "product":
         return torch.sigmoid(t * sca)
     if gate == "separate":
         return torch.sigmoid(t) * torch.sigmoid(sca)
-    return torch.sigmoid(t + sca)
+    if gate == "sum":
+        return torch.sigmoid(t + sca)
+    return torch.sigmoid(t)
 
 
 #: Spread (``gate_max - gate_min``) at or below which :class:`GateStatistics` calls a gate
@@ -480,7 +489,9 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         ta_source: ``"stem"`` (the paper's: ``TA`` pools ``U``) or ``"membrane"`` (``TA`` pools
             the LIF's membrane, :func:`membrane_of`).
         gate: ``"product"`` (the paper's ``sigmoid(TA * SCA)``), ``"separate"``
-            (``sigmoid(TA) * sigmoid(SCA)``) or ``"sum"`` (``sigmoid(TA + SCA)``).
+            (``sigmoid(TA) * sigmoid(SCA)``), ``"sum"`` (``sigmoid(TA + SCA)``) or ``"temporal"``
+            (``sigmoid(TA)``; the unit then has no spatial-channel attention, :attr:`sca` is
+            ``None``, and ``sca_ratio``, ``sca_kernel`` are unused).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -514,13 +525,14 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         self.ta = make_temporal_attention(
             temporal_attention, self.T, ta_ratio, bias=ta_bias, activation=ta_activation
         )
-        self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
+        #: how ``TA`` and ``SCA`` make the gate: ``"product"``, ``"separate"``, ``"sum"``, ``"temporal"``
+        self.gate_form: str = check_attention_option("gate", gate)
+        sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)  # checks its arguments
+        self.sca: SpatialChannelAttention | None = None if self.gate_form == "temporal" else sca
         #: the LIF's settings (checked once, here)
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
         #: what the temporal attention pools, ``"stem"`` or ``"membrane"``
         self.ta_source: str = check_attention_option("ta_source", ta_source)
-        #: how ``TA`` and ``SCA`` make the gate: ``"product"``, ``"separate"`` or ``"sum"``
-        self.gate_form: str = check_attention_option("gate", gate)
 
     @property
     def temporal_attention(self) -> str:
@@ -555,11 +567,11 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
 
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
-        if static:
-            sca = self.sca(u)
-        else:
-            sca = self.sca(u.flatten(0, 1)).view(u.shape)
+        sca: Tensor | None = None
+        if self.sca is not None:
+            sca = self.sca(u) if static else self.sca(u.flatten(0, 1)).view(u.shape)
         if self.gate_form == "product" and self.ta_source == "stem":
+            assert sca is not None
             # the paper's gate: one fused op for the LIF and the gate
             ta = self._ta_of(u, static)
             out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
@@ -570,7 +582,12 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
             ta = self.ta(membrane_of(u, spikes, self.params.decay, static=static))
         else:
             ta = self._ta_of(u, static)
-        gate = combine_gate(ta.to(u.dtype), sca.to(u.dtype), self.gate_form, static=static)
+        ta = ta.to(u.dtype)
+        if sca is None:  # the temporal gate: one gain per step and sample, over the whole map
+            gate = combine_gate(ta, None, self.gate_form)
+            gate = gate.view(*gate.shape, *([1] * (spikes.dim() - 2))).expand(spikes.shape)
+        else:
+            gate = combine_gate(ta, sca.to(u.dtype), self.gate_form, static=static)
         return gate * spikes, spikes.detach(), gate.detach(), ta.detach()
 
     def _ta_of(self, u: Tensor, static: bool) -> Tensor:

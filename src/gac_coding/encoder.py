@@ -333,9 +333,7 @@ class GACEncoder(StemEncoder):
         Example:
             >>> import torch, gac_coding as gac
             >>> enc = gac.GACEncoder(1, 4, T=4)
-            >>> torch.nn.init.zeros_(enc.gate.ta.fc2.weight)    # a dead temporal attention: TA = 0
-            Parameter containing:
-            tensor(...)
+            >>> _ = torch.nn.init.zeros_(enc.gate.ta.fc2.weight)   # a dead temporal attention: TA = 0
             >>> _ = enc(torch.rand(3, 1, 6, 6))
             >>> stats = enc.gate_statistics()
             >>> stats["ta_zero_fraction"], stats["gate_mean"], stats["constant"]

