@@ -25,7 +25,9 @@ __all__ = [
     "EXTRA_OF_MODULE",
     "SUBCOMMANDS",
     "Subcommand",
+    "add_attention_options",
     "add_model_options",
+    "attention_options",
     "build_model",
     "build_parser",
     "configure_demo_parser",
@@ -222,13 +224,7 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="crop size for --dataset imagefolder (default 224)"
     )
     parser.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
-    parser.add_argument(
-        "--temporal-attention",
-        choices=("mlp", "conv"),
-        default=None,
-        help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
-        "(runs at any T after set_timesteps)",
-    )
+    add_attention_options(parser, default="the paper's")
     from .train.events import add_event_options
 
     add_event_options(parser)
@@ -274,9 +270,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         events=event_options_from_args(args),
-        model_kwargs=(
-            {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}
-        ),
+        model_kwargs=attention_options(args),
     )
     result = fit(config)
     if _is_rank0() and result.history:
@@ -299,9 +293,10 @@ EVENT_DENSITY = 0.1
 
 
 def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: bool = False) -> None:
-    """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``,
-    ``--temporal-attention``: the options of a subcommand that builds a registered model and may
-    load its weights (read the values with :func:`model_settings`)."""
+    """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--no-gac``
+    and the encoder options of :func:`add_attention_options`: the options of a subcommand that
+    builds a registered model and may load its weights (read the values with
+    :func:`model_settings`)."""
     parser.add_argument(
         "--model",
         default=None,
@@ -336,18 +331,65 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
         action="store_true",
         help="direct-coding baseline (default: the checkpoint's choice, else GAC)",
     )
-    parser.add_argument(
+    add_attention_options(parser, default="the checkpoint's, else the paper's")
+
+
+def add_attention_options(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--temporal-attention``, ``--ta-bias``, ``--ta-activation``, ``--ta-source``, ``--gate``:
+    the GAC encoder's options (:data:`gac_coding.attention.ATTENTION_OPTIONS`; read them with
+    :func:`attention_options`). ``default`` says in the help what an option left out means."""
+    from .attention import GATES, TA_ACTIVATIONS, TA_SOURCES, TEMPORAL_ATTENTIONS
+
+    group = parser.add_argument_group(
+        "GAC encoder variants", f"(docs/guide/gate.md; an option left out: {default})"
+    )
+    group.add_argument(
         "--temporal-attention",
-        choices=("mlp", "conv"),
+        choices=TEMPORAL_ATTENTIONS,
         default=None,
-        help="GAC's temporal attention (default: the checkpoint's, else mlp)",
+        help="mlp (the paper's, fixed T) or conv (runs at any T after set_timesteps)",
+    )
+    group.add_argument(
+        "--ta-bias",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="biases in the temporal attention (the paper: --no-ta-bias)",
+    )
+    group.add_argument(
+        "--ta-activation",
+        choices=TA_ACTIVATIONS,
+        default=None,
+        help="the temporal attention's activation (the paper: relu)",
+    )
+    group.add_argument(
+        "--ta-source",
+        choices=TA_SOURCES,
+        default=None,
+        help="what the temporal attention pools: stem (the paper's, U) or membrane "
+        "(the LIF membrane, which changes over time for a static image)",
+    )
+    group.add_argument(
+        "--gate",
+        choices=GATES,
+        default=None,
+        help="product: sigmoid(TA*SCA) (the paper's); separate: sigmoid(TA)*sigmoid(SCA); "
+        "sum: sigmoid(TA+SCA); temporal: sigmoid(TA), no spatial-channel attention",
     )
 
 
+def attention_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The encoder options of :func:`add_attention_options` that were given, as keyword arguments."""
+    from .attention import ATTENTION_OPTIONS
+
+    return {k: getattr(args, k) for k in ATTENTION_OPTIONS if getattr(args, k, None) is not None}
+
+
 def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """``model``, ``T``, ``num_classes``, ``in_channels``, ``gac`` and ``temporal_attention`` from
-    the options of :func:`add_model_options`, else from the checkpoint's ``recorded`` settings; an
+    """``model``, ``T``, ``num_classes``, ``in_channels``, ``gac`` and the encoder options
+    (``temporal_attention``, ``ta_bias``, ``ta_activation``, ``ta_source``, ``gate``) from the
+    options of :func:`add_model_options`, else from the checkpoint's ``recorded`` settings; an
     option that disagrees with the checkpoint raises a ``ValueError`` saying what the file holds."""
+    from .attention import ATTENTION_OPTIONS
     from .models.checkpoints import describe_settings
 
     asked = {
@@ -356,7 +398,7 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
         "num_classes": args.num_classes,
         "in_channels": args.in_channels,
         "gac": False if args.no_gac else None,
-        "temporal_attention": getattr(args, "temporal_attention", None),
+        **{k: getattr(args, k, None) for k in ATTENTION_OPTIONS},
     }
     for key in ("T", "num_classes", "in_channels"):
         if asked[key] is not None and asked[key] < 1:
@@ -365,9 +407,13 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
     for key, value in asked.items():
         option = "--no-gac" if key == "gac" else f"--{key.replace('_', '-')}"
         if value is not None and key in recorded and recorded[key] != value:
+            given = "" if key == "gac" else f" {value}"
+            if key == "ta_bias":
+                option, given = ("--ta-bias" if value else "--no-ta-bias"), ""
             raise ValueError(
-                f"{option}: the checkpoint {path} holds {describe_settings(recorded)}, "
-                f"got {option}" + ("" if key == "gac" else f" {value}")
+                f"{option}: the checkpoint {path} holds {describe_settings(recorded)}"
+                + (f" ({key}={recorded[key]!r})" if key in ATTENTION_OPTIONS else "")
+                + f", got {option}{given}"
             )
         settings[key] = value if value is not None else recorded.get(key)
     if settings["model"] is None:
@@ -378,15 +424,12 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
 
 
 def build_model(settings: dict[str, Any]) -> Any:
-    """The registered model that :func:`model_settings` describes (``temporal_attention`` passed on
+    """The registered model that :func:`model_settings` describes (the encoder options passed on
     when set)."""
+    from .attention import ATTENTION_OPTIONS
     from .models import create_model
 
-    extra = (
-        {}
-        if settings.get("temporal_attention") is None
-        else {"temporal_attention": settings["temporal_attention"]}
-    )
+    extra = {k: settings[k] for k in ATTENTION_OPTIONS if settings.get(k) is not None}
     return create_model(
         settings["model"],
         num_classes=settings["num_classes"],

@@ -97,6 +97,16 @@ def _check_model(model: object) -> MSResNet:
         raise TypeError(
             f"model: expected an MSResNet (from gac_coding.models.create_model), got {type(model).__name__}"
         )
+    gate = getattr(model.encoder, "gate", None)
+    if model.gac and gate is not None and not gate.is_paper:
+        from ..attention import ATTENTION_OPTIONS
+
+        changed = {k: v for k, v in gate.options.items() if v != ATTENTION_OPTIONS[k][0]}
+        raise ReferenceCheckpointError(
+            f"model: the authors' layout holds the paper's encoder only (an MLP temporal attention "
+            f"without biases, ReLU, from the stem, gate sigmoid(TA * SCA)); this model's encoder has "
+            f"{', '.join(f'{k}={v!r}' for k, v in changed.items())}"
+        )
     return model
 
 
@@ -392,8 +402,12 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
 # Reading any checkpoint file safely (train --resume, energy --checkpoint)
 # ------------------------------------------------------------------------------------------------
 
-#: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
-SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", "temporal_attention")
+#: Run settings a checkpoint may record, in the order :func:`describe_settings` names them (the
+#: last five are the encoder's options of :data:`gac_coding.attention.ATTENTION_OPTIONS`).
+SETTING_KEYS: tuple[str, ...] = (
+    "model", "T", "num_classes", "in_channels", "gac",
+    "temporal_attention", "ta_bias", "ta_activation", "ta_source", "gate",
+)  # fmt: skip
 
 
 def _check_file(path: object) -> Path:
@@ -489,13 +503,15 @@ def _setting(path: Path, key: str, value: object) -> Any:
         if value in ("True", "False"):
             return value == "True"
         raise CheckpointError(f"checkpoint {path}: recorded gac {value!r} is not True or False")
-    if key == "temporal_attention":
-        from ..attention import TEMPORAL_ATTENTIONS
+    from ..attention import ATTENTION_OPTIONS
 
-        if value not in TEMPORAL_ATTENTIONS:
+    if key in ATTENTION_OPTIONS:
+        choices = ATTENTION_OPTIONS[key]
+        if key == "ta_bias" and value in ("True", "False"):  # safetensors metadata: strings
+            value = value == "True"
+        if not any(value is c if isinstance(c, bool) else value == c for c in choices):
             raise CheckpointError(
-                f"checkpoint {path}: recorded temporal_attention {value!r} is not one of "
-                f"{list(TEMPORAL_ATTENTIONS)}"
+                f"checkpoint {path}: recorded {key} {value!r} is not one of {list(choices)}"
             )
         return value
     if isinstance(value, str) and value.isdigit():
@@ -513,8 +529,10 @@ class WeightsFile:
         path: the file.
         state_dict: the weights (this library's keys, or the authors' layout).
         settings: the run settings the file records (``model``, ``T``, ``num_classes``,
-            ``in_channels``, ``gac``, ``temporal_attention``; those present), empty for a bare
-            state dict or the authors' file.
+            ``in_channels``, ``gac`` and the encoder options ``temporal_attention``, ``ta_bias``,
+            ``ta_activation``, ``ta_source``, ``gate``; those present, the options completed with
+            the paper's values for a GAC run that does not record them), empty for a bare state
+            dict or the authors' file.
     """
 
     path: Path
@@ -556,8 +574,10 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         config = obj.get("config")
         recorded = config if isinstance(config, Mapping) else {}
         extra = recorded.get("model_kwargs")  # train's create_model arguments, e.g. temporal_attention
-        if isinstance(extra, Mapping) and "temporal_attention" in extra:
-            recorded = {"temporal_attention": extra["temporal_attention"], **recorded}
+        if isinstance(extra, Mapping):
+            from ..attention import ATTENTION_OPTIONS
+
+            recorded = {**{k: extra[k] for k in ATTENTION_OPTIONS if k in extra}, **recorded}
         state = obj
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), Mapping):
@@ -568,6 +588,13 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         what = "holds no tensors" if not state else f"key {bad[0]!r} does not hold a tensor"
         raise CheckpointError(f"checkpoint {path}: not a model checkpoint ({what})")
     settings = {k: _setting(path, k, recorded[k]) for k in SETTING_KEYS if k in recorded}
+    if settings.get("gac") is True and "model" in settings:
+        # a GAC run of gac-coding train records the encoder options it was given; one written
+        # before an option existed (or without it) was trained with the paper's value
+        from ..attention import ATTENTION_OPTIONS
+
+        for key, choices in ATTENTION_OPTIONS.items():
+            settings.setdefault(key, choices[0])
     return WeightsFile(path=path, state_dict=dict(state), settings=settings)
 
 
@@ -587,8 +614,12 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append(f"{settings['in_channels']} input channels")
     if "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
-    if "temporal_attention" in settings:
+    if settings.get("temporal_attention", "mlp") != "mlp":
         parts.append(f"{settings['temporal_attention']} temporal attention")
+    for key, words in (("ta_bias", "temporal attention with biases"), ("ta_activation", "{} activation"),
+                       ("ta_source", "attention from the {}"), ("gate", "{} gate")):  # fmt: skip
+        if key in settings and settings[key] not in (False, "relu", "stem", "product"):
+            parts.append(words.format(settings[key]))
     name = f"a {settings['model']} run" if "model" in settings else "a run"
     return f"{name} ({', '.join(parts)})" if parts else name
 
@@ -596,7 +627,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
 def _model_settings(model: nn.Module) -> dict[str, Any]:
     found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:]}
     gate = getattr(getattr(model, "encoder", None), "gate", None)  # a GAC encoder's gate
-    found["temporal_attention"] = getattr(gate, "temporal_attention", None)
+    options = getattr(gate, "options", None)
+    found.update(options if isinstance(options, dict) else {})
     return {k: v for k, v in found.items() if v is not None}
 
 

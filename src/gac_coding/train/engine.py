@@ -785,7 +785,10 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
             "in_channels": spec.in_channels,
             "epoch": epoch,
         }
-        if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
-            meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
+        if config.uses_gac:  # the encoder's options, needed to rebuild the model
+            from ..attention import ATTENTION_OPTIONS
+
+            for key, choices in ATTENTION_OPTIONS.items():
+                meta[key] = config.model_kwargs.get(key, choices[0])
         save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)
     dist_utils.barrier(ctx)
