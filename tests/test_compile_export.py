@@ -416,6 +416,28 @@ def test_to_onnx_encoder_on_sequences(tmp_path: Path) -> None:
     torch.testing.assert_close(got, expected, **ONNX_TOL)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"ta_source": "membrane", "ta_bias": True, "ta_activation": "gelu", "gate": "sum"},
+     {"gate": "separate", "temporal_attention": "conv", "ta_activation": "leaky_relu"},
+     {"gate": "temporal", "ta_source": "membrane"}],
+)  # fmt: skip
+def test_to_onnx_encoder_variants_static_and_sequences(options: dict, tmp_path: Path) -> None:
+    # issue 26: the variants' gates are torch operations around the LIF operator
+    torch.manual_seed(6)
+    enc = gac.GACEncoder(2, 4, T=3, **options)
+    g = torch.Generator().manual_seed(5)
+    for name, shape in (("static", (2, 2, 6, 6)), ("seq", (3, 2, 2, 6, 6))):
+        path = to_onnx(enc, torch.rand(*shape, generator=g) * 3, tmp_path / f"{name}.onnx")
+        enc.eval()
+        bigger = (*shape[:-4], 5, *shape[-3:])
+        x = torch.rand(*bigger, generator=g) * 3
+        with torch.no_grad():
+            expected = enc(x)
+        assert expected.ne(0).float().mean() > 0.01  # spikes gated through
+        torch.testing.assert_close(_onnx_run(path, x), expected, **ONNX_TOL)
+
+
 class _CountsCalls(torch.nn.Module):
     """Its output depends on Python state that an exported graph freezes at the traced value."""
 

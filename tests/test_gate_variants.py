@@ -306,3 +306,87 @@ def test_no_statistics_without_record_and_none_in_copies() -> None:
 def test_gate_statistics_update_checks_shapes() -> None:
     with pytest.raises(ValueError, match="gate, ta: expected"):
         GateStatistics().update(torch.rand(3, 2, 4), torch.rand(2, 2))
+
+
+# ------------------------------------------------------------------------------ energy accounting
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"ta_source": "membrane", "ta_bias": True, "ta_activation": "gelu"},
+        {"gate": "sum"},
+        {"gate": "separate", "temporal_attention": "conv", "ta_bias": True},
+        {"gate": "temporal", "ta_source": "membrane"},
+    ],
+)
+def test_energy_counts_every_attention_layer_of_each_variant(options: dict) -> None:
+    from gac_coding.energy import estimate_energy
+
+    T, B, C, size = 3, 2, 4, 6
+    enc = gac.GACEncoder(1, C, T, **options)
+    report = estimate_energy(enc, torch.rand(B, 1, size, size) * 2)  # static: the fast path
+    by_name = {layer.name: layer for layer in report.layers}
+    pixels = B * size * size
+    # name -> (MACs of what ran, steps it stands for): biases are not counted (energy.md §1)
+    expected = {"conv": (pixels * C * 1 * 9, T)}
+    if options.get("temporal_attention", "mlp") == "mlp":
+        hidden = max(1, T // 2)  # the MLP runs on the mean and on the max: two calls on [B, T]
+        expected["gate.ta.fc1"] = (2 * B * hidden * T, 1)
+        expected["gate.ta.fc2"] = (2 * B * T * hidden, 1)
+    else:  # Conv1d(1, 4, 3) and Conv1d(4, 1, 3) on [2B, ., T]
+        expected["gate.ta.conv1"] = (2 * B * 4 * T * 3, 1)
+        expected["gate.ta.conv2"] = (2 * B * T * 4 * 3, 1)
+    if options.get("gate") != "temporal":  # two C -> C 4x4 convolutions, once per image
+        expected["gate.sca.conv1"] = (pixels * C * C * 16, T)
+        expected["gate.sca.conv2"] = (pixels * C * C * 16, T)
+    assert set(by_name) == set(expected)
+    for name, (macs, steps) in expected.items():
+        layer = by_name[name]
+        assert (layer.flops, layer.steps, layer.mac, layer.mac_paper) == (macs, steps, macs, macs * steps), name
+        assert layer.role == ("stem" if name == "conv" else "attention")
+
+
+# ------------------------------------------------------------------------- gac-coding train's watch
+
+
+def test_training_records_the_gate_per_epoch_and_warns_once(tmp_path) -> None:
+    import json
+
+    from gac_coding.train import TrainConfig, fit
+
+    def dead_model(name: str, **kwargs):
+        # both layers of the temporal attention zero: its ReLU passes no gradient, so it stays 0
+        model = create_model(name, **kwargs)
+        with torch.no_grad():
+            model.encoder.gate.ta.fc1.weight.zero_()
+            model.encoder.gate.ta.fc2.weight.zero_()
+        return model
+
+    lines: list[str] = []
+    config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=2, batch_size=512, lr=0.1,
+                         progress=False, device="cpu", out=str(tmp_path / "run"))  # fmt: skip
+    result = fit(config, log=lines.append, model_factory=dead_model)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert warnings == [
+        "warning: the gate is 0.5 everywhere (the temporal attention is 0 on 100% of steps): GAC is "
+        "acting as scaled direct coding; see docs/guide/gate.md"
+    ]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    for record in records:  # the test set's 360 images, every epoch
+        gate = record["gate"]
+        assert gate["constant"] and gate["gate_mean"] == 0.5 and gate["samples"] == 360
+    assert result.history[-1]["gate"] == records[-1]["gate"]
+
+    # a live gate is recorded and not flagged; direct coding records no gate
+    live: list[str] = []
+    config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=512, lr=0.1,
+                         progress=False, device="cpu", model_kwargs={"gate": "sum", "ta_bias": True})  # fmt: skip
+    record = fit(config, log=live.append).history[0]
+    assert not record["gate"]["constant"] and not record["gate"]["constant_over_time"]
+    assert not [line for line in live if line.startswith("warning:")]
+    config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=512, lr=0.1,
+                         progress=False, device="cpu", coding="direct")  # fmt: skip
+    assert "gate" not in fit(config, log=lambda line: None).history[0]

@@ -412,7 +412,12 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
                 option, given = ("--ta-bias" if value else "--no-ta-bias"), ""
             raise ValueError(
                 f"{option}: the checkpoint {path} holds {describe_settings(recorded)}"
-                + (f" ({key}={recorded[key]!r})" if key in ATTENTION_OPTIONS else "")
+                # describe_settings names the options that differ from the paper's; this one does not
+                + (
+                    f" with the paper's {key}={recorded[key]!r}"
+                    if key in ATTENTION_OPTIONS and recorded[key] == ATTENTION_OPTIONS[key][0]
+                    else ""
+                )
                 + f", got {option}{given}"
             )
         settings[key] = value if value is not None else recorded.get(key)
