@@ -344,7 +344,8 @@ def test_energy_counts_every_attention_layer_of_each_variant(options: dict) -> N
     assert set(by_name) == set(expected)
     for name, (macs, steps) in expected.items():
         layer = by_name[name]
-        assert (layer.flops, layer.steps, layer.mac, layer.mac_paper) == (macs, steps, macs, macs * steps), name
+        counted = (layer.flops, layer.steps, layer.mac, layer.mac_paper)
+        assert counted == (macs, steps, macs, macs * steps), name
         assert layer.role == ("stem" if name == "conv" else "attention")
 
 
@@ -382,8 +383,9 @@ def test_training_records_the_gate_per_epoch_and_warns_once(tmp_path) -> None:
 
     # a live gate is recorded and not flagged; direct coding records no gate
     live: list[str] = []
-    config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=512, lr=0.1,
-                         progress=False, device="cpu", model_kwargs={"gate": "sum", "ta_bias": True})  # fmt: skip
+    config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=512,
+                         lr=0.1, progress=False, device="cpu",
+                         model_kwargs={"gate": "sum", "ta_bias": True})  # fmt: skip
     record = fit(config, log=live.append).history[0]
     assert not record["gate"]["constant"] and not record["gate"]["constant_over_time"]
     assert not [line for line in live if line.startswith("warning:")]

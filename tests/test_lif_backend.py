@@ -1,5 +1,6 @@
 """Each backend through the public API: ``neuron.lif``, ``gac.LIF``, ``attention.gated_lif`` and the
-encoder (the paper's gate and its variants), run by eager, cpp and triton (in its interpreter on CPU tensors), against the independent
+encoder (the paper's gate and its variants), run by eager, cpp and triton (in its interpreter on CPU
+tensors), against the independent
 slow formulations of ``tests/slow_reference.py``; the chosen backend is the one that runs; the C++
 kernels build wherever a compiler and ninja are found; channels-last steps keep their layout.
 
