@@ -1,8 +1,8 @@
 """Each backend through the public API: ``neuron.lif``, ``gac.LIF``, ``attention.gated_lif`` and the
 encoder (the paper's gate and its variants), run by eager, cpp and triton (in its interpreter on CPU
-tensors), against the independent
-slow formulations of ``tests/slow_reference.py``; the chosen backend is the one that runs; the C++
-kernels build wherever a compiler and ninja are found; channels-last steps keep their layout.
+tensors), against the independent slow formulations of ``tests/slow_reference.py``; the chosen
+backend is the one that runs; the C++ kernels build wherever a compiler and ninja are found;
+channels-last steps keep their layout.
 
 The interface-level checks of the backends (every dtype, ties, determinism) are in
 ``tests/test_backends.py``; the selection rules and fallbacks in ``tests/test_ops.py``.
