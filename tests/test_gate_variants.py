@@ -392,3 +392,20 @@ def test_training_records_the_gate_per_epoch_and_warns_once(tmp_path) -> None:
     config = TrainConfig(model="msresnet_tiny", dataset="digits", T=2, epochs=1, batch_size=512, lr=0.1,
                          progress=False, device="cpu", coding="direct")  # fmt: skip
     assert "gate" not in fit(config, log=lambda line: None).history[0]
+
+
+def test_variants_trace_into_one_graph_under_torch_compile() -> None:
+    # the variants' torch operations and the LIF operator trace without a break (aot_eager: the
+    # tracing alone, no code generation; test_compile_export covers inductor for the paper's gate)
+    torch.manual_seed(0)
+    for options in ({"ta_source": "membrane", "gate": "sum", "ta_bias": True},
+                    {"gate": "temporal", "temporal_attention": "conv", "ta_activation": "gelu"}):  # fmt: skip
+        enc = gac.GACEncoder(1, 4, T=3, **options).double()
+        compiled = torch.compile(enc, fullgraph=True, backend="aot_eager")
+        x = torch.rand(2, 1, 6, 6, dtype=F64) * 2
+        eager_out = enc(x)
+        (eager_grad,) = torch.autograd.grad(eager_out.sum(), [enc.conv.weight])
+        out = compiled(x)
+        (grad,) = torch.autograd.grad(out.sum(), [enc.conv.weight])
+        torch.testing.assert_close(out, eager_out, rtol=0, atol=0)
+        torch.testing.assert_close(grad, eager_grad, rtol=1e-12, atol=1e-14)
