@@ -221,7 +221,7 @@ def _dead(enc: gac.GACEncoder) -> gac.GACEncoder:
     with torch.no_grad():
         last = enc.gate.ta.fc2 if enc.gate.temporal_attention == "mlp" else enc.gate.ta.conv2
         last.weight.zero_()
-    return enc
+    return enc.eval()  # statistics are kept for eval-mode calls
 
 
 @pytest.mark.parametrize("gate", ["product", "temporal"])
@@ -255,6 +255,7 @@ def test_live_gate_statistics_equal_their_definitions(feed_sequence: bool) -> No
     torch.manual_seed(3)
     enc = gac.GACEncoder(2, 5, T=4, ta_bias=True, ta_activation="leaky_relu").double()
     _randomise(enc)
+    enc.eval()
     batches = [torch.rand(3, 2, 6, 6, dtype=F64) * 2, torch.rand(2, 2, 6, 6, dtype=F64) * 2]
     gates, tas = [], []
     for x in batches:
@@ -289,14 +290,16 @@ def test_live_gate_statistics_equal_their_definitions(feed_sequence: bool) -> No
     assert stats["gate_time_std"] > 1e-3 and not stats["constant"] and not stats["constant_over_time"]
 
 
-def test_no_statistics_without_record_and_none_in_copies() -> None:
+def test_statistics_of_eval_calls_only_none_without_record_and_none_in_copies() -> None:
     import copy
 
-    enc = gac.GACEncoder(1, 4, T=2, record=False)
+    enc = gac.GACEncoder(1, 4, T=2, record=False).eval()
     enc(torch.rand(2, 1, 5, 5))
     assert enc.gate_statistics() is None
     rec = gac.GACEncoder(1, 4, T=2)
-    rec(torch.rand(2, 1, 5, 5))
+    rec(torch.rand(2, 1, 5, 5))  # training mode: nothing kept (training runs at full speed)
+    assert rec.gate_statistics() is None and rec.last_gate is not None
+    rec.eval()(torch.rand(2, 1, 5, 5))
     assert rec.gate_statistics() is not None
     assert copy.deepcopy(rec).gate_statistics() is None
     rec.reset_gate_statistics()

@@ -384,7 +384,8 @@ CONSTANT_GATE_TOLERANCE = 1e-6
 
 
 class GateStatistics:
-    """Running diagnostics of an encoder's gate over the calls since the last :meth:`reset`.
+    """Running diagnostics of an encoder's gate over the calls since the last :meth:`reset`
+    (:class:`~gac_coding.GACEncoder` adds its eval-mode calls).
 
     Each :meth:`update` (one forward pass) adds, weighted by its batch size ``B``: the fraction of
     temporal-attention scores that are exactly 0 (``ta_zero_fraction``), the gate's mean
@@ -429,19 +430,30 @@ class GateStatistics:
         g = gate.detach()
         if g.dtype not in (torch.float32, torch.float64):
             g = g.float()
-        B = int(ta.shape[1])
+        T, B = int(ta.shape[0]), int(ta.shape[1])
+        # two-pass deviations, a step (or a map) at a time: torch's std over the outer dimension is
+        # slow on CPU, and a single-pass E[x^2] - E[x]^2 would not give 0 for a constant gate
+        over_time = g[0].clone()
+        for t in range(1, T):
+            over_time += g[t]
+        over_time /= T  # the mean over the steps, [B, ...]
+        spread = (g[0] - over_time).square_()
+        for t in range(1, T):
+            spread += (g[t] - over_time).square_()
+        space = tuple(range(2, g.dim()))
+        step_mean = g.mean(dim=space, keepdim=True)  # [T, B, 1, ...]
         values = (
             torch.stack(
                 [
                     (ta.detach() == 0).to(g.dtype).mean(),
-                    g.mean(),
-                    g.std(dim=0, correction=0).mean(),
-                    g.flatten(2).std(dim=2, correction=0).mean(),
+                    over_time.mean(),
+                    spread.div_(T).sqrt_().mean(),
+                    (g - step_mean).square_().mean(dim=space).sqrt_().mean(),
                 ]
             ).double()
             * B
         )
-        low, high = g.amin().double(), g.amax().double()
+        low, high = (v.double() for v in torch.aminmax(g))
         if self._sums is None or self._low is None or self._high is None:
             self._sums, self._low, self._high = values, low, high
         else:

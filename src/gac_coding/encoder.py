@@ -240,8 +240,8 @@ class GACEncoder(StemEncoder):
             sigmoid(SCA)``; ``"sum"``: ``sigmoid(TA + SCA)``).
         binarize: emit binary spikes (see above).
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
-            for inspection, and accumulate the gate's statistics (:meth:`gate_statistics`;
-            tensors, no host synchronisation per call). The record stays out of pickles,
+            for inspection, and, in eval mode, accumulate the gate's statistics
+            (:meth:`gate_statistics`; tensors, no host synchronisation per call). The record stays out of pickles,
             ``torch.save`` of the whole model and ``copy.deepcopy`` (a saved or copied encoder has
             none until its next call), is not part of the ``state_dict``, and is not kept while
             ``torch.export`` traces the encoder (nor are statistics while ``torch.compile`` or
@@ -323,8 +323,8 @@ class GACEncoder(StemEncoder):
         return None if self._last is None else self._last[2]
 
     def gate_statistics(self, reset: bool = False) -> dict[str, Any] | None:
-        """The gate's statistics over the calls since the last reset (``None`` if none was
-        recorded): ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``,
+        """The gate's statistics over the eval-mode calls since the last reset (``None`` if none
+        was recorded; training-mode calls add nothing, which keeps training at full speed): ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``,
         ``gate_min``, ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and
         ``constant_over_time`` (:class:`~gac_coding.attention.GateStatistics`,
         docs/design/encoder.md §7). Reading waits for the device once; ``reset=True`` then starts
@@ -334,7 +334,7 @@ class GACEncoder(StemEncoder):
             >>> import torch, gac_coding as gac
             >>> enc = gac.GACEncoder(1, 4, T=4)
             >>> _ = torch.nn.init.zeros_(enc.gate.ta.fc2.weight)   # a dead temporal attention: TA = 0
-            >>> _ = enc(torch.rand(3, 1, 6, 6))
+            >>> _ = enc.eval()(torch.rand(3, 1, 6, 6))
             >>> stats = enc.gate_statistics()
             >>> stats["ta_zero_fraction"], stats["gate_mean"], stats["constant"]
             (1.0, 0.5, True)
@@ -380,8 +380,8 @@ class GACEncoder(StemEncoder):
         # no record while torch.export traces: it would keep the tracer's fake tensors
         keep = self.record and not torch.compiler.is_exporting()
         self._last = (fired, m, ta) if keep else None
-        if keep and not torch.compiler.is_compiling():
-            self._stats.update(m, ta)
+        if keep and not self.training and not torch.compiler.is_compiling():
+            self._stats.update(m, ta)  # eval-mode calls only: a few passes over the gate
         if self.binarize:
             hard = (out > 0.5).to(out.dtype)
             out = out + (hard - out).detach()

@@ -1,0 +1,75 @@
+"""What the gate statistics and the attention variants cost: encoder forward + backward, side by side.
+
+``GACEncoder(3, 64, T)`` in training mode on a static batch ``[32, 3, 32, 32]`` (the fast path), one
+forward and backward of ``out.sum()``. Compared, interleaved (one repetition of each in turn):
+
+* ``paper``: the paper's encoder with ``record=True`` (the default: the gate statistics are kept);
+* ``paper, record=False``: the same without the record and the statistics;
+* each variant of docs/design/encoder.md §6 (``record=True``).
+
+Prints the median time of each and its ratio to ``paper``. Single-threaded by default
+(``--threads``); the eager LIF backend unless ``--backend`` says otherwise.
+
+    python benchmarks/gate_overhead.py --T 4 --repeats 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import gac_coding as gac
+from gac_coding.ops import use_backend
+
+CASES: dict[str, dict] = {
+    "paper": {},
+    "paper, record=False": {"record": False},
+    "ta_bias + leaky_relu": {"ta_bias": True, "ta_activation": "leaky_relu"},
+    "ta_source=membrane": {"ta_source": "membrane"},
+    "gate=separate": {"gate": "separate"},
+    "gate=sum": {"gate": "sum"},
+    "gate=temporal (+membrane)": {"gate": "temporal", "ta_source": "membrane"},
+}
+
+
+def step(enc: gac.GACEncoder, x: torch.Tensor) -> float:
+    started = time.perf_counter()
+    enc(x).sum().backward()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--T", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backend", default="eager", choices=("eager", "cpp", "triton", "auto"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    x = torch.rand(args.batch, 3, 32, 32)
+    encoders = {name: gac.GACEncoder(3, 64, args.T, **kw).train() for name, kw in CASES.items()}
+    times: dict[str, list[float]] = {name: [] for name in CASES}
+    with use_backend(args.backend):
+        for enc in encoders.values():  # warm-up
+            step(enc, x)
+        for _ in range(args.repeats):
+            for name, enc in encoders.items():
+                times[name].append(step(enc, x))
+    base = statistics.median(times["paper"])
+    print(f"GACEncoder(3, 64, T={args.T}), static batch {tuple(x.shape)}, fwd+bwd, backend "
+          f"{args.backend}, {args.threads} thread(s), median of {args.repeats}")  # fmt: skip
+    print("| encoder | ms | / paper |")
+    print("|---|---:|---:|")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {1000 * med:.1f} | {med / base:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
