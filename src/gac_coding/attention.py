@@ -579,13 +579,11 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
 
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
-        sca: Tensor | None = None
-        if self.sca is not None:
-            sca = self.sca(u) if static else self.sca(u.flatten(0, 1)).view(u.shape)
         if self.gate_form == "product" and self.ta_source == "stem":
-            assert sca is not None
             # the paper's gate: one fused op for the LIF and the gate
             ta = self._ta_of(u, static)
+            sca = self._sca_of(u, static)
+            assert sca is not None
             out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
             return out, fired, gate, ta.detach()
         # the variants: the backend's LIF op, then the attention and the gate as torch operations
@@ -595,12 +593,19 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         else:
             ta = self._ta_of(u, static)
         ta = ta.to(u.dtype)
+        sca = self._sca_of(u, static)
         if sca is None:  # the temporal gate: one gain per step and sample, over the whole map
             gate = combine_gate(ta, None, self.gate_form)
             gate = gate.view(*gate.shape, *([1] * (spikes.dim() - 2))).expand(spikes.shape)
         else:
             gate = combine_gate(ta, sca.to(u.dtype), self.gate_form, static=static)
         return gate * spikes, spikes.detach(), gate.detach(), ta.detach()
+
+    def _sca_of(self, u: Tensor, static: bool) -> Tensor | None:
+        """``SCA`` of ``U`` (one step when static), or ``None`` for the temporal gate."""
+        if self.sca is None:
+            return None
+        return self.sca(u) if static else self.sca(u.flatten(0, 1)).view(u.shape)
 
     def _ta_of(self, u: Tensor, static: bool) -> Tensor:
         """``TA [T, B]`` pooled from the stem output ``U`` (constant statistics when static)."""

@@ -241,11 +241,11 @@ class GACEncoder(StemEncoder):
         binarize: emit binary spikes (see above).
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
             for inspection, and, in eval mode, accumulate the gate's statistics
-            (:meth:`gate_statistics`; tensors, no host synchronisation per call). The record stays out of pickles,
-            ``torch.save`` of the whole model and ``copy.deepcopy`` (a saved or copied encoder has
-            none until its next call), is not part of the ``state_dict``, and is not kept while
-            ``torch.export`` traces the encoder (nor are statistics while ``torch.compile`` or
-            ``torch.export`` trace it).
+            (:meth:`gate_statistics`; tensors, no host synchronisation per call). The record stays
+            out of pickles, ``torch.save`` of the whole model and ``copy.deepcopy`` (a saved or
+            copied encoder has none until its next call), is not part of the ``state_dict``, and
+            is not kept while ``torch.export`` traces the encoder (nor are statistics while
+            ``torch.compile`` or ``torch.export`` trace it).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -324,11 +324,11 @@ class GACEncoder(StemEncoder):
 
     def gate_statistics(self, reset: bool = False) -> dict[str, Any] | None:
         """The gate's statistics over the eval-mode calls since the last reset (``None`` if none
-        was recorded; training-mode calls add nothing, which keeps training at full speed): ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``,
-        ``gate_min``, ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and
-        ``constant_over_time`` (:class:`~gac_coding.attention.GateStatistics`,
-        docs/design/encoder.md §7). Reading waits for the device once; ``reset=True`` then starts
-        afresh.
+        was recorded; training-mode calls add nothing, which keeps training at full speed):
+        ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``, ``gate_min``,
+        ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and ``constant_over_time``
+        (:class:`~gac_coding.attention.GateStatistics`, docs/design/encoder.md §7). Reading
+        waits for the device once; ``reset=True`` then starts afresh.
 
         Example:
             >>> import torch, gac_coding as gac
