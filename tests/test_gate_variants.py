@@ -42,7 +42,7 @@ def _randomise(enc: gac.GACEncoder) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(
     temporal_attention=st.sampled_from(ATTENTION_OPTIONS["temporal_attention"]),
     ta_bias=st.booleans(),
