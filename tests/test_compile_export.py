@@ -428,15 +428,13 @@ def test_to_onnx_encoder_variants(options: dict, shape: tuple[int, ...], tmp_pat
     torch.manual_seed(6)
     enc = gac.GACEncoder(2, 4, T=3, **options)
     g = torch.Generator().manual_seed(5)
-    for name in ("enc",):
-        path = to_onnx(enc, torch.rand(*shape, generator=g) * 3, tmp_path / f"{name}.onnx")
-        enc.eval()
-        bigger = (*shape[:-4], 5, *shape[-3:])
-        x = torch.rand(*bigger, generator=g) * 3
-        with torch.no_grad():
-            expected = enc(x)
-        assert expected.ne(0).float().mean() > 0.01  # spikes gated through
-        torch.testing.assert_close(_onnx_run(path, x), expected, **ONNX_TOL)
+    path = to_onnx(enc, torch.rand(*shape, generator=g) * 3, tmp_path / "enc.onnx")
+    enc.eval()
+    x = torch.rand(*shape[:-4], 5, *shape[-3:], generator=g) * 3  # another batch size
+    with torch.no_grad():
+        expected = enc(x)
+    assert expected.ne(0).float().mean() > 0.01  # spikes gated through
+    torch.testing.assert_close(_onnx_run(path, x), expected, **ONNX_TOL)
 
 
 class _CountsCalls(torch.nn.Module):
