@@ -28,8 +28,12 @@ time. ``--report`` only summarises what the file holds (Markdown table and plot)
 runs (``torch.set_num_threads(1)``), ``--workers`` processes at a time (default 1).
 
     python benchmarks/gate_variants.py --datasets digits --T 2 4 6 --seeds 5 --epochs 8
-    python benchmarks/gate_variants.py --datasets mnist5k --T 4 --seeds 5 --epochs 4
+    python benchmarks/gate_variants.py --grid digits:2,4,6:8 --grid mnist5k:4:4 --seeds 5
     python benchmarks/gate_variants.py --report            # table + plot from the JSON
+
+``--grid DATASET:T,...:EPOCHS`` (repeatable) gives each data set its own steps and epochs; the
+runs go seed by seed over all grids (seed 0 of everything first), so that an interrupted
+benchmark has about as many seeds for every coding and data set.
 """
 
 from __future__ import annotations
@@ -282,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     parser.add_argument("--codings", nargs="+", choices=list(CODINGS), default=list(CODINGS))
     parser.add_argument("--T", nargs="+", type=int, default=[2, 4, 6])
+    parser.add_argument("--grid", action="append", default=None, metavar="DATASET:T,...:EPOCHS",
+                        help="a data set with its steps and epochs (repeatable; replaces --datasets, "
+                             "--T and --epochs)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="parallel single-thread processes")
@@ -293,6 +300,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name}: expected an integer >= 1")
     if min(args.T) < 1:
         parser.error("--T: expected integers >= 1")
+    grids: list[tuple[str, list[int], int]] = []
+    for spec in args.grid or []:
+        try:
+            name, steps, epochs = spec.split(":")
+            grids.append((name, [int(t) for t in steps.split(",")], int(epochs)))
+        except ValueError:
+            parser.error(f"--grid: expected DATASET:T,...:EPOCHS (e.g. digits:2,4,6:8), got {spec!r}")
+        if name not in DATASETS or min(grids[-1][1]) < 1 or grids[-1][2] < 1:
+            parser.error(f"--grid: expected a data set of {list(DATASETS)}, steps and epochs >= 1, "
+                         f"got {spec!r}")  # fmt: skip
+    if not grids:
+        grids = [(d, list(args.T), args.epochs) for d in args.datasets]
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     payload["model"] = MODEL
     payload["codings"] = {k: {"coding": v[0], "options": v[1], "label": v[2]} for k, v in CODINGS.items()}
     # seed-major: an interrupted run leaves every coding with about as many seeds
-    jobs = [(d, c, T, s, args.epochs) for d in args.datasets for s in range(args.seeds)
-            for T in args.T for c in args.codings]  # fmt: skip
+    jobs = [(d, c, T, s, epochs) for s in range(args.seeds) for d, steps, epochs in grids
+            for T in steps for c in args.codings]  # fmt: skip
     todo = [j for j in jobs if run_key(*j) not in payload["runs"]]
     print(f"{len(jobs)} runs asked, {len(jobs) - len(todo)} already in {path}, {len(todo)} to do", flush=True)
     started = time.perf_counter()
