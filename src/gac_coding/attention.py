@@ -566,7 +566,9 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
 
     @property
     def is_paper(self) -> bool:
-        """Whether every option has the paper's value (the fused gated op runs)."""
+        """Whether every option has the paper's value. (The fused gated op runs whenever the gate
+        is the paper's, ``gate="product"`` with ``ta_source="stem"``, whatever the temporal
+        attention's kind, biases or activation.)"""
         return all(v == ATTENTION_OPTIONS[k][0] for k, v in self.options.items())
 
     def set_timesteps(self, T: int) -> None:
