@@ -3,12 +3,15 @@
 ``GACEncoder(3, 64, T)`` in training mode on a static batch ``[32, 3, 32, 32]`` (the fast path), one
 forward and backward of ``out.sum()``. Compared, interleaved (one repetition of each in turn):
 
-* ``paper``: the paper's encoder with ``record=True`` (the default: the gate statistics are kept);
-* ``paper, record=False``: the same without the record and the statistics;
+* ``paper``: the paper's encoder with ``record=True`` (the default);
+* ``paper, record=False``: the same without the record of the last call;
 * each variant of docs/design/encoder.md §6 (``record=True``).
 
-Prints the median time of each and its ratio to ``paper``. Single-threaded by default
-(``--threads``); the eager LIF backend unless ``--backend`` says otherwise.
+Then the gate statistics' cost, which eval-mode calls pay: the paper's encoder in eval mode, one
+forward pass under ``torch.no_grad()``, with ``record=True`` (statistics kept) against
+``record=False``. Prints the median time of each and its ratio to the first of its table.
+Single-threaded by default (``--threads``); the eager LIF backend unless ``--backend`` says
+otherwise.
 
     python benchmarks/gate_overhead.py --T 4 --repeats 7
 """
@@ -61,13 +64,30 @@ def main(argv: list[str] | None = None) -> int:
             for name, enc in encoders.items():
                 times[name].append(step(enc, x))
     base = statistics.median(times["paper"])
-    print(f"GACEncoder(3, 64, T={args.T}), static batch {tuple(x.shape)}, fwd+bwd, backend "
+    print(f"GACEncoder(3, 64, T={args.T}), static batch {tuple(x.shape)}, training fwd+bwd, backend "
           f"{args.backend}, {args.threads} thread(s), median of {args.repeats}")  # fmt: skip
     print("| encoder | ms | / paper |")
     print("|---|---:|---:|")
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"| {name} | {1000 * med:.1f} | {med / base:.2f}x |")
+
+    evals = {"eval, record=True (statistics)": encoders["paper"].eval(),
+             "eval, record=False": encoders["paper, record=False"].eval()}  # fmt: skip
+    eval_times: dict[str, list[float]] = {name: [] for name in evals}
+    with use_backend(args.backend), torch.no_grad():
+        for _ in range(args.repeats):
+            for name, enc in evals.items():
+                started = time.perf_counter()
+                enc(x)
+                eval_times[name].append(time.perf_counter() - started)
+    first = statistics.median(next(iter(eval_times.values())))
+    print(f"\nthe paper's encoder, eval-mode forward under no_grad, median of {args.repeats}")
+    print("| encoder | ms | / record=True |")
+    print("|---|---:|---:|")
+    for name, ts in eval_times.items():
+        med = statistics.median(ts)
+        print(f"| {name} | {1000 * med:.1f} | {med / first:.2f}x |")
     return 0
 
 
