@@ -9,7 +9,8 @@ forward and backward of ``out.sum()``. Compared, interleaved (one repetition of 
 
 Then the gate statistics' cost, which eval-mode calls pay: the paper's encoder in eval mode, one
 forward pass under ``torch.no_grad()``, with ``record=True`` (statistics kept) against
-``record=False``. Prints the median time of each and its ratio to the first of its table.
+``record=False``, and the same for a whole model, ``msresnet18_cifar`` (``--model``) at batch 8.
+Prints the median time of each and its ratio to the first of its table.
 Single-threaded by default (``--threads``); the eager LIF backend unless ``--backend`` says
 otherwise.
 
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="eager", choices=("eager", "cpp", "triton", "auto"))
+    parser.add_argument("--model", default="msresnet18_cifar")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -72,22 +74,35 @@ def main(argv: list[str] | None = None) -> int:
         med = statistics.median(ts)
         print(f"| {name} | {1000 * med:.1f} | {med / base:.2f}x |")
 
-    evals = {"eval, record=True (statistics)": encoders["paper"].eval(),
-             "eval, record=False": encoders["paper, record=False"].eval()}  # fmt: skip
+    from gac_coding.models import create_model
+
+    model_on = create_model(args.model, T=args.T).eval()
+    model_off = create_model(args.model, T=args.T, encoder_kwargs={"record": False}).eval()
+    xm = torch.rand(8, 3, 32, 32)
+    evals = {
+        "encoder, record=True (statistics)": (encoders["paper"].eval(), x),
+        "encoder, record=False": (encoders["paper, record=False"].eval(), x),
+        f"{args.model}, record=True (statistics)": (model_on, xm),
+        f"{args.model}, record=False": (model_off, xm),
+    }
     eval_times: dict[str, list[float]] = {name: [] for name in evals}
     with use_backend(args.backend), torch.no_grad():
+        for module, inp in evals.values():
+            module(inp)  # warm-up
         for _ in range(args.repeats):
-            for name, enc in evals.items():
+            for name, (module, inp) in evals.items():
                 started = time.perf_counter()
-                enc(x)
+                module(inp)
                 eval_times[name].append(time.perf_counter() - started)
-    first = statistics.median(next(iter(eval_times.values())))
-    print(f"\nthe paper's encoder, eval-mode forward under no_grad, median of {args.repeats}")
-    print("| encoder | ms | / record=True |")
+    print(f"\nthe paper's encoder (batch {x.shape[0]}) and {args.model} (batch {xm.shape[0]}), eval-mode "
+          f"forward under no_grad, median of {args.repeats}")  # fmt: skip
+    print("| module | ms | statistics on / off |")
     print("|---|---:|---:|")
-    for name, ts in eval_times.items():
-        med = statistics.median(ts)
-        print(f"| {name} | {1000 * med:.1f} | {med / first:.2f}x |")
+    names = list(eval_times)
+    for on, off in ((names[0], names[1]), (names[2], names[3])):
+        a, b = statistics.median(eval_times[on]), statistics.median(eval_times[off])
+        print(f"| {on} | {1000 * a:.1f} | {a / b:.2f}x |")
+        print(f"| {off} | {1000 * b:.1f} | |")
     return 0
 
 
