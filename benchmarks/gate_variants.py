@@ -230,6 +230,31 @@ def markdown(table: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compact(table: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]]) -> str:
+    """One row per coding: accuracy ± standard error and energy per image for every setting, and
+    how many of its runs ended with a dead temporal attention (``TA = 0`` on at least 99% of the
+    test steps) or a constant gate (the README's table)."""
+    settings = sorted({(c["dataset"], c["T"], c["epochs"]) for c in table.values()},
+                      key=lambda s: (DATASETS.index(s[0]), s[1], s[2]))  # fmt: skip
+    head = "| coding | " + " | ".join(f"{d} T={T} ({e} ep.)" for d, T, e in settings)
+    lines = [head + " | dead TA | constant gate |", "|---|" + "---:|" * (len(settings) + 2)]
+    for coding in CODINGS:
+        cells = []
+        for d, T, e in settings:
+            c = table.get(f"{d}/T={T}/epochs={e}/{coding}")
+            if c is None:
+                cells.append("")
+                continue
+            se = f" ± {100 * c['acc_se']:.2f}" if c["seeds"] > 1 else ""
+            cells.append(f"{100 * c['acc_mean']:.2f}{se} % ({c['seeds']}), {c['energy_uj']:.2f} µJ")
+        mine = [r for r in runs.values() if r["coding"] == coding and r.get("gate")]
+        dead = sum(r["gate"]["ta_zero_fraction"] >= 0.99 for r in mine)
+        constant = sum(bool(r["gate"]["constant"]) for r in mine)
+        tail = f"{dead}/{len(mine)} | {constant}/{len(mine)}" if mine else "n/a | n/a"
+        lines.append(f"| {CODINGS[coding][2]} | " + " | ".join(cells) + f" | {tail} |")
+    return "\n".join(lines)
+
+
 def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     """Accuracy against energy per image, one panel per data set, one marker per coding (T labelled)."""
     import matplotlib
@@ -276,6 +301,8 @@ def report(payload: dict[str, Any], out: Path) -> None:
     save(out / JSON_NAME, payload)
     plot(table, out / PLOT_NAME)
     print(markdown(table))
+    print()
+    print(compact(table, payload["runs"]))
     print()
     print("\n".join(payload["verdicts"]))
 
