@@ -5,7 +5,7 @@ forward and backward of ``out.sum()``. Compared, interleaved (one repetition of 
 
 * ``paper``: the paper's encoder with ``record=True`` (the default);
 * ``paper, record=False``: the same without the record of the last call;
-* each variant of docs/design/encoder.md §6 (``record=True``).
+* each variant of docs/design/encoder.md §7 (``record=True``).
 
 Then the gate statistics' cost, which eval-mode calls pay: the paper's encoder in eval mode, one
 forward pass under ``torch.no_grad()``, with ``record=True`` (statistics kept) against

@@ -1,4 +1,4 @@
-"""The GAC encoder against an independent slow formulation of docs/design/encoder.md §1-3 and §6.
+"""The GAC encoder against an independent slow formulation of docs/design/encoder.md §1-3 and §7.
 
 The slow formulation repeats a static frame T times and computes everything per step: the stem
 convolution, BatchNorm over (T, B, H, W) written out by hand, the LIF as a plain Python loop, the

@@ -1,5 +1,5 @@
-"""The attention and gate variants of the encoder (docs/design/encoder.md §6) and the gate
-statistics (§7).
+"""The attention and gate variants of the encoder (docs/design/encoder.md §7) and the gate
+statistics (§8).
 
 Every variant is checked against the independent slow formulation of ``test_encoder.py`` (per-step
 stem, BatchNorm by hand, the LIF loop, the temporal attention written out with its biases and
@@ -179,8 +179,14 @@ def test_combine_gate_by_hand() -> None:
 def test_bad_options_name_the_argument(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         gac.GACEncoder(1, 4, T=2, **kwargs)
-    with pytest.raises(error, match=match):  # direct coding checks them too (same arguments build both)
-        create_model("msresnet_tiny", T=2, in_channels=1, gac=False, **kwargs)
+    if None not in kwargs.values():  # a model reads None as "not given": the paper's value
+        with pytest.raises(error, match=match):
+            create_model("msresnet_tiny", T=2, in_channels=1, **kwargs)
+    # direct coding has no gate: an option given to it is refused by name, never ignored
+    name = next(iter(kwargs))
+    with pytest.raises(TypeError, match=rf"coding 'direct' has no setting \['{name}'\]"):
+        option = {name: ATTENTION_OPTIONS[name][1]}
+        create_model("msresnet_tiny", T=2, in_channels=1, coding="direct", **option)
     with pytest.raises(ValueError, match="name: expected one of"):
         check_attention_option("gates", "sum")
 

@@ -8,13 +8,13 @@
 materialises the ``T``-fold copy of a static input, nor ``TA * SCA``, nor the surrogate gradient,
 and its backward walks the steps once, producing the gradients of ``U``, ``TA`` and ``SCA``.
 
-Variants (docs/design/encoder.md §6), options of :class:`GatedAttentionUnit` and the encoder, listed
+Variants (docs/design/encoder.md §7), options of :class:`GatedAttentionUnit` and the encoder, listed
 in :data:`ATTENTION_OPTIONS` with the paper's value first: a temporal attention with biases
 (``ta_bias``) or another activation (``ta_activation``), pooled from the LIF membrane instead of the
 stem output (``ta_source="membrane"``), and gates that do not multiply ``TA`` by ``SCA``
 (``gate="separate"``: ``sigmoid(TA) * sigmoid(SCA)``; ``gate="sum"``: ``sigmoid(TA + SCA)``). The
 paper's configuration runs the fused op; the others run the backend's LIF op followed by torch
-operations. :class:`GateStatistics` keeps the diagnostics of docs/design/encoder.md §7.
+operations. :class:`GateStatistics` keeps the diagnostics of docs/design/encoder.md §8.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from . import ops
 from ._checks import positive_int as _positive_int
+from .ops.backends import BackendSetting, check_backend
 from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
@@ -113,11 +114,12 @@ class TemporalAttention(nn.Module):
     """One attention score per time step and sample, from the ``T`` pooled membranes of the sample.
 
     The paper's form: a bias-free MLP of width ``T`` mixes the ``T`` values of one sample, so the
-    module only runs at the ``T`` it was built for (see :class:`ConvTemporalAttention` for a
-    T-agnostic one).
+    module only runs at the ``T`` it was built for, its :attr:`width` (a capacity fixed by the
+    weights' shapes, not the current number of steps, which belongs to the encoder); a call at
+    another ``T`` raises ``ValueError`` (see :class:`ConvTemporalAttention` for a T-agnostic one).
 
     Args:
-        T: number of time steps (the MLP's width).
+        T: number of time steps it is built for (the MLP's width).
         ratio: reduction ratio ``r_t``; the hidden layer has ``max(1, T // ratio)`` units.
         bias: biases in both layers (the paper has none).
         activation: between the layers, ``"relu"`` (the paper's), ``"leaky_relu"`` (negative slope
@@ -127,34 +129,35 @@ class TemporalAttention(nn.Module):
         >>> import torch
         >>> from gac_coding.attention import TemporalAttention
         >>> ta = TemporalAttention(T=4)
-        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape    # [T, B, C, H, W] -> [T, B]
-        torch.Size([4, 2])
+        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape, ta.width    # [T, B, C, H, W] -> [T, B]
+        (torch.Size([4, 2]), 4)
     """
 
     kind = "mlp"
 
     def __init__(self, T: int, ratio: int = 2, *, bias: bool = False, activation: str = "relu") -> None:
         super().__init__()
-        self.T = _positive_int("T", T)
+        #: the number of steps the MLP is built for (its input and output width)
+        self.width = _positive_int("T", T)
         self.ratio = _positive_int("ratio", ratio)
         self.activation = check_attention_option("ta_activation", activation)
         bias = check_attention_option("ta_bias", bias)
-        hidden = max(1, self.T // self.ratio)
-        self.fc1 = nn.Linear(self.T, hidden, bias=bias)
-        self.fc2 = nn.Linear(hidden, self.T, bias=bias)
+        hidden = max(1, self.width // self.ratio)
+        self.fc1 = nn.Linear(self.width, hidden, bias=bias)
+        self.fc2 = nn.Linear(hidden, self.width, bias=bias)
 
     def mlp(self, a: Tensor) -> Tensor:
         """The shared MLP on per-sample vectors ``a: [B, T]``."""
         return self.fc2(_activate(self.fc1(a), self.activation))
 
     def check_steps(self, steps: int) -> None:
-        """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its width ``T``)."""
-        if steps != self.T:
+        """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its :attr:`width`)."""
+        if steps != self.width:
             raise ValueError(
                 f"T: the paper's temporal attention (temporal_attention='mlp') is an MLP over the "
-                f"{self.T} time steps it was built for, so it cannot run at T={steps}; build the "
+                f"{self.width} time steps it was built for, so it cannot run at T={steps}; build the "
                 f"model with temporal_attention='conv' (no T-sized weights) to change the number of "
-                f"steps, or set_timesteps({self.T}) back"
+                f"steps, or set_timesteps({self.width}) back"
             )
 
     def from_stats(self, avg: Tensor, peak: Tensor) -> Tensor:
@@ -164,14 +167,14 @@ class TemporalAttention(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         if u.dim() < 3:
-            raise ValueError(f"u: expected [T={self.T}, B, ...], got shape {tuple(u.shape)}")
+            raise ValueError(f"u: expected [T={self.width}, B, ...], got shape {tuple(u.shape)}")
         self.check_steps(u.shape[0])
         flat = u.flatten(2)
         return self.from_stats(flat.mean(2), flat.amax(2))
 
     def extra_repr(self) -> str:
         bias = self.fc1.bias is not None
-        return f"T={self.T}, ratio={self.ratio}, bias={bias}, activation={self.activation!r}"
+        return f"width={self.width}, ratio={self.ratio}, bias={bias}, activation={self.activation!r}"
 
 
 class ConvTemporalAttention(nn.Module):
@@ -294,6 +297,7 @@ def gated_lif(
     detach_reset: bool = False,
     *,
     static: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes of ``u`` gated by ``sigmoid(ta * sca)``, fused over time.
 
@@ -304,13 +308,14 @@ def gated_lif(
         sca: spatial-channel scores, ``[B, ...]`` (the same at every step) or ``[T, B, ...]``.
         decay, threshold, surrogate, detach_reset: the LIF (see :class:`gac_coding.LIF`).
         static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
+        backend: the backend setting (see :class:`gac_coding.LIF`).
 
     Returns:
         ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
         (0./1. in the dtype of ``u``) and the gate ``sigmoid(ta * sca)`` (both detached).
     """
     params = LIFParams(decay, threshold, surrogate, detach_reset)
-    return ops.gated_lif(u, ta, sca, params, static=static)
+    return ops.gated_lif(u, ta, sca, params, static=static, backend=backend)
 
 
 def membrane_of(u: Tensor, spikes: Tensor, decay: float, *, static: bool = False) -> Tensor:
@@ -319,7 +324,7 @@ def membrane_of(u: Tensor, spikes: Tensor, decay: float, *, static: bool = False
     ``h_1 = u_1``; ``spikes: [T, B, ...]`` are the LIF's output for ``u`` (``[T, B, ...]``, or with
     ``static`` one step ``[B, ...]`` applied at every step). The reset factor is a constant in the
     backward pass (the spikes are detached here): the gradient of ``h`` reaches ``u`` through the
-    leak. ``ta_source="membrane"`` pools this ``h`` (docs/design/encoder.md §6).
+    leak. ``ta_source="membrane"`` pools this ``h`` (docs/design/encoder.md §7).
 
     Example:
         >>> import torch
@@ -394,7 +399,7 @@ class GateStatistics:
     (``gate_space_std``: the standard deviation over ``C, H, W`` of each step's map, averaged over
     steps and samples), and keeps the smallest and largest gate value. The sums stay tensors on the
     gate's device: an update makes no host synchronisation; :meth:`read` does (once).
-    Definitions and what the numbers mean: docs/design/encoder.md §7.
+    Definitions and what the numbers mean: docs/design/encoder.md §8.
 
     Example:
         >>> import torch
@@ -482,16 +487,22 @@ class GateStatistics:
         return stats
 
 
-class GatedAttentionUnit(LIFSettings, nn.Module):
+class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
     ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike. The
     options of :data:`ATTENTION_OPTIONS` change how ``TA`` is computed and how the gate combines
-    ``TA`` and ``SCA`` (docs/design/encoder.md §6); their defaults are the paper's.
+    ``TA`` and ``SCA`` (docs/design/encoder.md §7); their defaults are the paper's.
+
+    The unit holds no number of time steps of its own: a sequence ``U: [T, B, C, H, W]`` brings
+    its ``T``, and a static ``U`` (one step standing for all) is given ``T`` by its caller, the
+    encoder that owns it (:meth:`gate_and_fire`). The paper's ``"mlp"`` temporal attention has a
+    width, the ``T`` it is built for, and refuses any other.
 
     Args:
         channels: ``C`` of ``U``.
-        T: number of time steps (change it later with :meth:`set_timesteps`).
+        T: the width of the ``"mlp"`` temporal attention (the number of steps it runs at); unused
+            by ``"conv"``.
         ta_ratio, sca_ratio, sca_kernel: ``r_t``, ``r_sc``, ``k`` (paper: 2, 1, 4).
         decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
         temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
@@ -504,6 +515,7 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
             (``sigmoid(TA) * sigmoid(SCA)``), ``"sum"`` (``sigmoid(TA + SCA)``) or ``"temporal"``
             (``sigmoid(TA)``; the unit then has no spatial-channel attention, :attr:`sca` is
             ``None``, and ``sca_ratio``, ``sca_kernel`` are unused).
+        backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -525,6 +537,7 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
+        backend: str = "auto",
         *,
         ta_bias: bool = False,
         ta_activation: str = "relu",
@@ -532,10 +545,11 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         gate: str = "product",
     ) -> None:
         super().__init__()
-        self.T = _positive_int("T", T)
+        T = _positive_int("T", T)
         self.channels = _positive_int("channels", channels)
+        self.backend = check_backend(backend)
         self.ta = make_temporal_attention(
-            temporal_attention, self.T, ta_ratio, bias=ta_bias, activation=ta_activation
+            temporal_attention, T, ta_ratio, bias=ta_bias, activation=ta_activation
         )
         #: how ``TA`` and ``SCA`` make the gate: ``"product"``, ``"separate"``, ``"sum"``, ``"temporal"``
         self.gate_form: str = check_attention_option("gate", gate)
@@ -571,29 +585,30 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         attention's kind, biases or activation.)"""
         return all(v == ATTENTION_OPTIONS[k][0] for k, v in self.options.items())
 
-    def set_timesteps(self, T: int) -> None:
-        """Run at ``T`` steps from now on (the ``"mlp"`` attention then refuses a call at another
-        ``T`` than its width, with a ``ValueError`` saying so)."""
-        self.T = _positive_int("T", T)
-
-    def gate_and_fire(self, u: Tensor, static: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``.
+    def gate_and_fire(
+        self, u: Tensor, static: bool = False, T: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``
+        standing for ``T`` identical steps (``T`` required then).
 
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
+        if static and T is None:
+            raise ValueError("T: a static u (one step standing for all) needs the number of steps")
+        steps = int(T) if static else int(u.shape[0])  # type: ignore[arg-type]
         if self.gate_form == "product" and self.ta_source == "stem":
             # the paper's gate: one fused op for the LIF and the gate
-            ta = self._ta_of(u, static)
+            ta = self._ta_of(u, static, steps)
             sca = self._sca_of(u, static)
             assert sca is not None
-            out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
+            out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static, backend=self.backend)
             return out, fired, gate, ta.detach()
         # the variants: the backend's LIF op, then the attention and the gate as torch operations
-        spikes = ops.lif(u, self.params, steps=self.T if static else None)
+        spikes = ops.lif(u, self.params, steps=steps if static else None, backend=self.backend)
         if self.ta_source == "membrane":
             ta = self.ta(membrane_of(u, spikes, self.params.decay, static=static))
         else:
-            ta = self._ta_of(u, static)
+            ta = self._ta_of(u, static, steps)
         ta = ta.to(u.dtype)
         sca = self._sca_of(u, static)
         if sca is None:  # the temporal gate: one gain per step and sample, over the whole map
@@ -609,23 +624,28 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
             return None
         return self.sca(u) if static else self.sca(u.flatten(0, 1)).view(u.shape)
 
-    def _ta_of(self, u: Tensor, static: bool) -> Tensor:
+    def _ta_of(self, u: Tensor, static: bool, steps: int) -> Tensor:
         """``TA [T, B]`` pooled from the stem output ``U`` (constant statistics when static)."""
         if not static:
             return self.ta(u)
         flat = u.flatten(1)
-        ones = flat.new_ones(self.T, 1)
+        ones = flat.new_ones(steps, 1)
         return self.ta.from_stats(ones * flat.mean(1), ones * flat.amax(1))
 
     def forward(self, u: Tensor) -> Tensor:
+        """``U: [T, B, C, H, W]`` -> ``O``, the same shape."""
         if not isinstance(u, Tensor):
             raise TypeError(f"u: expected a torch.Tensor, got {type(u).__name__}")
-        if u.dim() != 5 or u.shape[0] != self.T or u.shape[2] != self.channels:
-            raise ValueError(
-                f"u: expected [T={self.T}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}"
-            )
+        width = getattr(self.ta, "width", None)  # the "mlp" attention's fixed T
+        if u.dim() != 5 or u.shape[2] != self.channels or (width is not None and u.shape[0] != width):
+            steps = "T" if width is None else f"T={width}"
+            raise ValueError(f"u: expected [{steps}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}")
         return self.gate_and_fire(u)[0]
 
     def extra_repr(self) -> str:
         changed = {k: v for k, v in self.options.items() if v != ATTENTION_OPTIONS[k][0]}
-        return ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return ", ".join(
+            [f"channels={self.channels}", f"temporal_attention={self.temporal_attention!r}"]
+            + [f"{k}={v!r}" for k, v in changed.items() if k != "temporal_attention"]
+            + [f"backend={self.backend!r}"]
+        )
