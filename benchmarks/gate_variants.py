@@ -117,15 +117,23 @@ def measure(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[st
     }
 
 
+def train_config(dataset: str, coding: str, T: int, seed: int, epochs: int) -> Any:
+    """The :class:`~gac_coding.train.TrainConfig` of one run (``benchmarks/gate_layers.py`` uses it too)."""
+    from gac_coding.train import TrainConfig
+
+    kind, options, _ = CODINGS[coding]
+    return TrainConfig(model=MODEL, dataset=dataset, T=T, epochs=epochs, batch_size=64, lr=0.1,
+                       coding=kind, seed=seed, device="cpu", progress=False,
+                       model_kwargs=dict(options))  # fmt: skip
+
+
 def run_one(dataset: str, coding: str, T: int, seed: int, epochs: int) -> dict[str, Any]:
     """Train one model and measure it on the test split."""
     torch.set_num_threads(1)
-    from gac_coding.train import TrainConfig, fit
+    from gac_coding.train import fit
 
-    kind, options, _ = CODINGS[coding]
-    config = TrainConfig(model=MODEL, dataset=dataset, T=T, epochs=epochs, batch_size=64, lr=0.1,
-                         coding=kind, seed=seed, device="cpu", progress=False,
-                         model_kwargs=dict(options))  # fmt: skip
+    _, options, _ = CODINGS[coding]
+    config = train_config(dataset, coding, T, seed, epochs)
     started = time.perf_counter()
     result = fit(config, log=lambda line: None)
     trained = time.perf_counter() - started
