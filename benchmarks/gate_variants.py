@@ -267,6 +267,32 @@ def compact(table: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]]) -
     return "\n".join(lines)
 
 
+def silence(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """The GAC runs per data set, split by whether their gate stayed at or below 0.5 on the test set
+    (the first block then never fires, see :func:`compact`): how many, their mean pooled firing
+    rate, and their mean accuracy minus that of direct coding with the same data set, ``T``,
+    epochs and seed (runs without that direct run are left out)."""
+    lines = []
+    for dataset in DATASETS:
+        for low in (True, False):
+            diffs, rates = [], []
+            for r in runs.values():
+                if r["dataset"] != dataset or not r.get("gate") or (r["gate"]["gate_max"] <= 0.5) != low:
+                    continue
+                base = runs.get(run_key(dataset, "direct", r["T"], r["seed"], r["epochs"]))
+                if base is None:
+                    continue
+                diffs.append(r["acc"] - base["acc"])
+                rates.append(r["firing_rate"])
+            if diffs:
+                lines.append(
+                    f"{dataset}, GAC runs with gate max {'<=' if low else '>'} 0.5: {len(diffs)} runs, "
+                    f"mean firing rate {statistics.fmean(rates):.3f}, accuracy minus direct coding's "
+                    f"(same seed) {100 * statistics.fmean(diffs):+.2f} pts"
+                )
+    return lines
+
+
 def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
     """Accuracy against energy per image, one panel per data set, one marker per coding (T labelled)."""
     import matplotlib
@@ -317,6 +343,8 @@ def report(payload: dict[str, Any], out: Path) -> None:
     print(compact(table, payload["runs"]))
     print()
     print("\n".join(payload["verdicts"]))
+    print()
+    print("\n".join(silence(payload["runs"])))
 
 
 # ---------------------------------------------------------------------------------------- main
