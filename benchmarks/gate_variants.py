@@ -8,7 +8,7 @@ paper's energy per image (:func:`gac_coding.energy.estimate_energy` on the test 
 batches; the encoder's and the backbone's share), and the gate statistics of the encoder
 (:func:`gac_coding.analysis.gate_statistics`). Codings (:data:`CODINGS`):
 
-* ``direct``: direct coding (the model built with ``gac=False``);
+* ``direct``: direct coding (the model built with ``coding="direct"``);
 * ``gac``: the paper's GAC (MLP temporal attention without biases, ReLU, pooled from the stem
   output, gate ``sigmoid(TA * SCA)``);
 * ``gac-conv``: the T-agnostic 1-D convolution temporal attention;
