@@ -20,11 +20,11 @@ from test_encoder import _compare
 import gac_coding as gac
 from gac_coding.attention import (
     ATTENTION_OPTIONS,
-    GateStatistics,
     check_attention_option,
     combine_gate,
     membrane_of,
 )
+from gac_coding.coding.gate_stats import GateStatistics
 from gac_coding.models import create_model
 
 F64 = torch.float64

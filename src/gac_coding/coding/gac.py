@@ -13,9 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..attention import GatedAttentionUnit, GateStatistics
+from ..attention import GatedAttentionUnit
 from ..neuron import SurrogateLike
 from .base import StemEncoder
+from .gate_stats import GateStatistics
 from .registry import register_coding
 
 __all__ = ["GACEncoder"]
@@ -159,7 +160,7 @@ class GACEncoder(StemEncoder):
         was recorded; training-mode calls add nothing, which keeps training at full speed):
         ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``, ``gate_min``,
         ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and ``constant_over_time``
-        (:class:`~gac_coding.attention.GateStatistics`, docs/design/encoder.md §8). Reading
+        (:class:`~gac_coding.coding.gate_stats.GateStatistics`, docs/design/encoder.md §8). Reading
         waits for the device once; ``reset=True`` then starts afresh.
 
         Example:

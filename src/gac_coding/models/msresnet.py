@@ -243,10 +243,8 @@ class MSResNet(nn.Module):
         bn_weight = threshold if recipe == "imagenet" else None
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
-        attention = {
-            "temporal_attention": temporal_attention, "ta_bias": ta_bias, "ta_activation": ta_activation,
-            "ta_source": ta_source, "gate": gate,
-        }  # fmt: skip
+        attention = dict(temporal_attention=temporal_attention, ta_bias=ta_bias, ta_activation=ta_activation,
+                         ta_source=ta_source, gate=gate)  # fmt: skip
         self.encoder: StemEncoder = build_encoder(
             coding, in_channels, stem_channels, T, stem_kernel, stem_stride, stem_padding,
             neuron=lif, attention=attention, encoder_kwargs=encoder_kwargs,
@@ -259,16 +257,9 @@ class MSResNet(nn.Module):
         for width, blocks, stride in self.stage_specs:
             stage = nn.Sequential()
             for j in range(blocks):
-                stage.append(
-                    MSBlock(
-                        channels,
-                        width,
-                        stride if j == 0 else 1,
-                        lif,
-                        bn_weight=bn_weight,
-                        bn2_weight=bn2_weight,
-                    )
-                )
+                new = MSBlock(channels, width, stride if j == 0 else 1, lif, bn_weight=bn_weight,
+                              bn2_weight=bn2_weight)  # fmt: skip
+                stage.append(new)
                 channels = width
             self.stages.append(stage)
         self.head_lif = LIF(**lif)
