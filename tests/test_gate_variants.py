@@ -191,6 +191,22 @@ def test_bad_options_name_the_argument(kwargs: dict, error: type, match: str) ->
         check_attention_option("gates", "sum")
 
 
+def test_run_settings_know_the_options_and_the_paper_values() -> None:
+    # gac_coding.io sits below the attention layer and keeps its own copy of the option names and
+    # the paper's values (what a GAC run that records no option was trained with)
+    from gac_coding import io
+
+    assert io.SETTING_KEYS[-len(ATTENTION_OPTIONS) :] == tuple(ATTENTION_OPTIONS)
+    assert io._PAPER_OPTIONS == {key: values[0] for key, values in ATTENTION_OPTIONS.items()}
+    recorded = {"model": "msresnet_tiny", "gac": "True", "ta_bias": "True", "gate": "sum"}  # metadata
+    settings = io.read_settings("model.safetensors", recorded, choices=ATTENTION_OPTIONS)
+    assert settings["ta_bias"] is True and settings["gate"] == "sum"
+    completed = (settings["ta_activation"], settings["ta_source"], settings["temporal_attention"])
+    assert completed == ("relu", "stem", "mlp")
+    words = "a msresnet_tiny run (GAC encoder, temporal attention with biases, sum gate)"
+    assert io.describe_settings(settings) == words
+
+
 def test_options_reach_the_encoder_through_create_model_and_wrap() -> None:
     from torch import nn
 
