@@ -268,16 +268,21 @@ def compact(table: dict[str, dict[str, Any]], runs: dict[str, dict[str, Any]]) -
 
 
 def silence(runs: dict[str, dict[str, Any]]) -> list[str]:
-    """The GAC runs per data set, split by whether their gate stayed at or below 0.5 on the test set
-    (the first block then never fires, see :func:`compact`): how many, their mean pooled firing
-    rate, and their mean accuracy minus that of direct coding with the same data set, ``T``,
-    epochs and seed (runs without that direct run are left out)."""
+    """The GAC runs per data set, split by their gate's maximum on the test set: 0 (no code at all),
+    at most 0.5 (the first block then never fires, see :func:`compact`), above 0.5: how many, their
+    mean pooled firing rate, and their mean accuracy minus that of direct coding with the same data
+    set, ``T``, epochs and seed (runs without that direct run are left out)."""
+    groups = (
+        ("= 0", lambda g: g == 0.0),
+        ("in (0, 0.5]", lambda g: 0.0 < g <= 0.5),
+        ("> 0.5", lambda g: g > 0.5),
+    )
     lines = []
     for dataset in DATASETS:
-        for low in (True, False):
+        for name, test in groups:
             diffs, rates = [], []
             for r in runs.values():
-                if r["dataset"] != dataset or not r.get("gate") or (r["gate"]["gate_max"] <= 0.5) != low:
+                if r["dataset"] != dataset or not r.get("gate") or not test(r["gate"]["gate_max"]):
                     continue
                 base = runs.get(run_key(dataset, "direct", r["T"], r["seed"], r["epochs"]))
                 if base is None:
@@ -286,7 +291,7 @@ def silence(runs: dict[str, dict[str, Any]]) -> list[str]:
                 rates.append(r["firing_rate"])
             if diffs:
                 lines.append(
-                    f"{dataset}, GAC runs with gate max {'<=' if low else '>'} 0.5: {len(diffs)} runs, "
+                    f"{dataset}, GAC runs with gate max {name}: {len(diffs)} runs, "
                     f"mean firing rate {statistics.fmean(rates):.3f}, accuracy minus direct coding's "
                     f"(same seed) {100 * statistics.fmean(diffs):+.2f} pts"
                 )

@@ -191,6 +191,15 @@ def test_bad_options_name_the_argument(kwargs: dict, error: type, match: str) ->
         check_attention_option("gates", "sum")
 
 
+def test_a_gate_of_zero_is_not_called_scaled_direct_coding() -> None:
+    # seen in benchmarks/gate_variants.py: a gate="separate" run whose gate ended at 0 everywhere
+    from gac_coding.analysis import gate_warning
+
+    kind, message = gate_warning({"constant": True, "gate_mean": 0.0, "ta_zero_fraction": 0.0})
+    assert kind == "constant" and message.startswith("the gate is 0 everywhere")
+    assert "emits nothing" in message and "scaled direct coding" not in message
+
+
 def test_run_settings_know_the_options_and_the_paper_values() -> None:
     # gac_coding.io sits below the attention layer and keeps its own copy of the option names and
     # the paper's values (what a GAC run that records no option was trained with)

@@ -413,6 +413,12 @@ def gate_warning(stats: Mapping[str, Any] | None) -> tuple[str, str] | None:
     if not stats:
         return None
     zero = f"the temporal attention is 0 on {100 * float(stats.get('ta_zero_fraction', 0.0)):.0f}% of steps"
+    if stats.get("constant") and float(stats["gate_mean"]) == 0.0:
+        return (
+            "constant",
+            f"the gate is 0 everywhere ({zero}): the encoder emits nothing and the network sees no "
+            f"input; see {GATE_DOCS}",
+        )
     if stats.get("constant"):
         return (
             "constant",
