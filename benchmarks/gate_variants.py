@@ -325,13 +325,26 @@ def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
         epochs = sorted({c["epochs"] for c in table.values() if c["dataset"] == dataset})
         seeds = max(c["seeds"] for c in table.values() if c["dataset"] == dataset)
+        # a cell far below the rest (more than 15 points under the best mean: a run that never
+        # learned) would squash the others: the axis stops under the others, and it is named there
+        cells_here = [c for c in table.values() if c["dataset"] == dataset]
+        best = max(100 * c["acc_mean"] for c in cells_here)
+        kept = [c for c in cells_here if 100 * c["acc_mean"] >= best - 15.0]
+        floor = min(100 * (c["acc_mean"] - (c["acc_se"] if c["seeds"] > 1 else 0.0)) for c in kept) - 1.0
+        if len(kept) < len(cells_here):
+            ax.set_ylim(bottom=floor)
+            for c in table.values():
+                if c["dataset"] == dataset and 100 * c["acc_mean"] < floor:
+                    ax.annotate(f"{c['coding']} T={c['T']}: {100 * c['acc_mean']:.1f} % (off scale)",
+                                (c["energy_uj"], floor), fontsize=7, xytext=(-150, 12),
+                                textcoords="offset points", arrowprops={"arrowstyle": "->"})  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("energy per test image (µJ, paper's accounting, log scale)")
         ax.set_ylabel("test accuracy (%), mean ± standard error")
         ax.set_title(f"{MODEL} on {dataset} ({'/'.join(map(str, epochs))} epochs, up to {seeds} seeds)",
                      fontsize=10)  # fmt: skip
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=6, loc="upper left", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
