@@ -271,19 +271,20 @@ def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence
         if value in ("True", "False"):
             return value == "True"
         raise CheckpointError(f"checkpoint {path}: recorded gac {value!r} is not True or False")
-    if key == "ta_bias":  # a flag: True / False, as strings in safetensors metadata
-        if value in ("True", "False"):
-            value = value == "True"
-        if not isinstance(value, bool):
-            raise CheckpointError(f"checkpoint {path}: recorded ta_bias {value!r} is not True or False")
+    if key == "ta_bias" and value in ("True", "False"):  # a flag, a string in safetensors metadata
+        value = value == "True"
     if key in choices:
         if not any(value is c if isinstance(c, bool) else value == c for c in choices[key]):
             raise CheckpointError(
                 f"checkpoint {path}: recorded {key} {value!r} is not one of {list(choices[key])}"
             )
         return value
+    if key == "ta_bias":
+        if not isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path}: recorded ta_bias {value!r} is not True or False")
+        return value
     if key in _OPTION_KEYS:
-        if key != "ta_bias" and (not isinstance(value, str) or not value):
+        if not isinstance(value, str) or not value:
             raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not a name")
         return value
     if isinstance(value, str) and value.isdigit():
