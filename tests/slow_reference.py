@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -75,21 +77,43 @@ def slow_gated_lif(
     return gate * spikes, spikes, gate, membranes
 
 
+def activation(x: Tensor, kind: str) -> Tensor:
+    """The temporal attention's nonlinearity written out: ``relu``, ``leaky_relu`` (slope 0.1) or
+    ``gelu`` (the exact one, with the error function)."""
+    if kind == "relu":
+        return torch.where(x > 0, x, torch.zeros_like(x))
+    if kind == "leaky_relu":
+        return torch.where(x > 0, x, 0.1 * x)
+    assert kind == "gelu", kind
+    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+
+
 def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -> Tensor:
     """``TA`` ``[T, B]`` from per-sample pooled statistics ``a_avg, a_max: [B, T]``, written out.
 
-    ``"mlp"``: the paper's bias-free MLP across the T steps. ``"conv"``: two bias-free 1-D
-    convolutions over time (zero padding, "same" length) with a ReLU between, as explicit sums.
+    ``"mlp"``: the paper's MLP across the T steps. ``"conv"``: two 1-D convolutions over time (zero
+    padding, "same" length) with the activation between, as explicit sums. Biases (``ta_bias``)
+    and the activation (``ta_activation``) are read from the module's layers and settings.
     """
+    kind = ta.activation
     if ta.kind == "mlp":
         w1, w2 = ta.fc1.weight, ta.fc2.weight
+        b1 = ta.fc1.bias if ta.fc1.bias is not None else torch.zeros_like(w1[:, 0])
+        b2 = ta.fc2.bias if ta.fc2.bias is not None else torch.zeros_like(w2[:, 0])
 
         def f(a: Tensor) -> Tensor:
-            return torch.relu(a @ w1.t()) @ w2.t()
+            hidden = [activation(sum(a[:, i] * w1[j, i] for i in range(w1.shape[1])) + b1[j], kind)
+                      for j in range(w1.shape[0])]
+            return torch.stack(
+                [sum(hidden[j] * w2[o, j] for j in range(w1.shape[0])) + b2[o] for o in range(w2.shape[0])],
+                dim=1,
+            )
 
         return (f(a_avg) + f(a_max)).t()
     w1, w2 = ta.conv1.weight, ta.conv2.weight  # [hidden, 1, k], [1, hidden, k]
     hidden, _, k = w1.shape
+    b1 = ta.conv1.bias if ta.conv1.bias is not None else torch.zeros_like(w1[:, 0, 0])
+    b2 = ta.conv2.bias if ta.conv2.bias is not None else torch.zeros_like(w2[:, 0, 0])
     half = k // 2
     T = a_avg.shape[1]
 
@@ -98,12 +122,13 @@ def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -
             return x[:, t] if 0 <= t < T else torch.zeros_like(x[:, 0])
 
         mid = [
-            [torch.relu(sum(w1[h, 0, i] * tap(a, t + i - half) for i in range(k))) for t in range(T)]
+            [activation(sum(w1[h, 0, i] * tap(a, t + i - half) for i in range(k)) + b1[h], kind)
+             for t in range(T)]
             for h in range(hidden)
         ]
         mids = [torch.stack(m, dim=1) for m in mid]  # hidden x [B, T]
         out = [
-            sum(w2[0, h, i] * tap(mids[h], t + i - half) for h in range(hidden) for i in range(k))
+            sum(w2[0, h, i] * tap(mids[h], t + i - half) for h in range(hidden) for i in range(k)) + b2[0]
             for t in range(T)
         ]
         return torch.stack(out, dim=1)

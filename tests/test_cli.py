@@ -398,6 +398,49 @@ def test_energy_and_export_rebuild_a_run_trained_with_the_conv_temporal_attentio
         run_export_command(asked)
 
 
+def test_the_encoder_variants_are_trained_recorded_and_rebuilt(tmp_path: Path, capsys) -> None:
+    # issue 26: --ta-bias, --ta-activation, --ta-source and --gate reach the encoder, travel with
+    # the files, and energy/export rebuild the same model (a gate of another form would load the
+    # same weights silently: the record is what tells them apart)
+    from gac_coding.energy import estimate_energy
+    from gac_coding.models import create_model
+    from gac_coding.models.checkpoints import load_weights, read_weights
+
+    run = tmp_path / "run"
+    assert main(["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2",
+                 "--epochs", "1", "--batch-size", "512", "--lr", "0.1", "--out", str(run),
+                 "--device", "cpu", "--no-progress", "--ta-source", "membrane", "--gate", "sum",
+                 "--ta-activation", "gelu"]) == 0  # fmt: skip
+    capsys.readouterr()
+    options = {"temporal_attention": "mlp", "ta_bias": False, "ta_activation": "gelu",
+               "ta_source": "membrane", "gate": "sum"}  # fmt: skip
+    for name in ("last.pt", "model.safetensors"):
+        assert {k: v for k, v in read_weights(run / name).settings.items() if k in options} == options
+    model = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1, **options)
+    load_weights(model, run / "model.safetensors")
+    with pytest.raises(ValueError, match=r"sum gate.*gate='product'"):  # the same keys: refused
+        load_weights(create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1, ta_activation="gelu",
+                                  ta_source="membrane"), run / "last.pt")  # fmt: skip
+    x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))  # the command's input
+    expected = estimate_energy(model, x).to_dict()
+    assert main([*_ENERGY, "--checkpoint", str(run / "last.pt"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"] == expected["totals"]
+    err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(run / "last.pt"), "--gate", "product"])
+    assert "--gate: the checkpoint" in err and "sum gate" in err and err.endswith("got --gate product\n")
+    err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(run / "last.pt"), "--ta-bias"])
+    assert "with the paper's ta_bias=False, got --ta-bias" in err
+    assert main([*_ENERGY, "--checkpoint", str(run / "last.pt"), "--no-ta-bias", "--gate", "sum"]) == 0
+    capsys.readouterr()
+    # a paper run written before the options existed records none of them: read as the paper's
+    old = tmp_path / "old.pt"
+    paper = create_model("msresnet_tiny", num_classes=10, T=2, in_channels=1)
+    torch.save({"model": paper.state_dict(), "config": {"model": "msresnet_tiny", "T": 2, "gac": True,
+                "num_classes": 10, "in_channels": 1}}, old)  # fmt: skip
+    assert read_weights(old).settings["gate"] == "product"
+    err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(old), "--gate", "sum"])
+    assert "with the paper's gate='product', got --gate sum" in err
+
+
 def test_a_recorded_temporal_attention_is_checked(tmp_path: Path) -> None:
     from gac_coding.models.checkpoints import CheckpointError, read_weights
     from gac_coding.train.checkpoint import save_safetensors
@@ -406,6 +449,10 @@ def test_a_recorded_temporal_attention_is_checked(tmp_path: Path) -> None:
     path = save_safetensors(lin.state_dict(), tmp_path / "w.safetensors", {"temporal_attention": "lstm"})
     with pytest.raises(CheckpointError, match=r"temporal_attention 'lstm' is not one of \['mlp', 'conv'\]"):
         read_weights(path)
+    for key, bad in (("gate", "max"), ("ta_bias", "yes"), ("ta_source", "spikes")):
+        path = save_safetensors(lin.state_dict(), tmp_path / "w.safetensors", {key: bad})
+        with pytest.raises(CheckpointError, match=f"recorded {key} '{bad}' is not one of"):
+            read_weights(path)
     pt = tmp_path / "w.pt"  # last.pt keeps it among the create_model arguments of its config
     torch.save({"model": lin.state_dict(), "config": {"model_kwargs": {"temporal_attention": "conv"}}}, pt)
     assert read_weights(pt).settings == {"temporal_attention": "conv"}

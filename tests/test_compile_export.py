@@ -421,6 +421,27 @@ def test_to_onnx_encoder_on_sequences(tmp_path: Path) -> None:
     torch.testing.assert_close(got, expected, **ONNX_TOL)
 
 
+@pytest.mark.parametrize(
+    "options, shape",
+    [({"ta_source": "membrane", "ta_bias": True, "ta_activation": "gelu", "gate": "sum"}, (2, 2, 6, 6)),
+     ({"gate": "separate", "temporal_attention": "conv", "ta_activation": "leaky_relu"}, (3, 2, 2, 6, 6)),
+     ({"gate": "temporal", "ta_source": "membrane"}, (2, 2, 6, 6))],
+)  # fmt: skip
+def test_to_onnx_encoder_variants(options: dict, shape: tuple[int, ...], tmp_path: Path) -> None:
+    # issue 26: the variants' gates are torch operations around the LIF operator (static batches
+    # and sequences)
+    torch.manual_seed(6)
+    enc = gac.GACEncoder(2, 4, T=3, **options)
+    g = torch.Generator().manual_seed(5)
+    path = to_onnx(enc, torch.rand(*shape, generator=g) * 3, tmp_path / "enc.onnx")
+    enc.eval()
+    x = torch.rand(*shape[:-4], 5, *shape[-3:], generator=g) * 3  # another batch size
+    with torch.no_grad():
+        expected = enc(x)
+    assert expected.ne(0).float().mean() > 0.01  # spikes gated through
+    torch.testing.assert_close(_onnx_run(path, x), expected, **ONNX_TOL)
+
+
 class _CountsCalls(torch.nn.Module):
     """Its output depends on Python state that an exported graph freezes at the traced value."""
 

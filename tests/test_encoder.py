@@ -1,9 +1,10 @@
-"""The GAC encoder against an independent slow formulation of docs/design/encoder.md §1-3.
+"""The GAC encoder against an independent slow formulation of docs/design/encoder.md §1-3 and §7.
 
 The slow formulation repeats a static frame T times and computes everything per step: the stem
 convolution, BatchNorm over (T, B, H, W) written out by hand, the LIF as a plain Python loop, the
-temporal attention from per-step means and maxima, the spatial-channel attention with PyTorch's
-``padding="same"``, then ``sigmoid(TA * SCA) * S``.
+temporal attention from per-step means and maxima (of ``U``, or of the LIF's membrane), the
+spatial-channel attention with PyTorch's ``padding="same"``, then the gate (``sigmoid(TA * SCA)``,
+``sigmoid(TA) * sigmoid(SCA)``, ``sigmoid(TA + SCA)`` or ``sigmoid(TA)``) times ``S``.
 """
 
 from __future__ import annotations
@@ -46,19 +47,26 @@ def slow_encoder(
     u = u * bn.weight.view(shape) + bn.bias.view(shape)
 
     g = enc.gate
-    spikes = []
+    options = g.options
+    spikes, pooled = [], []
     v = torch.zeros_like(u[0])
     s = torch.zeros_like(u[0])
+    m = torch.zeros_like(u[0])  # the membrane the attention reads: the reset a constant there
     for t in range(T):
         keep = 1 - (s.detach() if g.detach_reset else s)
+        m = g.decay * m * (1 - s.detach()) + u[t]
         v = g.decay * v * keep + u[t]
         s = fire(v - g.threshold, g.surrogate)
         spikes.append(s)
+        pooled.append(m if options["ta_source"] == "membrane" else u[t])
     S = torch.stack(spikes)
 
-    a_avg = torch.stack([u[t].mean(dim=(1, 2, 3)) for t in range(T)], dim=1)  # [B, T]
-    a_max = torch.stack([u[t].amax(dim=(1, 2, 3)) for t in range(T)], dim=1)
-    ta = slow_temporal_attention(g.ta, a_avg, a_max)  # [T, B]
+    a_avg = torch.stack([p.mean(dim=(1, 2, 3)) for p in pooled], dim=1)  # [B, T]
+    a_max = torch.stack([p.amax(dim=(1, 2, 3)) for p in pooled], dim=1)
+    ta = slow_temporal_attention(g.ta, a_avg, a_max).view(T, -1, 1, 1, 1)  # [T, B, 1, 1, 1]
+    if options["gate"] == "temporal":  # no spatial-channel attention
+        M = (1 / (1 + torch.exp(-ta))).expand(S.shape)
+        return M * S, S, M
     sca = torch.stack(
         [
             F.conv2d(F.relu(F.conv2d(u[t], g.sca.conv1.weight, padding="same")),
@@ -66,7 +74,12 @@ def slow_encoder(
             for t in range(T)
         ]
     )
-    M = torch.sigmoid(ta.view(T, -1, 1, 1, 1) * sca)
+    if options["gate"] == "product":
+        M = 1 / (1 + torch.exp(-ta * sca))
+    elif options["gate"] == "separate":
+        M = 1 / (1 + torch.exp(-ta)) / (1 + torch.exp(-sca))
+    else:
+        M = 1 / (1 + torch.exp(-(ta + sca)))
     return M * S, S, M
 
 

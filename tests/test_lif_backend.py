@@ -1,7 +1,8 @@
 """Each backend through the public API: ``neuron.lif``, ``gac.LIF``, ``attention.gated_lif`` and the
-encoder, run by eager, cpp and triton (in its interpreter on CPU tensors), against the independent
-slow formulations of ``tests/slow_reference.py``; the chosen backend is the one that runs; the C++
-kernels build wherever a compiler and ninja are found; channels-last steps keep their layout.
+encoder (the paper's gate and its variants), run by eager, cpp and triton (in its interpreter on CPU
+tensors), against the independent slow formulations of ``tests/slow_reference.py``; the chosen
+backend is the one that runs; the C++ kernels build wherever a compiler and ninja are found;
+channels-last steps keep their layout.
 
 The interface-level checks of the backends (every dtype, ties, determinism) are in
 ``tests/test_backends.py``; the choice of backend and its fallbacks in ``tests/test_backend_choice.py``.
@@ -222,6 +223,40 @@ def test_encoder_float64_each_backend_equals_eager(name: str, feed_sequence: boo
     torch.testing.assert_close(o_a, o_e, rtol=1e-12, atol=1e-12)
     for a, e in zip(g_a, g_e, strict=True):
         torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
+@pytest.mark.parametrize("feed_sequence", [False, True])
+def test_encoder_variants_float64_each_backend_equals_eager(name: str, feed_sequence: bool) -> None:
+    # the variants' gates are torch operations around the backend's LIF op (issue 26)
+    torch.manual_seed(12)
+    variants = [
+        {"ta_source": "membrane", "ta_bias": True, "ta_activation": "gelu"},
+        {"gate": "separate", "temporal_attention": "conv"},
+        {"gate": "temporal", "ta_source": "membrane", "ta_activation": "leaky_relu"},
+    ]
+    for options in variants:
+        enc = gac.GACEncoder(3, 6, 4, **options).double().train()
+        x = torch.rand(2, 3, 7, 7, dtype=F64) * 2
+        inp = x.unsqueeze(0).expand(4, *x.shape) if feed_sequence else x
+        bn_state = {k: v.clone() for k, v in enc.bn.state_dict().items()}
+        runs = []
+        for backend in (name, "eager"):
+            enc.bn.load_state_dict(bn_state)
+            leaf = inp.detach().clone().requires_grad_()
+            with running(backend) as calls:
+                out = enc(leaf)
+                params = [p for p in enc.parameters() if p.requires_grad]
+                grads = torch.autograd.grad(out, [leaf, *params], torch.ones_like(out) * 0.5)
+            assert calls == ["lif_forward", "lif_backward"], options
+            runs.append((out.detach(), enc.last_spikes, enc.last_gate, grads))
+        (o_a, s_a, m_a, g_a), (o_e, s_e, m_e, g_e) = runs
+        assert s_a is not None and s_e is not None and torch.equal(s_a, s_e)
+        assert 0.0 < float(s_a.mean()) < 1.0
+        torch.testing.assert_close(o_a, o_e, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(m_a, m_e, rtol=1e-12, atol=1e-12)
+        for a, e in zip(g_a, g_e, strict=True):
+            torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])

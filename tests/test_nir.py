@@ -641,3 +641,33 @@ def test_export_command_writes_host_and_graph(tmp_path: Path, capsys: pytest.Cap
     assert host.binarize
     lif = graph.nodes["head_lif"]
     np.testing.assert_allclose(1e-3 / lif.tau, 0.5, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"ta_source": "membrane", "ta_bias": True, "gate": "sum"},
+     {"gate": "temporal", "temporal_attention": "conv", "ta_activation": "leaky_relu"}],
+)  # fmt: skip
+def test_encoder_variants_export_host_and_graph(options: dict, tmp_path: Path) -> None:
+    # issue 26: the host holds the variant encoder; the graph is the backbone, as for the paper's
+    from gac_coding.export import load_host, save_nir_export
+
+    torch.manual_seed(0)
+    model = create_model("msresnet_tiny", num_classes=4, T=T, in_channels=2, **options)
+    model.stages[0][0].lif1 = gac.LIF(decay=0.5, threshold=0.4)  # every layer fires (see build)
+    model = model.double()
+    x = torch.rand(3, 2, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    calibrate_batchnorm(model, x)
+    model.eval()
+    exp = to_nir(model, x)
+    torch.testing.assert_close(exp.host(x), model.encoder(x), rtol=0.0, atol=0.0)
+    torch.testing.assert_close(exp.run(x), model(x), rtol=0.0, atol=ATOL)
+    # written and rebuilt from host.json: the options travel with it (a silently different gate
+    # would load the same weights for "sum" and "product")
+    config = {"model": "msresnet_tiny", "num_classes": 4, "in_channels": 2,
+              "encoder_options": model.encoder.gate.options}  # fmt: skip
+    save_nir_export(exp, tmp_path, config)
+    host = load_host(tmp_path)  # float32, as load_host builds it
+    assert host.encoder.gate.options == model.encoder.gate.options
+    single = model.float()
+    torch.testing.assert_close(host(x.float()), single.encoder(x.float()), rtol=0.0, atol=0.0)

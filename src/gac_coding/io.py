@@ -17,7 +17,8 @@ of the library may use it.
   be rebuilt from its files. ``last.pt``/``best.pt`` hold them under ``"config"`` (with the
   ``create_model`` arguments under ``"model_kwargs"``), ``model.safetensors`` as string metadata
   (:func:`settings_metadata`). :data:`SETTING_KEYS` rebuild the model (``model``, ``T``,
-  ``num_classes``, ``in_channels``, ``gac``, ``temporal_attention``), :data:`DATA_SETTING_KEYS`
+  ``num_classes``, ``in_channels``, ``gac``, and the GAC encoder's options ``temporal_attention``,
+  ``ta_bias``, ``ta_activation``, ``ta_source``, ``gate``), :data:`DATA_SETTING_KEYS`
   describe its data (``dataset``, ``data_dir``, ``input_size``, ``image_size``, ``coding``,
   ``events``). :func:`read_settings` turns either record into typed settings,
   :func:`describe_settings` says them in words.
@@ -255,7 +256,7 @@ def _data_setting(path: Path, key: str, value: object) -> Any:
     return _setting(path, key, value, {})  # image_size: an integer >= 1
 
 
-def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence[str]]) -> Any:
+def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence[Any]]) -> Any:
     """A recorded setting as its type (safetensors metadata holds strings only); a name that
     ``choices`` lists must be one of them."""
     if key in DATA_SETTING_KEYS and key != "image_size":
@@ -270,15 +271,21 @@ def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence
         if value in ("True", "False"):
             return value == "True"
         raise CheckpointError(f"checkpoint {path}: recorded gac {value!r} is not True or False")
+    if key == "ta_bias" and value in ("True", "False"):  # a flag, a string in safetensors metadata
+        value = value == "True"
     if key in choices:
-        if value not in choices[key]:
+        if not any(value is c if isinstance(c, bool) else value == c for c in choices[key]):
             raise CheckpointError(
                 f"checkpoint {path}: recorded {key} {value!r} is not one of {list(choices[key])}"
             )
         return value
-    if key == "temporal_attention":
+    if key == "ta_bias":
+        if not isinstance(value, bool):
+            raise CheckpointError(f"checkpoint {path}: recorded ta_bias {value!r} is not True or False")
+        return value
+    if key in _OPTION_KEYS:
         if not isinstance(value, str) or not value:
-            raise CheckpointError(f"checkpoint {path}: recorded temporal_attention {value!r} is not a name")
+            raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not a name")
         return value
     if isinstance(value, str) and value.isdigit():
         value = int(value)
@@ -290,8 +297,16 @@ def _setting(path: Path, key: str, value: object, choices: Mapping[str, Sequence
 # ------------------------------------------------------------------------------------------------
 # Run settings
 # ------------------------------------------------------------------------------------------------
-#: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
-SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", "temporal_attention")
+#: The GAC encoder's options among the run settings (``gac_coding.attention.ATTENTION_OPTIONS``).
+_OPTION_KEYS: tuple[str, ...] = ("temporal_attention", "ta_bias", "ta_activation", "ta_source", "gate")
+#: The values of those options that :func:`describe_settings` leaves unsaid (the paper's).
+_PAPER_OPTIONS: dict[str, Any] = {
+    "temporal_attention": "mlp", "ta_bias": False, "ta_activation": "relu", "ta_source": "stem",
+    "gate": "product",
+}  # fmt: skip
+#: Run settings a checkpoint may record, in the order :func:`describe_settings` names them (the
+#: last five are the GAC encoder's options).
+SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", *_OPTION_KEYS)
 #: What a run of ``gac-coding train`` records about its data, so that ``gac-coding energy`` can
 #: measure the model on the images it validated on and ``gac-coding export`` knows their size:
 #: ``dataset`` (its name), ``data_dir`` (the folder, absolute), ``input_size`` (``(H, W)`` as fed
@@ -339,14 +354,19 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append("GAC encoder" if coding == "gac" else f"{coding} coding")
     elif "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
-    if "temporal_attention" in settings:
+    if settings.get("temporal_attention", "mlp") != "mlp":
         parts.append(f"{settings['temporal_attention']} temporal attention")
+    words = {"ta_bias": "temporal attention with biases", "ta_activation": "{} activation",
+             "ta_source": "attention from the {}", "gate": "{} gate"}  # fmt: skip
+    for key, text in words.items():
+        if key in settings and settings[key] != _PAPER_OPTIONS[key]:
+            parts.append(text.format(settings[key]))
     name = f"a {settings['model']} run" if "model" in settings else "a run"
     return f"{name} ({', '.join(parts)})" if parts else name
 
 
 def read_settings(
-    path: PathLike, recorded: Mapping[str, Any], *, choices: Mapping[str, Sequence[str]] | None = None
+    path: PathLike, recorded: Mapping[str, Any], *, choices: Mapping[str, Sequence[Any]] | None = None
 ) -> dict[str, Any]:
     """The run settings of a checkpoint's record, each as its type (those present).
 
@@ -354,8 +374,11 @@ def read_settings(
         path: the file the record came from (named in errors).
         recorded: a torch file's ``"config"`` (the run's create_model arguments under
             ``"model_kwargs"``) or a ``.safetensors`` file's metadata (strings).
-        choices: settings whose value must be one of a few names, e.g.
-            ``{"temporal_attention": ("mlp", "conv")}``.
+        choices: settings whose value must be one of a few values, e.g.
+            ``{"temporal_attention": ("mlp", "conv")}``; for a GAC run (``gac`` recorded true, and
+            a ``model``), each of the encoder's options that ``choices`` lists and the record lacks
+            reads as its first value (the paper's: a run written before an option existed was
+            trained with it).
 
     Raises:
         CheckpointError: a recorded setting that is not valid.
@@ -368,9 +391,13 @@ def read_settings(
     path = Path(path)
     choices = dict(choices or {})
     extra = recorded.get("model_kwargs")  # train's create_model arguments, e.g. temporal_attention
-    if isinstance(extra, Mapping) and "temporal_attention" in extra:
-        recorded = {"temporal_attention": extra["temporal_attention"], **recorded}
+    if isinstance(extra, Mapping):
+        recorded = {**{k: extra[k] for k in _OPTION_KEYS if k in extra}, **recorded}
     settings = {k: _setting(path, k, recorded[k], choices) for k in SETTING_KEYS if k in recorded}
+    if settings.get("gac") is True and "model" in settings:
+        for key in _OPTION_KEYS:
+            if key in choices:
+                settings.setdefault(key, choices[key][0])
     # about the data: a run without a data folder (digits) records data_dir=None
     settings.update(
         {k: _setting(path, k, recorded[k], choices) for k in DATA_SETTING_KEYS if recorded.get(k) is not None}
@@ -384,7 +411,7 @@ def read_settings(
 def settings_metadata(config: Mapping[str, Any], *, epoch: int) -> dict[str, str]:
     """The metadata of a run's ``model.safetensors`` (strings only) from the run's ``config`` (what
     ``last.pt`` records): what rebuilds the model (model, ``T``, classes, channels, ``gac``, the
-    temporal attention) and its data (data set, folder, input size, coding, frame options), as
+    encoder options that were given) and its data (data set, folder, input size, coding, frame options), as
     :func:`read_settings` reads them back.
 
     Example:
@@ -406,8 +433,9 @@ def settings_metadata(config: Mapping[str, Any], *, epoch: int) -> dict[str, str
         "input_size": json.dumps(list(config["input_size"])),
     }
     model_kwargs = config.get("model_kwargs") or {}
-    if "temporal_attention" in model_kwargs:  # needed to rebuild the model
-        meta["temporal_attention"] = model_kwargs["temporal_attention"]
+    for key in _OPTION_KEYS:  # the encoder's options given, needed to rebuild the model
+        if key in model_kwargs:
+            meta[key] = model_kwargs[key]
     if config.get("data_dir") is not None:
         meta["data_dir"] = config["data_dir"]
     if config.get("events"):

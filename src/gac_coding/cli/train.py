@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import add_coding_options, coding_option, is_rank0
+from .options import add_attention_options, add_coding_options, attention_options, coding_option, is_rank0
 
 __all__ = ["CARD_ENERGY_SAMPLES", "configure_train_parser", "run_train_command", "save_run_pretrained"]
 
@@ -92,14 +92,8 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_build_options(parser: argparse.ArgumentParser) -> None:
-    """How the model is built beyond its name: its temporal attention and its neurons' backend."""
-    parser.add_argument(
-        "--temporal-attention",
-        choices=("mlp", "conv"),
-        default=None,
-        help="GAC's temporal attention: mlp (the paper's, fixed T; default) or conv "
-        "(runs at any T after set_timesteps)",
-    )
+    """How the model is built beyond its name: the GAC encoder's options and its neurons' backend."""
+    add_attention_options(parser, default="the paper's")
     parser.add_argument(
         "--backend",
         default="auto",
@@ -197,9 +191,7 @@ def run_train_command(args: argparse.Namespace) -> int:
         backend=args.backend,
         memory=args.memory,
         events=_event_options(args),
-        model_kwargs=(
-            {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}
-        ),
+        model_kwargs=attention_options(args),
     )
     if args.save_pretrained is not None:
         _check_empty(args.save_pretrained)

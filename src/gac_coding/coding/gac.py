@@ -8,6 +8,8 @@ A sequence ``[T, B, C, H, W]`` computes everything per step.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -15,6 +17,7 @@ from ..attention import GatedAttentionUnit
 from ..neuron import SurrogateLike
 from ..ops.memory import MemorySetting, checkpoint, lean_active
 from .base import StemEncoder
+from .gate_stats import GateStatistics
 from .registry import register_coding
 
 __all__ = ["GACEncoder"]
@@ -44,6 +47,14 @@ class GACEncoder(MemorySetting, StemEncoder):
             ``T`` it was built for only) or ``"conv"`` (a 1-D convolution over time with no
             ``T``-sized weights, :class:`~gac_coding.attention.ConvTemporalAttention`: any ``T``,
             see :meth:`set_timesteps`).
+        ta_bias, ta_activation, ta_source, gate: variants of the attention and the gate
+            (docs/design/encoder.md §7; the defaults are the paper's): biases in the temporal
+            attention (``True``/``False``), its activation (``"relu"``, ``"leaky_relu"``,
+            ``"gelu"``), what it pools (``"stem"``: ``U``; ``"membrane"``: the LIF's membrane,
+            which changes over time even for a static image), and how ``TA`` and ``SCA`` make the
+            gate (``"product"``: ``sigmoid(TA * SCA)``; ``"separate"``: ``sigmoid(TA) *
+            sigmoid(SCA)``; ``"sum"``: ``sigmoid(TA + SCA)``; ``"temporal"``: ``sigmoid(TA)``,
+            no spatial-channel attention).
         binarize: emit binary spikes (see above).
         backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`); also the
             :attr:`backend` attribute.
@@ -52,9 +63,12 @@ class GACEncoder(MemorySetting, StemEncoder):
             image) and recomputes the membranes; ``"checkpoint"``, the encoder keeps its input
             alone and runs again in the backward pass. The same numbers in every mode.
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
-            for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
-            ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
-            of the ``state_dict``, and is not kept while ``torch.export`` traces the encoder.
+            for inspection, and, in eval mode, accumulate the gate's statistics
+            (:meth:`gate_statistics`; tensors, no host synchronisation per call). The record stays
+            out of pickles, ``torch.save`` of the whole model and ``copy.deepcopy`` (a saved or
+            copied encoder has none until its next call), is not part of the ``state_dict``, and
+            is not kept while ``torch.export`` traces the encoder (nor are statistics while
+            ``torch.compile`` or ``torch.export`` trace it).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -91,6 +105,10 @@ class GACEncoder(MemorySetting, StemEncoder):
         record: bool = True,
         backend: str = "auto",
         memory: str = "default",
+        ta_bias: bool = False,
+        ta_activation: str = "relu",
+        ta_source: str = "stem",
+        gate: str = "product",
     ) -> None:
         super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
         self.gate = GatedAttentionUnit(
@@ -105,10 +123,15 @@ class GACEncoder(MemorySetting, StemEncoder):
             detach_reset=detach_reset,
             temporal_attention=temporal_attention,
             backend=backend,
+            ta_bias=ta_bias,
+            ta_activation=ta_activation,
+            ta_source=ta_source,
+            gate=gate,
         )
         self.binarize = bool(binarize)
         self.record = bool(record)
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
+        self._stats = GateStatistics()
         self.memory = memory
 
     def _set_memory(self, mode: str) -> None:
@@ -142,6 +165,32 @@ class GACEncoder(MemorySetting, StemEncoder):
         """``TA`` of the last call, ``[T, B]`` (detached)."""
         return None if self._last is None else self._last[2]
 
+    def gate_statistics(self, reset: bool = False) -> dict[str, Any] | None:
+        """The gate's statistics over the eval-mode calls since the last reset (``None`` if none
+        was recorded; training-mode calls add nothing, which keeps training at full speed):
+        ``ta_zero_fraction``, ``gate_mean``, ``gate_time_std``, ``gate_space_std``, ``gate_min``,
+        ``gate_max``, ``samples``, ``calls`` and the flags ``constant`` and ``constant_over_time``
+        (:class:`~gac_coding.coding.gate_stats.GateStatistics`, docs/design/encoder.md §8). Reading
+        waits for the device once; ``reset=True`` then starts afresh.
+
+        Example:
+            >>> import torch, gac_coding as gac
+            >>> enc = gac.GACEncoder(1, 4, T=4)
+            >>> _ = torch.nn.init.zeros_(enc.gate.ta.fc2.weight)   # a dead temporal attention: TA = 0
+            >>> _ = enc.eval()(torch.rand(3, 1, 6, 6))
+            >>> stats = enc.gate_statistics()
+            >>> stats["ta_zero_fraction"], stats["gate_mean"], stats["constant"]
+            (1.0, 0.5, True)
+        """
+        stats = self._stats.read()
+        if reset:
+            self._stats.reset()
+        return stats
+
+    def reset_gate_statistics(self) -> None:
+        """Forget the gate statistics accumulated so far (see :meth:`gate_statistics`)."""
+        self._stats.reset()
+
     def set_timesteps(self, T: int) -> None:
         """Change the number of time steps of the built encoder.
 
@@ -163,6 +212,7 @@ class GACEncoder(MemorySetting, StemEncoder):
         # the record of the last call is for inspection: pickles, torch.save and deepcopy skip it
         state = super().__getstate__()
         state["_last"] = None
+        state["_stats"] = GateStatistics()
         return state
 
     def forward(self, x: Tensor) -> Tensor:
@@ -184,6 +234,8 @@ class GACEncoder(MemorySetting, StemEncoder):
         # no record while torch.export traces: it would keep the tracer's fake tensors
         keep = self.record and not torch.compiler.is_exporting()
         self._last = (fired, m, ta) if keep else None
+        if keep and not self.training and not torch.compiler.is_compiling():
+            self._stats.update(m, ta)  # eval-mode calls only: a few passes over the gate
         if self.binarize:
             hard = (out > 0.5).to(out.dtype)
             out = out + (hard - out).detach()

@@ -24,22 +24,24 @@ def build_encoder(
     padding: int,
     *,
     neuron: Mapping[str, Any],
-    temporal_attention: str | None,
+    attention: Mapping[str, Any],
     encoder_kwargs: Mapping[str, Any] | None,
 ) -> StemEncoder:
     """``make_encoder(coding, ...)`` with the stem geometry, the recipe's ``neuron`` settings for a
-    coding that has a neuron, ``temporal_attention`` when given, and ``encoder_kwargs``. A
-    setting given twice, or one the coding does not have, raises ``TypeError``."""
+    coding that has a neuron, the ``attention`` options that were given (``temporal_attention``,
+    ``ta_bias``, ``ta_activation``, ``ta_source``, ``gate``; ``None`` values: not given), and
+    ``encoder_kwargs``. A setting given twice, or one the coding does not have, raises
+    ``TypeError``."""
     settings: dict[str, Any] = {"kernel_size": kernel_size, "stride": stride, "padding": padding}
     if CODINGS[coding].takes_neuron:
         settings.update(neuron)
     extra = dict(encoder_kwargs or {})
-    if temporal_attention is not None:
-        if "temporal_attention" in extra:
-            raise TypeError(
-                "temporal_attention: given both as an argument and in encoder_kwargs; give it once"
-            )
-        extra["temporal_attention"] = temporal_attention
+    for name, value in attention.items():
+        if value is None:
+            continue
+        if name in extra:
+            raise TypeError(f"{name}: given both as an argument and in encoder_kwargs; give it once")
+        extra[name] = value
     twice = sorted(set(settings) & set(extra))
     if twice:
         raise TypeError(

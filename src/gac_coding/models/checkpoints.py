@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..attention import TEMPORAL_ATTENTIONS
+from ..attention import ATTENTION_OPTIONS
 from ..io import (
     DATA_SETTING_KEYS,
     SETTING_KEYS,
@@ -66,7 +66,9 @@ class WeightsFile:
         path: the file.
         state_dict: the weights (this library's keys, or the authors' layout).
         settings: the run settings the file records (``model``, ``T``, ``num_classes``,
-            ``in_channels``, ``gac``, ``temporal_attention``, and about its data the
+            ``in_channels``, ``gac``, the encoder options ``temporal_attention``, ``ta_bias``,
+            ``ta_activation``, ``ta_source``, ``gate`` (completed with the paper's values for a
+            GAC run that does not record them), and about its data the
             :data:`DATA_SETTING_KEYS`; those present), empty for a bare state dict or the
             authors' file.
     """
@@ -118,7 +120,7 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
     if not state or bad:
         what = "holds no tensors" if not state else f"key {bad[0]!r} does not hold a tensor"
         raise CheckpointError(f"checkpoint {path}: not a model checkpoint ({what})")
-    settings = read_settings(path, recorded, choices={"temporal_attention": TEMPORAL_ATTENTIONS})
+    settings = read_settings(path, recorded, choices=ATTENTION_OPTIONS)
     return WeightsFile(path=path, state_dict=dict(state), settings=settings)
 
 
@@ -127,7 +129,8 @@ def _model_settings(model: nn.Module) -> dict[str, Any]:
     coding = getattr(model, "coding", None)  # runs record gac: whether the coding is GAC
     found["gac"] = None if coding is None else coding == "gac"
     gate = getattr(getattr(model, "encoder", None), "gate", None)  # a GAC encoder's gate
-    found["temporal_attention"] = getattr(gate, "temporal_attention", None)
+    options = getattr(gate, "options", None)
+    found.update(options if isinstance(options, dict) else {})
     return {k: v for k, v in found.items() if v is not None}
 
 

@@ -213,6 +213,9 @@ class MSResNet(PretrainedMixin, MemorySetting, nn.Module):
             first stage; the last stage, with the smallest activations, runs lean).
             The same numbers in every mode; see the README for when to choose which.
         gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
+        ta_bias, ta_activation, ta_source, gate: the GAC encoder's variants of the attention and
+            the gate (:class:`~gac_coding.GACEncoder`; left out: the paper's); a coding without
+            them raises ``TypeError`` when one is given.
 
     Example:
         >>> import torch
@@ -241,6 +244,10 @@ class MSResNet(PretrainedMixin, MemorySetting, nn.Module):
         *,
         memory: str = "default",
         gac: bool | None = None,
+        ta_bias: bool | None = None,
+        ta_activation: str | None = None,
+        ta_source: str | None = None,
+        gate: str | None = None,
     ) -> None:
         super().__init__()
         coding = coding_from_gac_flag(coding, gac, "MSResNet(gac=...)")
@@ -271,9 +278,11 @@ class MSResNet(PretrainedMixin, MemorySetting, nn.Module):
         bn_weight = threshold if recipe == "imagenet" else None
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
+        attention = dict(temporal_attention=temporal_attention, ta_bias=ta_bias, ta_activation=ta_activation,
+                         ta_source=ta_source, gate=gate)  # fmt: skip
         self.encoder: StemEncoder = build_encoder(
             coding, in_channels, stem_channels, T, stem_kernel, stem_stride, stem_padding,
-            neuron=lif, temporal_attention=temporal_attention, encoder_kwargs=encoder_kwargs,
+            neuron=lif, attention=attention, encoder_kwargs=encoder_kwargs,
         )  # fmt: skip
         if bn_weight is not None:
             nn.init.constant_(self.encoder.bn.weight, bn_weight)

@@ -74,6 +74,16 @@ def _check_model(model: object) -> MSResNet:
         raise TypeError(
             f"model: expected an MSResNet (from gac_coding.models.create_model), got {type(model).__name__}"
         )
+    gate = getattr(model.encoder, "gate", None)
+    if model.coding == "gac" and gate is not None and not gate.is_paper:
+        from ..attention import ATTENTION_OPTIONS
+
+        changed = {k: v for k, v in gate.options.items() if v != ATTENTION_OPTIONS[k][0]}
+        raise ReferenceCheckpointError(
+            f"model: the authors' layout holds the paper's encoder only (an MLP temporal attention "
+            f"without biases, ReLU, from the stem, gate sigmoid(TA * SCA)); this model's encoder has "
+            f"{', '.join(f'{k}={v!r}' for k, v in changed.items())}"
+        )
     return model
 
 

@@ -60,6 +60,9 @@ class SpikingVGG(PretrainedMixin, MemorySetting, nn.Module):
             lean, in the backward pass; the encoder goes with the first, the layers after the last
             but one pooling run lean). The same numbers.
         gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
+        ta_bias, ta_activation, ta_source, gate: the GAC encoder's variants of the attention and
+            the gate (:class:`~gac_coding.GACEncoder`; left out: the paper's); a coding without
+            them raises ``TypeError`` when one is given.
 
     Example:
         >>> import torch
@@ -83,6 +86,10 @@ class SpikingVGG(PretrainedMixin, MemorySetting, nn.Module):
         *,
         memory: str = "default",
         gac: bool | None = None,
+        ta_bias: bool | None = None,
+        ta_activation: str | None = None,
+        ta_source: str | None = None,
+        gate: str | None = None,
     ) -> None:
         super().__init__()
         coding = coding_from_gac_flag(coding, gac, "SpikingVGG(gac=...)")
@@ -104,9 +111,13 @@ class SpikingVGG(PretrainedMixin, MemorySetting, nn.Module):
         self.num_classes = num_classes
         self.plan = tuple(plan)
         width = int(plan[0])
+        attention = {
+            "temporal_attention": temporal_attention, "ta_bias": ta_bias, "ta_activation": ta_activation,
+            "ta_source": ta_source, "gate": gate,
+        }  # fmt: skip
         self.encoder: StemEncoder = build_encoder(
             coding, in_channels, width, T, 3, 1, 1,
-            neuron=lif, temporal_attention=temporal_attention, encoder_kwargs=encoder_kwargs,
+            neuron=lif, attention=attention, encoder_kwargs=encoder_kwargs,
         )  # fmt: skip
         layers: list[nn.Module] = []
         channels = width

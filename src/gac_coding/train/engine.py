@@ -21,6 +21,10 @@ start and recorded in the checkpoints' ``config``.
 ``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
 written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
 ``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
+
+A GAC model's gate statistics on the test set (:func:`gac_coding.analysis.gate_statistics`; under
+``torchrun``, those of rank 0's share) go into each epoch's metrics under ``"gate"``; a gate that
+has collapsed (constant, or constant over time) is reported once per run in one line.
 """
 
 from __future__ import annotations
@@ -301,12 +305,14 @@ def _fit(
         initial=run.start_epoch - 1,
         total=config.epochs,
     )
+    gates = _GateWatch(run.model)
     for epoch in epoch_bar:
         started = time.perf_counter()
         if isinstance(train_sampler, DistributedSampler):
             train_sampler.set_epoch(epoch)
         lr = float(run.optimizer.param_groups[0]["lr"])
         train_sums = _train_epoch(run, train_loader, bars, epoch)
+        gates.reset()
         v_loss, v_correct, v_count = evaluate(run.model, test_loader, config, ctx.device, run.amp_dtype)
         t_loss, t_correct, t_seen, v_loss, v_correct, v_count = dist_utils.all_reduce_sum(
             ctx, [*train_sums, v_loss, v_correct, v_count]
@@ -321,6 +327,7 @@ def _fit(
             "lr": lr,
             "seconds": round(time.perf_counter() - started, 3),
         }
+        gates.read_into(record, say)
         improved = record["val_acc"] > run.best
         run.best = max(run.best, record["val_acc"])
         record["best_val_acc"] = run.best
@@ -335,6 +342,36 @@ def _fit(
             f"continue with --resume"
         )
     return FitResult(history=run.history, best_val_acc=run.best, model=run.model, data=spec, out=run.out)
+
+
+class _GateWatch:
+    """The gate statistics of a GAC model's first encoder over each test pass, and the one-line
+    warnings of :func:`gac_coding.analysis.gate_warning` (each kind once per run)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        from ..analysis import gate_encoders
+
+        encoders = gate_encoders(model)
+        self.encoder = encoders[0] if encoders else None
+        self.warned: set[str] = set()
+
+    def reset(self) -> None:
+        if self.encoder is not None:
+            self.encoder.reset_gate_statistics()
+
+    def read_into(self, record: dict[str, Any], say: Logger) -> None:
+        if self.encoder is None:
+            return
+        from ..analysis import gate_warning
+
+        stats = self.encoder.gate_statistics(reset=True)
+        if stats is None:
+            return
+        record["gate"] = stats
+        warning = gate_warning(stats)
+        if warning is not None and warning[0] not in self.warned:
+            self.warned.add(warning[0])
+            say(f"warning: {warning[1]}")
 
 
 def _report_epoch(record: dict[str, Any], epochs: int, epoch_bar: Any, say: Logger) -> None:

@@ -51,16 +51,19 @@ def save_nir_export(exp: NIRExport, out: str | os.PathLike[str], config: dict[st
 
 
 def load_host(folder: str | os.PathLike[str]) -> HostEncoder:
-    """Rebuild the :class:`HostEncoder` written by :func:`save_nir_export` (``gac-coding export``)."""
+    """Rebuild the :class:`HostEncoder` written by :func:`save_nir_export` (``gac-coding export``),
+    with the encoder options (``temporal_attention``, ``ta_bias``, ``ta_activation``, ``ta_source``,
+    ``gate``) recorded under ``encoder_options`` in ``host.json``."""
     from safetensors.torch import load_file
 
     from ...models import create_model
 
     folder = Path(folder)
     config = json.loads((folder / "host.json").read_text())
+    options = config.get("encoder_options") or {}  # a GAC encoder's variant (none: the paper's)
     model = create_model(
         config["model"], num_classes=config.get("num_classes"), T=config["T"],
-        coding="direct" if config["direct"] else "gac", in_channels=config["in_channels"],
+        coding="direct" if config["direct"] else "gac", in_channels=config["in_channels"], **options,
     )  # fmt: skip
     host = HostEncoder(
         model.encoder,  # type: ignore[arg-type]
