@@ -1,0 +1,77 @@
+"""Every registered model through the plain ``torch.onnx.export(..., dynamo=True)``, run in onnxruntime.
+
+    python benchmarks/onnx_all_models.py            # every model of list_models()
+    python benchmarks/onnx_all_models.py vgg_tiny   # some of them
+
+For each model: build it untrained (``T=2``, 4 classes, its input channels), calibrate its BatchNorm
+statistics on a random batch so that its layers fire, export it with a dynamic batch (the call a
+user writes, nothing from gac_coding), then run the file in onnxruntime on a batch of another size
+and compare with eager (float32). Prints one line per model: the input, the export time, the
+largest absolute difference and the mean absolute output. The input is small (16x16, 32x32 for the
+ImageNet models, whose stem and stages downsample 32 times) to keep the CPU time short; the file's
+spatial size is fixed to the example's. tests/test_onnx_plain_export.py tests a representative set.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from gac_coding.energy import calibrate_batchnorm
+from gac_coding.models import create_model, list_models, model_info
+
+
+def _input(name: str, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+    info = model_info(name)
+    size = 32 if "imagenet" in name else 16
+    if info.input_kind == "events":  # time-major frames [T, B, C, H, W]
+        return torch.rand(2, batch, info.in_channels, size, size, generator=generator) * 3, 1
+    return torch.rand(batch, info.in_channels, size, size, generator=generator) * 3, 0
+
+
+def check(name: str, folder: Path) -> str:
+    import onnxruntime
+
+    g = torch.Generator().manual_seed(0)
+    model = create_model(name, num_classes=4, T=2, in_channels=model_info(name).in_channels)
+    calibrate_batchnorm(model, _input(name, 4, g)[0])
+    model.eval()
+    example, dim = _input(name, 3, g)
+    path = folder / f"{name}.onnx"
+    start = time.perf_counter()
+    torch.onnx.export(
+        model,
+        (example,),
+        str(path),
+        dynamo=True,
+        input_names=["x"],
+        dynamic_shapes=({dim: torch.export.Dim("batch")},),
+        verbose=False,
+    )
+    seconds = time.perf_counter() - start
+    x, _ = _input(name, 5, g)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"x": x.numpy()})[0])
+    with torch.no_grad():
+        expected = model(x)
+    diff = float((got - expected).abs().max())
+    return (
+        f"{name:22s} input {tuple(x.shape)!s:22s} export {seconds:6.1f} s  "
+        f"max |onnxruntime - eager| {diff:.2e}  mean |eager| {float(expected.abs().mean()):.2e}"
+    )
+
+
+def main(names: list[str]) -> int:
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names or list_models():
+            print(check(name, Path(tmp)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
