@@ -3,8 +3,9 @@
     python benchmarks/onnx_all_models.py            # every model of list_models()
     python benchmarks/onnx_all_models.py vgg_tiny   # some of them
 
-For each model: build it untrained (``T=2``, 4 classes, its input channels), calibrate its
-BatchNorm statistics on a random batch so that its layers fire, export it with a dynamic batch
+For each model: build it untrained (``T=2``, 4 classes, its input channels, every LIF's threshold
+lowered to 0.25 and its BatchNorm statistics calibrated on a random batch, so that the deep layers
+fire and the logits depend on the input), export it with a dynamic batch
 (the call a user writes, nothing from gac_coding), then run the file in onnxruntime on a batch of
 another size and compare with eager (float32). Prints one line per model: the input, the export
 time, the largest absolute difference, ``to_onnx``'s measure (mean absolute difference over the
@@ -26,8 +27,10 @@ from pathlib import Path
 
 import torch
 
+import gac_coding as gac
 from gac_coding.energy import calibrate_batchnorm
 from gac_coding.models import create_model, list_models, model_info
+from gac_coding.ops import LIFParams
 
 
 def _input(name: str, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -43,6 +46,9 @@ def check(name: str, folder: Path) -> str:
 
     g = torch.Generator().manual_seed(0)
     model = create_model(name, num_classes=4, T=2, in_channels=model_info(name).in_channels)
+    for module in model.modules():  # untrained: a lower threshold makes the deep layers fire
+        if isinstance(module, gac.LIF):
+            module.params = LIFParams(0.5, 0.25)
     calibrate_batchnorm(model, _input(name, 4, g)[0])
     model.eval()
     example, dim = _input(name, 3, g)
@@ -65,10 +71,12 @@ def check(name: str, folder: Path) -> str:
         expected = model(x)
     diff = float((got - expected).abs().max())
     relative = float((got - expected).abs().mean() / expected.abs().mean())
+    varies = not torch.allclose(expected[:, 0], expected[:, 1])  # the logits depend on the input
     return (
         f"{name:22s} input {tuple(x.shape)!s:22s} export {seconds:6.1f} s  "
         f"max |onnxruntime - eager| {diff:.2e}  relative mean {relative:.2e}  "
-        f"float64 decomposed vs eager {_float64_gap(model, example, x, dim):.1e}"
+        f"float64 decomposed vs eager {_float64_gap(model, example, x, dim):.1e}  "
+        f"samples differ {'yes' if varies else 'NO'}"
     )
 
 
