@@ -45,6 +45,7 @@ def check(name: str, folder: Path) -> str:
     import onnxruntime
 
     g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)  # the weights
     model = create_model(name, num_classes=4, T=2, in_channels=model_info(name).in_channels)
     for module in model.modules():  # untrained: a lower threshold makes the deep layers fire
         if isinstance(module, gac.LIF):
