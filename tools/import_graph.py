@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("energy", ("gac_coding.energy",)),
     ("analysis", ("gac_coding.analysis",)),
     ("export", ("gac_coding.export",)),
+    ("integrations: other tools' harnesses (NeuroBench)", ("gac_coding.integrations",)),
     ("training", ("gac_coding.train",)),
     ("the command line", ("gac_coding.cli",)),
     ("python -m gac_coding", ("gac_coding.__main__",)),

@@ -54,6 +54,7 @@ CASES: dict[str, tuple[list[str], str]] = {
     "cpp": (["cpp"], "check_cpp.py"),
     "export": (["export"], "check_export.py"),
     "events": (["events"], "check_events.py"),
+    "bench": (["bench"], "check_bench.py"),
 }
 
 

@@ -10,10 +10,15 @@ parameters and call these. Layout of the package:
   ``"triton"``, or a list such as ``"cpp,eager"``), the :class:`~gac_coding.ops.backends.Backend`
   interface and its registry;
 * :mod:`~gac_coding.ops.layout`: channels-last step helpers.
+
+Importing the package registers the operators' plain-torch decompositions in torch's global
+decomposition table, which ``torch.onnx.export(..., dynamo=True)`` consults: the plain call
+exports every model of the library (see the private module ``_decomp`` for what this changes).
 """
 
 from __future__ import annotations
 
+from . import _decomp  # noqa: F401  (registers the decompositions that torch.onnx.export uses)
 from .backends import (
     BACKEND_ENV,
     BACKENDS,
