@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo_out
 
-.PHONY: demo test packaging bench lint clean
+.PHONY: demo test packaging bench lint mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,17 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src/gac_coding
+
+# mutation testing of one area (tests/mutation/areas.py), e.g. make mutation AREA=energy; not in CI
+AREA ?=
+JOBS ?= 2
+$(VENV)/.mutation-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	touch $@ $(VENV)/.test-installed $(VENV)/.demo-installed
+
+mutation: $(VENV)/.mutation-installed
+	@test -n "$(AREA)" || { $(BIN)/python tests/mutation/run.py --list; echo "usage: make mutation AREA=<one of the areas above>"; exit 2; }
+	$(BIN)/python tests/mutation/run.py $(AREA) --jobs $(JOBS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis

@@ -1,0 +1,224 @@
+"""Energy totals that the fixtures of test_energy.py do not reach, counted by hand.
+
+* A layer called several times in one forward pass: per-step framework nets (SpikingJelly's
+  single-step mode, snnTorch), where every convolution and linear layer runs once per step, and a
+  plain module that feeds one layer binary and real inputs in turn. Each count is the sum over the
+  calls, computed here from the inputs the layer received (recorded by the test's own hooks) and
+  the layer's geometry.
+* The GAC encoder's static fast path on a binary image: the stem convolution runs once for the
+  ``T`` steps; its exact synaptic operations are those of the one call, the paper's accumulates are
+  ``FLOPs x firing rate x T``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gac_coding as gac
+from gac_coding.energy import E_AC_PJ, E_MAC_PJ, estimate_energy
+
+PJ_TO_MJ = 1e-9
+
+
+def _reach_3x3_same(H: int, W: int, i: int, j: int) -> int:
+    """Output positions a spike at ``(i, j)`` reaches through a 3x3, stride 1, padding 1 kernel on
+    an ``H x W`` map: the in-bounds rows ``i-1..i+1`` times the in-bounds columns ``j-1..j+1``."""
+    rows = sum(0 <= r < H for r in (i - 1, i, i + 1))
+    cols = sum(0 <= c < W for c in (j - 1, j, j + 1))
+    return rows * cols
+
+
+def _synops_3x3_same(x: Tensor, out_channels: int) -> int:
+    """Exact accumulates of a 3x3 same convolution on the binary ``x: [N, C, H, W]``."""
+    H, W = x.shape[-2:]
+    return sum(_reach_3x3_same(H, W, i, j) for _, _, i, j in torch.nonzero(x).tolist()) * out_channels
+
+
+def _record_inputs(model: nn.Module, names: list[str]) -> tuple[dict[str, list[Tensor]], list]:
+    seen: dict[str, list[Tensor]] = {n: [] for n in names}
+    handles = []
+    for n in names:
+
+        def hook(module: nn.Module, args: tuple, n: str = n) -> None:
+            seen[n].append(args[0].detach().clone())
+
+        handles.append(model.get_submodule(n).register_forward_pre_hook(hook))
+    return seen, handles
+
+
+def _opened_up(net: nn.Module) -> nn.Module:
+    """An untrained wrapped net whose encoder fires and whose gate is open (as test_energy does)."""
+    net.encoder.bn.weight.data.fill_(3.0)
+    for p in net.encoder.gate.parameters():
+        p.data.abs_()
+    return net
+
+
+# ------------------------------------------------------------------------------------------------
+# Layers called once per step
+# ------------------------------------------------------------------------------------------------
+
+
+def _sj_single_step() -> nn.Module:
+    from spikingjelly.activation_based import layer, neuron
+
+    return nn.Sequential(
+        layer.Conv2d(4, 3, 3, padding=1, bias=False),  # step_mode "s": one call per step
+        neuron.IFNode(v_threshold=0.3),
+        layer.Flatten(),
+        layer.Linear(3 * 6 * 6, 5),
+    )
+
+
+def _snntorch_per_step() -> nn.Module:
+    import snntorch as snn
+
+    return nn.Sequential(
+        nn.Conv2d(4, 3, 3, padding=1, bias=False),
+        snn.Leaky(beta=0.5, threshold=0.3, init_hidden=True),
+        nn.Flatten(),
+        nn.Linear(3 * 6 * 6, 5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "binarize"), [("spikingjelly-s", "s", True), ("snntorch", "step", False)]
+)
+def test_layers_called_every_step_sum_their_calls(name: str, mode: str, binarize: bool) -> None:
+    T, B, H, W = 3, 2, 6, 6
+    backbone = _sj_single_step() if name == "spikingjelly-s" else _snntorch_per_step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = _opened_up(gac.wrap(backbone, T=T, in_channels=1, out_channels=4, binarize=binarize))
+    assert net.mode == mode  # the backbone runs once per step
+    x = torch.rand(B, 1, H, W, generator=torch.Generator().manual_seed(3))
+    conv_name, fc_name = "backbone.0", "backbone.3"
+    seen, handles = _record_inputs(net, [conv_name, fc_name])
+    try:
+        report = estimate_energy(net, x)
+    finally:
+        for h in handles:
+            h.remove()
+    conv_in, fc_in = seen[conv_name], seen[fc_name]
+    assert len(conv_in) == len(fc_in) == T  # one call per step
+    layers = {ly.name: ly for ly in report.layers}
+    conv, fc = layers[conv_name], layers[fc_name]
+
+    # the convolution: T calls on the code of each step, [B, 4, 6, 6] -> [B, 3, 6, 6]
+    per_call = B * 3 * H * W * 4 * 9
+    assert conv.calls == T and conv.input_shape == (B, 4, H, W)
+    assert conv.flops == T * per_call and conv.steps == 1
+    nonzero = sum(int(torch.count_nonzero(c)) for c in conv_in)
+    assert conv.firing_rate == pytest.approx(nonzero / (T * B * 4 * H * W), rel=1e-12)
+    if binarize:
+        assert all(bool(((c == 0) | (c == 1)).all()) for c in conv_in)
+        synop = sum(_synops_3x3_same(c, 3) for c in conv_in)
+        ac = sum(per_call * int(torch.count_nonzero(c)) / c.numel() for c in conv_in)
+        assert conv.binary_input and conv.mac == conv.mac_paper == 0
+        assert conv.synop == synop > 0
+        assert conv.ac_paper == pytest.approx(ac, rel=1e-12)
+    else:
+        assert not conv.binary_input and not conv.spike_driven
+        assert conv.mac == conv.mac_paper == T * per_call and conv.synop == 0 and conv.ac_paper == 0
+
+    # the linear layer: T calls on the neurons' spikes [B, 108] -> [B, 5]
+    counts = [int(torch.count_nonzero(s)) for s in fc_in]
+    assert sum(c > 0 for c in counts) >= 2, counts  # spikes at several steps: a sum, not one call
+    assert all(bool(((s == 0) | (s == 1)).all()) for s in fc_in)
+    assert fc.calls == T and fc.input_shape == (B, 108) and fc.binary_input and fc.spike_driven
+    assert fc.flops == T * B * 5 * 108 and fc.mac == fc.mac_paper == 0
+    assert fc.synop == sum(counts) * 5
+    assert fc.ac_paper == pytest.approx(sum(B * 5 * 108 * c / (B * 108) for c in counts), rel=1e-12)
+    assert fc.firing_rate == pytest.approx(sum(counts) / (T * B * 108), rel=1e-12)
+    assert fc.energy_mj == pytest.approx(E_AC_PJ * fc.ac_paper * PJ_TO_MJ, rel=1e-12)
+    assert fc.energy_executed_mj == pytest.approx(E_AC_PJ * fc.synop * PJ_TO_MJ, rel=1e-12)
+
+    # totals: the sums over the layers, whatever each layer's number of calls
+    for key in ("flops", "mac", "synop", "mac_paper"):
+        assert report.totals[key] == sum(getattr(ly, key) for ly in report.layers), key
+    backbone_synop = sum(ly.synop for ly in report.layers if ly.part == "backbone")
+    assert backbone_synop == conv.synop + fc.synop
+    assert report.totals["T"] == T and report.totals["batch_size"] == B
+
+
+class _CalledThrice(nn.Module):
+    """A stem, then one linear layer fed a binary, a real and a binary input (of another batch
+    size) in one forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 3)
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("a", torch.tensor([[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]]))
+        self.register_buffer("b", torch.tensor([[0.5, 0.0, 0.0, 2.0], [1.0, 1.0, 0.0, 0.0]]))
+        self.register_buffer("c", torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.stem(x)
+        return y + self.fc(self.a) + self.fc(self.b) + self.fc(self.c)
+
+
+def test_one_layer_fed_binary_and_real_inputs_in_one_forward() -> None:
+    report = estimate_energy(_CalledThrice(), torch.rand(2, 4))
+    fc = {ly.name: ly for ly in report.layers}["fc"]
+    per_call = 2 * 3 * 4  # [2, 4] -> [2, 3]; the last call is [1, 4] -> [1, 3]: 12
+    assert fc.calls == 3 and fc.input_shape == (2, 4) and fc.role == "synaptic"  # the first call's
+    assert fc.flops == 2 * per_call + 12
+    # the real-valued call costs MACs; the binary ones (4 and 1 spikes) exact accumulates
+    assert fc.mac == fc.mac_paper == per_call
+    assert fc.synop == (4 + 1) * 3
+    assert fc.ac_paper == pytest.approx(per_call * 4 / 8 + 12 * 1 / 4, rel=1e-12)
+    assert fc.firing_rate == pytest.approx((4 + 4 + 1) / (8 + 8 + 4), rel=1e-12)
+    assert not fc.binary_input and not fc.spike_driven  # one real call is enough
+    assert report.non_spike_driven == ["fc"]
+    want = (E_MAC_PJ * per_call + E_AC_PJ * fc.ac_paper) * PJ_TO_MJ
+    assert fc.energy_mj == pytest.approx(want, rel=1e-12)
+    assert fc.energy_executed_mj == pytest.approx((E_MAC_PJ * per_call + E_AC_PJ * 15) * PJ_TO_MJ, rel=1e-12)
+    stem = report.layers[0]
+    assert stem.name == "stem" and stem.calls == 1 and stem.role == "stem" and stem.mac == 2 * 3 * 4
+    assert report.totals["mac"] == stem.mac + per_call and report.totals["synop"] == 15
+
+
+# ------------------------------------------------------------------------------------------------
+# The static fast path on a binary image
+# ------------------------------------------------------------------------------------------------
+
+
+def test_static_fast_path_accumulates_of_a_binary_image() -> None:
+    T, C, H, W = 4, 3, 5, 5
+    image = torch.zeros(2, 1, H, W)
+    for i, j in ((0, 0), (0, 2), (2, 2), (4, 4), (3, 0)):  # corners, an edge, the centre
+        image[0, 0, i, j] = 1.0
+    image[1, 0, 1:3, 1:4] = 1.0  # a block of 6 inside
+    spikes = int(image.sum())  # 11
+    # by hand: corner 4 taps, top edge 6, centre 9, corner 4, left edge 6; the block's six inner
+    # pixels reach 9 output positions each
+    reach = 4 + 6 + 9 + 4 + 6 + 6 * 9
+    assert _synops_3x3_same(image, 1) == reach  # the helper agrees with the hand count
+    enc = gac.GACEncoder(in_channels=1, out_channels=C, T=T)
+    report = estimate_energy(enc, image)
+    stem = report.layers[0]
+    flops = 2 * C * H * W * 1 * 9  # one call: [2, 1, 5, 5] -> [2, 3, 5, 5]
+    rate = spikes / image.numel()
+    assert stem.name == "conv" and stem.role == "stem" and stem.calls == 1 and stem.steps == T
+    assert stem.binary_input and stem.spike_driven and stem.flops == flops
+    assert stem.mac == stem.mac_paper == 0
+    assert stem.synop == reach * C  # executed once: the fast path does not repeat the stem
+    assert stem.ac_paper == pytest.approx(flops * rate * T, rel=1e-12)  # the paper: every step
+    assert stem.firing_rate == pytest.approx(rate, rel=1e-12)
+    assert stem.energy_mj == pytest.approx(E_AC_PJ * flops * rate * T * PJ_TO_MJ, rel=1e-12)
+    assert stem.energy_executed_mj == pytest.approx(E_AC_PJ * reach * C * PJ_TO_MJ, rel=1e-12)
+    assert report.totals["synop"] == reach * C
+    assert report.totals["ac_paper"] == pytest.approx(flops * rate * T, rel=1e-12)
+    # the attention still costs MACs (per image for the spatial-channel part, T steps in the paper)
+    att = [ly for ly in report.layers if ly.role == "attention"]
+    assert att and all(ly.synop == 0 and ly.mac == ly.flops > 0 for ly in att)
+    # the same frame as a sequence of T copies executes what the paper counts
+    seq = estimate_energy(enc, image.unsqueeze(0).expand(T, -1, -1, -1, -1).contiguous())
+    seq_stem = seq.layers[0]
+    assert seq_stem.calls == 1 and seq_stem.steps == 1 and seq_stem.synop == T * reach * C
+    assert seq_stem.ac_paper == pytest.approx(stem.ac_paper, rel=1e-12)
