@@ -222,3 +222,102 @@ def test_static_fast_path_accumulates_of_a_binary_image() -> None:
     seq_stem = seq.layers[0]
     assert seq_stem.calls == 1 and seq_stem.steps == 1 and seq_stem.synop == T * reach * C
     assert seq_stem.ac_paper == pytest.approx(stem.ac_paper, rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# Settings the other fixtures leave at one value (survivors of `make mutation AREA=energy`)
+# ------------------------------------------------------------------------------------------------
+
+
+class _TimeMajor(nn.Module):
+    """A model without an encoder that returns time-major logits ``[T, B, K]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: [T, B, 6]
+        return self.fc(x)
+
+
+def test_batch_and_steps_without_an_encoder() -> None:
+    T, B = 3, 5
+    report = estimate_energy(_TimeMajor(), torch.rand(T, B, 6), e_mac_pj=2.0, e_ac_pj=0.5)
+    t = report.totals
+    assert t["batch_size"] == B and t["T"] == T  # read from the logits [T, B, K]
+    assert t["e_mac_pj"] == 2.0 and t["e_ac_pj"] == 0.5
+    assert t["mac"] == T * B * 4 * 6 and report.layers[0].kind == "Linear"
+    d = report.layers[0].to_dict()
+    assert d["input_shape"] == [T, B, 6] and d["kind"] == "Linear" and d["mac"] == t["mac"]
+    assert not any(k.startswith("_") for k in d)  # the private tallies stay out
+    assert t["energy_mj"] == pytest.approx(2.0 * t["mac"] * PJ_TO_MJ, rel=1e-12)
+    assert t["energy_mj_per_sample"] == pytest.approx(t["energy_mj"] / B, rel=1e-12)
+    flat = estimate_energy(nn.Linear(6, 4), torch.rand(7, 6)).totals  # [B, K]: no time dimension
+    assert flat["batch_size"] == 7 and flat["T"] == 1
+    given = estimate_energy(nn.Linear(6, 4), torch.rand(7, 6), batch_size=1).totals
+    assert given["batch_size"] == 1 and given["energy_mj_per_sample"] == given["energy_mj"]
+
+
+def test_transposed_convolution_on_real_input_and_an_unbatched_convolution() -> None:
+    up = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2)
+    x = torch.rand(1, 4, 3, 3)
+    layer = estimate_energy(up, x).layers[0]
+    assert layer.kind == "ConvTranspose2d" and not layer.binary_input
+    assert layer.mac == layer.flops == x.numel() * (6 // 2) * 9  # each input value x its taps
+    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
+    spikes = torch.zeros(2, 4, 4)  # unbatched [C, H, W]
+    spikes[0, 0, 0] = spikes[1, 2, 1] = 1.0
+    layer = estimate_energy(conv, spikes).layers[0]
+    assert layer.binary_input and layer.synop == (4 + 9) * 3  # a corner and an inner pixel
+
+
+def test_a_single_spike_input_and_batchnorm_without_affine() -> None:
+    layer = estimate_energy(nn.Linear(1, 3), torch.ones(1, 1)).layers[0]
+    assert layer.firing_rate == 1.0 and layer.synop == 3 and layer.ac_paper == 3.0
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2, affine=False), nn.BatchNorm2d(2))
+    assert estimate_energy(net, torch.rand(3, 1, 4, 4)).totals["mac_norm"] == 3 * 2 * 4 * 4  # one BN
+
+
+def test_convolutional_temporal_attention_counts_once_on_the_static_path() -> None:
+    T = 4
+    enc = gac.GACEncoder(1, 3, T=T, temporal_attention="conv")
+    report = estimate_energy(enc, torch.rand(2, 1, 5, 5))
+    by_name = {ly.name: ly for ly in report.layers}
+    for name in ("gate.ta.conv1", "gate.ta.conv2"):  # 1-D convolutions over the T steps
+        assert by_name[name].steps == 1 and by_name[name].mac_paper == by_name[name].mac > 0
+    for name in ("conv", "gate.sca.conv1", "gate.sca.conv2"):  # once per image for T steps
+        assert by_name[name].steps == T and by_name[name].mac_paper == T * by_name[name].mac
+
+
+def test_calibrate_batchnorm_restores_the_momentum() -> None:
+    from gac_coding.energy import calibrate_batchnorm
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2, momentum=0.3), nn.BatchNorm2d(2))
+    calibrate_batchnorm(net, torch.rand(4, 1, 3, 3))
+    assert net[1].momentum == 0.3 and net[2].momentum == 0.1
+
+
+def test_argument_errors_name_the_argument_and_what_arrived() -> None:
+    from gac_coding.energy import calibrate_batchnorm, dense_macs, exact_synops
+
+    x = torch.rand(1, 1, 2, 2)
+    conv = nn.Conv2d(1, 1, 1)
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module, got str"):
+        estimate_energy("net", x)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="x: expected a torch.Tensor, got list"):
+        estimate_energy(conv, [[1.0]])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="e_ac_pj: expected a finite energy >= 0 pJ, got -1.0"):
+        estimate_energy(conv, x, e_ac_pj=-1.0)
+    with pytest.raises(TypeError, match="e_ac_pj: expected a float \\(pJ\\), got bool"):
+        estimate_energy(conv, x, e_ac_pj=True)  # type: ignore[arg-type]
+    assert estimate_energy(conv, x, e_mac_pj=0.0).totals["energy_mj"] == 0.0  # 0 pJ is allowed
+    for bad in (0, True, 2.5):
+        with pytest.raises(ValueError, match=f"batch_size: expected an integer >= 1 or None, got {bad!r}"):
+            estimate_energy(conv, x, batch_size=bad)  # type: ignore[arg-type]
+    for fn in (lambda: exact_synops(nn.ReLU(), x), lambda: dense_macs(nn.ReLU(), x, x)):
+        with pytest.raises(TypeError, match="module: expected a convolution or nn.Linear, got ReLU"):
+            fn()
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module, got int"):
+        calibrate_batchnorm(3, x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name: expected 'encoder' or 'backbone', got 'head'"):
+        estimate_energy(conv, x).part("head")

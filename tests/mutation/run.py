@@ -3,6 +3,8 @@
 Usage (from the repository root; ``make mutation AREA=energy`` runs the first line)::
 
     python tests/mutation/run.py energy              # mutate, test, print the score and survivors
+    python tests/mutation/run.py export              # a group: each of its areas in turn
+    python tests/mutation/run.py all                 # every area (hours; the full score)
     python tests/mutation/run.py energy --report     # print the score of the last run again
     python tests/mutation/run.py --list              # the areas, their sources and tests
 
@@ -18,14 +20,15 @@ result computed without the mutant). ``OMP_NUM_THREADS=1`` per worker, ``--jobs`
 
 Verdicts: *killed* (a test failed), *survived* (every test passed: a gap, or an equivalent mutant
 that changes no output), *timeout* (ran ``--timeout-factor`` times longer than the tests it ran
-took on the unmutated code, plus a constant: counted as killed, the tests noticed), *no tests* (no
-test of the area reaches the function: a gap). The score is ``(killed + timeout) / mutants``.
+took on the unmutated code, plus 10 s: counted as killed, the tests noticed), *no tests* (no test
+of the area reaches the function: a gap). The score is ``(killed + timeout) / mutants``.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import fnmatch
 import json
 import os
 import shutil
@@ -39,9 +42,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-from areas import AREAS, Area  # noqa: E402
+from areas import AREAS, GROUPS, Area  # noqa: E402
 
 MUTMUT_REQUIREMENT = "mutmut>=3.8,<3.9"  # reads mutmut's result files (stable within 3.8)
+_SEP = "\u01c1"  # mutmut's separator in the names of methods' mutants: xǁClassǁmethod
 
 
 def _toml_list(items: list[str]) -> str:
@@ -61,6 +65,23 @@ def _sources(area: Area) -> list[str]:
     return found
 
 
+def _module(path: str) -> str:
+    """``src/gac_coding/export/_nir.py`` -> ``gac_coding.export._nir`` (how mutmut names mutants)."""
+    parts = Path(path).with_suffix("").parts[1:]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def mutant_patterns(area: Area) -> list[str]:
+    """mutmut's names of the area's mutants as ``fnmatch`` patterns (empty: all of its sources)."""
+    patterns = []
+    for path in _sources(area) if area.functions else []:
+        for fn in area.functions:
+            cls, dot, name = fn.rpartition(".")
+            mangled = f"x{_SEP}{cls}{_SEP}{name}" if dot else f"x_{name}"
+            patterns.append(f"{_module(path)}.{mangled}__mutmut_*")
+    return patterns
+
+
 def _filterwarnings() -> list[str]:
     """The repository's pytest ``filterwarnings`` (its ``addopts`` are left out)."""
     import tomllib
@@ -70,22 +91,19 @@ def _filterwarnings() -> list[str]:
 
 
 def _write_config(work: Path, area: Area, timeout_factor: float) -> None:
-    sources = _sources(area)
     deselect: list[str] = []
     for node in area.skip_tests:
         deselect += ["--deselect", node]
-    filterwarnings = _filterwarnings()
     # no:unraisableexception: its gc.collect() calls at the end of every run cost seconds in a
     # process that holds torch and the frameworks (most of the time of a mutant killed quickly)
     plugins = ["-p", "no:cacheprovider", "-p", "no:unraisableexception", "-p", "mutation_order"]
-    pytest_args = [*plugins, *deselect]
     text = f"""# written by tests/mutation/run.py for this run; edit tests/mutation/areas.py instead
 [tool.mutmut]
 source_paths = ["src"]
-only_mutate = {_toml_list(sources)}
+only_mutate = {_toml_list(_sources(area))}
 do_not_mutate_patterns = {_toml_list(list(area.skip_lines))}
 pytest_add_cli_args_test_selection = {_toml_list(list(area.tests))}
-pytest_add_cli_args = {_toml_list(pytest_args)}
+pytest_add_cli_args = {_toml_list([*plugins, *deselect])}
 process_isolation = "forkserver"
 forkserver_warmup = "collect"
 timeout_multiplier = {float(timeout_factor)}
@@ -95,12 +113,12 @@ use_setproctitle = false
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
-filterwarnings = {_toml_list(filterwarnings)}
+filterwarnings = {_toml_list(_filterwarnings())}
 """
     (work / "pyproject.toml").write_text(text)
 
 
-def _prepare(work: Path, area: Area) -> None:
+def _prepare(work: Path) -> None:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -112,12 +130,12 @@ def _prepare(work: Path, area: Area) -> None:
     (work / "mutants" / "src").mkdir(parents=True)
 
 
-def _run_mutmut(work: Path, jobs: int, log: Path) -> int:
+def _run_mutmut(work: Path, area: Area, jobs: int, log: Path) -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     if not mutmut.exists():
         raise SystemExit(
-            f'mutation: mutmut is not installed next to {sys.executable}: pip install "{MUTMUT_REQUIREMENT}"'
-            f' (or pip install -e ".[mutation]")'
+            f"mutation: mutmut is not installed next to {sys.executable}: "
+            f'pip install "{MUTMUT_REQUIREMENT}" (or pip install -e ".[mutation]")'
         )
     env = dict(os.environ)
     # tests that start Python processes import the mutated copy too (mutmut puts it first on
@@ -126,14 +144,9 @@ def _run_mutmut(work: Path, jobs: int, log: Path) -> int:
     env["OMP_NUM_THREADS"] = "1"
     env["MKL_NUM_THREADS"] = "1"
     env.pop("MUTANT_UNDER_TEST", None)
+    cmd = [str(mutmut), "run", "--max-children", str(jobs), *mutant_patterns(area)]
     with open(log, "w") as fh:
-        proc = subprocess.run(
-            [str(mutmut), "run", "--max-children", str(jobs)],
-            cwd=work,
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+        proc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT)
     return proc.returncode
 
 
@@ -144,6 +157,7 @@ def _run_mutmut(work: Path, jobs: int, log: Path) -> int:
 _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
            36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
            None: "not checked"}  # fmt: skip
+_COUNTED = ("killed", "timeout", "survived", "no tests", "suspicious", "skipped", "not checked")
 
 
 def _status(code: int | None) -> str:
@@ -155,8 +169,8 @@ def _function_node(module: Any, key: str) -> Any:
     import libcst as cst
 
     mangled = key.rpartition(".")[2].partition("__mutmut_")[0]
-    if mangled.startswith("x\u01c1"):  # a method: xǁClassǁname
-        _, cls_name, name = mangled.split("\u01c1")
+    if mangled.startswith("x" + _SEP):
+        _, cls_name, name = mangled.split(_SEP)
         for node in module.body:
             if isinstance(node, cst.ClassDef) and node.name.value == cls_name:
                 for item in node.body.body:
@@ -204,10 +218,16 @@ def _where(work: Path, path: str, key: str, parsed: dict[str, Any]) -> list[str]
     return out or [f"{path}: {key} (no textual change found)"]
 
 
-def report(area_name: str, work: Path) -> dict[str, Any]:
+def _mutant_order(key: str) -> tuple[str, int]:
+    name, _, number = key.rpartition("__mutmut_")
+    return (name, int(number) if number.isdigit() else 0)
+
+
+def report(area_name: str, work: Path, minutes: float | None = None) -> dict[str, Any]:
+    """Print the area's counts, score and the mutants not killed; write ``summary.json``."""
     area = AREAS[area_name]
-    counts = {s: 0 for s in ("killed", "timeout", "survived", "no tests", "suspicious", "skipped",
-                             "not checked")}  # fmt: skip
+    patterns = mutant_patterns(area)
+    counts = dict.fromkeys(_COUNTED, 0)
     unkilled: list[tuple[str, str, str]] = []
     for path in _sources(area):
         meta = work / "mutants" / (path + ".meta")
@@ -215,13 +235,14 @@ def report(area_name: str, work: Path) -> dict[str, Any]:
             raise SystemExit(f"mutation: no results for {path} in {work} (run the area first)")
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         for key, code in sorted(codes.items(), key=lambda kv: _mutant_order(kv[0])):
+            if patterns and not any(fnmatch.fnmatchcase(key, p) for p in patterns):
+                continue  # another area's function of a shared module
             status = _status(code)
             counts[status] += 1
             if status not in ("killed", "timeout"):
                 unkilled.append((status, path, key))
     total = sum(counts.values())
-    detected = counts["killed"] + counts["timeout"]
-    score = detected / total if total else 0.0
+    score = (counts["killed"] + counts["timeout"]) / total if total else 0.0
     print(f"\nmutation area {area_name!r}: {total} mutants made")
     print(
         f"  killed {counts['killed']}, timed out {counts['timeout']} (counted as killed), "
@@ -241,22 +262,43 @@ def report(area_name: str, work: Path) -> dict[str, Any]:
             print(f"[{status}] {key}")
             for line in _where(work, path, key, parsed):
                 print(f"    {line}")
-    summary = {"area": area_name, "made": total, **counts, "score": round(score, 4)}
+    summary: dict[str, Any] = {"area": area_name, "made": total, **counts, "score": round(score, 4)}
+    if minutes is None and (work / "summary.json").exists():
+        minutes = json.loads((work / "summary.json").read_text()).get("minutes")
+    if minutes is not None:
+        summary["minutes"] = round(minutes, 1)
     (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
-
-
-def _mutant_order(key: str) -> tuple[str, int]:
-    name, _, number = key.rpartition("__mutmut_")
-    return (name, int(number) if number.isdigit() else 0)
 
 
 # ------------------------------------------------------------------------------------------------
 
 
+def run_area(name: str, work: Path, jobs: int, timeout_factor: float) -> dict[str, Any] | None:
+    area = AREAS[name]
+    _prepare(work)
+    _write_config(work, area, timeout_factor)
+    log = work / "mutmut.log"
+    what = ", ".join(_sources(area)) + (f" (functions {', '.join(area.functions)})" if area.functions else "")
+    print(f"mutation area {name!r}: mutating {what} in {work}")
+    print(f"  tests: {', '.join(area.tests)}; mutmut's output goes to {log}", flush=True)
+    start = time.monotonic()
+    rc = _run_mutmut(work, area, jobs, log)
+    minutes = (time.monotonic() - start) / 60
+    if rc != 0:
+        tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
+        print("\n".join(tail))
+        print(f"mutation: mutmut stopped with exit code {rc} after {minutes:.1f} min (log: {log})")
+        return None
+    summary = report(name, work, minutes)
+    print(f"\n{name}: {minutes:.1f} min with {jobs} jobs", flush=True)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
+    names = sorted(AREAS) + sorted(set(GROUPS) - set(AREAS)) + ["all"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("area", nargs="?", choices=sorted(AREAS), help="the area to mutate")
+    parser.add_argument("area", nargs="?", choices=names, help="an area, a group of areas, or all")
     parser.add_argument("--list", action="store_true", help="list the areas and exit")
     parser.add_argument("--report", action="store_true", help="print the last run's score again")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (default 2)")
@@ -267,42 +309,49 @@ def main(argv: list[str] | None = None) -> int:
         help="a mutant whose tests run this many times longer than on the unmutated code "
         "(plus 10 s) is stopped and counted as timed out (default 6)",
     )
-    parser.add_argument("--workdir", type=Path, default=None, help="default build/mutation/AREA")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="default build/mutation (one folder per area)"
+    )
     args = parser.parse_args(argv)
     if args.list:
+        for group, members in GROUPS.items():
+            print(f"group {group}: {', '.join(members)}")
         for name, area in AREAS.items():
-            print(f"{name}:\n  sources: {', '.join(_sources(area))}\n  tests:   {', '.join(area.tests)}")
+            print(f"{name}:\n  sources: {', '.join(_sources(area))}")
+            if area.functions:
+                print(f"  functions: {', '.join(area.functions)}")
+            print(f"  tests:   {', '.join(area.tests)}")
             for node, why in area.skip_tests.items():
                 print(f"  left out: {node} ({why})")
             for pattern, why in area.skip_lines.items():
                 print(f"  not mutated: lines matching {pattern!r} ({why})")
         return 0
     if args.area is None:
-        parser.error("give an area (or --list)")
+        parser.error("give an area, a group or all (or --list)")
     if args.jobs < 1:
         parser.error("--jobs: expected an integer >= 1")
-    work = (args.workdir or ROOT / "build" / "mutation" / args.area).resolve()
-    if args.report:
-        report(args.area, work)
-        return 0
-    area = AREAS[args.area]
-    _prepare(work, area)
-    _write_config(work, area, args.timeout_factor)
-    log = work / "mutmut.log"
-    print(f"mutation area {args.area!r}: mutating {', '.join(_sources(area))} in {work}")
-    print(f"  tests: {', '.join(area.tests)}; mutmut's output goes to {log}")
-    start = time.monotonic()
-    rc = _run_mutmut(work, args.jobs, log)
-    minutes = (time.monotonic() - start) / 60
-    if rc != 0:
-        tail = log.read_text(errors="replace").replace("\r", "\n").splitlines()[-30:]
-        print("\n".join(tail))
-        print(f"mutation: mutmut stopped with exit code {rc} after {minutes:.1f} min (log: {log})")
-        return 1
-    summary = report(args.area, work)
-    summary["minutes"] = round(minutes, 1)
-    (work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"\n{args.area}: {minutes:.1f} min with {args.jobs} jobs")
+    if args.area == "all":
+        todo = list(AREAS)
+    elif args.area in AREAS:
+        todo = [args.area]
+    else:
+        todo = list(GROUPS[args.area])
+    base = (args.workdir or ROOT / "build" / "mutation").resolve()
+    results = []
+    for name in todo:
+        work = base / name
+        summary = report(name, work) if args.report else run_area(name, work, args.jobs, args.timeout_factor)
+        if summary is None:
+            return 1
+        results.append(summary)
+    if len(results) > 1:
+        print("\n| area | made | killed | timed out | survived | no tests | score | minutes |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s in results:
+            print(
+                f"| {s['area']} | {s['made']} | {s['killed']} | {s['timeout']} | {s['survived']} | "
+                f"{s['no tests']} | {s['score']:.1%} | {s.get('minutes', '')} |"
+            )
     return 0
 
 
