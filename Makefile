@@ -57,7 +57,7 @@ $(VENV)/.mutation-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.test-installed $(VENV)/.demo-installed
 
 mutation: $(VENV)/.mutation-installed
-	@test -n "$(AREA)" || { $(BIN)/python tests/mutation/run.py --list; echo "usage: make mutation AREA=<one of the areas above>"; exit 2; }
+	@test -n "$(AREA)" || { $(BIN)/python tests/mutation/run.py --list; echo "usage: make mutation AREA=<an area or a group above, or all>"; exit 2; }
 	$(BIN)/python tests/mutation/run.py $(AREA) --jobs $(JOBS)
 
 clean:

@@ -321,3 +321,106 @@ def test_argument_errors_name_the_argument_and_what_arrived() -> None:
         calibrate_batchnorm(3, x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="name: expected 'encoder' or 'backbone', got 'head'"):
         estimate_energy(conv, x).part("head")
+
+
+def test_spike_tensors_of_any_dtype_and_dilated_transposed_convolutions() -> None:
+    from gac_coding.energy import exact_synops
+
+    g = torch.Generator().manual_seed(2)
+    spikes = (torch.rand(1, 2, 4, 4, generator=g) < 0.4).float()
+    conv = nn.Conv2d(2, 4, 3, padding=1, groups=2)
+    want = exact_synops(conv, spikes)
+    assert exact_synops(conv, spikes.bool()) == exact_synops(conv, spikes.double()) == want
+    assert isinstance(want, int) and isinstance(estimate_energy(conv, spikes).layers[0].flops, int)
+    # a transposed convolution with stride 2, padding 1 and dilation 2: the output position of tap
+    # (ky, kx) of input pixel (i, j) is (2 i - 1 + 2 ky, 2 j - 1 + 2 kx), kept when inside the map
+    up = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, dilation=2)
+    H = 4
+    Ho = (H - 1) * 2 - 2 * 1 + 2 * (3 - 1) + 1  # 9
+    reach = 0
+    for _, _, i, j in torch.nonzero(spikes).tolist():
+        rows = sum(0 <= 2 * i - 1 + 2 * k < Ho for k in range(3))
+        cols = sum(0 <= 2 * j - 1 + 2 * k < Ho for k in range(3))
+        reach += rows * cols * 3
+    assert exact_synops(up, spikes) == reach and up(spikes).shape[-1] == Ho
+
+
+def test_a_moved_name_warns_at_the_line_that_uses_it() -> None:
+    import gac_coding.energy as energy
+
+    with pytest.warns(DeprecationWarning, match="energy.load_checkpoint moved") as record:
+        energy.load_checkpoint  # noqa: B018
+    assert record[0].filename == __file__
+
+
+def test_value_messages_are_exactly_the_documented_ones() -> None:
+    x = torch.rand(1, 1, 2, 2)
+    conv = nn.Conv2d(1, 1, 1)
+    with pytest.raises(ValueError, match=r"^x: contains NaN or infinite values$"):
+        estimate_energy(conv, torch.full((1, 1, 2, 2), float("nan")))
+    with pytest.raises(ValueError, match=r"^e_mac_pj: expected a finite energy >= 0 pJ, got inf$"):
+        estimate_energy(conv, x, e_mac_pj=float("inf"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The printed table, read back
+# ------------------------------------------------------------------------------------------------
+
+_NAME_34 = "layer_with_a_name_of_34_characters"
+_NAME_36 = "a_layer_whose_name_has_35_characters"  # 36 in fact: longer than the column
+
+
+class _Table(nn.Module):
+    """A stem on real input, a layer on its spikes, one on its real output (not spike-driven),
+    with names of 34 and 36 characters around the 34-character column."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Linear(4, 6)
+        setattr(self, _NAME_34, nn.Linear(6, 2))
+        setattr(self, _NAME_36, nn.Linear(6, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.stem(x)
+        return getattr(self, _NAME_34)((y > 0).float()) + getattr(self, _NAME_36)(y)
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def test_the_printed_table_reads_back_the_report() -> None:
+    report = estimate_energy(_Table(), torch.randn(5, 4, generator=torch.Generator().manual_seed(0)))
+    lines = str(report).split("\n")
+    head = lines[0]
+    assert head.split() == "layer role in rate MAC (paper) SynOp exact AC (paper) E mJ".split()
+    assert lines[1] == lines[2 + len(report.layers)] == "-" * len(head)
+    shown = {"stem": "stem", _NAME_34: _NAME_34, _NAME_36: "..." + _NAME_36[-31:]}
+    for layer, row in zip(report.layers, lines[2 : 2 + len(report.layers)], strict=True):
+        assert row[:34].rstrip() == shown[layer.name] and row[34] == " "
+        role, kind, rate, mac, synop, ac, energy, *flag = row[35:].split()
+        assert role == layer.role and kind == ("bin" if layer.binary_input else "real")
+        assert float(rate) == pytest.approx(layer.firing_rate, abs=5e-4)
+        assert (_number(mac), _number(synop), _number(ac)) == (
+            layer.mac_paper,
+            layer.synop,
+            round(layer.ac_paper),
+        )
+        assert float(energy) == pytest.approx(layer.energy_mj, rel=1e-3)
+        assert flag == ([] if layer.spike_driven else ["<-", "not", "spike-driven"])
+    assert [ly.binary_input for ly in report.layers] == [False, True, False]
+    t = report.totals
+    rest = lines[3 + len(report.layers) :]
+    assert rest[0] == "batch 5, T=1, E_MAC=4.6 pJ, E_AC=0.9 pJ"
+    words = rest[1].replace("(", " ").replace(";", " ").replace(",", "").split()
+    assert words[:6] == ["paper", "accounting:", "MAC", str(t["mac_paper"]), "AC", str(round(t["ac_paper"]))]
+    assert float(words[7]) == pytest.approx(t["energy_mj"], rel=1e-3)
+    words = rest[2].replace(",", "").split()
+    assert words[:6] == ["executed", "(exact):", "MAC", str(t["mac"]), "SynOp", str(t["synop"])]
+    assert rest[3] == f"not spike-driven (real-valued input to a synaptic layer): {_NAME_36}"
+    assert len(rest) == 4
+    both = estimate_energy(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.Linear(2, 2)),
+                           torch.rand(2, 4))  # fmt: skip
+    assert str(both).split("\n")[-1] == "not spike-driven (real-valued input to a synaptic layer): 2, 3"
+    clean = str(estimate_energy(nn.Linear(4, 3), torch.rand(2, 4))).split("\n")
+    assert clean[-1] == "spike-driven: every synaptic layer after the stem receives binary spikes"

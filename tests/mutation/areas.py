@@ -38,6 +38,7 @@ class Area:
 # the eager, float64 tests that judge its numbers.
 _FRESH = "starts a fresh Python process (seconds per mutant); checks imports, not numbers"
 _COMPILE = "torch.compile recompiles per mutant (tens of seconds); the numbers are judged eagerly"
+_STACK = "checks where a warning points (stacklevel); mutmut's trampolines add stack frames"
 
 _OPS_TESTS = (
     "tests/test_ops.py",
@@ -178,6 +179,7 @@ AREAS: dict[str, Area] = {
         skip_tests={
             "tests/test_energy.py::test_core_works_without_spikingjelly_or_matplotlib": _FRESH,
             "tests/test_energy.py::test_energy_module_imports_neither_the_models_nor_the_cli": _FRESH,
+            "tests/test_energy_counts.py::test_a_moved_name_warns_at_the_line_that_uses_it": _STACK,
         },
     ),
     "adapters": Area(
