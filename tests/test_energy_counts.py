@@ -264,6 +264,7 @@ def test_transposed_convolution_on_real_input_and_an_unbatched_convolution() -> 
     layer = estimate_energy(up, x).layers[0]
     assert layer.kind == "ConvTranspose2d" and not layer.binary_input
     assert layer.mac == layer.flops == x.numel() * (6 // 2) * 9  # each input value x its taps
+    assert isinstance(layer.flops, int)
     conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
     spikes = torch.zeros(2, 4, 4)  # unbatched [C, H, W]
     spikes[0, 0, 0] = spikes[1, 2, 1] = 1.0
@@ -276,6 +277,40 @@ def test_a_single_spike_input_and_batchnorm_without_affine() -> None:
     assert layer.firing_rate == 1.0 and layer.synop == 3 and layer.ac_paper == 3.0
     net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2, affine=False), nn.BatchNorm2d(2))
     assert estimate_energy(net, torch.rand(3, 1, 4, 4)).totals["mac_norm"] == 3 * 2 * 4 * 4  # one BN
+
+
+class _Outputs(nn.Module):
+    """A linear layer whose result comes back in a dict, or first in a tuple with a state."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x: Tensor) -> object:
+        y = self.fc(x)
+        if self.kind == "dict":
+            return {"logits": y}
+        return y, torch.zeros(7, 3, 2)  # the state after the logits, of another shape
+
+
+def test_outputs_in_a_dict_or_a_tuple() -> None:
+    T, B = 3, 5
+    x = torch.rand(T, B, 6)
+    in_dict = estimate_energy(_Outputs("dict"), x).totals
+    assert in_dict["batch_size"] == T and in_dict["T"] == 1  # no logits to read: x's first dim
+    first = estimate_energy(_Outputs("tuple"), x).totals
+    assert first["batch_size"] == B and first["T"] == T  # the time-major logits come first
+
+
+def test_direct_coding_model_counts_its_stem_for_every_step() -> None:
+    from gac_coding.models import create_model
+
+    T = 3
+    model = create_model("msresnet_tiny", num_classes=4, T=T, gac=False, in_channels=1)
+    stem = estimate_energy(model, torch.rand(2, 1, 8, 8)).layers[0]
+    assert stem.name == "encoder.conv" and stem.role == "stem" and stem.calls == 1
+    assert stem.steps == T and stem.mac_paper == T * stem.mac == T * stem.flops > 0
 
 
 def test_convolutional_temporal_attention_counts_once_on_the_static_path() -> None:
@@ -332,17 +367,30 @@ def test_spike_tensors_of_any_dtype_and_dilated_transposed_convolutions() -> Non
     want = exact_synops(conv, spikes)
     assert exact_synops(conv, spikes.bool()) == exact_synops(conv, spikes.double()) == want
     assert isinstance(want, int) and isinstance(estimate_energy(conv, spikes).layers[0].flops, int)
-    # a transposed convolution with stride 2, padding 1 and dilation 2: the output position of tap
-    # (ky, kx) of input pixel (i, j) is (2 i - 1 + 2 ky, 2 j - 1 + 2 kx), kept when inside the map
-    up = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, dilation=2)
-    H = 4
-    Ho = (H - 1) * 2 - 2 * 1 + 2 * (3 - 1) + 1  # 9
+    # a transposed convolution with stride 2, padding 2 and dilation 2: tap (ky, kx) of input pixel
+    # (i, j) lands on (2 i - 2 + 2 ky, 2 j - 2 + 2 kx), kept when inside the 7 x 7 map (without
+    # the dilation the map is 5 x 5 and other taps fall outside)
+    up = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=2, dilation=2)
+    Ho = (4 - 1) * 2 - 2 * 2 + 2 * (3 - 1) + 1  # 7
     reach = 0
     for _, _, i, j in torch.nonzero(spikes).tolist():
-        rows = sum(0 <= 2 * i - 1 + 2 * k < Ho for k in range(3))
-        cols = sum(0 <= 2 * j - 1 + 2 * k < Ho for k in range(3))
+        rows = sum(0 <= 2 * i - 2 + 2 * k < Ho for k in range(3))
+        cols = sum(0 <= 2 * j - 2 + 2 * k < Ho for k in range(3))
         reach += rows * cols * 3
     assert exact_synops(up, spikes) == reach and up(spikes).shape[-1] == Ho
+
+
+def test_synaptic_operations_beyond_float32_integers_stay_exact() -> None:
+    """A 1401 x 1401 map of spikes through a 3 x 3 same convolution: (3 * 1401 - 2)^2 = 17,648,401
+    in-bounds taps, an odd number above 2^24 that float32 cannot hold (a sum in float32 gives
+    17,648,400)."""
+    from gac_coding.energy import exact_synops
+
+    spikes = torch.ones(1, 1, 1401, 1401)
+    want = (3 * 1401 - 2) ** 2
+    assert want > 2**24 and want % 2 == 1
+    assert exact_synops(nn.Conv2d(1, 1, 3, padding=1), spikes) == want
+    assert exact_synops(nn.ConvTranspose2d(1, 1, 3, padding=1), spikes) == want
 
 
 def test_a_moved_name_warns_at_the_line_that_uses_it() -> None:
@@ -367,22 +415,22 @@ def test_value_messages_are_exactly_the_documented_ones() -> None:
 # ------------------------------------------------------------------------------------------------
 
 _NAME_34 = "layer_with_a_name_of_34_characters"
-_NAME_36 = "a_layer_whose_name_has_35_characters"  # 36 in fact: longer than the column
+_NAME_35 = "a_layer_with_a_name_of_35_character"  # one longer than the column
 
 
 class _Table(nn.Module):
     """A stem on real input, a layer on its spikes, one on its real output (not spike-driven),
-    with names of 34 and 36 characters around the 34-character column."""
+    with names of 34 and 35 characters around the 34-character column."""
 
     def __init__(self) -> None:
         super().__init__()
         self.stem = nn.Linear(4, 6)
         setattr(self, _NAME_34, nn.Linear(6, 2))
-        setattr(self, _NAME_36, nn.Linear(6, 2))
+        setattr(self, _NAME_35, nn.Linear(6, 2))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.stem(x)
-        return getattr(self, _NAME_34)((y > 0).float()) + getattr(self, _NAME_36)(y)
+        return getattr(self, _NAME_34)((y > 0).float()) + getattr(self, _NAME_35)(y)
 
 
 def _number(text: str) -> float:
@@ -395,7 +443,7 @@ def test_the_printed_table_reads_back_the_report() -> None:
     head = lines[0]
     assert head.split() == "layer role in rate MAC (paper) SynOp exact AC (paper) E mJ".split()
     assert lines[1] == lines[2 + len(report.layers)] == "-" * len(head)
-    shown = {"stem": "stem", _NAME_34: _NAME_34, _NAME_36: "..." + _NAME_36[-31:]}
+    shown = {"stem": "stem", _NAME_34: _NAME_34, _NAME_35: "..." + _NAME_35[-31:]}
     for layer, row in zip(report.layers, lines[2 : 2 + len(report.layers)], strict=True):
         assert row[:34].rstrip() == shown[layer.name] and row[34] == " "
         role, kind, rate, mac, synop, ac, energy, *flag = row[35:].split()
@@ -417,7 +465,7 @@ def test_the_printed_table_reads_back_the_report() -> None:
     assert float(words[7]) == pytest.approx(t["energy_mj"], rel=1e-3)
     words = rest[2].replace(",", "").split()
     assert words[:6] == ["executed", "(exact):", "MAC", str(t["mac"]), "SynOp", str(t["synop"])]
-    assert rest[3] == f"not spike-driven (real-valued input to a synaptic layer): {_NAME_36}"
+    assert rest[3] == f"not spike-driven (real-valued input to a synaptic layer): {_NAME_35}"
     assert len(rest) == 4
     both = estimate_energy(nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.Linear(2, 2)),
                            torch.rand(2, 4))  # fmt: skip
