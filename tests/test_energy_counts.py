@@ -472,3 +472,16 @@ def test_the_printed_table_reads_back_the_report() -> None:
     assert str(both).split("\n")[-1] == "not spike-driven (real-valued input to a synaptic layer): 2, 3"
     clean = str(estimate_energy(nn.Linear(4, 3), torch.rand(2, 4))).split("\n")
     assert clean[-1] == "spike-driven: every synaptic layer after the stem receives binary spikes"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: without an encoder or time-major logits, estimate_energy takes x.shape[0] as the "
+    "batch size, so an unbatched input (a vector [F] for a Linear, an image [C, H, W] for a "
+    "convolution) is read as F or C samples and the per-sample energy is divided by them; fix: "
+    "batch size 1 when the first layer's input has its unbatched rank (1 for Linear, the kernel's "
+    "dims + 1 for a convolution)",
+)
+def test_an_unbatched_input_is_one_sample() -> None:
+    assert estimate_energy(nn.Linear(6, 2), torch.rand(6)).totals["batch_size"] == 1
+    assert estimate_energy(nn.Conv2d(3, 2, 3), torch.rand(3, 5, 5)).totals["batch_size"] == 1

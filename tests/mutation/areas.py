@@ -189,7 +189,10 @@ AREAS: dict[str, Area] = {
             "tests/test_adapters_backbones.py",
             "tests/test_adapters_shared.py",
         ),
-        skip_tests={"tests/test_adapters.py::test_import_and_torch_wrap_need_no_snn_framework": _FRESH},
+        skip_tests={
+            "tests/test_adapters.py::test_import_and_torch_wrap_need_no_snn_framework": _FRESH,
+            "tests/test_adapters.py::test_warns_once_when_a_conv_receives_the_gated_code": _STACK,
+        },
     ),
     "encoder": Area(
         sources=(

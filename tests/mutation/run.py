@@ -47,6 +47,7 @@ from areas import AREAS, GROUPS, Area  # noqa: E402
 
 MUTMUT_REQUIREMENT = "mutmut>=3.8,<3.9"  # reads mutmut's result files (stable within 3.8)
 _SEP = "\u01c1"  # mutmut's separator in the names of methods' mutants: xǁClassǁmethod
+_ALSO_COPY = ("benchmarks",)  # folders besides src/ and tests/ that tests read (by path)
 
 
 def _toml_list(items: list[str]) -> str:
@@ -101,6 +102,7 @@ def _write_config(work: Path, area: Area, timeout_factor: float) -> None:
     text = f"""# written by tests/mutation/run.py for this run; edit tests/mutation/areas.py instead
 [tool.mutmut]
 source_paths = ["src"]
+also_copy = {_toml_list(list(_ALSO_COPY))}
 only_mutate = {_toml_list(_sources(area))}
 do_not_mutate_patterns = {_toml_list(list(area.skip_lines))}
 pytest_add_cli_args_test_selection = {_toml_list(list(area.tests))}
@@ -126,6 +128,9 @@ def _prepare(work: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
     shutil.copytree(ROOT / "src", work / "src", ignore=ignore)
     shutil.copytree(ROOT / "tests", work / "tests", ignore=ignore)
+    for extra in _ALSO_COPY:  # scripts some tests run
+        if (ROOT / extra).is_dir():
+            shutil.copytree(ROOT / extra, work / extra, ignore=ignore)
     # made now, so that the PYTHONPATH entry below exists when Python starts (a missing folder on
     # sys.path is remembered as empty and would let tests import the unmutated package)
     (work / "mutants" / "src").mkdir(parents=True)
@@ -327,7 +332,9 @@ def check(names: list[str], work: Path) -> int:
             (work / "mutants" / path).write_text(code)
     finally:
         os.chdir(cwd)
-    shutil.copytree(work / "tests", work / "mutants" / "tests")
+    for extra in ("tests", *_ALSO_COPY):
+        if (work / extra).is_dir():
+            shutil.copytree(work / extra, work / "mutants" / extra)
     shutil.copy(work / "pyproject.toml", work / "mutants" / "pyproject.toml")
     env = dict(os.environ, MUTANT_UNDER_TEST="", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(work / "mutants" / "src"), str(HERE)])
