@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 OUT    ?= demo_out
+# e.g. DEMO_ARGS=--overwrite to replace the results of an earlier make demo (refused by default)
+DEMO_ARGS ?=
 
 .PHONY: demo test packaging bench lint mutation clean
 
@@ -21,7 +23,7 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.demo-installed
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/gac-coding demo --out $(OUT)
+	$(BIN)/gac-coding demo --out $(OUT) $(DEMO_ARGS)
 
 test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest
@@ -35,9 +37,19 @@ $(VENV)/.docs-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[docs]"
 	touch $@
 
-.PHONY: docs   # also the name of the docs/ folder
+# then tests/docs_site_check.py reads the built pages: pictures, links, parameter defaults, headings
+.PHONY: docs docs-serve docs-figures   # docs is also the name of the docs/ folder
 docs: $(VENV)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	$(BIN)/python tests/docs_site_check.py site
+
+# the site at http://127.0.0.1:8000, rebuilt whenever a page or a docstring changes
+docs-serve: $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# the pictures in docs/images/ (trains msresnet_tiny, runs the demo: minutes on 2 cores)
+docs-figures: $(VENV)/.demo-installed
+	MPLBACKEND=Agg $(BIN)/python docs/_ext/figures.py
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/encoder_fast_path.py

@@ -11,7 +11,7 @@ Compares, for ``msresnet18_cifar`` at T=6, batch 8, 32x32 static images, one tra
 * ``naive``: the same weights computed the way the authors' code runs them: PyTorch's default
   layout, the image repeated T times, the stem, its BN and the SCA recomputed every step, every LIF
   (the encoder's included) a Python loop of autograd operations (``gac_coding.neuron.lif_reference``);
-* ``direct`` / ``direct_cpp``: this library with ``gac=False`` (direct coding), to see what GAC
+* ``direct`` / ``direct_cpp``: this library with ``coding="direct"`` (direct coding), to see what GAC
   costs, with each LIF backend.
 
 Before timing, the script asserts that ``library`` (both backends) and ``naive`` agree (logits,
@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gac_coding import LIF, neuron
-from gac_coding.encoder import GACEncoder
+from gac_coding.coding import GACEncoder
 from gac_coding.models import create_model
 from gac_coding.neuron import lif_reference
 from gac_coding.ops import _cpp
@@ -99,9 +99,9 @@ def use_backend(variant: str) -> None:
 
 def build(variant: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    gac = not variant.startswith("direct")
+    coding = "direct" if variant.startswith("direct") else "gac"
     lib = create_model(
-        "msresnet18_cifar", num_classes=CLASSES, T=T, gac=gac, channels_last=variant != "library_nchw"
+        "msresnet18_cifar", num_classes=CLASSES, T=T, coding=coding, channels_last=variant != "library_nchw"
     )
     return naive_copy(lib) if variant == "naive" else lib
 

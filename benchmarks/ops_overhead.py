@@ -59,13 +59,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, args.old)
+    import importlib
+
     import gac_coding_old  # type: ignore[import-not-found]
-    import gac_coding_old._lif_kernel  # type: ignore[import-not-found]
 
     import gac_coding
     from gac_coding.ops import _cpp
 
-    built = _cpp.load() is not None and gac_coding_old._lif_kernel.load() is not None
+    try:  # where the older tree keeps its C++ kernels: ops/_cpp.py, or _lif_kernel.py before the ops layer
+        old_cpp = importlib.import_module("gac_coding_old.ops._cpp")
+    except ImportError:
+        old_cpp = importlib.import_module("gac_coding_old._lif_kernel")
+    built = _cpp.load() is not None and old_cpp.load() is not None
     backends = ["eager", "cpp"] if built else ["eager"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.rounds} interleaved rounds")
     cases = {}

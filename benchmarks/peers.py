@@ -2,7 +2,7 @@
 
 Variants (same T, batch, input size and precision; one SGD optimiser each):
 
-* ``direct/<backend>``: our ``msresnet18_imagenet`` with ``gac=False`` (direct coding), with each LIF
+* ``direct/<backend>``: our ``msresnet18_imagenet`` with ``coding="direct"`` (direct coding), with each LIF
   backend given by ``--backends`` (``gac_coding.neuron.set_backend``; on CPU ``eager`` and ``cpp``);
 * ``gac/<backend>``: the same with the GAC encoder;
 * ``naive``: the GAC model computed per step the way the authors' code runs it (default layout, the
@@ -99,7 +99,7 @@ class SpikingJellyNet(nn.Module):
 
 def sj_name(name: str) -> str:
     """The name SpikingJelly's model (inside :class:`SpikingJellyNet`) gives one of our
-    ``msresnet18_imagenet`` (``gac=False``) parameters or buffers."""
+    ``msresnet18_imagenet`` (``coding="direct"``) parameters or buffers."""
     parts = name.split(".")
     if parts[0] == "encoder":  # stem conv + BN
         parts = ["stem", "0" if parts[1] == "conv" else "1", *parts[2:]]
@@ -118,7 +118,7 @@ def check_same_as_spikingjelly(T: int, batch: int = 2, size: int = 32) -> float:
     from spikingjelly.activation_based import surrogate
 
     torch.manual_seed(0)
-    ours = create_model("msresnet18_imagenet", num_classes=10, T=T, gac=False).double()
+    ours = create_model("msresnet18_imagenet", num_classes=10, T=T, coding="direct").double()
     sj = SpikingJellyNet(T, 10, surrogate_function=surrogate.Rect(alpha=1.0)).double()
     # strict: every parameter and buffer has its counterpart, of the same shape: the same layers
     sj.load_state_dict({sj_name(k): v.contiguous() for k, v in ours.state_dict().items()}, strict=True)
@@ -154,8 +154,8 @@ def build(variant: str, model: str, T: int, device: torch.device) -> nn.Module:
     if variant == "sj":
         net: nn.Module = SpikingJellyNet(T, classes)
     else:
-        gac = not variant.startswith("direct")
-        net = create_model(MODELS[model], num_classes=classes, T=T, gac=gac)
+        coding = "direct" if variant.startswith("direct") else "gac"
+        net = create_model(MODELS[model], num_classes=classes, T=T, coding=coding)
         if variant == "naive":
             net = bench.naive_copy(net)
     return net.to(device)

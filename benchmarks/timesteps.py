@@ -6,7 +6,7 @@ train``'s loop (:func:`gac_coding.train.fit`), then run at every T' with ``set_t
 * ``gac-mlp``: GAC with the paper's temporal attention, an MLP across the 4 steps; it runs at
   T' = 4 only (other T' raise ``ValueError``, reported as "n/a");
 * ``gac-conv``: GAC with ``temporal_attention="conv"`` (a 1-D convolution over time);
-* ``direct``: direct coding (``gac=False``).
+* ``direct``: direct coding (``coding="direct"``).
 
 For each T' it reports the test accuracy (360 images, mean and std over seeds) and the paper's
 energy estimate per image (:func:`gac_coding.energy.estimate_energy` on the test set, mean over
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 
 CODINGS: dict[str, dict[str, Any]] = {
-    "gac-mlp": {"gac": True, "temporal_attention": "mlp", "label": "GAC, MLP attention (paper)"},
-    "gac-conv": {"gac": True, "temporal_attention": "conv", "label": "GAC, conv attention"},
-    "direct": {"gac": False, "temporal_attention": None, "label": "direct coding"},
+    "gac-mlp": {"coding": "gac", "temporal_attention": "mlp", "label": "GAC, MLP attention (paper)"},
+    "gac-conv": {"coding": "gac", "temporal_attention": "conv", "label": "GAC, conv attention"},
+    "direct": {"coding": "direct", "temporal_attention": None, "label": "direct coding"},
 }
 TRAIN_T = 4
 
@@ -48,7 +48,7 @@ def run_one(coding: str, seed: int, epochs: int, steps: list[int]) -> dict[str, 
     spec = CODINGS[coding]
     kwargs = {} if spec["temporal_attention"] is None else {"temporal_attention": spec["temporal_attention"]}
     config = TrainConfig(model="msresnet_tiny", dataset="digits", T=TRAIN_T, epochs=epochs, batch_size=64,
-                         lr=0.1, gac=spec["gac"], seed=seed, device="cpu", progress=False,
+                         lr=0.1, coding=spec["coding"], seed=seed, device="cpu", progress=False,
                          model_kwargs=kwargs)
     started = time.perf_counter()
     result = fit(config, log=lambda line: None)

@@ -53,7 +53,7 @@ def _conv_stack(width: int, size: int) -> tuple[nn.Module, nn.Module, nn.Module,
 def snntorch_case(T: int, width: int, size: int) -> tuple[nn.Module, Callable[[Tensor], Any]]:
     import snntorch as snn
 
-    from gac_coding.adapters._snntorch import reset_states
+    from gac_coding.adapters.snntorch import reset_states
 
     conv1, conv2, pool, fc, _ = _conv_stack(width, size)
     net = nn.Sequential(

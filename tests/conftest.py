@@ -6,7 +6,7 @@ import warnings
 # Triton reads TRITON_INTERPRET when it decorates kernels and again on later imports of its own
 # parts; torch.compile (inductor) may import triton before any backend test runs. Setting it for
 # the whole test process makes the triton backend run in its interpreter on CPU tensors whatever
-# the test order (the suite runs on CPU; real CUDA runs are in benchmarks/cuda_check.sh).
+# the test order. The tests marked cuda (tests/test_cuda.py) load compiled kernels for themselves.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest  # noqa: E402
@@ -19,6 +19,21 @@ settings.load_profile("deterministic")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
+
+
+#: Set to 1 to run the tests marked ``cuda`` on the CPU at tiny sizes (a smoke run of their code).
+CUDA_DRY_RUN_ENV = "GAC_CODING_CUDA_DRY_RUN"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests marked ``cuda`` where torch sees no CUDA device (and no dry run is asked
+    for): they are reported as deselected, not skipped."""
+    if torch.cuda.is_available() or os.environ.get(CUDA_DRY_RUN_ENV) == "1":
+        return
+    dropped = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item.get_closest_marker("cuda") is None]
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 import gac_coding as gac
 from gac_coding.adapters import GatedInputWarning
-from gac_coding.adapters._common import stack_steps
+from gac_coding.adapters.base import stack_steps
 
 T = 3
 

@@ -519,7 +519,7 @@ def build_float64(name: str, steps: int = T) -> gac.GACNet:
 
 def spike_counts(net: gac.GACNet, x: Tensor) -> dict[str, int]:
     """Spikes emitted by each spiking layer of the backbone during ``net(x)``."""
-    from gac_coding.adapters._common import is_neuron
+    from gac_coding.adapters import is_neuron
 
     counts: dict[str, int] = {}
 

@@ -18,7 +18,7 @@ from gac_coding.analysis import (
     plot_gate,
     plot_raster,
 )
-from gac_coding.energy import estimate_energy
+from gac_coding.energy import calibrate_batchnorm, estimate_energy
 from gac_coding.models import create_model
 
 
@@ -69,8 +69,11 @@ def test_max_period_drops_periods_checked_on_too_few_steps() -> None:
     assert coding_metrics(p3, max_period=3)["periodicity"] == 3
     assert coding_metrics(p3, max_period=2)["periodicity"] is None
     assert coding_metrics(p3, max_period=100)["periodicity"] == 3  # beyond T-1: same as default
-    for bad in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="max_period: expected an integer >= 1 or None"):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="max_period: expected an integer >= 1 or None, got"):
+            coding_metrics(p3, max_period=bad)
+    for bad in (2.0, True):  # a wrong type is a TypeError (the rule of gac_coding._checks)
+        with pytest.raises(TypeError, match="max_period: expected an int or None, got"):
             coding_metrics(p3, max_period=bad)  # type: ignore[arg-type]
 
 
@@ -134,7 +137,7 @@ def test_long_sequences_take_the_row_fallback() -> None:
 
 
 def test_direct_coding_is_constant_and_gac_varies() -> None:
-    from gac_coding.models import DirectEncoder
+    from gac_coding.coding import DirectEncoder
 
     x = torch.rand(4, 1, 8, 8)
     u = DirectEncoder(1, 4, T=4)(x)
@@ -237,6 +240,7 @@ def test_plots_write_valid_pngs(tmp_path) -> None:
     )
     fig = plot_raster(o, sample=1, neurons=[0, 5, 7])
     assert fig.axes[0].get_ylim() == (-0.5, 2.5)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["0", "5", "7"]  # their own indices
 
     fig = plot_gate(enc, sample=1, path=tmp_path / "gate.png")
     assert isinstance(fig, Figure) and len(fig.axes) == 3 + 1 + 2
@@ -251,12 +255,25 @@ def test_plots_write_valid_pngs(tmp_path) -> None:
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(rates)
     _check_png(tmp_path / "rates.png")
 
+    calibrate_batchnorm(model, torch.rand(8, 1, 8, 8))  # BN statistics that let the backbone fire
     report = estimate_energy(model, x)
     fig = plot_energy(report, path=tmp_path / "energy.png")
     _check_png(tmp_path / "energy.png")
-    bars = fig.axes[0].patches[: len(report.layers)]  # the MAC bars, in µJ per sample
-    expected = [4.6 * ly.mac_paper * 1e-6 / 2 for ly in report.layers]
-    assert [b.get_width() for b in bars] == pytest.approx(expected)
+    # one bar per layer and kind of operation where its energy is not zero, in µJ per sample,
+    # centred on the layer's row (MAC above, AC below)
+    mac_bars, ac_bars = fig.axes[0].containers
+    for bars, key, e_pj, offset in ((mac_bars, "mac_paper", 4.6, -0.2), (ac_bars, "ac_paper", 0.9, 0.2)):
+        expected = [(i + offset, e_pj * getattr(ly, key) * 1e-6 / 2)
+                    for i, ly in enumerate(report.layers) if getattr(ly, key) > 0]  # fmt: skip
+        drawn = [(b.get_y() + b.get_height() / 2, b.get_width()) for b in bars]
+        assert len(drawn) == len(expected) > 0
+        assert [v for pair in drawn for v in pair] == pytest.approx([v for pair in expected for v in pair])
+    widths = [b.get_width() for b in mac_bars] + [b.get_width() for b in ac_bars]
+    spans_decades = max(widths) > 100 * min(widths)
+    assert fig.axes[0].get_xscale() == ("log" if spans_decades else "linear")
+    assert plot_energy(report, log=not spans_decades).axes[0].get_xscale() == (
+        "linear" if spans_decades else "log"
+    )
     plot_energy(report.to_dict())  # the dict form works too
 
 
@@ -272,3 +289,99 @@ def test_plots_reject_bad_input() -> None:
         plot_firing_rates({})
     with pytest.raises(TypeError, match="report"):
         plot_energy(42)  # type: ignore[arg-type]
+    report = estimate_energy(gac.GACEncoder(1, 2, T=2), torch.rand(1, 1, 4, 4))
+    with pytest.raises(TypeError, match="log"):
+        plot_energy(report, log="yes")  # type: ignore[arg-type]
+
+
+# A notebook run in a real kernel with matplotlib's inline backend (what Jupyter uses): every plot
+# shows exactly one picture whether it is the cell's last expression, followed by plt.show(), or
+# neither; path= writes the file; pyplot holds none of them afterwards.
+_SETUP = """
+import matplotlib.pyplot as plt
+import torch
+import gac_coding as gac
+from gac_coding.analysis import firing_rates, plot_energy, plot_firing_rates, plot_gate, plot_raster
+from gac_coding.energy import estimate_energy
+enc = gac.GACEncoder(1, 4, T=3)
+code = enc(torch.rand(2, 1, 8, 8))
+rates = firing_rates(enc, torch.rand(2, 1, 8, 8))
+report = estimate_energy(enc, torch.rand(1, 1, 8, 8))
+"""
+_PLOTS = {
+    "raster": "plot_raster(code, neurons=20)",
+    "gate": "plot_gate(enc)",
+    "rates": "plot_firing_rates(rates)",
+    "energy": "plot_energy(report)",
+}
+_STYLES = {
+    "last expression": "{call}",
+    "plt.show()": "{call}\nplt.show()",
+    "assigned, shown at the end of the cell": "fig = {call}\nprint(type(fig).__mro__[1].__name__)",
+    "shown again in a later cell": "fig",
+}
+
+
+def test_plots_show_once_in_a_notebook(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as in Jupyter
+    new = nbformat.v4.new_code_cell
+    cells, expected = [new(_SETUP)], {}
+    for plot, call in _PLOTS.items():
+        for style, template in _STYLES.items():
+            expected[len(cells)] = (plot, style)
+            cells.append(new(template.format(call=call)))
+    saved = tmp_path / "energy.png"
+    expected[len(cells)] = ("energy", "last expression with path=")
+    cells.append(new(f"plot_energy(report, path={str(saved)!r})"))
+    cells.append(new("print('open figures:', plt.get_fignums())"))
+    nb = nbformat.v4.new_notebook(cells=cells)
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+
+    def outputs(cell, kind):
+        return [out for out in cell.outputs if kind in out.get("data", {})]
+
+    assert not [out for cell in nb.cells for out in cell.outputs if out.output_type == "error"]
+    assert not outputs(nb.cells[0], "image/png")
+    for index, (plot, style) in expected.items():
+        pictures = outputs(nb.cells[index], "image/png")
+        assert len(pictures) == 1, (plot, style, [out.output_type for out in nb.cells[index].outputs])
+        if style.startswith("assigned"):
+            assert "Figure\n" in nb.cells[index].outputs[0].get("text", "")  # a Figure came back
+    _check_png(saved)
+    assert nb.cells[-1].outputs[0]["text"] == "open figures: []\n"
+
+
+def test_plots_do_not_accumulate_in_pyplot(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import pickle
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from gac_coding import _plotting
+
+    assert matplotlib.get_backend().lower() == "agg"  # tests/conftest.py: as in a script, CI
+    rates = {"a": 0.1, "b": 0.2}
+    before = plt.get_fignums()
+    for i in range(100):
+        fig = plot_firing_rates(rates, path=tmp_path / "rates.png" if i == 99 else None)
+    assert plt.get_fignums() == before  # pyplot holds none of them
+    _check_png(tmp_path / "rates.png")
+    assert pickle.loads(pickle.dumps(fig)).axes[0].get_xlabel() == "firing rate"
+
+    # where the backend can show figures (Qt, Tk, ...), pyplot holds each plot as it holds those of
+    # plt.subplots, until the window or plt.close lets go of it
+    monkeypatch.setattr(_plotting, "_backend", lambda: "qtagg")
+    figs = [plot_firing_rates(rates) for _ in range(3)]
+    try:
+        assert plt.get_fignums() == [*before, *(f.number for f in figs)]
+        plt.close(figs[0])
+        assert plt.get_fignums() == [*before, figs[1].number, figs[2].number]
+    finally:
+        for f in figs:
+            plt.close(f)
+    assert plt.get_fignums() == before

@@ -228,8 +228,8 @@ def test_imagenet18_checkpoint_matches_slow_forward() -> None:
 
 
 def test_direct_coding_checkpoint_matches_slow_forward() -> None:
-    """gac=False: the stem's BN output, repeated over T, goes to the first block (no encoding.*)."""
-    src = create_model("msresnet_tiny", num_classes=5, T=3, gac=False)
+    """coding="direct": the stem's BN output, repeated over T, goes to the first block (no encoding.*)."""
+    src = create_model("msresnet_tiny", num_classes=5, T=3, coding="direct")
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for name, t in src.state_dict().items():
@@ -243,7 +243,7 @@ def test_direct_coding_checkpoint_matches_slow_forward() -> None:
                 t.copy_(math.sqrt(2.0 / math.prod(t.shape[1:])) * torch.randn(t.shape, generator=g))
     sd = export_reference_state_dict(src)
     assert not any(k.startswith("encoding.") for k in sd)
-    model = create_model("msresnet_tiny", num_classes=5, T=3, gac=False)
+    model = create_model("msresnet_tiny", num_classes=5, T=3, coding="direct")
     load_reference_checkpoint(model, sd)
     frames = [torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64) * 3] * 3
     _compare(model, sd, frames, "cifar", static=True, gac=False)
@@ -376,14 +376,15 @@ def test_layout_of_the_other_recipe_says_so(cifar_sd) -> None:
 
 
 def test_gac_mismatch_says_so(cifar_sd) -> None:
-    _fails(create_model("msresnet18_cifar", num_classes=100, T=6, gac=False), cifar_sd, "gac=False")
+    _fails(create_model("msresnet18_cifar", num_classes=100, T=6, coding="direct"), cifar_sd,
+           "coding='direct'; build it with coding='gac'")  # fmt: skip
     no_encoding = {k: v for k, v in cifar_sd.items() if not k.startswith("encoding.")}
     _fails(
         create_model("msresnet18_cifar", num_classes=100, T=6),
         no_encoding,
         "missing",
         "encoding.TA",
-        "gac=False",
+        "coding='direct'",
     )
 
 

@@ -14,23 +14,21 @@ from gac_coding.cli import build_parser, main
 
 
 def test_demo_writes_json_png_and_prints_the_table(tmp_path: Path, capsys, monkeypatch) -> None:
-    # The pool's worker processes and this process must run the same LIF backend for their numbers
-    # to agree exactly below ("auto" picks the C++ kernels only where this process or torch's cache
-    # already holds a build, which earlier tests may have changed): pin eager in both.
-    from gac_coding.ops import backends
-
-    monkeypatch.setenv("GAC_CODING_LIF_BACKEND", "eager")
-    with backends.use_backend("eager"):
-        _demo_checks(tmp_path, capsys)
+    # the pool's worker processes and this process run the same backend ("auto" is a pure rule),
+    # so their numbers agree exactly below
+    monkeypatch.chdir(tmp_path)  # nothing may appear here but the output folder
+    _demo_checks(tmp_path, capsys)
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir()) == ["demo.json", "demo.png"]
 
 
 def _demo_checks(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    assert main(["demo", "--epochs", "1", "--seeds", "2", "--T", "2", "--out", str(out),
-                 "--workers", "2"]) == 0
+    argv = ["demo", "--epochs", "1", "--seeds", "2", "--T", "2", "--out", str(out), "--workers", "2"]
+    assert main(argv) == 0
     text = capsys.readouterr().out
     report = json.loads((out / "demo.json").read_text())
-    assert list(report["codings"]) == ["direct", "poisson", "gac"]
+    assert list(report["codings"]) == ["direct", "rate", "latency", "gac"]
     assert report["config"] == {**report["config"], "epochs": 1, "seeds": 2, "T": 2}
     assert report["split"] == {"train": 1437, "test": 360}
     for res in report["codings"].values():
@@ -42,18 +40,39 @@ def _demo_checks(tmp_path: Path, capsys) -> None:
         assert res["energy_mj_per_image_mean"] > 0
         assert res["label"] in text
         assert len(res["runs"][0]["history"]) == 1
-    assert report["codings"]["gac"]["gac"] is True and report["codings"]["poisson"]["gac"] is False
-    assert report["best_coding"] == max(
-        report["codings"], key=lambda k: report["codings"][k]["test_acc_mean"]
-    )
+    assert report["codings"]["gac"]["gac"] is True and report["codings"]["rate"]["gac"] is False
+    assert [res["encoder"] for res in report["codings"].values()] == [
+        "DirectEncoder", "RateEncoder", "LatencyEncoder", "GACEncoder"]  # fmt: skip
+    # ties: means within the larger standard error of the mean (std / sqrt(2) here) of the best
+    res = report["codings"]
+    for r in res.values():
+        assert r["test_acc_sem"] == pytest.approx(r["test_acc_std"] / 2**0.5)
+    top = max(res, key=lambda k: res[k]["test_acc_mean"])
+    tied = [k for k in res if res[top]["test_acc_mean"] - res[k]["test_acc_mean"]
+            <= max(res[top]["test_acc_sem"], res[k]["test_acc_sem"])]  # fmt: skip
+    if len(tied) == 1:
+        assert report["best_coding"] == top and report["tied"] == []
+        assert f"highest mean test accuracy: {res[top]['label']})" in text
+    else:
+        assert report["best_coding"] is None and sorted(report["tied"]) == sorted(tied)
+        assert "tie for the highest mean test accuracy" in text
     assert "test accuracy" in text and "firing rate" in text and "±" in text
     assert "2 process(es)" in text.splitlines()[0]
     png = (out / "demo.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    # a second demo into the same folder is refused, before any training, and nothing is touched
+    saved = (out / "demo.json").read_bytes()
+    assert main([*argv[:-2], "--seeds", "1"], friendly_errors=True) == 2
+    err = capsys.readouterr().err
+    assert err == (f"gac-coding demo: error: out: {out} already holds the results of an earlier "
+                   "demo (demo.json, demo.png); pass --overwrite (overwrite=True) to replace them, "
+                   "or choose another --out folder\n")  # fmt: skip
+    assert (out / "demo.json").read_bytes() == saved and (out / "demo.png").read_bytes() == png
     # the runs are seeded and single-threaded: in-process gives the pool's numbers exactly
     from gac_coding.train.demo import run_demo
 
-    solo = run_demo(epochs=1, seeds=2, T=2, out=tmp_path / "solo", workers=1, log=lambda _m: None)
+    solo = run_demo(epochs=1, seeds=2, T=2, out=out, workers=1, log=lambda _m: None, overwrite=True)
+    assert json.loads((out / "demo.json").read_text())["config"]["workers"] == 1  # replaced, as asked
     for name, res in report["codings"].items():
         for a, b in zip(res["runs"], solo["codings"][name]["runs"], strict=True):
             assert (a["test_acc"], a["firing_rate"]) == (b["test_acc"], b["firing_rate"])
@@ -62,6 +81,42 @@ def _demo_checks(tmp_path: Path, capsys) -> None:
 def test_demo_rejects_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="seeds: expected an integer >= 1, got 0"):
         main(["demo", "--seeds", "0", "--out", str(tmp_path)])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="out: expected a folder, got an existing file"):
+        main(["demo", "--out", str(tmp_path / "file")])
+
+
+def test_demo_reports_ties_as_ties() -> None:
+    from gac_coding.train.demo import best_codings, format_table
+
+    def coding(label: str, accs: list[float]) -> dict:
+        mean = sum(accs) / len(accs)
+        std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0.0
+        return {"label": label, "test_acc_mean": mean, "test_acc_std": std,
+                "test_acc_sem": std / len(accs) ** 0.5, "firing_rate_mean": 0.1,
+                "energy_mj_per_image_mean": 1e-3}  # fmt: skip
+
+    # one seed each, 97.83 = 97.83: a tie (the case a user met), not "direct coding is best"
+    equal = {"direct": coding("direct coding", [0.9783]), "rate": coding("Poisson", [0.96]),
+             "gac": coding("GAC", [0.9783])}  # fmt: skip
+    assert best_codings(equal) in (["direct", "gac"], ["gac", "direct"])
+    # five seeds: means 0.980 and 0.978, standard errors 0.0007 and 0.0026: a tie; 0.960 is not
+    spread = {"direct": coding("direct coding", [0.979, 0.980, 0.981, 0.978, 0.982]),
+              "rate": coding("Poisson", [0.96] * 5),
+              "gac": coding("GAC", [0.970, 0.985, 0.975, 0.982, 0.978])}  # fmt: skip
+    assert spread["gac"]["test_acc_sem"] == pytest.approx(0.00263, abs=1e-5)
+    assert best_codings(spread) == ["direct", "gac"]
+    # 0.980 against 0.975 with standard errors of 0.0007: not a tie
+    apart = {"direct": spread["direct"], "gac": coding("GAC", [0.974, 0.975, 0.976, 0.973, 0.977])}
+    assert best_codings(apart) == ["direct"]
+    for codings, best, tied in ((equal, None, best_codings(equal)), (apart, "direct", [])):
+        text = format_table({"config": {"seeds": 1}, "codings": codings, "best_coding": best, "tied": tied})
+        last = text.splitlines()[-1]
+        if best is None:
+            assert "tie for the highest mean test accuracy: direct coding and GAC" in last
+            assert last.count("direct coding") == 1  # no winner named on its own
+        else:
+            assert last.endswith("highest mean test accuracy: direct coding)")
 
 
 def test_parser_has_the_documented_options() -> None:
@@ -127,8 +182,8 @@ def _run_files(folder: Path, **settings) -> tuple[Path, Path]:
     from gac_coding.train.engine import CHECKPOINT_FORMAT
 
     s = {"model": "msresnet_tiny", "T": 2, "num_classes": 10, "in_channels": 1, "gac": True, **settings}
-    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"], gac=s["gac"],
-                         in_channels=s["in_channels"])  # fmt: skip
+    model = create_model(s["model"], num_classes=s["num_classes"], T=s["T"],
+                         coding="gac" if s["gac"] else "direct", in_channels=s["in_channels"])  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     config = dict(s, coding="direct", epochs=1)
     pt = save_checkpoint({"format": CHECKPOINT_FORMAT, "epoch": 1, "config": config,
@@ -172,7 +227,7 @@ def _one_line_error(capsys, argv: list[str]) -> str:
     return err
 
 
-_ENERGY = ["energy", "--input-size", "8", "8"]
+_ENERGY = ["energy", "--random-input", "--input-size", "8", "8"]
 
 
 def test_energy_turns_every_unreadable_or_hostile_file_into_one_line(tmp_path: Path, capsys) -> None:
@@ -367,26 +422,28 @@ def test_energy_of_an_event_model_is_that_of_its_event_frames(tmp_path: Path, ca
     assert set(x.unique().tolist()) == {0.0, 1.0}
     expected = estimate_energy(model, x).to_dict()
     for path in (pt, st):
-        assert main(["energy", "--checkpoint", str(path), "--input-size", "12", "12", "--batch-size", "2",
-                     "--seed", "5", "--json"]) == 0  # fmt: skip
+        assert main(["energy", "--checkpoint", str(path), "--random-input", "--input-size", "12", "12",
+                     "--batch-size", "2", "--seed", "5", "--json"]) == 0  # fmt: skip
         payload = json.loads(capsys.readouterr().out)
-        assert payload["input"] == {"kind": "event frames", "shape": [3, 2, 2, 12, 12]}
+        assert payload["input"] == {"kind": "random event frames", "shape": [3, 2, 2, 12, 12]}
         assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
         assert payload["totals"]["T"] == 3
     # --no-sequence: a static image batch through the same model
-    assert main(["energy", "--checkpoint", str(st), "--input-size", "12", "12", "--no-sequence",
-                 "--json"]) == 0  # fmt: skip
-    assert json.loads(capsys.readouterr().out)["input"] == {"kind": "images", "shape": [1, 2, 12, 12]}
+    assert main(["energy", "--checkpoint", str(st), "--random-input", "--input-size", "12", "12",
+                 "--no-sequence", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["input"] == {"kind": "random images", "shape": [1, 2, 12, 12]}
     # without a checkpoint: 2 channels and the recipe's 48x48 frames by default; text names the input
     assert main(["energy", "--model", "vgg_tiny", "--T", "2"]) == 0
-    assert capsys.readouterr().out.startswith(
-        "vgg_tiny, input (2, 1, 2, 48, 48) (random event frames [T, B, C, H, W]), weights: random init")
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "vgg_tiny, weights: random init, BatchNorm statistics from the random batch",
+        "measured on: random input (2, 1, 2, 48, 48), event frames [T, B, C, H, W] (each pixel an "
+        "event with probability 0.1), seeded"]  # fmt: skip
     # --sequence on an image model: T frames of its channels
     assert main([*_ENERGY, "--model", "msresnet_tiny", "--T", "3", "--in-channels", "1", "--sequence",
                  "--no-calibrate", "--json"]) == 0  # fmt: skip
     payload = json.loads(capsys.readouterr().out)
-    assert payload["input"] == {"kind": "event frames", "shape": [3, 1, 1, 8, 8]}
+    assert payload["input"] == {"kind": "random event frames", "shape": [3, 1, 1, 8, 8]}
     assert payload["batchnorm_calibrated"] is False and payload["totals"]["T"] == 3
     # another T than the checkpoint's is refused in one line, as for images
-    err = _one_line_error(capsys, ["energy", "--checkpoint", str(st), "--T", "2"])
+    err = _one_line_error(capsys, ["energy", "--checkpoint", str(st), "--random-input", "--T", "2"])
     assert "error: --T: the checkpoint" in err

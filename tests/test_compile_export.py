@@ -176,7 +176,8 @@ def _imagenet_recipe_tiny(**kwargs: object) -> torch.nn.Module:
 
 TRACE_CASES = {
     "msresnet_tiny": lambda: create_model("msresnet_tiny", num_classes=3, T=2),
-    "msresnet_tiny direct coding": lambda: create_model("msresnet_tiny", num_classes=3, T=2, gac=False),
+    **{f"msresnet_tiny {c} coding": lambda c=c: create_model("msresnet_tiny", num_classes=3, T=2, coding=c)
+       for c in ("direct", "rate", "latency")},  # fmt: skip
     "imagenet recipe": _imagenet_recipe_tiny,
     "vgg_tiny (event frames)": lambda: create_model("vgg_tiny", num_classes=3, T=2),
 }
@@ -192,7 +193,11 @@ def test_model_code_paths_trace_into_one_graph(case: str) -> None:
     model = TRACE_CASES[case]().double()
     twin = copy.deepcopy(model)
     x = _small_input(model, size=32 if "imagenet" in case else 16)
+    if model.encoder.reads_intensities:  # rate and latency coding: intensities in [0, 1]
+        x = x / 3
+    torch.manual_seed(1)  # rate coding draws from the global generator: the same draws in both
     out = torch.compile(model, fullgraph=True, backend="eager")(x)
+    torch.manual_seed(1)
     torch.testing.assert_close(out, twin(x), **F64)
 
 

@@ -8,7 +8,10 @@ the build cannot see.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,46 @@ def _all_lines() -> list[tuple[str, str]]:
                 ]
     readme = (ROOT / "README.md").read_text().splitlines()
     return lines + [(f"README.md:{i}", t) for i, t in enumerate(readme, 1)]
+
+
+def test_no_issue_numbers_in_what_users_read() -> None:
+    """Users cannot look up this project's issue tracker: the library's text (docstrings, messages),
+    the docs and the README never cite an issue number (the built site is checked the same way by
+    tests/docs_site_check.py)."""
+    issue = re.compile(r"\bissues?\s*(?:no\.?\s*)?#?\d+", flags=re.I)
+    cited = [
+        (where, text.strip())
+        for where, text in _all_lines()
+        if where.startswith(("src/", "docs/", "README.md")) and issue.search(text)
+    ]
+    assert not cited, f"issue numbers in user-facing text: {cited}"
+
+
+def _griffe_extension(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """docs/_ext/griffe_rst.py, loaded with a stand-in for griffe (a docs extra, not a test one)."""
+    monkeypatch.setitem(sys.modules, "griffe", types.SimpleNamespace(Extension=object, Object=object))
+    spec = importlib.util.spec_from_file_location("griffe_rst", DOCS / "_ext" / "griffe_rst.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_api_reference_splits_shared_parameter_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry for several parameters becomes one entry per name (griffe then takes each one's
+    type and default from the signature: the built site is checked for that by docs_site_check)."""
+    ext = _griffe_extension(monkeypatch)
+    text = (
+        "Intro: a, b: not a section entry.\n\nArgs:\n    x: one.\n"
+        "    kernel_size, stride (int): the convolution,\n        no bias.\n\n    y: two.\n"
+        "\nReturns:\n    a, b: left as written.\n\nExample:\n    >>> 1\n    1\n"
+    )
+    assert ext.rewrite(text) == (
+        "Intro: a, b: not a section entry.\n\nArgs:\n    x: one.\n"
+        "    kernel_size (int): the convolution,\n        no bias.\n"
+        "    stride (int): the convolution,\n        no bias.\n\n    y: two.\n"
+        "\nReturns:\n    a, b: left as written.\n\nExamples:\n    >>> 1\n    1\n"
+    )
+    assert ext.rewrite("See :class:`~gac_coding.LIF` and :func:`gac_coding.wrap`.") == (
+        "See `LIF` and `gac_coding.wrap`."
+    )

@@ -383,7 +383,7 @@ def test_one_epoch_through_the_cli(tmp_path: Path, name: str, maker, extra: list
 def test_fit_direct_coding_msresnet_on_events(tmp_path: Path) -> None:
     root = make_nmnist(tmp_path / "data")
     config = TrainConfig(model="msresnet_tiny", dataset="nmnist", data_dir=str(root), T=2, epochs=1,
-                         batch_size=10, lr=0.05, gac=False, device="cpu", progress=False)
+                         batch_size=10, lr=0.05, coding="direct", device="cpu", progress=False)
     result = fit(config, log=lambda line: None)
     assert result.history[0]["epoch"] == 1
     assert result.model.encoder.in_channels == 2

@@ -4,7 +4,7 @@ slow formulations of ``tests/slow_reference.py``; the chosen backend is the one 
 kernels build wherever a compiler and ninja are found; channels-last steps keep their layout.
 
 The interface-level checks of the backends (every dtype, ties, determinism) are in
-``tests/test_backends.py``; the selection rules and fallbacks in ``tests/test_ops.py``.
+``tests/test_backends.py``; the choice of backend and its fallbacks in ``tests/test_backend_choice.py``.
 """
 
 from __future__ import annotations
@@ -44,14 +44,9 @@ def _kernels() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _restore_backend_state() -> Iterator[None]:
-    saved = (backends._setting, set(backends._ready), dict(backends._dropped), backends._cpp_cached)
-    yield
-    backends._setting, ready, dropped, backends._cpp_cached = saved
-    backends._ready.clear()
-    backends._ready.update(ready)
-    backends._dropped.clear()
-    backends._dropped.update(dropped)
+def _restore_backend_override() -> Iterator[None]:
+    with backends.use_backend(backends._override):  # restored afterwards, whatever a test sets
+        yield
 
 
 # cpp only where it can exist; a machine without a compiler checks its fallback instead (below)
@@ -256,32 +251,37 @@ def test_triton_half_precision_through_the_api(dtype: torch.dtype) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-def test_cpp_builds_with_a_toolchain_or_falls_back_once(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cpp_builds_with_a_toolchain_and_a_failed_build_raises_or_falls_back_per_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     x = torch.randn(3, 4, dtype=F64) * 2
     if _cpp.toolchain_available():
         # compiler and ninja found: the build must have succeeded (a failure fails here)
         assert _cpp.build_error() is None and _cpp.load() is not None and _cpp.is_built()
         assert _cpp.available() == (True, "")
-        # a broken build on such a machine warns once with the reason and runs eager
-        monkeypatch.setattr(_cpp, "_module", None)
-        monkeypatch.setattr(_cpp, "_error", None)
+    # a broken build: remembered (not redone), and every call that asks for cpp meets it
+    monkeypatch.setattr(_cpp, "_module", None)
+    monkeypatch.setattr(_cpp, "_error", None)
+    builds = []
 
-        def broken() -> None:
-            raise RuntimeError("Error building extension: c++: boom")
+    def broken() -> None:
+        builds.append(1)
+        raise RuntimeError("Error building extension: c++: boom")
 
-        monkeypatch.setattr(_cpp, "_compile", broken)
-    backends._ready.discard("cpp")
-    backends._dropped.pop("cpp", None)
-    neuron.set_backend("cpp")
-    with pytest.warns(RuntimeWarning, match="C\\+\\+ kernels could not be built") as record:
-        first = neuron.lif(x)
-    assert len(record) == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # once per process
-        second = neuron.lif(x, surrogate="rectangle")
+    monkeypatch.setattr(_cpp, "_compile", broken)
+    with pytest.raises(backends.BackendError, match=r"'cpp' cannot run here: .*could not be built.*boom"):
+        neuron.lif(x, backend="cpp")
+    with pytest.raises(backends.BackendError, match="cpp,eager"):  # the way out, named
+        neuron.lif(x, backend="cpp")
     ref = slow_lif(x, 0.5, 1.0, "triangle", False)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = neuron.lif(x, backend="cpp,eager")
+        second = neuron.lif(x, surrogate="rectangle", backend="cpp,eager")
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 2 and all("could not be built" in m and "'eager' ran" in m for m in messages)
     assert torch.equal(first, ref) and torch.equal(second, ref)
-    assert _cpp.build_error()
+    assert builds == [1] and _cpp.build_error()
 
 
 @pytest.mark.parametrize("static", [False, True])

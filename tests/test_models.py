@@ -45,7 +45,7 @@ def test_gac_adds_exactly_the_attention_weights() -> None:
     """SCA: 2 * C^2 * k^2 (131,072 for C=64, k=4); TA: 2 * T * max(1, T // 2)."""
     for T in (1, 2, 6):
         with_gac = count_parameters(create_model("msresnet18_cifar", num_classes=10, T=T))
-        direct = count_parameters(create_model("msresnet18_cifar", num_classes=10, T=T, gac=False))
+        direct = count_parameters(create_model("msresnet18_cifar", num_classes=10, T=T, coding="direct"))
         assert with_gac - direct == 131_072 + 2 * T * max(1, T // 2)
 
 
@@ -126,13 +126,13 @@ def test_imagenet_models_run_on_small_inputs() -> None:
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("gac", [True, False])
-def test_static_input_equals_the_repeated_sequence_in_training(gac: bool) -> None:
+@pytest.mark.parametrize("coding", ["gac", "direct"])
+def test_static_input_equals_the_repeated_sequence_in_training(coding: str) -> None:
     """Logits, gradients (input and parameters) and BN running statistics, training mode."""
     T = 4
     torch.manual_seed(0)
-    a = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, in_channels=2).double()
-    b = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, in_channels=2).double()
+    a = create_model("msresnet_tiny", num_classes=5, T=T, coding=coding, in_channels=2).double()
+    b = create_model("msresnet_tiny", num_classes=5, T=T, coding=coding, in_channels=2).double()
     b.load_state_dict(a.state_dict())
     x = (torch.rand(3, 2, 12, 12, dtype=torch.float64) * 3).requires_grad_(True)
     seq = x.detach().unsqueeze(0).repeat(T, 1, 1, 1, 1).requires_grad_(True)
@@ -151,14 +151,14 @@ def test_static_input_equals_the_repeated_sequence_in_training(gac: bool) -> Non
 
 def test_every_parameter_gets_a_gradient() -> None:
     """No unused parameters (DistributedDataParallel would complain), with and without GAC."""
-    for gac in (True, False):
-        model = create_model("msresnet_tiny", num_classes=4, T=3, gac=gac)
+    for coding in ("gac", "direct"):
+        model = create_model("msresnet_tiny", num_classes=4, T=3, coding=coding)
         model(torch.rand(4, 3, 8, 8) * 3).mean(0).logsumexp(1).sum().backward()
         assert all(p.grad is not None for p in model.parameters())
 
 
 def test_direct_coding_feeds_the_stem_output_repeated_to_the_first_block() -> None:
-    model = create_model("msresnet_tiny", num_classes=4, T=3, gac=False).eval()
+    model = create_model("msresnet_tiny", num_classes=4, T=3, coding="direct").eval()
     seen = []
     model.stages[0][0].register_forward_hook(lambda m, i, o: seen.append(i[0]))
     x = torch.rand(2, 3, 8, 8)
@@ -200,7 +200,7 @@ def test_no_state_leaks_between_calls() -> None:
 
 def test_direct_coding_is_causal_in_eval_mode() -> None:
     """Without TA (which looks at all steps), logits at step t depend only on frames <= t."""
-    model = create_model("msresnet_tiny", num_classes=4, T=4, gac=False).eval()
+    model = create_model("msresnet_tiny", num_classes=4, T=4, coding="direct").eval()
     frames = torch.rand(4, 2, 3, 8, 8) * 3
     changed = frames.clone()
     changed[2:] = torch.rand(2, 2, 3, 8, 8) * 3
@@ -247,16 +247,21 @@ def test_create_model_errors() -> None:
         create_model("msresnet_tiny", num_classes=0)
     with pytest.raises(TypeError, match=r"T: expected an int, got float"):
         create_model("msresnet_tiny", T=4.0)
-    with pytest.raises(TypeError, match=r"gac: expected a bool"):
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match=r"gac: expected a bool"):
         create_model("msresnet_tiny", gac="yes")
+    choices = r"\['direct', 'rate', 'latency', 'gac'\]"
+    with pytest.raises(ValueError, match=rf"coding: expected one of {choices}, got 'morse'"):
+        create_model("msresnet_tiny", coding="morse")
+    with pytest.raises(TypeError, match=r"coding: expected a str, .* got bool \(gac=True / False is now"):
+        create_model("msresnet_tiny", coding=False)  # type: ignore[arg-type]
 
 
 def test_register_model() -> None:
     from gac_coding.models import MSResNet, register_model
     from gac_coding.models.registry import _REGISTRY
 
-    def build(num_classes=3, T=2, gac=True, **kw):
-        return MSResNet([(8, 1, 1)], num_classes, T, gac=gac, stem_channels=8, **kw)
+    def build(num_classes=3, T=2, coding="gac", **kw):
+        return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, **kw)
 
     try:
         assert register_model("test_tmp_net", build) is build
@@ -302,14 +307,14 @@ def _layouts(model, x):
     return out, seen
 
 
-@pytest.mark.parametrize("gac", [True, False])
+@pytest.mark.parametrize("coding", ["gac", "direct"])
 @pytest.mark.parametrize("sequence", [False, True])
-def test_channels_last_equals_the_default_layout(gac: bool, sequence: bool) -> None:
+def test_channels_last_equals_the_default_layout(coding: str, sequence: bool) -> None:
     """``channels_last=True`` (the default) changes the layout, not the numbers (float64)."""
     T = 3
     torch.manual_seed(4)
-    a = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac).double()
-    b = create_model("msresnet_tiny", num_classes=5, T=T, gac=gac, channels_last=False).double()
+    a = create_model("msresnet_tiny", num_classes=5, T=T, coding=coding).double()
+    b = create_model("msresnet_tiny", num_classes=5, T=T, coding=coding, channels_last=False).double()
     b.load_state_dict(a.state_dict())
     assert a.channels_last and not b.channels_last
     assert a.encoder.conv.weight.is_contiguous(memory_format=torch.channels_last)

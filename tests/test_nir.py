@@ -44,7 +44,8 @@ def strict_spike(v: Tensor) -> Tensor:
 
 
 def _tiny(gac_on: bool) -> nn.Module:
-    return create_model("msresnet_tiny", num_classes=4, T=T, gac=gac_on, in_channels=2)
+    coding = "gac" if gac_on else "direct"
+    return create_model("msresnet_tiny", num_classes=4, T=T, coding=coding, in_channels=2)
 
 
 def _sj(mode: str) -> nn.Module:
@@ -306,7 +307,7 @@ REGISTERED = [n for n in list_models() if n.startswith("msresnet")]
 
 @pytest.mark.parametrize(("name", "gac_on"), [(n, i % 2 == 0) for i, n in enumerate(REGISTERED)])
 def test_every_registered_msresnet_exports(name: str, gac_on: bool) -> None:
-    model = create_model(name, num_classes=3, T=1, gac=gac_on, in_channels=1).eval()
+    model = create_model(name, num_classes=3, T=1, coding="gac" if gac_on else "direct", in_channels=1).eval()
     size = 32 if "imagenet" in name else 8
     exp = to_nir(model, torch.rand(1, 1, size, size))
     kinds = [type(n).__name__ for n in exp.graph.nodes.values()]
@@ -578,11 +579,15 @@ def test_refuses_custom_forward_and_other_models() -> None:
         to_nir(_wrap(Custom()), torch.rand(1, 1, 4, 4))
     with pytest.raises(TypeError, match="model: expected an MSResNet"):
         to_nir(nn.Linear(2, 2), torch.rand(1, 2))
-    model = create_model("msresnet_tiny", T=2, gac=False, in_channels=1).eval()
+    model = create_model("msresnet_tiny", T=2, coding="direct", in_channels=1).eval()
     with pytest.raises(ValueError, match="binarize: the model uses direct coding"):
         to_nir(model, torch.rand(1, 1, 8, 8), binarize=True)
     with pytest.raises(ValueError, match="dt: expected a finite step > 0"):
         to_nir(model, torch.rand(1, 1, 8, 8), dt=0.0)
+    for coding, cls in (("rate", "RateEncoder"), ("latency", "LatencyEncoder")):  # spikes drawn on the host
+        drawn = create_model("msresnet_tiny", T=2, coding=coding, in_channels=1).eval()
+        with pytest.raises(TypeError, match=f"encoder: expected a GACEncoder or a DirectEncoder, got {cls}"):
+            to_nir(drawn, torch.rand(1, 1, 8, 8))
 
 
 def test_export_package_and_command_import_with_torch_alone() -> None:

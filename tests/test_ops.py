@@ -1,4 +1,4 @@
-"""The neuron-ops layer: LIFParams, backend selection and fallback, and traceability.
+"""The neuron-ops layer: LIFParams and traceability (the backend choice: tests/test_backend_choice.py).
 
 Tracing: ``torch.compile(fullgraph=True)`` (forward and backward) and ``torch.export`` of the LIF,
 the fused LIF+gate and the modules built on them give eager's numbers in float64; the custom
@@ -9,7 +9,6 @@ autograd registration) for sequences, static inputs and channels-last steps.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import pytest
 import torch
@@ -17,8 +16,8 @@ from torch import Tensor, nn
 
 import gac_coding as gac
 from gac_coding import neuron, ops
-from gac_coding.encoder import check_image_input
-from gac_coding.ops import LIFParams, _cpp, _triton, backends
+from gac_coding.coding import check_image_input
+from gac_coding.ops import LIFParams, backends
 from gac_coding.ops.functional import gated_lif_decomposed, inference_decompositions, lif_decomposed
 from gac_coding.ops.layout import is_channels_last_step
 
@@ -26,22 +25,10 @@ F64 = torch.float64
 
 
 @pytest.fixture
-def backend_state():
-    """Save and restore the process-wide backend state around a test."""
-    saved = (backends._setting, set(backends._ready), dict(backends._dropped), backends._cpp_cached)
-    yield backends
-    backends._setting, ready, dropped, backends._cpp_cached = saved
-    backends._ready.clear()
-    backends._ready.update(ready)
-    backends._dropped.clear()
-    backends._dropped.update(dropped)
-
-
-@pytest.fixture
-def eager(backend_state):
-    """Pin the eager backend (exact values independent of what "auto" would pick)."""
-    backends.set_backend("eager")
-    return backends
+def eager():
+    """Pin the eager backend for the process (the same arithmetic in every compared run)."""
+    with backends.use_backend("eager"):
+        yield backends
 
 
 # ------------------------------------------------------------------------------------ LIFParams
@@ -109,104 +96,6 @@ def test_ops_reject_bad_arguments() -> None:
         ops.gated_lif(x, torch.ones(3, 2), torch.ones(4), LIFParams())
 
 
-# ------------------------------------------------------------------------------------ backends
-
-
-def test_backend_setting_env_and_default(backend_state, monkeypatch) -> None:
-    backends._setting = None
-    monkeypatch.delenv(backends.BACKEND_ENV, raising=False)
-    assert neuron.get_backend() == "auto"  # the default
-    backends._setting = None
-    monkeypatch.setenv(backends.BACKEND_ENV, " Triton ")
-    assert neuron.get_backend() == "triton"
-    neuron.set_backend("EAGER")
-    assert neuron.get_backend() == "eager"
-    with pytest.raises(ValueError, match="backend"):
-        neuron.set_backend("cuda")
-    backends._setting = None
-    monkeypatch.setenv(backends.BACKEND_ENV, "fast")
-    with pytest.raises(ValueError, match=backends.BACKEND_ENV):
-        neuron.get_backend()
-    assert neuron.BACKENDS == ("auto", "eager", "cpp", "triton")
-    with backends.use_backend("cpp"):
-        assert neuron.get_backend() == "cpp"
-    backends._setting = "eager"
-    with backends.use_backend("triton"):
-        pass
-    assert neuron.get_backend() == "eager"
-
-
-def test_auto_picks_cpp_on_cpu_only_when_already_built(backend_state, monkeypatch) -> None:
-    neuron.set_backend("auto")
-    x = torch.rand(2, 3)
-    backends._ready.discard("cpp")
-    backends._cpp_cached = None
-    monkeypatch.setattr(_cpp, "is_built", lambda: False)
-    monkeypatch.setattr(_cpp, "load", lambda: pytest.fail("auto must not start a build"))
-    assert backends.select(x, 0) == "eager"
-    backends._cpp_cached = True  # a build in torch's cache
-    backends._ready.add("cpp")
-    assert backends.select(x, 0) == "cpp"
-    assert backends.select(x, None) == "eager"  # a callable surrogate
-    assert backends.select(x.half(), 0) == "eager"  # the C++ kernels take float32/float64
-    assert backends.select(x.to("meta"), 1) == "eager"
-
-
-def test_explicit_backends_on_cpu(backend_state, monkeypatch) -> None:
-    x = torch.rand(2, 3)
-    neuron.set_backend("cpp")
-    backends._ready.add("cpp")
-    assert backends.select(x, 1) == "cpp"
-    assert backends.select(x.bfloat16(), 1) == "eager"
-    neuron.set_backend("triton")
-    monkeypatch.setattr(_triton, "available", lambda device=None: (False, "no interpreter here"))
-    backends._ready.discard("triton on cpu")
-    backends._dropped.pop("triton on cpu", None)
-    with pytest.warns(RuntimeWarning, match="no interpreter here"):
-        assert backends.select(x, 0) == "eager"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # one warning per process, not per call
-        assert backends.select(x, 0) == "eager"
-    monkeypatch.setattr(_triton, "available", lambda device=None: (True, ""))
-    assert backends.select(x, 0) == "eager"  # dropped for CPU tensors for the rest of the process
-    assert "triton" not in backends._dropped  # CUDA tensors are another matter
-
-
-def test_kernel_that_fails_at_launch_falls_back_to_eager_once(backend_state, monkeypatch) -> None:
-    calls = []
-
-    def broken(*args):
-        calls.append(1)
-        raise RuntimeError("illegal instruction in the kernel")
-
-    neuron.set_backend("cpp")
-    backends._ready.add("cpp")
-    backends._dropped.pop("cpp", None)
-    monkeypatch.setattr(_cpp, "lif_forward", broken)
-    x = torch.randn(4, 3, 5, dtype=F64) * 2
-    with pytest.warns(RuntimeWarning, match="cpp.*illegal instruction"):
-        spikes = neuron.lif(x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        again = neuron.lif(x)
-    assert len(calls) == 1  # not retried
-    expected = neuron.lif_reference(x)
-    assert torch.equal(spikes, expected) and torch.equal(again, expected)
-
-
-def test_auto_on_cuda_prefers_triton(backend_state, monkeypatch) -> None:
-    # a meta tensor stands for the device check; pretend it is CUDA
-    class FakeCuda:
-        device = torch.device("cuda")
-        dtype = torch.bfloat16
-
-    neuron.set_backend("auto")
-    backends._ready.add("triton")
-    assert backends.select(FakeCuda(), 0) == "triton"  # type: ignore[arg-type]
-    FakeCuda.dtype = torch.int32  # type: ignore[assignment]
-    assert backends.select(FakeCuda(), 0) == "eager"  # type: ignore[arg-type]
-
-
 # ------------------------------------------------------------------------ custom-op contracts
 
 
@@ -232,11 +121,15 @@ def test_custom_ops_pass_opcheck(eager, static: bool, channels_last: bool) -> No
     lif_op, gated_op = torch.ops.gac_coding.lif.default, torch.ops.gac_coding.gated_lif.default
     torch.library.opcheck(lif_op, (x, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS)
     torch.library.opcheck(lif_op, (x.detach(), steps, 0.25, 0.5, 1, True, False), test_utils=CHECKS)
+    # the backend setting: a plain string argument (default "auto")
+    torch.library.opcheck(lif_op, (x, steps, 0.5, 1.0, 1, False, True, "eager"), test_utils=CHECKS)
     ta = torch.randn(T, B, dtype=F64, requires_grad=True)
     for sca_steps in (None, T):
         sca = _steps(sca_steps or 1, B, channels_last)
         sca = (sca[0] if sca_steps is None else sca).detach().requires_grad_()
         torch.library.opcheck(gated_op, (x, ta, sca, steps, 0.5, 1.0, 0, False, True), test_utils=CHECKS)
+        args = (x, ta, sca, steps, 0.5, 1.0, 1, True, True, "eager")
+        torch.library.opcheck(gated_op, args, test_utils=CHECKS)
 
 
 # ------------------------------------------------------------------------------------ compile

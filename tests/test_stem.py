@@ -1,4 +1,4 @@
-"""The stem both encoders share (issue 15, item 4): ``StemEncoder`` is conv + BatchNorm with the
+"""The stem every encoder shares (issue 15, item 4): ``StemEncoder`` is conv + BatchNorm with the
 static fast path; ``GACEncoder`` adds the neuron and gate, ``DirectEncoder`` hands over ``U``."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import gac_coding as gac
-from gac_coding.encoder import StemEncoder
-from gac_coding.models import DirectEncoder, create_model
+from gac_coding.coding import DirectEncoder, StemEncoder
+from gac_coding.models import create_model
 
 
 def test_direct_encoder_is_the_stem_alone() -> None:
@@ -43,22 +43,32 @@ def test_direct_encoder_repeats_the_gac_encoders_membrane(training: bool) -> Non
     assert torch.equal(direct.bn.running_mean, enc.bn.running_mean)
 
 
-def test_gate_settings_are_checked_then_unused() -> None:
-    DirectEncoder(1, 4, T=2, decay=0.25, threshold=0.5, surrogate="rectangle", detach_reset=True,
-                  temporal_attention="conv", record=False)  # fmt: skip
-    with pytest.raises(ValueError, match=r"decay: expected a value in \[0, 1\], got 2.0"):
-        DirectEncoder(1, 4, T=2, decay=2.0)
-    with pytest.raises(ValueError, match=r"temporal_attention: expected one of \['mlp', 'conv'\]"):
-        DirectEncoder(1, 4, T=2, temporal_attention="rnn")
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['binarize'\]"):
-        DirectEncoder(1, 4, T=2, binarize=True)
+@pytest.mark.parametrize(
+    "setting", [{"decay": 0.25}, {"temporal_attention": "conv"}, {"record": False}, {"binarize": True},
+                {"backend": "eager"}],
+)  # fmt: skip
+def test_gate_settings_are_refused_not_ignored(setting: dict) -> None:
+    """Direct coding has no neuron and no gate: their settings raise instead of being dropped."""
+    from gac_coding.coding import make_encoder
+
+    with pytest.raises(TypeError):
+        DirectEncoder(1, 4, T=2, **setting)
+    (name,) = setting
+    with pytest.raises(TypeError, match=rf"coding 'direct' has no setting \['{name}'\]; its settings are "
+                                        r"\['kernel_size', 'stride', 'padding'\]"):  # fmt: skip
+        make_encoder("direct", 1, 4, 2, **setting)
+    with pytest.raises(TypeError, match=rf"coding 'direct' has no setting \['{name}'\]"):
+        create_model("msresnet_tiny", T=2, in_channels=1, coding="direct", encoder_kwargs=setting)
+    # a model passes the recipe's neuron settings to a coding with a neuron only
+    model = create_model("msresnet_tiny", T=2, in_channels=1, coding="direct", backend="eager")
+    assert type(model.encoder) is DirectEncoder
 
 
 def test_set_timesteps_on_both_encoders_and_the_direct_model() -> None:
     direct = DirectEncoder(1, 4, T=2)
     direct.set_timesteps(5)
     assert direct(torch.rand(2, 1, 6, 6)).shape == (5, 2, 4, 6, 6)
-    model = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1, gac=False)
+    model = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1, coding="direct")
     model.set_timesteps(3)
     assert model(torch.rand(2, 1, 8, 8)).shape == (3, 2, 3)
     with pytest.raises(TypeError, match="T: expected an int, got float"):

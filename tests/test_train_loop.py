@@ -18,7 +18,6 @@ from gac_coding.train import (
     cutmix,
     fit,
     load_checkpoint,
-    poisson_encode,
     spike_loss,
 )
 from gac_coding.train.checkpoint import read_jsonl
@@ -71,7 +70,7 @@ def test_training_writes_every_file_and_learns(tmp_path: Path) -> None:
     assert all(torch.equal(weights[k], model_state[k]) for k in weights)
 
 
-@pytest.mark.parametrize("extra", [{}, {"coding": "poisson", "gac": False, "loss": "tet"}])
+@pytest.mark.parametrize("extra", [{}, {"coding": "rate", "loss": "tet"}])
 def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, extra: dict) -> None:
     extra = dict(extra, cutmix=0.5, epochs=2)
     straight = fit(_cfg(tmp_path / "a", **extra), **QUIET).history
@@ -221,22 +220,6 @@ def test_cutmix_pastes_a_box_and_corrects_lambda() -> None:
     assert same is x and target is y
     with pytest.raises(ValueError, match="probability: expected a probability"):
         cutmix(x, y, probability=2.0)
-
-
-def test_poisson_encoding_rates() -> None:
-    gen = torch.Generator().manual_seed(0)
-    x = torch.tensor([0.0, 0.25, 0.75, 1.0]).view(1, 1, 2, 2)
-    s = poisson_encode(x, T=4000, generator=gen)
-    assert s.shape == (4000, 1, 1, 2, 2) and bool(((s == 0) | (s == 1)).all())
-    rate = s.mean(0).flatten()
-    assert rate[0] == 0 and rate[3] == 1
-    assert abs(float(rate[1]) - 0.25) < 0.03 and abs(float(rate[2]) - 0.75) < 0.03
-    again = poisson_encode(x, T=4000, generator=torch.Generator().manual_seed(0))
-    assert torch.equal(s, again)
-    with pytest.raises(ValueError, match="x: Poisson coding expects intensities in \\[0, 1\\]"):
-        poisson_encode(x + 1.0, T=2)
-    with pytest.raises(ValueError, match="T: expected an integer >= 1"):
-        poisson_encode(x, T=0)
 
 
 # ----------------------------------------------------------------------------------- torchrun

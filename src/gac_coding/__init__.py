@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._version import __version__
 from .adapters import GACNet, wrap
 from .attention import GatedAttentionUnit, SpatialChannelAttention, TemporalAttention
-from .encoder import GACEncoder
+from .coding import GACEncoder
 from .neuron import LIF, RECIPES
 
 __all__ = [

@@ -1,31 +1,50 @@
-"""One way to run a model for a measurement (energy counts, firing rates, BatchNorm calibration).
+"""One way to run a model for a measurement (energy counts, firing rates, BatchNorm calibration,
+the shapes NIR export traces).
 
 :func:`measuring` saves every module's training flag, sets the mode, clears framework state and
 turns gradients off; on the way out it restores the flags and clears the state again, whether the
-run succeeded or raised. This library's modules reset their own state at every call; SpikingJelly
-keeps membranes in its modules between calls, which :func:`reset_framework_state` clears without
-importing SpikingJelly.
+run succeeded or raised. This library's modules reset their own state at every call; the state
+other frameworks keep in their modules between calls is cleared by
+:func:`reset_framework_state`, which asks each registered framework
+(:func:`gac_coding.adapters.reset_state`) and imports none.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-__all__ = ["measuring", "reset_framework_state"]
+from .adapters import reset_state
+
+__all__ = ["first_tensor", "measuring", "reset_framework_state"]
 
 
 def reset_framework_state(model: nn.Module) -> None:
-    """Clear the memories of SpikingJelly modules in ``model`` (their ``reset()``).
+    """Clear the state that the frameworks' modules in ``model`` keep between calls.
 
-    Other frameworks' state, and this library's, starts fresh at every call anyway.
+    This library's own modules start fresh at every call anyway.
     """
-    for module in model.modules():
-        if type(module).__module__.startswith("spikingjelly.") and callable(getattr(module, "reset", None)):
-            module.reset()  # type: ignore[operator]
+    reset_state(model)
+
+
+def first_tensor(value: Any) -> Tensor | None:
+    """What a hook reads from a module's output: the tensor, or the first item of a tuple or list
+    when it is a tensor (a neuron's ``(spikes, state)``), else ``None``.
+
+    Example:
+        >>> import torch
+        >>> first_tensor((torch.ones(2), None)).shape, first_tensor("spikes")
+        (torch.Size([2]), None)
+    """
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, (tuple, list)) and value and isinstance(value[0], Tensor):
+        return value[0]
+    return None
 
 
 @contextlib.contextmanager

@@ -5,8 +5,19 @@ first spikes are periodic and carry little temporal information, while GAC's gat
 :func:`coding_metrics` measures that for any code ``o: [T, B, ...]`` with explicit definitions;
 :func:`firing_rates` reports the spike rate of every spiking layer of a model and
 :func:`mean_firing_rate` the rate over all of them (both from :func:`spike_counts`). The plot functions
-import matplotlib lazily, draw on a stand-alone ``Figure`` (no pyplot, no display needed), return
-it, and save a PNG when given a path.
+import matplotlib lazily, return a matplotlib ``Figure`` and save a PNG when given a path.
+
+Where the plots show and who holds them (the same for every ``plot_*`` function):
+
+* In a Jupyter notebook (the inline backend) a plot shows exactly once, whether it is the last
+  expression of its cell, is followed by ``plt.show()``, or neither (then at the end of the cell,
+  like any pyplot figure). pyplot lets go of it once shown, so ``plt.get_fignums()`` does not grow.
+* With a GUI backend (a script or IPython with Qt, Tk, ...) it is a pyplot figure like those of
+  ``plt.subplots``: ``plt.show()`` shows it, and it stays in ``plt.get_fignums()`` until its window
+  or ``plt.close(fig)`` closes it (a loop making 100 plots opens 100 figures, as pyplot does).
+* Under a non-interactive backend (Agg, the default without a display, or ``MPLBACKEND=Agg``) pyplot
+  never sees it: nothing to close, ``plt.get_fignums()`` does not grow. Write it with ``path=`` or
+  ``fig.savefig`` (``plt.savefig`` saves pyplot's current figure, which is not this one).
 
 Example:
     >>> import torch
@@ -27,8 +38,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ._checks import integer, real
 from ._measure import measuring
-from .adapters._common import is_neuron
+from .adapters import is_neuron
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -162,15 +174,9 @@ def coding_metrics(
         (1.0, 1, 0.0, 0.0)
     """
     code = _check_code(o)
-    if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
-        raise ValueError(f"levels: expected an integer >= 2 or None, got {levels!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-        raise ValueError(f"atol: expected a number >= 0, got {atol!r}")
-    atol = float(atol)
-    if max_period is not None and (
-        isinstance(max_period, bool) or not isinstance(max_period, int) or max_period < 1
-    ):
-        raise ValueError(f"max_period: expected an integer >= 1 or None, got {max_period!r}")
+    integer("levels", levels, 2, allow_none=True)
+    atol = real("atol", atol, 0)
+    integer("max_period", max_period, 1, allow_none=True)
     T, B = code.shape[:2]
     flat = code.reshape(T, B, -1)
     N = flat.shape[2]
@@ -235,8 +241,8 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     """``(spikes, neuron-steps)`` of every spiking layer of ``model`` on ``x``, in call order.
 
     One forward pass without gradients in eval mode, from fresh state (training flags restored).
-    Spiking layers are those :func:`gac_coding.adapters._common.is_neuron` recognises (this
-    library's :class:`~gac_coding.LIF`, snnTorch's, Norse's and SpikingJelly's neurons) and any
+    Spiking layers are those :func:`gac_coding.adapters.is_neuron` recognises (this
+    library's :class:`~gac_coding.LIF` and the neurons of every registered framework) and any
     type in ``modules``; ``spikes`` counts the non-zero entries of their (first) output, over all
     their calls. Outputs that are not binary (e.g. a leaky integrator's voltage) are skipped. A
     :class:`~gac_coding.GACEncoder` reports its spikes ``S`` (before the gate) as
@@ -257,7 +263,7 @@ def spike_counts(model: nn.Module, x: Tensor, *, modules: Sequence[type] = ()) -
     extra = tuple(modules)
     if not all(isinstance(t, type) for t in extra):
         raise TypeError(f"modules: expected a sequence of classes, got {modules!r}")
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     counts: dict[str, tuple[int, int]] = {}
 
@@ -333,10 +339,10 @@ def mean_firing_rate(model: nn.Module, x: Tensor, *, modules: Sequence[type] = (
 
 def _new_figure(width: float, height: float) -> Figure:
     try:
-        from matplotlib.figure import Figure
+        from ._plotting import new_figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError('plots need matplotlib: pip install "gac-coding[train]"') from exc
-    return Figure(figsize=(width, height), layout="constrained")
+    return new_figure(width, height)
 
 
 def _save(fig: Figure, path: str | Path | None) -> Figure:
@@ -348,9 +354,7 @@ def _save(fig: Figure, path: str | Path | None) -> Figure:
 
 
 def _sample_index(sample: object, B: int) -> int:
-    if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample < B:
-        raise ValueError(f"sample: expected an int in [0, {B}), got {sample!r}")
-    return sample
+    return integer("sample", sample, 0, B - 1)
 
 
 def plot_raster(
@@ -369,6 +373,9 @@ def plot_raster(
         neurons: how many neurons, evenly spaced over the flattened neurons, or their indices.
         title: the axes title.
         path: save a PNG there.
+
+    Returns:
+        The figure; how it shows and whether pyplot holds it: see :mod:`gac_coding.analysis`.
 
     Example:
         >>> import torch
@@ -393,19 +400,25 @@ def plot_raster(
         raise TypeError(f"neurons: expected an int or a sequence of ints, got {neurons!r}")
     chosen = flat[:, idx]  # [T, K]
     t_idx, row = torch.nonzero(chosen, as_tuple=True)
-    fig = _new_figure(6.0, 0.6 + 0.06 * len(idx) + 1.5)
+    height = 2.1 + 0.06 * len(idx)
+    fig = _new_figure(6.0, height)
     ax = fig.add_subplot()
     values = chosen[t_idx, row].abs()
     scale = float(values.max()) if values.numel() else 1.0
+    row_points = (height - 0.9) * 72 / len(idx)  # about the axes' height per neuron, in points
+    # a mark fills most of its row; its shade grows with the value, from light grey (never white:
+    # every mark is a non-zero entry) to black for the largest
     ax.scatter(
-        t_idx.numpy(), row.numpy(), marker="|", s=120,
-        c=(values / (scale or 1.0)).numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
+        t_idx.numpy(), row.numpy(), marker="|", s=min(120.0, (0.8 * row_points) ** 2), linewidths=2,
+        c=(0.3 + 0.7 * values / (scale or 1.0)).numpy(), cmap="Greys", vmin=0.0, vmax=1.0,
     )  # fmt: skip
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(-0.5, len(idx) - 0.5)
     ax.set_xticks(range(T))
+    ticks = torch.linspace(0, len(idx) - 1, min(len(idx), 9)).round().long().unique().tolist()
+    ax.set_yticks(ticks, [str(int(idx[r])) for r in ticks])  # the neurons' own indices
     ax.set_xlabel("time step t")
-    ax.set_ylabel(f"neuron (of {N})")
+    ax.set_ylabel(f"neuron ({len(idx)} of {N})")
     ax.set_title(title)
     return _save(fig, path)
 
@@ -429,6 +442,9 @@ def plot_gate(
         temporal_attention: ``TA`` ``[T, B]`` to draw with a gate tensor.
         path: save a PNG there.
 
+    Returns:
+        The figure; how it shows and whether pyplot holds it: see :mod:`gac_coding.analysis`.
+
     Example:
         >>> import torch, gac_coding as gac
         >>> enc = gac.GACEncoder(in_channels=1, out_channels=4, T=3)
@@ -436,7 +452,7 @@ def plot_gate(
         >>> len(plot_gate(enc).axes)    # 3 maps, a colour bar, mean gate and TA (twin axes)
         6
     """
-    from .encoder import GACEncoder
+    from .coding import GACEncoder
 
     if isinstance(gate, GACEncoder):
         enc = gate
@@ -486,6 +502,14 @@ def plot_firing_rates(
 ) -> Figure:
     """Horizontal bars of ``{layer: rate}`` (e.g. from :func:`firing_rates`).
 
+    Args:
+        rates: ``{layer name: firing rate}``, drawn top to bottom in the mapping's order.
+        title: the axes title.
+        path: save a PNG there.
+
+    Returns:
+        The figure; how it shows and whether pyplot holds it: see :mod:`gac_coding.analysis`.
+
     Example:
         >>> fig = plot_firing_rates({"lif1": 0.12, "lif2": 0.05})
         >>> fig.axes[0].get_xlabel()
@@ -495,9 +519,11 @@ def plot_firing_rates(
         raise ValueError(f"rates: expected a non-empty mapping of layer -> rate, got {rates!r}")
     names = list(rates)
     values = [float(rates[n]) for n in names]
-    fig = _new_figure(6.5, 1.0 + 0.28 * len(names))
+    fig = _new_figure(6.5, 1.4 + 0.28 * len(names))
     ax = fig.add_subplot()
-    ax.barh(range(len(names)), values, color="tab:blue")
+    bars = ax.barh(range(len(names)), values, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], padding=2, fontsize=7)
+    ax.margins(x=0.12)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("firing rate")
@@ -505,12 +531,24 @@ def plot_firing_rates(
     return _save(fig, path)
 
 
-def plot_energy(report: EnergyReport | Mapping[str, Any], *, path: str | Path | None = None) -> Figure:
-    """Energy per layer in the paper's accounting, split into MAC and AC energy.
+def plot_energy(
+    report: EnergyReport | Mapping[str, Any], *, log: bool | None = None, path: str | Path | None = None
+) -> Figure:
+    """Energy per layer in the paper's accounting (µJ per sample): a MAC bar and an AC bar per layer.
+
+    The MAC bar is ``E_MAC x mac_paper``, the AC bar ``E_AC x ac_paper`` of the layer, each divided
+    by the batch size; a bar is drawn only where its energy is not zero, and labelled with its
+    value. The encoder's real-valued layers and the spiking backbone often differ by orders of
+    magnitude, so the energy axis is logarithmic when the bars span more than two decades.
 
     Args:
         report: an :class:`~gac_coding.energy.EnergyReport` or its ``to_dict()``.
+        log: a logarithmic energy axis (``True``), a linear one (``False``), or ``None`` to choose:
+            logarithmic when the largest bar is more than 100 times the smallest.
         path: save a PNG there.
+
+    Returns:
+        The figure; how it shows and whether pyplot holds it: see :mod:`gac_coding.analysis`.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -522,6 +560,8 @@ def plot_energy(report: EnergyReport | Mapping[str, Any], *, path: str | Path | 
     data = report.to_dict() if hasattr(report, "to_dict") else report
     if not isinstance(data, Mapping) or "layers" not in data or "totals" not in data:
         raise TypeError(f"report: expected an EnergyReport or its to_dict(), got {type(report).__name__}")
+    if log is not None and not isinstance(log, bool):
+        raise TypeError(f"log: expected True, False or None, got {log!r}")
     layers = list(data["layers"])
     if not layers:
         raise ValueError("report: holds no layers")
@@ -534,18 +574,39 @@ def plot_energy(report: EnergyReport | Mapping[str, Any], *, path: str | Path | 
     names = [
         ly["name"] + ("  (not spike-driven)" if not ly.get("spike_driven", True) else "") for ly in layers
     ]
-    fig = _new_figure(7.0, 1.2 + 0.28 * len(layers))
+    drawn = [v for v in mac + ac if v > 0]
+    if log is None:
+        log = bool(drawn) and max(drawn) > 100 * min(drawn)
+    fig = _new_figure(7.5, 1.3 + 0.3 * len(layers))
     ax = fig.add_subplot()
-    pos = list(range(len(layers)))
-    ax.barh(pos, mac, color="tab:red", label=f"MAC ({e_mac} pJ)")
-    ax.barh(pos, ac, left=mac, color="tab:green", label=f"AC ({e_ac} pJ)")
-    ax.set_yticks(pos, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.margins(x=0.04)
+    for values, offset, colour, label in (
+        (mac, -0.2, "tab:red", f"MAC (E_MAC = {e_mac:g} pJ)"),
+        (ac, 0.2, "tab:green", f"AC (E_AC = {e_ac:g} pJ)"),
+    ):
+        rows = [i for i, v in enumerate(values) if v > 0]
+        if not rows:
+            continue
+        bars = ax.barh([i + offset for i in rows], [values[i] for i in rows], height=0.4, color=colour,
+                       label=label)  # fmt: skip
+        ax.bar_label(bars, labels=[_number(values[i]) for i in rows], padding=2, fontsize=7)
+    ax.set_yticks(range(len(layers)), names, fontsize=8)
+    ax.set_ylim(len(layers) - 0.5, -0.5)  # the first layer on top
+    if log and drawn:
+        ax.set_xscale("log")
+        # half a decade below the smallest bar; room for the labels right of the largest
+        ax.set_xlim(min(drawn) / 10**0.5, max(drawn) * 10**0.8)
+    elif drawn:
+        ax.set_xlim(0.0, max(drawn) * 1.18)
     ax.set_xlabel("energy per sample (µJ)")
     ax.set_title(
         f"energy per layer (paper accounting)\n{float(totals['energy_mj']) / batch:.4g} mJ per sample",
         fontsize=10,
     )
-    ax.legend(loc="lower right", fontsize=8)
+    if drawn:
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8)
     return _save(fig, path)
+
+
+def _number(value: float) -> str:
+    """3 significant digits, without an exponent from 1000 up (1,850 rather than 1.85e+03)."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"

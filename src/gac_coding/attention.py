@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import ops
+from ._checks import choice as _choice
 from ._checks import positive_int as _positive_int
+from .ops.backends import BackendSetting, check_backend
 from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
@@ -34,43 +36,45 @@ class TemporalAttention(nn.Module):
     """One attention score per time step and sample, from the ``T`` pooled membranes of the sample.
 
     The paper's form: a bias-free MLP of width ``T`` mixes the ``T`` values of one sample, so the
-    module only runs at the ``T`` it was built for (see :class:`ConvTemporalAttention` for a
-    T-agnostic one).
+    module only runs at the ``T`` it was built for, its :attr:`width` (a capacity fixed by the
+    weights' shapes, not the current number of steps, which belongs to the encoder); a call at
+    another ``T`` raises ``ValueError`` (see :class:`ConvTemporalAttention` for a T-agnostic one).
 
     Args:
-        T: number of time steps (the MLP's width).
+        T: number of time steps it is built for (the MLP's width).
         ratio: reduction ratio ``r_t``; the hidden layer has ``max(1, T // ratio)`` units.
 
     Example:
         >>> import torch
         >>> from gac_coding.attention import TemporalAttention
         >>> ta = TemporalAttention(T=4)
-        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape    # [T, B, C, H, W] -> [T, B]
-        torch.Size([4, 2])
+        >>> ta(torch.randn(4, 2, 8, 5, 5)).shape, ta.width    # [T, B, C, H, W] -> [T, B]
+        (torch.Size([4, 2]), 4)
     """
 
     kind = "mlp"
 
     def __init__(self, T: int, ratio: int = 2) -> None:
         super().__init__()
-        self.T = _positive_int("T", T)
+        #: the number of steps the MLP is built for (its input and output width)
+        self.width = _positive_int("T", T)
         self.ratio = _positive_int("ratio", ratio)
-        hidden = max(1, self.T // self.ratio)
-        self.fc1 = nn.Linear(self.T, hidden, bias=False)
-        self.fc2 = nn.Linear(hidden, self.T, bias=False)
+        hidden = max(1, self.width // self.ratio)
+        self.fc1 = nn.Linear(self.width, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, self.width, bias=False)
 
     def mlp(self, a: Tensor) -> Tensor:
         """The shared MLP on per-sample vectors ``a: [B, T]``."""
         return self.fc2(F.relu(self.fc1(a)))
 
     def check_steps(self, steps: int) -> None:
-        """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its width ``T``)."""
-        if steps != self.T:
+        """Raise ``ValueError`` unless the MLP can run at ``steps`` time steps (its :attr:`width`)."""
+        if steps != self.width:
             raise ValueError(
                 f"T: the paper's temporal attention (temporal_attention='mlp') is an MLP over the "
-                f"{self.T} time steps it was built for, so it cannot run at T={steps}; build the "
+                f"{self.width} time steps it was built for, so it cannot run at T={steps}; build the "
                 f"model with temporal_attention='conv' (no T-sized weights) to change the number of "
-                f"steps, or set_timesteps({self.T}) back"
+                f"steps, or set_timesteps({self.width}) back"
             )
 
     def from_stats(self, avg: Tensor, peak: Tensor) -> Tensor:
@@ -80,10 +84,13 @@ class TemporalAttention(nn.Module):
 
     def forward(self, u: Tensor) -> Tensor:
         if u.dim() < 3:
-            raise ValueError(f"u: expected [T={self.T}, B, ...], got shape {tuple(u.shape)}")
+            raise ValueError(f"u: expected [T={self.width}, B, ...], got shape {tuple(u.shape)}")
         self.check_steps(u.shape[0])
         flat = u.flatten(2)
         return self.from_stats(flat.mean(2), flat.amax(2))
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, ratio={self.ratio}"
 
 
 class ConvTemporalAttention(nn.Module):
@@ -152,11 +159,9 @@ TEMPORAL_ATTENTIONS: tuple[str, ...] = ("mlp", "conv")
 
 def make_temporal_attention(kind: str, T: int, ratio: int = 2) -> TemporalAttention | ConvTemporalAttention:
     """``TemporalAttention(T, ratio)`` for ``"mlp"``, ``ConvTemporalAttention()`` for ``"conv"``."""
-    if kind == "mlp":
+    if _choice("temporal_attention", kind, TEMPORAL_ATTENTIONS) == "mlp":
         return TemporalAttention(T, ratio)
-    if kind == "conv":
-        return ConvTemporalAttention()
-    raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
+    return ConvTemporalAttention()
 
 
 class SpatialChannelAttention(nn.Module):
@@ -200,6 +205,7 @@ def gated_lif(
     detach_reset: bool = False,
     *,
     static: bool = False,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes of ``u`` gated by ``sigmoid(ta * sca)``, fused over time.
 
@@ -210,27 +216,35 @@ def gated_lif(
         sca: spatial-channel scores, ``[B, ...]`` (the same at every step) or ``[T, B, ...]``.
         decay, threshold, surrogate, detach_reset: the LIF (see :class:`gac_coding.LIF`).
         static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
+        backend: the backend setting (see :class:`gac_coding.LIF`).
 
     Returns:
         ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
         (0./1. in the dtype of ``u``) and the gate ``sigmoid(ta * sca)`` (both detached).
     """
     params = LIFParams(decay, threshold, surrogate, detach_reset)
-    return ops.gated_lif(u, ta, sca, params, static=static)
+    return ops.gated_lif(u, ta, sca, params, static=static, backend=backend)
 
 
-class GatedAttentionUnit(LIFSettings, nn.Module):
+class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
     ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
 
+    The unit holds no number of time steps of its own: a sequence ``U: [T, B, C, H, W]`` brings
+    its ``T``, and a static ``U`` (one step standing for all) is given ``T`` by its caller, the
+    encoder that owns it (:meth:`gate_and_fire`). The paper's ``"mlp"`` temporal attention has a
+    width, the ``T`` it is built for, and refuses any other.
+
     Args:
         channels: ``C`` of ``U``.
-        T: number of time steps (change it later with :meth:`set_timesteps`).
+        T: the width of the ``"mlp"`` temporal attention (the number of steps it runs at); unused
+            by ``"conv"``.
         ta_ratio, sca_ratio, sca_kernel: ``r_t``, ``r_sc``, ``k`` (paper: 2, 1, 4).
         decay, threshold, surrogate, detach_reset: the LIF that makes ``S``; CIFAR recipe default.
         temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
             ``"conv"`` (:class:`ConvTemporalAttention`, any ``T``).
+        backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`).
 
     Example:
         >>> import torch, gac_coding as gac
@@ -252,11 +266,13 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.T = _positive_int("T", T)
+        T = _positive_int("T", T)
         self.channels = _positive_int("channels", channels)
-        self.ta = make_temporal_attention(temporal_attention, self.T, ta_ratio)
+        self.backend = check_backend(backend)
+        self.ta = make_temporal_attention(temporal_attention, T, ta_ratio)
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         #: the LIF's settings (checked once, here)
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
@@ -266,32 +282,39 @@ class GatedAttentionUnit(LIFSettings, nn.Module):
         """``"mlp"`` or ``"conv"``: the kind of temporal attention."""
         return str(self.ta.kind)
 
-    def set_timesteps(self, T: int) -> None:
-        """Run at ``T`` steps from now on (the ``"mlp"`` attention then refuses a call at another
-        ``T`` than its width, with a ``ValueError`` saying so)."""
-        self.T = _positive_int("T", T)
-
-    def gate_and_fire(self, u: Tensor, static: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``.
+    def gate_and_fire(
+        self, u: Tensor, static: bool = False, T: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(out, spikes, gate, ta)`` for ``u: [T, B, C, H, W]`` or, static, ``[B, C, H, W]``
+        standing for ``T`` identical steps (``T`` required then).
 
         ``spikes`` (0./1.), ``gate`` and ``ta`` are detached; only ``out`` carries gradients.
         """
         if static:
+            if T is None:
+                raise ValueError("T: a static u (one step standing for all) needs the number of steps")
             flat = u.flatten(1)
-            ones = flat.new_ones(self.T, 1)
+            ones = flat.new_ones(T, 1)
             ta = self.ta.from_stats(ones * flat.mean(1), ones * flat.amax(1))
             sca = self.sca(u)
         else:
             ta = self.ta(u)
             sca = self.sca(u.flatten(0, 1)).view(u.shape)
-        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static)
+        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static, backend=self.backend)
         return out, fired, gate, ta.detach()
 
     def forward(self, u: Tensor) -> Tensor:
+        """``U: [T, B, C, H, W]`` -> ``O``, the same shape."""
         if not isinstance(u, Tensor):
             raise TypeError(f"u: expected a torch.Tensor, got {type(u).__name__}")
-        if u.dim() != 5 or u.shape[0] != self.T or u.shape[2] != self.channels:
-            raise ValueError(
-                f"u: expected [T={self.T}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}"
-            )
+        width = getattr(self.ta, "width", None)  # the "mlp" attention's fixed T
+        if u.dim() != 5 or u.shape[2] != self.channels or (width is not None and u.shape[0] != width):
+            steps = "T" if width is None else f"T={width}"
+            raise ValueError(f"u: expected [{steps}, B, C={self.channels}, H, W], got shape {tuple(u.shape)}")
         return self.gate_and_fire(u)[0]
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, temporal_attention={self.temporal_attention!r}, "
+            f"backend={self.backend!r}"
+        )

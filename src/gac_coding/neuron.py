@@ -10,10 +10,11 @@ which is ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t`` (docs/design/neuron.md 
 applied after firing. The backward pass replaces ``d s / d h`` by a surrogate and, with
 ``detach_reset=True``, treats the reset factor ``(1 - s_t)`` as a constant.
 
-This module holds the :class:`LIF` module (its settings) and the backend choice; the arithmetic
+This module holds the :class:`LIF` module (its settings and its ``backend=``); the arithmetic
 lives in :mod:`gac_coding.ops`. :func:`lif` runs the whole ``[T, B, ...]`` sequence in one
-autograd node with a hand-written backward through time. Backends (:func:`set_backend`):
-``"auto"`` (default), ``"eager"``, ``"cpp"`` and ``"triton"``; see :mod:`gac_coding.ops.backends`.
+autograd node with a hand-written backward through time. Backends: ``"auto"`` (default),
+``"eager"``, ``"cpp"``, ``"triton"``, or a list to try in order such as ``"cpp,eager"``, per module
+(``backend=``) or for the process (:func:`set_backend`); see :mod:`gac_coding.ops.backends`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import ops
-from .ops.backends import BACKEND_ENV, BACKENDS, get_backend, set_backend
+from .ops.backends import BACKEND_ENV, BACKENDS, BackendSetting, check_backend, get_backend, set_backend
 from .ops.params import (
     RECIPES,
     LIFParams,
@@ -60,6 +61,7 @@ def lif(
     detach_reset: bool = False,
     *,
     steps: int | None = None,
+    backend: str = "auto",
 ) -> Tensor:
     """Multi-step LIF spikes for a time-major input.
 
@@ -68,6 +70,7 @@ def lif(
             applied at each of ``steps`` steps (its gradient is the sum over the steps).
         decay, threshold, surrogate, detach_reset: see :class:`LIF`.
         steps: number of steps for a static input; ``None`` for a sequence.
+        backend: see :class:`LIF`.
 
     Returns:
         Spikes ``[T, B, ...]`` (0. or 1., dtype of ``x``).
@@ -79,7 +82,7 @@ def lif(
         [0.0, 0.0, 1.0]
     """
     params = LIFParams(decay, threshold, surrogate, detach_reset)
-    return ops.lif(x, params, steps=steps)
+    return ops.lif(x, params, steps=steps, backend=backend)
 
 
 class _Heaviside(torch.autograd.Function):
@@ -119,7 +122,7 @@ def lif_reference(
     return torch.stack(out)
 
 
-class LIF(LIFSettings, nn.Module):
+class LIF(LIFSettings, BackendSetting, nn.Module):
     """Multi-step leaky integrate-and-fire neuron over dim 0 of ``[T, B, ...]``.
 
     ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]``, ``v_0 = 0``.
@@ -134,6 +137,11 @@ class LIF(LIFSettings, nn.Module):
             (``1`` where ``|v - th| < 0.5``) or a callable mapping ``v - th`` to ``d s / d v``
             (a callable runs on the eager backend).
         detach_reset: treat the reset factor ``(1 - s)`` as a constant in the backward pass.
+        backend: what computes the neuron (:mod:`gac_coding.ops.backends`): ``"auto"`` (the
+            process setting, else eager on the CPU and triton on CUDA), ``"eager"``, ``"cpp"``,
+            ``"triton"`` (that backend or an error), or a list to try in order such as
+            ``"cpp,eager"`` (a failed call runs on the next, with a warning). Changeable later
+            through the :attr:`backend` attribute.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -141,6 +149,8 @@ class LIF(LIFSettings, nn.Module):
         >>> x = torch.full((4, 2, 3), 0.7)          # [T, B, features]
         >>> neuron(x)[:, 0, 0].tolist()             # 0.7, 1.05 -> fire, reset, 0.7, 1.05 -> fire
         [0.0, 1.0, 0.0, 1.0]
+        >>> gac.LIF(backend="cpp,eager")
+        LIF(decay=0.5, threshold=1.0, surrogate=triangle, detach_reset=False, backend='cpp,eager')
     """
 
     def __init__(
@@ -149,9 +159,11 @@ class LIF(LIFSettings, nn.Module):
         threshold: float = 1.0,
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
+        self.backend = check_backend(backend)
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -160,11 +172,11 @@ class LIF(LIFSettings, nn.Module):
             raise ValueError(
                 f"x: expected a time-major sequence [T, B, ...] (at least 2 dims), got shape {tuple(x.shape)}"
             )
-        return ops.lif(x, self.params)
+        return ops.lif(x, self.params, backend=self.backend)
 
     def extra_repr(self) -> str:
         p = self.params
         return (
             f"decay={p.decay}, threshold={p.threshold}, surrogate={p.surrogate_name}, "
-            f"detach_reset={p.detach_reset}"
+            f"detach_reset={p.detach_reset}, backend={self.backend!r}"
         )

@@ -6,16 +6,22 @@ driven over the ``T`` steps of the code the way its framework expects. Every cal
 backbone state. Frameworks are imported only when a backbone of theirs is wrapped; a missing one
 raises an ``ImportError`` that names the extra to install (``pip install "gac-coding[norse]"``).
 
-How each framework is driven (one module each):
+Each framework has one module here, which holds everything the library knows about it (detection
+of its neurons, how it is driven, its state reset, its NIR neuron map), registered as a
+:class:`Framework` (:mod:`.base` has the interface and the registry):
 
-* snnTorch (:mod:`._snntorch`): ``init_hidden=True`` nets, one call per step; tutorial classes
+* snnTorch (:mod:`.snntorch`): ``init_hidden=True`` nets, one call per step; tutorial classes
   with explicit ``init_leaky()`` membranes that loop over ``num_steps`` themselves, one call in all,
   with step ``t`` of the code fed to their input layer at its ``t``-th call; whole-sequence neurons.
-* Norse (:mod:`._norse`): ``SequentialState`` of cells, state threaded from ``None`` per step;
+* Norse (:mod:`.norse`): ``SequentialState`` of cells, state threaded from ``None`` per step;
   whole-sequence modules (``LIF``, ``Lift``) in one call.
-* SpikingJelly (:mod:`._spikingjelly`): step mode ``"m"`` in one call, ``"s"`` one call per step,
+* SpikingJelly (:mod:`.spikingjelly`): step mode ``"m"`` in one call, ``"s"`` one call per step,
   ``functional.reset_net`` first; mixed step modes are rejected.
-* plain PyTorch (:mod:`._torch`): one call on ``[T, B, C, H, W]``.
+* plain PyTorch (:mod:`.plain`), whose neuron is this library's :class:`~gac_coding.LIF`: one call
+  on ``[T, B, C, H, W]``.
+
+A new framework is one module with a :class:`Framework` subclass, registered with
+:func:`register_framework` (the built-in ones are registered below).
 """
 
 from __future__ import annotations
@@ -30,24 +36,68 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import positive_int
-from ..encoder import GACEncoder
-from . import _norse, _snntorch, _spikingjelly, _torch
-from ._common import (
-    FRAMEWORKS,
-    Driver,
+from .._checks import boolean, positive_int
+from ..coding import StemEncoder, check_coding, make_encoder
+from ._layers import (
     GatedInputWarning,
     adapt_layer,
-    describe,
-    detect_framework,
     find_input_layer,
     first_receiving_layer,
     layer_in_size,
     replace_submodule,
-    require,
 )
+from .base import (
+    DEFAULT_FRAMEWORK,
+    Driver,
+    Framework,
+    describe,
+    detect_framework,
+    extra_of_package,
+    framework_names,
+    frameworks,
+    get_framework,
+    is_chain,
+    is_neuron,
+    neuron_framework,
+    register_framework,
+    reset_state,
+    unregister_framework,
+)
+from .norse import Norse
+from .plain import PlainTorch
+from .snntorch import SnnTorch
+from .spikingjelly import SpikingJelly
 
-__all__ = ["FRAMEWORKS", "GACNet", "GatedInputWarning", "wrap"]
+__all__ = [
+    "FRAMEWORKS",
+    "Driver",
+    "Framework",
+    "GACNet",
+    "GatedInputWarning",
+    "detect_framework",
+    "extra_of_package",
+    "framework_names",
+    "frameworks",
+    "get_framework",
+    "is_chain",
+    "is_neuron",
+    "neuron_framework",
+    "register_framework",
+    "reset_state",
+    "unregister_framework",
+    "wrap",
+]
+
+# the built-in frameworks (detection tries them in this order; plain PyTorch is the fallback)
+for _framework in (SnnTorch(), Norse(), SpikingJelly(), PlainTorch()):
+    register_framework(_framework)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FRAMEWORKS":  # the names registered now (a framework registered later included)
+        return framework_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,31 +105,19 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: garbage-collected drops out). A shared backbone's input layer must not be replaced under a net.
 _NETS_OF: weakref.WeakKeyDictionary[nn.Module, weakref.WeakSet[GACNet]] = weakref.WeakKeyDictionary()
 
-_BUILDERS = {
-    "snntorch": _snntorch.build,
-    "norse": _norse.build,
-    "spikingjelly": _spikingjelly.build,
-    "torch": _torch.build,
-}
-
 
 def _resolve_framework(backbone: nn.Module, framework: str | None) -> str:
     if framework is None:
         detected = detect_framework(backbone)
-        if detected != "torch":
-            require(detected)
+        get_framework(detected).require()
         return detected
-    if not isinstance(framework, str):
-        raise TypeError(f"framework: expected one of {FRAMEWORKS} or None, got {type(framework).__name__}")
-    if framework not in FRAMEWORKS:
-        raise ValueError(f"framework: expected one of {FRAMEWORKS} or None, got {framework!r}")
-    if framework != "torch":
-        require(framework)
+    get_framework(framework).require()
     detected = detect_framework(backbone)
     if detected != framework:
-        what = (
-            "no snnTorch, Norse or SpikingJelly modules" if detected == "torch" else (f"{detected} modules")
-        )
+        what = f"{detected} modules"
+        if detected == DEFAULT_FRAMEWORK:
+            titles = [f.title for f in frameworks() if f.name != DEFAULT_FRAMEWORK] or ["framework"]
+            what = f"no {' or '.join(filter(None, (', '.join(titles[:-1]), titles[-1])))} modules"
         raise ValueError(
             f"framework: got {framework!r} but the backbone holds {what}; leave framework=None "
             f"to detect it, or pass framework={detected!r}"
@@ -104,10 +142,10 @@ def _reference_tensor(module: nn.Module) -> Tensor | None:
 
 
 class GACNet(nn.Module):
-    """A GAC encoder followed by an existing backbone, driven over ``T`` steps.
+    """An encoder (GAC by default) followed by an existing backbone, driven over ``T`` steps.
 
-    ``GACNet(x)`` takes a static batch ``[B, C, H, W]`` (direct coding, the encoder's exact fast
-    path) or a sequence ``[T, B, C, H, W]``, encodes it to ``[T, B, C', H', W']`` and returns the
+    ``GACNet(x)`` takes a static batch ``[B, C, H, W]`` (the encoder's exact fast path) or a
+    sequence ``[T, B, C, H, W]``, encodes it to ``[T, B, C', H', W']`` and returns the
     backbone's outputs stacked over time, ``[T, B, ...]`` (a tuple output is stacked element by
     element; a net that loops over time itself returns what its ``forward`` returns). Each call
     starts from fresh backbone state. Usually built with :func:`wrap`, which has the same arguments.
@@ -127,13 +165,19 @@ class GACNet(nn.Module):
             in the backbone object itself, so a backbone that another live :class:`GACNet`
             already drives is refused with a ``ValueError`` (the replacement would change that
             net too): wrap ``copy.deepcopy(backbone)`` instead.
-        **encoder_kwargs: passed to :class:`~gac_coding.GACEncoder` (``binarize``, ``decay``,
-            ``kernel_size``, ...). Use ``binarize=True`` when the backbone's first layer is a
-            Conv/Linear, so that it receives binary spikes; keep the gated code (the default) for a
-            backbone that starts with a spiking neuron, as the paper's MS-ResNet does.
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS`: ``"gac"`` (the
+            :class:`~gac_coding.GACEncoder`, default), ``"direct"``, ``"rate"`` or ``"latency"``.
+            The codings other than GAC hand the backbone the stem's BatchNorm output (real
+            values), for a backbone that starts with a spiking neuron.
+        **encoder_kwargs: passed to the coding's encoder (for GAC: ``binarize``, ``decay``,
+            ``kernel_size``, ...; a setting the coding does not have raises ``TypeError``). Use
+            ``binarize=True`` when the backbone's first layer is a Conv/Linear, so that it receives
+            binary spikes; keep the gated code (the default) for a backbone that starts with a
+            spiking neuron, as the paper's MS-ResNet does.
 
     Attributes:
-        encoder: the :class:`~gac_coding.GACEncoder`, on the backbone's device and dtype.
+        encoder: the coding's encoder, on the backbone's device and dtype; it owns ``T``
+            (:attr:`T` reads it).
         backbone: the backbone.
         framework: the framework used.
         mode: how the backbone is driven (``"step"``, ``"loop"``, ``"sequence"``, ``"m"``, ``"s"``).
@@ -160,6 +204,7 @@ class GACNet(nn.Module):
         input_layer: str | None = None,
         *,
         adapt_input_layer: bool = False,
+        coding: str = "gac",
         **encoder_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -168,8 +213,8 @@ class GACNet(nn.Module):
         T = positive_int("T", T)
         in_channels = positive_int("in_channels", in_channels)
         out_channels = in_channels if out_channels is None else positive_int("out_channels", out_channels)
-        if not isinstance(adapt_input_layer, bool):
-            raise TypeError(f"adapt_input_layer: expected a bool, got {type(adapt_input_layer).__name__}")
+        boolean("adapt_input_layer", adapt_input_layer)
+        coding = check_coding(coding)
         self.framework = _resolve_framework(backbone, framework)
 
         found = find_input_layer(backbone, input_layer)
@@ -181,14 +226,13 @@ class GACNet(nn.Module):
                 "layer with input_layer="
             )
 
-        encoder = GACEncoder(in_channels, out_channels, T, **encoder_kwargs)
+        encoder = make_encoder(coding, in_channels, out_channels, T, **encoder_kwargs)
         ref = _reference_tensor(backbone)
         if ref is not None:
             encoder = encoder.to(device=ref.device, dtype=ref.dtype)
-        self.encoder = encoder
+        self.encoder: StemEncoder = encoder
         self.backbone = backbone
-        self.T = T
-        self._driver: Driver = _BUILDERS[self.framework](backbone, T, found)
+        self._driver: Driver = get_framework(self.framework).build(backbone, T, found)
         self.input_layer: str | None = None if found is None else found[0]
         self._verified: set[tuple[int, ...]] = set()
         self._register()
@@ -249,7 +293,7 @@ class GACNet(nn.Module):
         return name, new
 
     def _warn_if_gated_into_mac(self, input_layer: str | None) -> None:
-        if self.encoder.binarize:
+        if getattr(self.encoder, "binarize", True):  # binary spikes, or not the GAC encoder
             return
         first: tuple[str, nn.Module] | None
         if self.mode == "loop" and self.input_layer is not None:
@@ -269,6 +313,16 @@ class GACNet(nn.Module):
         )
 
     # ------------------------------------------------------------------ forward
+    @property
+    def T(self) -> int:
+        """The number of time steps: the encoder's (:meth:`set_timesteps` changes it)."""
+        return self.encoder.T
+
+    @property
+    def coding(self) -> str:
+        """The input coding, the encoder's name in :data:`gac_coding.coding.CODINGS`."""
+        return self.encoder.coding
+
     @property
     def mode(self) -> str:
         """How the backbone is driven (see the framework modules)."""
@@ -306,8 +360,8 @@ class GACNet(nn.Module):
         return layer.register_forward_pre_hook(check)
 
     def set_timesteps(self, T: int) -> None:
-        """Run encoder and backbone at ``T`` steps from now on (see
-        :meth:`gac_coding.GACEncoder.set_timesteps`; the paper's ``"mlp"`` temporal attention
+        """Run encoder and backbone at ``T`` steps from now on: the encoder's ``T``, which the net
+        reads (see :meth:`gac_coding.GACEncoder.set_timesteps`; the paper's ``"mlp"`` temporal attention
         refuses a call at another ``T`` than it was built for, ``temporal_attention="conv"`` runs at
         any ``T``). A backbone that loops over its own number of steps (``mode == "loop"``)
         cannot be told another ``T``: that raises ``ValueError``."""
@@ -319,7 +373,6 @@ class GACNet(nn.Module):
                 f"with T={T}"
             )
         self.encoder.set_timesteps(T)
-        self.T = self.encoder.T
         if hasattr(self._driver, "T"):  # drivers that loop over the steps themselves
             self._driver.T = self.T
 
@@ -340,7 +393,7 @@ class GACNet(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return f"framework={self.framework!r}, mode={self.mode!r}, T={self.T}"
+        return f"framework={self.framework!r}, mode={self.mode!r}, T={self.T}, coding={self.coding!r}"
 
 
 def wrap(
@@ -352,12 +405,15 @@ def wrap(
     input_layer: str | None = None,
     *,
     adapt_input_layer: bool = False,
+    coding: str = "gac",
     **encoder_kwargs: Any,
 ) -> GACNet:
-    """Put a GAC encoder in front of ``backbone``: ``wrap(backbone, T, in_channels) -> GACNet``.
+    """Put an encoder in front of ``backbone``: ``wrap(backbone, T, in_channels) -> GACNet``; the
+    GAC encoder by default, another coding with ``coding=`` (``"direct"``, ``"rate"``,
+    ``"latency"``: :data:`gac_coding.coding.CODINGS`).
 
-    See :class:`GACNet` for the arguments. Warns once (:class:`GatedInputWarning`) when the code is
-    gated (``binarize=False``) and the first layer that receives it is a Conv/Linear.
+    See :class:`GACNet` for the arguments. Warns once (:class:`GatedInputWarning`) when the GAC
+    code is gated (``binarize=False``) and the first layer that receives it is a Conv/Linear.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -375,5 +431,6 @@ def wrap(
         framework,
         input_layer,
         adapt_input_layer=adapt_input_layer,
+        coding=coding,
         **encoder_kwargs,
     )

@@ -35,8 +35,8 @@ def configure_export_parser(parser: argparse.ArgumentParser) -> None:
         help="integration step in seconds the NIR time constants are written for (default 1e-4)",
     )
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="image size the graph is written for (default 224 224 for ImageNet "
-                             "models, else 32 32)")  # fmt: skip
+                        help="image size the graph is written for (default: the checkpoint's, "
+                             "recorded by gac-coding train, else its data set's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the random images of the summary")
 
 
@@ -66,24 +66,23 @@ def format_summary(summary: dict[str, Any], title: str) -> str:
 def run_export_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding export``: load the model, split it, write the files, print a summary.
 
-    The summary's operation counts come from a batch of 4 uniform random images (seeded) at the
-    graph's input size; they depend on the data.
+    The graph's input size is ``--input-size``, else the checkpoint's (what ``gac-coding train``
+    records, else the size of the data set it names); a checkpoint that records neither needs
+    ``--input-size``. The summary's operation counts come from a batch of 4 uniform random images
+    (seeded) at that size; they depend on the data.
     """
     import torch
 
-    from ..cli import build_model, model_settings
+    from ..cli import build_model, model_settings, resolve_input_size
     from ..models.checkpoints import load_weights, read_weights
-    from ._nir import DEFAULT_DT, save_nir_export, to_nir
+    from .nir import DEFAULT_DT, save_nir_export, to_nir
 
-    if args.input_size is not None and min(args.input_size) < 1:
-        raise ValueError(f"--input-size: expected two integers >= 1, got {tuple(args.input_size)}")
     weights = read_weights(args.checkpoint)
     s = model_settings(args, weights.settings, args.checkpoint)
+    size = resolve_input_size(args.input_size, weights.settings, args.checkpoint, s["model"])
     model = build_model(s)
     layout = load_weights(model, weights, model_name=s["model"])
     model.eval()
-    default_size = (224, 224) if "imagenet" in s["model"] else (32, 32)
-    size = tuple(args.input_size) if args.input_size else default_size
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(4, s["in_channels"], *size, generator=gen)
     dt = DEFAULT_DT if args.dt is None else args.dt

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from .._deprecated import moved_names
 from .checkpoints import (
     ReferenceCheckpointError,
     export_reference_state_dict,
@@ -20,7 +21,6 @@ from .checkpoints import (
     reference_layout,
 )
 from .msresnet import (
-    DirectEncoder,
     MSBlock,
     MSResNet,
     count_parameters,
@@ -41,8 +41,9 @@ register_model("msresnet18_dvs", msresnet18_dvs)
 register_model("vggsnn_dvs", vggsnn_dvs)
 register_model("vgg_tiny", vgg_tiny)
 
+__getattr__ = moved_names(__name__)  # DirectEncoder, which moved to gac_coding.coding
+
 __all__ = [
-    "DirectEncoder",
     "MSBlock",
     "MSResNet",
     "ReferenceCheckpointError",

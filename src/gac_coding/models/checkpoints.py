@@ -30,6 +30,7 @@ whose statistics (over B, T, H, W) are exactly those of this library's BatchNorm
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -44,6 +45,8 @@ from torch import Tensor, nn
 from .msresnet import MSResNet
 
 __all__ = [
+    "DATA_SETTING_KEYS",
+    "SETTING_KEYS",
     "CheckpointError",
     "ReferenceCheckpointError",
     "UnsafeCheckpointError",
@@ -54,6 +57,7 @@ __all__ = [
     "load_weights",
     "read_torch_file",
     "read_weights",
+    "recorded_coding",
     "reference_layout",
 ]
 
@@ -111,7 +115,7 @@ def _layout_items(model: MSResNet) -> Iterator[tuple[str, str, str | None, bool]
                 yield f"{alias}.{f}", f"{ours}.{f}", f"{authors}.bn.{f}", False
 
     def encoding():
-        if not model.gac:
+        if model.coding != "gac":
             return
         yield _TA_KEYS[0], "encoder.gate.ta.fc1.weight", None, True
         yield _TA_KEYS[1], "encoder.gate.ta.fc2.weight", None, True
@@ -174,7 +178,7 @@ def reference_layout(model: nn.Module) -> dict[str, LayoutEntry]:
     """Every key of the authors' checkpoint for ``model``, in the order of their files.
 
     The CIFAR-recipe models use the authors' CIFAR layout, the ImageNet-recipe ones their ImageNet
-    layout; ``gac=False`` models have no ``encoding.*`` keys.
+    layout; models with another coding than GAC have no ``encoding.*`` keys.
 
     Example:
         >>> from gac_coding.models import create_model
@@ -290,12 +294,12 @@ def _check_kind(model: MSResNet, state: Mapping[str, Tensor]) -> None:
 def _check_model_settings(model: MSResNet, state: Mapping[str, Tensor]) -> None:
     ta = state.get(_TA_KEYS[0])
     has_encoding = any(k.startswith("encoding.") for k in state)
-    if has_encoding and not model.gac:
+    if has_encoding and model.coding != "gac":
         raise ReferenceCheckpointError(
             "path_or_state_dict: the checkpoint holds GAC encoder weights ('encoding.*') but the "
-            "model was built with gac=False; build it with gac=True"
+            f"model was built with coding={model.coding!r}; build it with coding='gac'"
         )
-    if model.gac and ta is not None and ta.dim() >= 2 and ta.shape[1] != model.T:
+    if model.coding == "gac" and ta is not None and ta.dim() >= 2 and ta.shape[1] != model.T:
         raise ReferenceCheckpointError(
             f"path_or_state_dict: the checkpoint was made for T={ta.shape[1]} time steps "
             f"({_TA_KEYS[0]!r} has shape {list(ta.shape)}) but the model has T={model.T}; "
@@ -358,10 +362,10 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
     missing = [canon for canon, keys in groups.items() if not any(k in state for k in keys)]
     if missing:
         hint = ""
-        if model.gac and any(k.startswith("encoding.") for k in missing):
+        if model.coding == "gac" and any(k.startswith("encoding.") for k in missing):
             hint = (
                 " (the checkpoint has no GAC encoder weights: if it is a direct-coding model, "
-                "build the model with gac=False)"
+                "build the model with coding='direct')"
             )
         raise ReferenceCheckpointError(f"path_or_state_dict: missing keys: {_listed(missing)}{hint}")
     for key, value in state.items():
@@ -394,6 +398,14 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
 
 #: Run settings a checkpoint may record, in the order :func:`describe_settings` names them.
 SETTING_KEYS: tuple[str, ...] = ("model", "T", "num_classes", "in_channels", "gac", "temporal_attention")
+#: What a run of ``gac-coding train`` records about its data, so that ``gac-coding energy`` can
+#: measure the model on the images it validated on and ``gac-coding export`` knows their size:
+#: ``dataset`` (its name), ``data_dir`` (the folder, absolute), ``input_size`` (``(H, W)`` as fed
+#: to the model), ``image_size`` (the data set's side, recorded by older ``last.pt`` files),
+#: ``coding`` (a name of :data:`gac_coding.coding.CODINGS`; ``"poisson"`` in older runs reads as
+#: ``"rate"``) and ``events`` (an event data set's frame
+#: options other than ``T``).
+DATA_SETTING_KEYS: tuple[str, ...] = ("dataset", "data_dir", "input_size", "image_size", "coding", "events")
 
 
 def _check_file(path: object) -> Path:
@@ -477,8 +489,43 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return tensors, metadata
 
 
+def _json_setting(path: Path, key: str, value: object) -> Any:
+    """A structured setting: itself in a torch file, JSON text in safetensors metadata."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not valid JSON") from None
+
+
+def _data_setting(path: Path, key: str, value: object) -> Any:
+    """One of :data:`DATA_SETTING_KEYS` as its type."""
+    if key in ("dataset", "data_dir", "coding"):
+        if not isinstance(value, str) or not value:
+            raise CheckpointError(f"checkpoint {path}: recorded {key} {value!r} is not a name")
+        return value
+    if key == "input_size":
+        size = _json_setting(path, key, value)
+        if (
+            not isinstance(size, (list, tuple))
+            or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in size)
+        ):
+            raise CheckpointError(f"checkpoint {path}: recorded input_size {value!r} is not [H, W]")
+        return (int(size[0]), int(size[1]))
+    if key == "events":
+        options = _json_setting(path, key, value)
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise CheckpointError(f"checkpoint {path}: recorded events {value!r} is not a dict of options")
+        return dict(options)
+    return _setting(path, key, value)  # image_size: an integer >= 1
+
+
 def _setting(path: Path, key: str, value: object) -> Any:
     """A recorded setting as its type (safetensors metadata holds strings only)."""
+    if key in DATA_SETTING_KEYS and key != "image_size":
+        return _data_setting(path, key, value)
     if key == "model":
         if not isinstance(value, str) or not value:
             raise CheckpointError(f"checkpoint {path}: recorded model {value!r} is not a model name")
@@ -513,8 +560,9 @@ class WeightsFile:
         path: the file.
         state_dict: the weights (this library's keys, or the authors' layout).
         settings: the run settings the file records (``model``, ``T``, ``num_classes``,
-            ``in_channels``, ``gac``, ``temporal_attention``; those present), empty for a bare
-            state dict or the authors' file.
+            ``in_channels``, ``gac``, ``temporal_attention``, and about its data the
+            :data:`DATA_SETTING_KEYS`; those present), empty for a bare state dict or the
+            authors' file.
     """
 
     path: Path
@@ -568,7 +616,31 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         what = "holds no tensors" if not state else f"key {bad[0]!r} does not hold a tensor"
         raise CheckpointError(f"checkpoint {path}: not a model checkpoint ({what})")
     settings = {k: _setting(path, k, recorded[k]) for k in SETTING_KEYS if k in recorded}
+    # about the data: a run without a data folder (digits) records data_dir=None
+    settings.update(
+        {k: _setting(path, k, recorded[k]) for k in DATA_SETTING_KEYS if recorded.get(k) is not None}
+    )
+    coding = recorded_coding(settings)
+    if coding is not None:
+        settings["coding"] = coding
     return WeightsFile(path=path, state_dict=dict(state), settings=settings)
+
+
+def recorded_coding(settings: Mapping[str, Any]) -> str | None:
+    """The ``coding`` a run recorded. Runs written before ``coding`` had the value ``"gac"``
+    recorded ``coding="direct"`` with ``gac=True``; they read as ``"gac"``. Runs written before
+    rate coding had its name recorded ``"poisson"``; they read as ``"rate"``.
+
+    Example:
+        >>> recorded_coding({"coding": "direct", "gac": True}), recorded_coding({"gac": True})
+        ('gac', None)
+        >>> recorded_coding({"coding": "poisson", "gac": False})
+        'rate'
+    """
+    coding = settings.get("coding")
+    if coding == "direct" and settings.get("gac") is True:
+        return "gac"
+    return "rate" if coding == "poisson" else coding
 
 
 def describe_settings(settings: Mapping[str, Any]) -> str:
@@ -577,6 +649,8 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
     Example:
         >>> describe_settings({"model": "msresnet_tiny", "T": 4, "num_classes": 10, "gac": False})
         'a msresnet_tiny run (T=4, 10 classes, direct coding)'
+        >>> describe_settings({"model": "msresnet_tiny", "T": 4, "gac": False, "coding": "rate"})
+        'a msresnet_tiny run (T=4, rate coding)'
     """
     parts = []
     if "T" in settings:
@@ -585,7 +659,10 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
         parts.append(f"{settings['num_classes']} classes")
     if "in_channels" in settings:
         parts.append(f"{settings['in_channels']} input channels")
-    if "gac" in settings:
+    coding = settings.get("coding")  # the run's coding; files that record none say gac
+    if coding is not None:
+        parts.append("GAC encoder" if coding == "gac" else f"{coding} coding")
+    elif "gac" in settings:
         parts.append("GAC encoder" if settings["gac"] else "direct coding")
     if "temporal_attention" in settings:
         parts.append(f"{settings['temporal_attention']} temporal attention")
@@ -594,7 +671,9 @@ def describe_settings(settings: Mapping[str, Any]) -> str:
 
 
 def _model_settings(model: nn.Module) -> dict[str, Any]:
-    found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:]}
+    found = {key: getattr(model, key, None) for key in SETTING_KEYS[1:] if key != "gac"}
+    coding = getattr(model, "coding", None)  # runs record gac: whether the coding is GAC
+    found["gac"] = None if coding is None else coding == "gac"
     gate = getattr(getattr(model, "encoder", None), "gate", None)  # a GAC encoder's gate
     found["temporal_attention"] = getattr(gate, "temporal_attention", None)
     return {k: v for k, v in found.items() if v is not None}

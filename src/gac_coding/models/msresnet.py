@@ -26,14 +26,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attention import TEMPORAL_ATTENTIONS
-from ..encoder import GACEncoder, StemEncoder
-from ..neuron import LIF, RECIPES, LIFParams
-from ..ops.layout import empty_steps
+from .._checks import boolean, choice, integer, positive_int
+from .._deprecated import deprecated, moved_names
+from ..coding import StemEncoder
+from ..coding.registry import coding_from_gac_flag
+from ..neuron import LIF, RECIPES
+from ..ops.backends import check_backend
+from ._stem import build_encoder, builder_coding
 from ._steps import channels_last_steps, fold, unfold
 
 __all__ = [
-    "DirectEncoder",
     "MSBlock",
     "MSResNet",
     "count_parameters",
@@ -72,78 +74,6 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
     ):
         return x.contiguous()
     return channels_last_steps(x)
-
-
-#: :class:`~gac_coding.GACEncoder` settings that concern its neuron and gate, which a direct-coding
-#: stem does not have: accepted (and checked) so that a model builds with ``gac=True`` or ``False``
-#: from the same arguments, then unused.
-_GATE_SETTINGS = frozenset(
-    {"decay", "threshold", "surrogate", "detach_reset", "ta_ratio", "sca_ratio", "sca_kernel",
-     "temporal_attention", "record"}
-)  # fmt: skip
-
-
-class DirectEncoder(StemEncoder):
-    """The stem of :class:`~gac_coding.GACEncoder` without neuron and gate: direct coding.
-
-    Returns the stem's BN output ``U`` as a sequence ``[T, B, C, H', W']`` (a static image is
-    repeated over ``T``); the first backbone block turns it into spikes with its own LIF. The
-    static fast path of the stem (convolution and BN once per image, BN statistics as for ``T``
-    copies) is that of :class:`~gac_coding.encoder.StemEncoder`, which both encoders share.
-    Nothing is recorded (:attr:`last_spikes` is ``None``).
-
-    Args:
-        in_channels, out_channels, T, kernel_size, stride, padding: the stem.
-        **gate_settings: the neuron and gate settings of :class:`~gac_coding.GACEncoder`
-            (``decay``, ``threshold``, ``surrogate``, ``detach_reset``, ``ta_ratio``, ``sca_ratio``,
-            ``sca_kernel``, ``temporal_attention``, ``record``): checked, then unused. Anything
-            else raises ``TypeError``.
-
-    Example:
-        >>> import torch
-        >>> from gac_coding.models import DirectEncoder
-        >>> stem = DirectEncoder(in_channels=1, out_channels=8, T=3)
-        >>> stem(torch.rand(2, 1, 8, 8)).shape
-        torch.Size([3, 2, 8, 8, 8])
-    """
-
-    #: no neuron, nothing to record: the spikes come from the backbone's first LIF
-    last_spikes = None
-    last_gate = None
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        T: int,
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: int = 1,
-        **gate_settings: Any,
-    ) -> None:
-        unknown = sorted(set(gate_settings) - _GATE_SETTINGS)
-        if unknown:
-            raise TypeError(
-                f"DirectEncoder: unexpected keyword argument(s) {unknown}; it takes the stem's "
-                f"settings, and accepts (unused) the gate's: {sorted(_GATE_SETTINGS)}"
-            )
-        neuron = ("decay", "threshold", "surrogate", "detach_reset")
-        LIFParams(**{k: gate_settings[k] for k in neuron if k in gate_settings})  # the GAC encoder's checks
-        kind = gate_settings.get("temporal_attention", "mlp")
-        if kind not in TEMPORAL_ATTENTIONS:
-            raise ValueError(f"temporal_attention: expected one of {list(TEMPORAL_ATTENTIONS)}, got {kind!r}")
-        super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x: [B, C_in, H, W]`` or ``[T, B, C_in, H, W]`` -> ``U: [T, B, C, H', W']``."""
-        u, static = self.membrane(x)
-        if not static:
-            return u
-        # T copies of U in U's layout (channels-last steps stay channels-last for the first block)
-        return empty_steps(u, self.T).copy_(u.unsqueeze(0).expand(self.T, *u.shape))
-
-    def extra_repr(self) -> str:
-        return f"T={self.T}, direct coding (no gate)"
 
 
 class MSBlock(nn.Module):
@@ -214,7 +144,7 @@ class MSBlock(nn.Module):
 
 
 class MSResNet(nn.Module):
-    """MS-ResNet with a GAC stem (or, ``gac=False``, direct coding); logits ``[T, B, classes]``.
+    """MS-ResNet with an encoder as its stem (GAC by default); logits ``[T, B, classes]``.
 
     Build the paper's models by name with :func:`gac_coding.models.create_model`; this class takes
     the architecture explicitly.
@@ -222,17 +152,17 @@ class MSResNet(nn.Module):
     Args:
         stages: ``(channels, blocks, first stride)`` per stage.
         num_classes: outputs of the linear head.
-        T: time steps.
+        T: time steps (held by the encoder: :attr:`T` reads it, :meth:`set_timesteps` changes it).
         recipe: ``"cifar"`` or ``"imagenet"`` (neuron settings, BN initialisation, checkpoint
             naming); the stem geometry is given separately.
-        gac: GAC encoder (``True``) or direct coding (``False``).
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS`: ``"gac"`` (the GAC
+            encoder, default), ``"direct"``, ``"rate"`` or ``"latency"``.
         in_channels: image channels.
         stem_channels: channels of the stem (the encoder's ``C``).
         stem_kernel, stem_stride, stem_padding: the stem convolution.
-        encoder_kwargs: extra keyword arguments of :class:`~gac_coding.GACEncoder`
-            (e.g. ``ta_ratio``, ``sca_kernel``, ``record``).
-        temporal_attention: the encoder's temporal attention, ``"mlp"`` (the paper's, fixed ``T``)
-            or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); ignored by direct coding.
+        encoder_kwargs: further settings of the coding's encoder (e.g. ``ta_ratio``,
+            ``sca_kernel``, ``record`` for GAC; ``generator`` for rate coding); a setting the coding
+            does not have raises ``TypeError``.
         channels_last: run the activations channels-last (``torch.channels_last`` per step; the
             input is converted on entry) and store the encoder's convolution weights so. The values
             are those of the default layout up to float rounding; oneDNN (CPU) and cuDNN
@@ -243,6 +173,12 @@ class MSResNet(nn.Module):
             weight-heavy convolutions (``benchmarks/peers.py``). The blocks' weights keep the
             default layout, which costs a channels-last convolution nothing on CPU (cuDNN converts
             them, a small copy per call). ``False`` keeps PyTorch's default layout.
+        temporal_attention: the GAC encoder's temporal attention, ``"mlp"`` (the paper's, fixed
+            ``T``; the default) or ``"conv"`` (any ``T``, see :meth:`set_timesteps`); a coding
+            without one raises ``TypeError`` when it is given.
+        backend: the backend setting of every neuron of the model, the encoder's included (see
+            :class:`gac_coding.LIF`).
+        gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
 
     Example:
         >>> import torch
@@ -258,7 +194,7 @@ class MSResNet(nn.Module):
         num_classes: int,
         T: int,
         recipe: str = "cifar",
-        gac: bool = True,
+        coding: str = "gac",
         in_channels: int = 3,
         stem_channels: int = 64,
         stem_kernel: int = 3,
@@ -266,32 +202,33 @@ class MSResNet(nn.Module):
         stem_padding: int = 1,
         encoder_kwargs: dict[str, Any] | None = None,
         channels_last: bool = True,
-        temporal_attention: str = "mlp",
+        temporal_attention: str | None = None,
+        backend: str = "auto",
+        *,
+        gac: bool | None = None,
     ) -> None:
         super().__init__()
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
+        coding = coding_from_gac_flag(coding, gac, "MSResNet(gac=...)")
+        recipe = choice("recipe", recipe, sorted(RECIPES))
         for name, value in (("num_classes", num_classes), ("T", T), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value}")
-        for name, flag in (("gac", gac), ("channels_last", channels_last)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name}: expected a bool, got {type(flag).__name__}")
+            positive_int(name, value)
+        boolean("channels_last", channels_last)
         specs = [tuple(s) for s in stages]
-        if not specs or any(
-            len(s) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in s)
-            for s in specs
-        ):
+        try:
+            if not specs or any(len(spec) != 3 for spec in specs):
+                raise ValueError("stages")
+            for spec in specs:
+                for value in spec:
+                    positive_int("stages", value)
+        except (TypeError, ValueError):
             raise ValueError(
                 f"stages: expected a non-empty list of (channels, blocks, stride) positive ints, "
                 f"got {specs!r}"
-            )
-        lif: dict[str, Any] = dict(RECIPES[recipe])
+            ) from None
+        lif: dict[str, Any] = dict(RECIPES[recipe], backend=check_backend(backend))
         self.recipe = recipe
-        self.gac = gac
-        self.T = T
+        #: the input coding (a name of :data:`gac_coding.coding.CODINGS`)
+        self.coding = coding
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.stage_specs: tuple[tuple[int, ...], ...] = tuple(specs)
@@ -299,18 +236,10 @@ class MSResNet(nn.Module):
         bn_weight = threshold if recipe == "imagenet" else None
         bn2_weight = 0.0 if recipe == "imagenet" else None
 
-        enc_cls = GACEncoder if gac else DirectEncoder
-        encoder_kwargs = {"temporal_attention": temporal_attention, **(encoder_kwargs or {})}
-        self.encoder = enc_cls(
-            in_channels,
-            stem_channels,
-            T,
-            stem_kernel,
-            stem_stride,
-            stem_padding,
-            **lif,
-            **encoder_kwargs,
-        )
+        self.encoder: StemEncoder = build_encoder(
+            coding, in_channels, stem_channels, T, stem_kernel, stem_stride, stem_padding,
+            neuron=lif, temporal_attention=temporal_attention, encoder_kwargs=encoder_kwargs,
+        )  # fmt: skip
         if bn_weight is not None:
             nn.init.constant_(self.encoder.bn.weight, bn_weight)
 
@@ -340,22 +269,32 @@ class MSResNet(nn.Module):
                 if isinstance(block, MSBlock):
                     block.channels_last = True
 
+    @property
+    def T(self) -> int:
+        """The number of time steps: the encoder's (:meth:`set_timesteps` changes it)."""
+        return self.encoder.T
+
+    @property
+    def gac(self) -> bool:
+        """Deprecated: ``model.coding == "gac"``."""
+        deprecated("model.gac")
+        return self.coding == "gac"
+
     def set_timesteps(self, T: int) -> None:
-        """Change the number of time steps of the built model (see
-        :meth:`gac_coding.GACEncoder.set_timesteps`): the backbone runs at any ``T``; a GAC stem
-        with the paper's ``"mlp"`` temporal attention refuses a call at another ``T`` than it was
-        built for (``ValueError``), the ``"conv"`` one and direct coding do not.
+        """Change the number of time steps of the built model: the encoder's, which the model
+        reads (see :meth:`gac_coding.GACEncoder.set_timesteps`). The backbone runs at any ``T``;
+        a GAC stem with the paper's ``"mlp"`` temporal attention refuses a call at another ``T``
+        than it was built for (``ValueError``), the ``"conv"`` one and the other codings do not.
 
         Example:
             >>> import torch
             >>> from gac_coding.models import create_model
             >>> m = create_model("msresnet_tiny", T=4, in_channels=1, temporal_attention="conv")
             >>> m.set_timesteps(2)
-            >>> m(torch.rand(3, 1, 8, 8)).shape
-            torch.Size([2, 3, 10])
+            >>> m(torch.rand(3, 1, 8, 8)).shape, m.T, m.encoder.T
+            (torch.Size([2, 3, 10]), 2, 2)
         """
         self.encoder.set_timesteps(T)
-        self.T = self.encoder.T
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
@@ -365,13 +304,13 @@ class MSResNet(nn.Module):
         return h
 
     def forward(self, x: Tensor) -> Tensor:
-        """``x: [B, C_in, H, W]`` (static, direct coding) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""
+        """``x: [B, C_in, H, W]`` (a static batch) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""
         spikes = self.head_lif(self.features(x))
         return self.fc(spikes.mean((3, 4)))
 
     def extra_repr(self) -> str:
         return (
-            f"recipe={self.recipe!r}, gac={self.gac}, T={self.T}, num_classes={self.num_classes}, "
+            f"recipe={self.recipe!r}, coding={self.coding!r}, T={self.T}, num_classes={self.num_classes}, "
             f"channels_last={self.channels_last}"
         )
 
@@ -388,35 +327,43 @@ def _imagenet_stages(blocks: Sequence[int]) -> tuple[tuple[int, int, int], ...]:
     return tuple((w, n, 2) for w, n in zip((64, 128, 256, 512), blocks, strict=True))
 
 
-def msresnet18_cifar(num_classes: int = 10, T: int = 6, gac: bool = True, **kwargs: Any) -> MSResNet:
+def msresnet18_cifar(
+    num_classes: int = 10, T: int = 6, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> MSResNet:
     """GAC-MS-ResNet-18, CIFAR recipe (3x3 stem, 128/256/512 x 3/3/2 blocks); 12.63 M params at 10 classes."""
     return MSResNet(
-        CIFAR_STAGES, num_classes, T, "cifar", gac, stem_channels=64,
-        stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
+        CIFAR_STAGES, num_classes, T, "cifar", builder_coding(coding, gac),
+        stem_channels=64, stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
     )  # fmt: skip
 
 
-def msresnet18_imagenet(num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
+def msresnet18_imagenet(
+    num_classes: int = 1000, T: int = 4, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> MSResNet:
     """GAC-MS-ResNet-18, ImageNet recipe (7x7/2 stem, no max-pool, [2, 2, 2, 2]); 11.82 M params."""
     return MSResNet(
-        _imagenet_stages((2, 2, 2, 2)), num_classes, T, "imagenet", gac, stem_channels=64,
-        stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
+        _imagenet_stages((2, 2, 2, 2)), num_classes, T, "imagenet", builder_coding(coding, gac),
+        stem_channels=64, stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
     )  # fmt: skip
 
 
-def msresnet34_imagenet(num_classes: int = 1000, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
+def msresnet34_imagenet(
+    num_classes: int = 1000, T: int = 4, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> MSResNet:
     """GAC-MS-ResNet-34, ImageNet recipe (7x7/2 stem, no max-pool, [3, 4, 6, 3]); 21.93 M params."""
     return MSResNet(
-        _imagenet_stages((3, 4, 6, 3)), num_classes, T, "imagenet", gac, stem_channels=64,
-        stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
+        _imagenet_stages((3, 4, 6, 3)), num_classes, T, "imagenet", builder_coding(coding, gac),
+        stem_channels=64, stem_kernel=7, stem_stride=2, stem_padding=3, **kwargs,
     )  # fmt: skip
 
 
-def msresnet_tiny(num_classes: int = 10, T: int = 4, gac: bool = True, **kwargs: Any) -> MSResNet:
+def msresnet_tiny(
+    num_classes: int = 10, T: int = 4, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> MSResNet:
     """A small MS-ResNet (16-channel stem; 16/32/64 x 1 block) for 8x8..32x32 inputs on a CPU."""
     return MSResNet(
-        TINY_STAGES, num_classes, T, "cifar", gac, stem_channels=16,
-        stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
+        TINY_STAGES, num_classes, T, "cifar", builder_coding(coding, gac),
+        stem_channels=16, stem_kernel=3, stem_stride=1, stem_padding=1, **kwargs,
     )  # fmt: skip
 
 
@@ -424,7 +371,13 @@ DVS_STAGES = ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
 
 
 def msresnet18_dvs(
-    num_classes: int = 10, T: int = 10, gac: bool = True, frame_size: int = 48, **kwargs: Any
+    num_classes: int = 10,
+    T: int = 10,
+    coding: str = "gac",
+    frame_size: int = 48,
+    *,
+    gac: bool | None = None,
+    **kwargs: Any,
 ) -> MSResNet:
     """GAC-MS-ResNet-18 for event frames: 2 input channels, CIFAR recipe neurons, 64/128/256/512 x 2
     blocks (strides 1, 2, 2, 2).
@@ -432,11 +385,10 @@ def msresnet18_dvs(
     The stem is a 3x3 convolution, stride 1 for 48- or 64-pixel frames and stride 2 for 128-pixel
     ones (``frame_size >= 96``), so the last stage sees 6x6, 8x8 or 8x8 maps; 11.30 M params at 10 classes.
     """
-    if isinstance(frame_size, bool) or not isinstance(frame_size, int) or frame_size < 8:
-        raise ValueError(f"frame_size: expected an integer >= 8 (e.g. 48, 64, 128), got {frame_size!r}")
+    integer("frame_size", frame_size, 8)
     kwargs.setdefault("in_channels", 2)
     return MSResNet(
-        DVS_STAGES, num_classes, T, "cifar", gac, stem_channels=64,
+        DVS_STAGES, num_classes, T, "cifar", builder_coding(coding, gac), stem_channels=64,
         stem_kernel=3, stem_stride=2 if frame_size >= 96 else 1, stem_padding=1, **kwargs,
     )  # fmt: skip
 
@@ -444,3 +396,6 @@ def msresnet18_dvs(
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (weights, biases, BN affine; not BN running statistics)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+__getattr__ = moved_names(__name__)  # DirectEncoder, which moved to gac_coding.coding

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from ..coding.registry import coding_from_gac_flag
+
 __all__ = ["create_model", "list_models", "register_model"]
 
 Builder = Callable[..., nn.Module]
@@ -17,7 +19,7 @@ _REGISTRY: dict[str, Builder] = {}
 
 
 def register_model(name: str, builder: Builder | None = None, *, overwrite: bool = False) -> Any:
-    """Register ``builder(num_classes=..., T=..., gac=..., **kwargs) -> nn.Module`` under ``name``.
+    """Register ``builder(num_classes=..., T=..., coding=..., **kwargs) -> nn.Module`` under ``name``.
 
     Use it as a function (``register_model("mine", build)``) or a decorator
     (``@register_model("mine")``). A name that is taken raises ``ValueError`` unless
@@ -27,8 +29,8 @@ def register_model(name: str, builder: Builder | None = None, *, overwrite: bool
         >>> from gac_coding.models import register_model, create_model, list_models
         >>> from gac_coding.models.msresnet import MSResNet
         >>> @register_model("my_net", overwrite=True)
-        ... def my_net(num_classes=10, T=2, gac=True, **kw):
-        ...     return MSResNet([(8, 1, 1)], num_classes, T, gac=gac, stem_channels=8, **kw)
+        ... def my_net(num_classes=10, T=2, coding="gac", **kw):
+        ...     return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, **kw)
         >>> "my_net" in list_models()
         True
         >>> create_model("my_net", num_classes=3).fc.out_features
@@ -65,7 +67,9 @@ def create_model(
     name: str,
     num_classes: int | None = None,
     T: int | None = None,
-    gac: bool = True,
+    coding: str = "gac",
+    *,
+    gac: bool | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model by name.
@@ -77,10 +81,17 @@ def create_model(
         num_classes: outputs of the head (``None``: the model's default, 10 for the CIFAR recipe
             and ``msresnet_tiny``, 1000 for the ImageNet recipe).
         T: time steps (``None``: the model's default, 6 for CIFAR, 4 for ImageNet and tiny).
-        gac: the GAC encoder (``True``) or the direct-coding baseline (``False``).
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS`: ``"gac"`` (the
+            GAC encoder, default), ``"direct"`` (the direct-coding baseline), ``"rate"``
+            (Bernoulli spikes of the pixel intensities) or ``"latency"`` (one spike per pixel,
+            brighter earlier); an unknown name raises ``ValueError`` naming them.
+        gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"`` (one
+            ``DeprecationWarning``).
         **kwargs: passed to the builder, e.g. ``in_channels=1`` for grey images,
             ``temporal_attention="conv"`` for a GAC encoder that runs at any ``T``
-            (``set_timesteps``), or ``encoder_kwargs={...}`` for :class:`~gac_coding.GACEncoder`.
+            (``set_timesteps``), ``backend="eager"`` (or ``"cpp"``, ``"triton"``, ``"cpp,eager"``;
+            default ``"auto"``) for every neuron of the model (:mod:`gac_coding.ops.backends`),
+            or ``encoder_kwargs={...}`` for the coding's encoder.
 
     Example:
         >>> import torch
@@ -94,11 +105,12 @@ def create_model(
     if name not in _REGISTRY:
         raise ValueError(f"name: unknown model {name!r}; expected one of {list_models()}")
     builder = _REGISTRY[name]
+    coding = coding_from_gac_flag(coding, gac, "create_model(gac=...)")
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if T is not None:
         kwargs["T"] = T
-    kwargs["gac"] = gac
+    kwargs["coding"] = coding
     try:
         sig = inspect.signature(builder)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide

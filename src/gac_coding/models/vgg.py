@@ -3,9 +3,10 @@
 The layer plan of the "VGGSNN" used for CIFAR10-DVS and DVS128 Gesture in the DVS literature
 (e.g. the TET paper, Deng et al., ICLR 2022): ``64C3 - 128C3 - AP2 - 256C3 - 256C3 - AP2 - 512C3 -
 512C3 - AP2 - 512C3 - 512C3 - AP2``, every convolution followed by BN and a LIF, then a linear
-classifier. Here the first ``64C3 + BN`` is the stem: the GAC encoder (``gac=True``, on each frame
-of a sequence, or on a static image with the exact fast path) or direct coding (``gac=False``, the
-stem's BN output repeated over ``T`` for a static image). As in MS-ResNet, the stem's output goes
+classifier. Here the first ``64C3 + BN`` is the stem: the encoder of the model's coding, the GAC
+encoder by default (``coding="gac"``, on each frame of a sequence, or on a static image with the
+exact fast path) or another of :data:`gac_coding.coding.CODINGS` (``coding="direct"``: the stem's
+BN output, repeated over ``T`` for a static image). As in MS-ResNet, the stem's output goes
 through a LIF before the next convolution, so every convolution after the stem receives spikes.
 The head averages the last LIF's spikes over space and applies the linear layer per step (logits
 ``[T, B, classes]``), which makes the network independent of the frame size.
@@ -18,10 +19,14 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..encoder import GACEncoder
+from .._checks import choice, positive_int
+from .._deprecated import deprecated
+from ..coding import StemEncoder
+from ..coding.registry import coding_from_gac_flag
 from ..neuron import LIF, RECIPES
+from ..ops.backends import check_backend
+from ._stem import build_encoder, builder_coding
 from ._steps import fold, unfold
-from .msresnet import DirectEncoder
 
 __all__ = ["SpikingVGG", "VGGSNN_PLAN", "VGG_TINY_PLAN", "vgg_tiny", "vggsnn_dvs"]
 
@@ -31,17 +36,21 @@ VGG_TINY_PLAN: tuple[int | str, ...] = (16, 32, "A", 64, "A")
 
 
 class SpikingVGG(nn.Module):
-    """Plain spiking VGG: stem (GAC or direct) -> [LIF -> (AvgPool) -> Conv3x3 -> BN]* -> LIF -> head.
+    """Plain spiking VGG: stem (an encoder) -> [LIF -> (AvgPool) -> Conv3x3 -> BN]* -> LIF -> head.
 
     Args:
         plan: layer plan (see :data:`VGGSNN_PLAN`); its first entry is the stem's width.
         num_classes: outputs of the linear head.
-        T: time steps (change later with :meth:`set_timesteps`).
-        gac: GAC encoder stem (``True``) or direct coding (``False``).
+        T: time steps (held by the encoder; change later with :meth:`set_timesteps`).
+        coding: the input coding, a name of :data:`gac_coding.coding.CODINGS` (``"gac"`` by
+            default, ``"direct"``; ``"rate"`` and ``"latency"`` read intensities in ``[0, 1]``).
         in_channels: input channels (2 for event frames: OFF and ON counts).
         recipe: neuron settings, ``"cifar"`` or ``"imagenet"`` (:data:`gac_coding.RECIPES`).
-        temporal_attention: the GAC encoder's ``"mlp"`` (fixed ``T``) or ``"conv"`` (any ``T``).
-        encoder_kwargs: further :class:`~gac_coding.GACEncoder` arguments.
+        temporal_attention: the GAC encoder's ``"mlp"`` (fixed ``T``; the default) or ``"conv"``
+            (any ``T``); a coding without one raises ``TypeError`` when it is given.
+        encoder_kwargs: further settings of the coding's encoder.
+        backend: the backend setting of every neuron of the model (see :class:`gac_coding.LIF`).
+        gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
 
     Example:
         >>> import torch
@@ -56,32 +65,39 @@ class SpikingVGG(nn.Module):
         plan: Sequence[int | str],
         num_classes: int,
         T: int,
-        gac: bool = True,
+        coding: str = "gac",
         in_channels: int = 2,
         recipe: str = "cifar",
-        temporal_attention: str = "mlp",
+        temporal_attention: str | None = None,
         encoder_kwargs: dict[str, Any] | None = None,
+        backend: str = "auto",
+        *,
+        gac: bool | None = None,
     ) -> None:
         super().__init__()
+        coding = coding_from_gac_flag(coding, gac, "SpikingVGG(gac=...)")
         plan = list(plan)
-        if not plan or not isinstance(plan[0], int) or isinstance(plan[0], bool):
+        if not plan or plan[0] == "A":
             raise ValueError(f"plan: expected a list of widths and 'A', starting with a width, got {plan!r}")
-        if any(not (p == "A" or (isinstance(p, int) and not isinstance(p, bool) and p >= 1)) for p in plan):
-            raise ValueError(f"plan: entries must be positive ints or 'A', got {plan!r}")
-        if recipe not in RECIPES:
-            raise ValueError(f"recipe: expected one of {sorted(RECIPES)}, got {recipe!r}")
-        if not isinstance(gac, bool):
-            raise TypeError(f"gac: expected a bool, got {type(gac).__name__}")
-        lif: dict[str, Any] = dict(RECIPES[recipe])
-        self.gac = gac
+        try:
+            for item in plan:
+                if item != "A":
+                    positive_int("plan", item)
+        except (TypeError, ValueError):
+            raise ValueError(f"plan: entries must be positive ints or 'A', got {plan!r}") from None
+        choice("recipe", recipe, sorted(RECIPES))
+        positive_int("num_classes", num_classes)
+        lif: dict[str, Any] = dict(RECIPES[recipe], backend=check_backend(backend))
+        #: the input coding (a name of :data:`gac_coding.coding.CODINGS`)
+        self.coding = coding
         self.recipe = recipe
         self.num_classes = num_classes
         self.plan = tuple(plan)
         width = int(plan[0])
-        enc_cls = GACEncoder if gac else DirectEncoder
-        kwargs = {"temporal_attention": temporal_attention, **(encoder_kwargs or {})}
-        self.encoder = enc_cls(in_channels, width, T, 3, 1, 1, **lif, **kwargs)
-        self.T = self.encoder.T
+        self.encoder: StemEncoder = build_encoder(
+            coding, in_channels, width, T, 3, 1, 1,
+            neuron=lif, temporal_attention=temporal_attention, encoder_kwargs=encoder_kwargs,
+        )  # fmt: skip
         layers: list[nn.Module] = []
         channels = width
         for item in plan[1:]:
@@ -98,10 +114,21 @@ class SpikingVGG(nn.Module):
         self.head_lif = LIF(**lif)
         self.fc = nn.Linear(channels, num_classes)
 
+    @property
+    def T(self) -> int:
+        """The number of time steps: the encoder's (:meth:`set_timesteps` changes it)."""
+        return self.encoder.T
+
+    @property
+    def gac(self) -> bool:
+        """Deprecated: ``model.coding == "gac"``."""
+        deprecated("model.gac")
+        return self.coding == "gac"
+
     def set_timesteps(self, T: int) -> None:
-        """Run at ``T`` steps (see :meth:`gac_coding.GACEncoder.set_timesteps`)."""
+        """Run at ``T`` steps: the encoder's, which the model reads (see
+        :meth:`gac_coding.GACEncoder.set_timesteps`)."""
         self.encoder.set_timesteps(T)
-        self.T = self.encoder.T
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> logits ``[T, B, classes]``."""
@@ -114,14 +141,18 @@ class SpikingVGG(nn.Module):
         return self.fc(spikes.mean((3, 4)))
 
     def extra_repr(self) -> str:
-        return f"gac={self.gac}, T={self.T}, num_classes={self.num_classes}, plan={list(self.plan)}"
+        return f"coding={self.coding!r}, T={self.T}, num_classes={self.num_classes}, plan={list(self.plan)}"
 
 
-def vggsnn_dvs(num_classes: int = 10, T: int = 10, gac: bool = True, **kwargs: Any) -> SpikingVGG:
+def vggsnn_dvs(
+    num_classes: int = 10, T: int = 10, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> SpikingVGG:
     """VGGSNN for event frames (2 channels, e.g. CIFAR10-DVS at 48x48, T=10): 9.36 M params at 10 classes."""
-    return SpikingVGG(VGGSNN_PLAN, num_classes, T, gac, **kwargs)
+    return SpikingVGG(VGGSNN_PLAN, num_classes, T, builder_coding(coding, gac), **kwargs)
 
 
-def vgg_tiny(num_classes: int = 10, T: int = 4, gac: bool = True, **kwargs: Any) -> SpikingVGG:
+def vgg_tiny(
+    num_classes: int = 10, T: int = 4, coding: str = "gac", *, gac: bool | None = None, **kwargs: Any
+) -> SpikingVGG:
     """A small spiking VGG (16-32-AP-64-AP) for tests and CPU examples on event frames."""
-    return SpikingVGG(VGG_TINY_PLAN, num_classes, T, gac, **kwargs)
+    return SpikingVGG(VGG_TINY_PLAN, num_classes, T, builder_coding(coding, gac), **kwargs)

@@ -7,13 +7,22 @@ parameters and call these. Layout of the package:
 * :mod:`~gac_coding.ops.functional`: :func:`lif` and :func:`gated_lif` (autograd Functions in
   eager mode, custom operators ``torch.ops.gac_coding.*`` under ``torch.compile`` / ``torch.export``);
 * :mod:`~gac_coding.ops.backends`: which backend computes them (``"auto"``, ``"eager"``, ``"cpp"``,
-  ``"triton"``);
+  ``"triton"``, or a list such as ``"cpp,eager"``), the :class:`~gac_coding.ops.backends.Backend`
+  interface and its registry;
 * :mod:`~gac_coding.ops.layout`: channels-last step helpers.
 """
 
 from __future__ import annotations
 
-from .backends import BACKEND_ENV, BACKENDS, get_backend, set_backend, use_backend
+from .backends import (
+    BACKEND_ENV,
+    BACKENDS,
+    BackendError,
+    auto_backend,
+    get_backend,
+    set_backend,
+    use_backend,
+)
 from .functional import gated_lif, lif
 from .params import (
     RECIPES,
@@ -28,10 +37,12 @@ from .params import (
 __all__ = [
     "BACKENDS",
     "BACKEND_ENV",
+    "BackendError",
     "LIFParams",
     "RECIPES",
     "SurrogateFn",
     "SurrogateLike",
+    "auto_backend",
     "gated_lif",
     "get_backend",
     "lif",

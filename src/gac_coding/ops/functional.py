@@ -17,18 +17,22 @@ Three ways in, one arithmetic:
   together with the callable. If dynamo cannot trace the callable it says so itself.
 
 Custom operator schemas (``surrogate``: 0 triangle, 1 rectangle; ``h`` is empty when not
-``save``)::
+``save``; ``backend``: the caller's backend setting, resolved when the op runs, see
+:mod:`gac_coding.ops.backends`)::
 
     gac_coding::lif(Tensor x, int steps, float decay, float threshold, int surrogate,
-                    bool detach_reset, bool save) -> (Tensor spikes, Tensor h)
+                    bool detach_reset, bool save, str backend="auto") -> (Tensor spikes, Tensor h)
     gac_coding::lif_backward(Tensor grad_s, Tensor h, bool is_static, float decay,
-                             float threshold, int surrogate, bool detach_reset) -> Tensor
+                             float threshold, int surrogate, bool detach_reset,
+                             str backend="auto") -> Tensor
     gac_coding::gated_lif(Tensor u, Tensor ta, Tensor sca, int steps, float decay,
-                          float threshold, int surrogate, bool detach_reset, bool save)
+                          float threshold, int surrogate, bool detach_reset, bool save,
+                          str backend="auto")
         -> (Tensor out, Tensor fired, Tensor gate, Tensor h)
     gac_coding::gated_lif_backward(Tensor grad_out, Tensor h, Tensor out, Tensor gate,
                                    Tensor ta, Tensor sca, bool u_static, float decay,
-                                   float threshold, int surrogate, bool detach_reset)
+                                   float threshold, int surrogate, bool detach_reset,
+                                   str backend="auto")
         -> (Tensor grad_u, Tensor grad_ta, Tensor grad_sca)
 """
 
@@ -40,6 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import positive_int
 from . import backends
 from .layout import channels_to_front, channels_to_last, is_channels_last_step
 from .params import LIFParams, SurrogateFn
@@ -79,19 +84,24 @@ def _empty_out(shape: Sequence[int], nhwc: bool, dtype: torch.dtype, device: tor
 
 # --------------------------------------------------------------------------------------------
 # The four runs through a backend, shared by the autograd Functions and the custom operators.
+# Each takes the plan of the call (the backends it may try) and returns the backend that ran.
 # --------------------------------------------------------------------------------------------
 
+Plan = backends.Plan
 
-def _lif_forward(name: str, x: Tensor, steps: int, p: LIFParams, save: bool) -> tuple[Tensor, Tensor | None]:
+
+def _lif_forward(
+    plan: Plan, x: Tensor, steps: int, p: LIFParams, save: bool
+) -> tuple[Tensor, Tensor | None, str]:
     nhwc = is_channels_last_step(x if steps > 0 else x[0])
-    spikes, h = backends.call(name, "lif_forward", _in(x, nhwc), steps, p.decay, p.threshold, save)
-    return _out(spikes, nhwc, x.dtype), (None if h is None else _out(h, nhwc))
+    (spikes, h), used = backends.call(plan, "lif_forward", _in(x, nhwc), steps, p.decay, p.threshold, save)
+    return _out(spikes, nhwc, x.dtype), (None if h is None else _out(h, nhwc)), used
 
 
-def _lif_backward(name: str, grad_s: Tensor, h: Tensor, static: bool, p: LIFParams) -> Tensor:
+def _lif_backward(plan: Plan, grad_s: Tensor, h: Tensor, static: bool, p: LIFParams) -> Tensor:
     nhwc = is_channels_last_step(h[0])
-    grad_x = backends.call(
-        name,
+    grad_x, _ = backends.call(
+        plan,
         "lif_backward",
         _in(grad_s, nhwc),
         _in(h, nhwc),
@@ -105,11 +115,11 @@ def _lif_backward(name: str, grad_s: Tensor, h: Tensor, static: bool, p: LIFPara
 
 
 def _gated_forward(
-    name: str, u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, save: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    plan: Plan, u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, save: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, str]:
     nhwc = is_channels_last_step(u if steps > 0 else u[0])
-    out, fired, gate, h = backends.call(
-        name,
+    (out, fired, gate, h), used = backends.call(
+        plan,
         "gated_forward",
         _in(u, nhwc),
         ta.contiguous(),
@@ -125,11 +135,12 @@ def _gated_forward(
         _out(fired, nhwc, dtype),
         _out(gate, nhwc, dtype),
         None if h is None else _out(h, nhwc),
+        used,
     )
 
 
 def _gated_backward(
-    name: str,
+    plan: Plan,
     grad_out: Tensor,
     h: Tensor,
     out: Tensor,
@@ -140,8 +151,8 @@ def _gated_backward(
     p: LIFParams,
 ) -> tuple[Tensor, Tensor, Tensor]:
     nhwc = is_channels_last_step(h[0])
-    grad_u, grad_ta, grad_sca = backends.call(
-        name,
+    (grad_u, grad_ta, grad_sca), _ = backends.call(
+        plan,
         "gated_backward",
         _in(grad_out, nhwc),
         _in(h, nhwc),
@@ -162,18 +173,25 @@ def _gated_backward(
     )
 
 
+def _from(plan: Plan, used: str) -> Plan:
+    """The plan of a backward pass: the backend that ran the forward pass first (its saved
+    membrane is in that backend's dtype), then the later ones of the forward's plan."""
+    return Plan(plan.setting, plan.names[plan.names.index(used) :])
+
+
 # --------------------------------------------------------------------------------------------
-# Eager: autograd Functions carrying the LIFParams and the backend chosen in the forward pass.
+# Eager: autograd Functions carrying the LIFParams and the backend that ran the forward pass.
 # --------------------------------------------------------------------------------------------
 
 
 class _LIFFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, steps: int, p: LIFParams, save: bool) -> Tensor:  # type: ignore[override]
-        ctx.backend = backends.select(x, p.surrogate_code)
-        spikes, h = _lif_forward(ctx.backend, x, steps, p, save)
+    def forward(ctx, x: Tensor, steps: int, p: LIFParams, save: bool, backend: str) -> Tensor:  # type: ignore[override]
+        plan = backends.plan(backend, x, p.surrogate_code)
+        spikes, h, used = _lif_forward(plan, x, steps, p, save)
         if save:
             ctx.save_for_backward(h)
+        ctx.plan = _from(plan, used)
         ctx.static = steps > 0
         ctx.lif = p
         return spikes
@@ -181,7 +199,7 @@ class _LIFFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s: Tensor):  # type: ignore[override]
         (h,) = ctx.saved_tensors
-        return _lif_backward(ctx.backend, grad_s, h, ctx.static, ctx.lif), None, None, None
+        return _lif_backward(ctx.plan, grad_s, h, ctx.static, ctx.lif), None, None, None, None
 
 
 class _GatedFunction(torch.autograd.Function):
@@ -189,13 +207,14 @@ class _GatedFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, save: bool
+        ctx, u: Tensor, ta: Tensor, sca: Tensor, steps: int, p: LIFParams, save: bool, backend: str
     ) -> tuple[Tensor, Tensor, Tensor]:
-        ctx.backend = backends.select(u, p.surrogate_code)
-        out, fired, gate, h = _gated_forward(ctx.backend, u, ta, sca, steps, p, save)
+        plan = backends.plan(backend, u, p.surrogate_code)
+        out, fired, gate, h, used = _gated_forward(plan, u, ta, sca, steps, p, save)
         if save:
             # the output O = gate * S stands for S in the backward pass (dO/dz = dO * O * (1 - gate))
             ctx.save_for_backward(h, out, gate, ta, sca)
+        ctx.plan = _from(plan, used)
         ctx.static = steps > 0
         ctx.lif = p
         ctx.mark_non_differentiable(fired, gate)
@@ -206,14 +225,15 @@ class _GatedFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor | None, _g_fired, _g_gate):  # type: ignore[override]
         if grad_out is None:  # only the non-differentiable outputs were used
-            return (None,) * 6
+            return (None,) * 7
         h, out, gate, ta, sca = ctx.saved_tensors
-        grads = _gated_backward(ctx.backend, grad_out, h, out, gate, ta, sca, ctx.static, ctx.lif)
-        return (*grads, None, None, None)
+        grads = _gated_backward(ctx.plan, grad_out, h, out, gate, ta, sca, ctx.static, ctx.lif)
+        return (*grads, None, None, None, None)
 
 
 # --------------------------------------------------------------------------------------------
 # Tracing: custom operators with fake kernels (exact shapes, dtypes, strides) and autograd.
+# The backend setting is a plain string argument, resolved when the operator runs.
 # --------------------------------------------------------------------------------------------
 
 
@@ -230,15 +250,17 @@ def _lif_op(
     surrogate: int,
     detach_reset: bool,
     save: bool,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:
     p = _params(decay, threshold, surrogate, detach_reset)
-    spikes, h = _lif_forward(backends.select(x, surrogate), x, steps, p, save)
+    plan = backends.plan(backends.check_backend(backend), x, surrogate)
+    spikes, h, _ = _lif_forward(plan, x, steps, p, save)
     hd = _h_dtype(x.dtype)
     return spikes, (x.new_empty(0, dtype=hd) if h is None else h.to(hd))
 
 
 @_lif_op.register_fake
-def _lif_fake(x, steps, decay, threshold, surrogate, detach_reset, save):
+def _lif_fake(x, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
     step = x if steps > 0 else x[0]
     shape = (steps if steps > 0 else x.shape[0], *step.shape)
     nhwc = is_channels_last_step(step)
@@ -257,22 +279,24 @@ def _lif_backward_op(
     threshold: float,
     surrogate: int,
     detach_reset: bool,
+    backend: str = "auto",
 ) -> Tensor:
     p = _params(decay, threshold, surrogate, detach_reset)
-    return _lif_backward(backends.select(grad_s, surrogate), grad_s, h, is_static, p)
+    plan = backends.plan(backends.check_backend(backend), grad_s, surrogate)
+    return _lif_backward(plan, grad_s, h, is_static, p)
 
 
 @_lif_backward_op.register_fake
-def _lif_backward_fake(grad_s, h, is_static, decay, threshold, surrogate, detach_reset):
+def _lif_backward_fake(grad_s, h, is_static, decay, threshold, surrogate, detach_reset, backend="auto"):
     shape = h.shape[1:] if is_static else h.shape
     return _empty_out(shape, is_channels_last_step(h[0]), grad_s.dtype, h.device)
 
 
 def _lif_setup(ctx, inputs, output) -> None:
-    x, steps, decay, threshold, surrogate, detach_reset, save = inputs
+    x, steps, decay, threshold, surrogate, detach_reset, save, *backend = inputs
     ctx.save_for_backward(output[1])
     ctx.static = steps > 0
-    ctx.lif = (decay, threshold, surrogate, detach_reset)
+    ctx.lif = (decay, threshold, surrogate, detach_reset, *backend)
     ctx.mark_non_differentiable(output[1])
 
 
@@ -281,7 +305,7 @@ def _lif_op_backward(ctx, grad_s: Tensor, _grad_h):
     if h.numel() == 0 and grad_s.numel() != 0:
         raise RuntimeError("gac_coding::lif: backward through a call made without save=True")
     grad_x = torch.ops.gac_coding.lif_backward(grad_s, h, ctx.static, *ctx.lif)
-    return grad_x, None, None, None, None, None, None
+    return grad_x, None, None, None, None, None, None, None
 
 
 _lif_op.register_autograd(_lif_op_backward, setup_context=_lif_setup)
@@ -298,15 +322,17 @@ def _gated_op(
     surrogate: int,
     detach_reset: bool,
     save: bool,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     p = _params(decay, threshold, surrogate, detach_reset)
-    out, fired, gate, h = _gated_forward(backends.select(u, surrogate), u, ta, sca, steps, p, save)
+    plan = backends.plan(backends.check_backend(backend), u, surrogate)
+    out, fired, gate, h, _ = _gated_forward(plan, u, ta, sca, steps, p, save)
     hd = _h_dtype(u.dtype)
     return out, fired, gate, (u.new_empty(0, dtype=hd) if h is None else h.to(hd))
 
 
 @_gated_op.register_fake
-def _gated_fake(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save):
+def _gated_fake(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
     step = u if steps > 0 else u[0]
     shape = (ta.shape[0], *step.shape)
     nhwc = is_channels_last_step(step)
@@ -329,15 +355,16 @@ def _gated_backward_op(
     threshold: float,
     surrogate: int,
     detach_reset: bool,
+    backend: str = "auto",
 ) -> tuple[Tensor, Tensor, Tensor]:
     p = _params(decay, threshold, surrogate, detach_reset)
-    name = backends.select(grad_out, surrogate)
-    return _gated_backward(name, grad_out, h, out, gate, ta, sca, u_static, p)
+    plan = backends.plan(backends.check_backend(backend), grad_out, surrogate)
+    return _gated_backward(plan, grad_out, h, out, gate, ta, sca, u_static, p)
 
 
 @_gated_backward_op.register_fake
 def _gated_backward_fake(
-    grad_out, h, out, gate, ta, sca, u_static, decay, threshold, surrogate, detach_reset
+    grad_out, h, out, gate, ta, sca, u_static, decay, threshold, surrogate, detach_reset, backend="auto"
 ):
     nhwc = is_channels_last_step(h[0])
     grad_u = _empty_out(h.shape[1:] if u_static else h.shape, nhwc, grad_out.dtype, h.device)
@@ -347,11 +374,11 @@ def _gated_backward_fake(
 
 
 def _gated_setup(ctx, inputs, output) -> None:
-    u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save = inputs
+    u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save, *backend = inputs
     out, fired, gate, h = output
     ctx.save_for_backward(h, out, gate, ta, sca)
     ctx.static = steps > 0
-    ctx.lif = (decay, threshold, surrogate, detach_reset)
+    ctx.lif = (decay, threshold, surrogate, detach_reset, *backend)
     ctx.mark_non_differentiable(fired, gate, h)
 
 
@@ -360,11 +387,10 @@ def _gated_op_backward(ctx, grad_out: Tensor, _g_fired, _g_gate, _g_h):
     if h.numel() == 0 and grad_out.numel() != 0:
         raise RuntimeError("gac_coding::gated_lif: backward through a call made without save=True")
     grads = torch.ops.gac_coding.gated_lif_backward(grad_out, h, out, gate, ta, sca, ctx.static, *ctx.lif)
-    return (*grads, None, None, None, None, None, None)
+    return (*grads, None, None, None, None, None, None, None)
 
 
 _gated_op.register_autograd(_gated_op_backward, setup_context=_gated_setup)
-
 
 # --------------------------------------------------------------------------------------------
 # The same dynamics as differentiable torch operations (callable surrogates under tracing; a
@@ -424,14 +450,14 @@ def _gate(ta: Tensor, sca: Tensor, dims: int) -> Tensor:
     return torch.sigmoid(sca * ta.reshape(*ta.shape, *([1] * (dims - 2))))
 
 
-def _lif_op_inference(x, steps, decay, threshold, surrogate, detach_reset, save):
+def _lif_op_inference(x, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
     hd = _h_dtype(x.dtype)  # the membrane's dtype in every backend (float32 for half types)
     p = _params(decay, threshold, surrogate, detach_reset)
     spikes, h = lif_decomposed(x.to(hd), steps, p, differentiable=False)
     return spikes.to(x.dtype), (h if save else x.new_empty(0, dtype=hd))
 
 
-def _gated_op_inference(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save):
+def _gated_op_inference(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
     spikes, h = _lif_op_inference(u, steps, decay, threshold, surrogate, detach_reset, save)
     gate = _gate(ta, sca, spikes.dim())
     return gate * spikes, spikes, gate, h
@@ -460,7 +486,7 @@ def _tracing() -> bool:
     return torch.compiler.is_compiling() or torch.jit.is_tracing()
 
 
-def lif(x: Tensor, params: LIFParams, *, steps: int | None = None) -> Tensor:
+def lif(x: Tensor, params: LIFParams, *, steps: int | None = None, backend: str = "auto") -> Tensor:
     """Multi-step LIF spikes ``[T, B, ...]`` (0./1., dtype of ``x``).
 
     Args:
@@ -468,6 +494,7 @@ def lif(x: Tensor, params: LIFParams, *, steps: int | None = None) -> Tensor:
             of ``steps`` steps (its gradient is the sum over the steps).
         params: the neuron settings.
         steps: number of steps for a static input; ``None`` for a sequence.
+        backend: the backend setting of this call (:mod:`gac_coding.ops.backends`).
 
     Example:
         >>> import torch
@@ -485,22 +512,20 @@ def lif(x: Tensor, params: LIFParams, *, steps: int | None = None) -> Tensor:
         if x.dim() < 1 or x.shape[0] < 1:
             raise ValueError(f"x: expected a sequence [T, B, ...] with T >= 1, got shape {tuple(x.shape)}")
         n = 0
-    elif isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}")
     else:
-        n = steps
+        n = positive_int("steps", steps)
     save = torch.is_grad_enabled() and x.requires_grad
     if _tracing():
         code = params.surrogate_code
         if code is None:
             return lif_decomposed(x, n, params)[0]
         p = params
-        return torch.ops.gac_coding.lif(x, n, p.decay, p.threshold, code, p.detach_reset, save)[0]
-    return _LIFFunction.apply(x, n, params, save)
+        return torch.ops.gac_coding.lif(x, n, p.decay, p.threshold, code, p.detach_reset, save, backend)[0]
+    return _LIFFunction.apply(x, n, params, save, backends.check_backend(backend))
 
 
 def gated_lif(
-    u: Tensor, ta: Tensor, sca: Tensor, params: LIFParams, *, static: bool = False
+    u: Tensor, ta: Tensor, sca: Tensor, params: LIFParams, *, static: bool = False, backend: str = "auto"
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Spikes of ``u`` gated by ``sigmoid(ta * sca)``, fused over time.
 
@@ -511,6 +536,7 @@ def gated_lif(
         sca: spatial-channel scores, ``[B, ...]`` (the same at every step) or ``[T, B, ...]``.
         params: the LIF's settings.
         static: whether ``u`` is a single step repeated ``T = ta.shape[0]`` times.
+        backend: the backend setting of this call (:mod:`gac_coding.ops.backends`).
 
     Returns:
         ``(out, spikes, gate)``: the gated output ``[T, B, ...]`` (differentiable), the spikes
@@ -551,7 +577,7 @@ def gated_lif(
             return gated_lif_decomposed(u, ta, sca, steps, params)[:3]
         p = params
         out, fired, gate, _ = torch.ops.gac_coding.gated_lif(
-            u, ta, sca, steps, p.decay, p.threshold, code, p.detach_reset, save
+            u, ta, sca, steps, p.decay, p.threshold, code, p.detach_reset, save, backend
         )
         return out, fired, gate
-    return _GatedFunction.apply(u, ta, sca, steps, params, save)
+    return _GatedFunction.apply(u, ta, sca, steps, params, save, backends.check_backend(backend))

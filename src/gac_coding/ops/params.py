@@ -7,11 +7,12 @@ mapping too, so ``LIF(**params)``, ``dict(params)`` and ``RECIPES["cifar"]["deca
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import Tensor
+
+from .._checks import real
 
 __all__ = [
     "RECIPES",
@@ -68,12 +69,6 @@ def resolve_surrogate(surrogate: SurrogateLike) -> SurrogateFn:
     )
 
 
-def _real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    return float(value)
-
-
 @dataclasses.dataclass(frozen=True)
 class LIFParams:
     """The settings of a LIF neuron, checked when the value is made.
@@ -100,12 +95,8 @@ class LIFParams:
     _code: int | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        decay = _real("decay", self.decay)
-        threshold = _real("threshold", self.threshold)
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"decay: expected a value in [0, 1], got {self.decay}")
-        if not 0.0 < threshold < math.inf:  # also rejects NaN
-            raise ValueError(f"threshold: expected a finite value > 0, got {self.threshold}")
+        decay = real("decay", self.decay, 0, 1)
+        threshold = real("threshold", self.threshold, 0, low_open=True, what="a finite value")
         resolve_surrogate(self.surrogate)  # raises for an unknown name or a non-callable
         if not isinstance(self.detach_reset, (bool, int)) or self.detach_reset not in (0, 1):
             raise TypeError(f"detach_reset: expected a bool, got {self.detach_reset!r}")

@@ -1,4 +1,4 @@
-"""Training: data sets, losses, CutMix, Poisson coding, safe checkpoints, the loop, the demo.
+"""Training: data sets, losses, CutMix, safe checkpoints, the loop, the demo.
 
 Needs the ``train`` extra (``pip install "gac-coding[train]"``): torchvision, scikit-learn,
 matplotlib, tqdm and safetensors. Nothing here downloads anything.
@@ -9,11 +9,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .._deprecated import moved_attribute
+
 # Names are imported from their submodule on first use (PEP 562), so that importing one submodule
 # (e.g. ``gac_coding.train.data`` for the CLI's ``--dataset`` choices) does not import the rest
 # and ``gac-coding --help`` runs without the train extra.
 _SOURCES = {
-    "MixedTarget": "augment", "cutmix": "augment", "poisson_encode": "augment",
+    "MixedTarget": "augment", "cutmix": "augment",
     "CheckpointError": "checkpoint", "UnsafeCheckpointError": "checkpoint",
     "atomic_write": "checkpoint", "load_checkpoint": "checkpoint",
     "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
@@ -27,7 +29,7 @@ _SOURCES = {
 
 def __getattr__(name: str) -> Any:
     if name not in _SOURCES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return moved_attribute(__name__, name)  # poisson_encode, now gac_coding.coding.rate_encode
     value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
     globals()[name] = value
     return value
@@ -55,7 +57,6 @@ __all__ = [
     "fit",
     "load_checkpoint",
     "load_digits_split",
-    "poisson_encode",
     "save_checkpoint",
     "save_safetensors",
     "seed_everything",

@@ -1,7 +1,8 @@
-"""Batch-level augmentation (CutMix) and Poisson rate coding.
+"""Batch-level augmentation: CutMix.
 
-CutMix draws from torch's global random generator (Poisson coding too, unless a ``generator`` is
-given), so a training run seeded once, and resumed with its saved random states, repeats every draw.
+CutMix draws from torch's global random generator, so a training run seeded once, and resumed with
+its saved random states, repeats every draw. (Rate coding, formerly ``poisson_encode`` here, is a
+coding: :func:`gac_coding.coding.rate_encode` and :class:`gac_coding.coding.RateEncoder`.)
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["MixedTarget", "cutmix", "poisson_encode"]
+from .._checks import probability as _probability
+from .._checks import real
+from .._deprecated import moved_names
+
+__all__ = ["MixedTarget", "cutmix"]
 
 
 @dataclass
@@ -22,12 +27,6 @@ class MixedTarget:
     y_a: Tensor
     y_b: Tensor
     lam: float
-
-
-def _check_probability(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}: expected a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def cutmix(
@@ -49,13 +48,12 @@ def cutmix(
         >>> xm.shape, 0.0 <= target.lam <= 1.0
         (torch.Size([4, 3, 8, 8]), True)
     """
-    probability = _check_probability("probability", probability)
+    probability = _probability("probability", probability)
     if x.dim() != 4:
         raise ValueError(f"x: expected a static batch [B, C, H, W], got shape {tuple(x.shape)}")
     if y.shape != (x.shape[0],):
         raise ValueError(f"y: expected shape ({x.shape[0]},), got {tuple(y.shape)}")
-    if not beta > 0:
-        raise ValueError(f"beta: expected > 0, got {beta!r}")
+    real("beta", beta, 0, low_open=True)
     if probability == 0.0 or float(torch.rand(())) >= probability:
         return x, y
     dist = torch.distributions.Beta(torch.tensor(float(beta)), torch.tensor(float(beta)))
@@ -74,24 +72,4 @@ def cutmix(
     return mixed, MixedTarget(y_a=y, y_b=y[perm], lam=lam)
 
 
-def poisson_encode(x: Tensor, T: int, *, generator: torch.Generator | None = None) -> Tensor:
-    """Poisson (Bernoulli) rate coding: ``[B, ...]`` intensities in ``[0, 1]`` -> ``[T, B, ...]``.
-
-    Each step emits a spike with probability equal to the pixel's intensity, independently over
-    time, so the expected rate over ``T`` steps is the intensity itself.
-
-    Example:
-        >>> s = poisson_encode(torch.full((2, 1, 4, 4), 0.5), T=8)
-        >>> s.shape, bool(((s == 0) | (s == 1)).all())
-        (torch.Size([8, 2, 1, 4, 4]), True)
-    """
-    if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError(f"x: expected a floating-point tensor, got {getattr(x, 'dtype', type(x))}")
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"T: expected an integer >= 1, got {T!r}")
-    if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
-        raise ValueError(
-            f"x: Poisson coding expects intensities in [0, 1], got [{float(x.min())}, {float(x.max())}]"
-        )
-    probs = x.unsqueeze(0).expand(T, *x.shape)
-    return torch.bernoulli(probs, generator=generator)
+__getattr__ = moved_names(__name__)  # poisson_encode, now gac_coding.coding.rate_encode

@@ -40,6 +40,7 @@ __all__ = [
     "DataSpec",
     "TensorImageDataset",
     "build_datasets",
+    "dataset_input_size",
     "load_cifar",
     "load_digits_split",
 ]
@@ -104,6 +105,16 @@ class DataSpec:
     #: how a DataLoader stacks samples (``None``: PyTorch's default); event data sets give
     #: time-major batches ``[T, B, C, H, W]``
     collate_fn: Callable[..., Any] | None = None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the images or frames as the model receives them (square here)."""
+        return (self.image_size, self.image_size)
+
+    @property
+    def test_split(self) -> str:
+        """What the data set calls the split in :attr:`test`, the one a run validates on."""
+        return "val" if self.name == "imagefolder" else "test"
 
 
 class TensorImageDataset(Dataset):
@@ -369,6 +380,30 @@ def _rgb_loader(path: str) -> Any:
 
 
 # -------------------------------------------------------------------------------------- factory
+def dataset_input_size(
+    name: str, *, image_size: int | None = None, events: dict[str, Any] | None = None
+) -> tuple[int, int]:
+    """``(H, W)`` that :func:`build_datasets` gives data set ``name``, without reading any data.
+
+    ``image_size``: the ``imagefolder`` crop (default 224); ``events``: an event data set's frame
+    options (their ``size``, else the sensor's size).
+
+    Example:
+        >>> dataset_input_size("digits"), dataset_input_size("cifar100"), dataset_input_size("nmnist")
+        ((8, 8), (32, 32), (34, 34))
+    """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
+    if name in _EVENT_DATASETS:
+        from .events import event_frame_size
+
+        return event_frame_size(name, (events or {}).get("size"))
+    side = {"digits": 8, "cifar10": 32, "cifar100": 32}.get(name)
+    if side is None:
+        side = 224 if image_size is None else int(image_size)
+    return (side, side)
+
+
 def build_datasets(
     name: str,
     data_dir: str | os.PathLike[str] | None = None,
@@ -413,7 +448,7 @@ def build_datasets(
             test=TensorImageDataset(x_te, y_te),
             num_classes=10,
             in_channels=1,
-            image_size=8,
+            image_size=dataset_input_size(name)[0],
             class_names=[str(i) for i in range(10)],
         )
     if name in _CIFAR_LAYOUT:
@@ -425,10 +460,10 @@ def build_datasets(
             test=TensorImageDataset(x_te, y_te, _CifarTransform(mean, std, train=False)),
             num_classes=len(names),
             in_channels=3,
-            image_size=32,
+            image_size=dataset_input_size(name)[0],
             class_names=names,
         )
-    size = 224 if image_size is None else int(image_size)
+    size = dataset_input_size(name, image_size=image_size)[0]
     if size < 8:
         raise ValueError(f"image_size: expected an integer >= 8, got {image_size!r}")
     return _imagefolder(data_dir, size)

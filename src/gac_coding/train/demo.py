@@ -1,17 +1,27 @@
-"""``gac-coding demo``: direct coding vs Poisson rate coding vs GAC on scikit-learn's digits.
+"""``gac-coding demo``: the input codings compared on scikit-learn's digits.
 
-The same small backbone (``msresnet_tiny``, an MS-ResNet with a 16-channel stem) is trained three
-ways on the fixed digits split (1437 training / 360 test images, 8x8, grey):
+The same small backbone (``msresnet_tiny``, an MS-ResNet with a 16-channel stem) is trained once per
+coding of :data:`gac_coding.coding.CODINGS` on the fixed digits split (1437 training / 360 test
+images, 8x8, grey), each model fed the static images:
 
-* ``direct``: the static image is fed at every step (``gac=False``);
-* ``poisson``: Bernoulli spikes drawn per step from the pixel intensities, a ``[T, B, 1, 8, 8]``
-  sequence fed to the same ``gac=False`` model;
-* ``gac``: the static image through the Gated Attention Coding encoder (``gac=True``).
+* ``direct``: the stem's output, the same at every step;
+* ``rate``: Bernoulli spikes drawn per step from the pixel intensities (Poisson rate coding);
+* ``latency``: one spike per pixel, brighter pixels earlier (time-to-first-spike);
+* ``gac``: the Gated Attention Coding encoder.
 
 For every coding and seed it records the final test accuracy, the mean firing rate of the network's
 spiking neurons on the test set (:func:`gac_coding.analysis.mean_firing_rate`), and the paper's energy
-estimate per image (:func:`gac_coding.energy.estimate_energy`). Results go to ``demo.json``;
-``demo.png`` compares them.
+estimate per image (:func:`gac_coding.energy.estimate_energy`); a coding that draws random spikes
+draws the same ones for both, from a generator seeded per run. Results go to ``demo.json``;
+``demo.png`` compares them. Both are written into the output folder and nowhere else, each
+atomically; a folder that already holds them is refused before any training unless
+``overwrite=True`` (``--overwrite``).
+
+The best coding is the one with the highest mean test accuracy, unless another is **tied** with it:
+two codings tie when the difference of their mean accuracies is at most the larger of their two
+standard errors of the mean over seeds (``std / sqrt(seeds)``; with one seed, only equal accuracies
+tie). Then ``best_coding`` is ``None``, ``tied`` lists the codings tied with the highest, and the
+table says "tie". This is a plain rule, not a significance test.
 """
 
 from __future__ import annotations
@@ -30,16 +40,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._checks import boolean, positive_int
 from ..analysis import mean_firing_rate
+from ..coding import CODINGS
 from ..energy import estimate_energy
-from .augment import poisson_encode
+from .checkpoint import atomic_write
 from .data import DataSpec, build_datasets
-from .engine import CODINGS, TrainConfig, fit
+from .engine import TrainConfig, fit
 
-__all__ = ["CODINGS", "CODING_LABELS", "DEMO_DEFAULTS", "firing_rate", "run_demo"]
+__all__ = [
+    "CODINGS",
+    "CODING_LABELS",
+    "DEMO_DEFAULTS",
+    "DEMO_FILES",
+    "best_codings",
+    "firing_rate",
+    "run_demo",
+]
 
-#: How each of the training loop's :data:`~gac_coding.train.engine.CODINGS` is called in the table.
-CODING_LABELS: dict[str, str] = {"direct": "direct coding", "poisson": "Poisson rate coding", "gac": "GAC"}
+#: How each coding of :data:`gac_coding.coding.CODINGS` is called in the table (its encoder's label).
+CODING_LABELS: dict[str, str] = {name: cls.label for name, cls in CODINGS.items()}
 
 #: Defaults of ``gac-coding demo`` (sized to finish within 5 minutes on 2 CPU cores).
 DEMO_DEFAULTS: dict[str, Any] = {
@@ -50,6 +70,49 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "lr": 0.1,
     "model": "msresnet_tiny",
 }
+
+
+#: The files a demo writes into its output folder.
+DEMO_FILES: tuple[str, ...] = ("demo.json", "demo.png")
+
+TIE_RULE = (
+    "tie: the difference of mean test accuracies is at most the larger standard error of the "
+    "mean over seeds (std / sqrt(seeds))"
+)
+
+
+def best_codings(results: dict[str, dict[str, Any]]) -> list[str]:
+    """The codings tied for the highest mean test accuracy (one name when there is no tie).
+
+    ``results[name]`` holds ``test_acc_mean`` and ``test_acc_sem``; a coding ties with the best
+    when ``best_mean - its_mean <= max(best_sem, its_sem)``. Listed from the highest mean down.
+
+    Example:
+        >>> best_codings({"a": {"test_acc_mean": 0.98, "test_acc_sem": 0.002},
+        ...               "b": {"test_acc_mean": 0.97, "test_acc_sem": 0.004},
+        ...               "c": {"test_acc_mean": 0.978, "test_acc_sem": 0.003}})
+        ['a', 'c']
+    """
+    order = sorted(results, key=lambda k: results[k]["test_acc_mean"], reverse=True)
+    top = results[order[0]]
+    return [
+        name
+        for name in order
+        if top["test_acc_mean"] - results[name]["test_acc_mean"]
+        <= max(top["test_acc_sem"], results[name]["test_acc_sem"])
+    ]
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any training, an output folder that is a file or holds a demo's results."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: expected a folder, got an existing file {out}")
+    present = [name for name in DEMO_FILES if (out / name).exists()]
+    if present and not overwrite:
+        raise FileExistsError(
+            f"out: {out} already holds the results of an earlier demo ({', '.join(present)}); "
+            f"pass --overwrite (overwrite=True) to replace them, or choose another --out folder"
+        )
 
 
 def firing_rate(model: nn.Module, x: Tensor) -> float:
@@ -67,12 +130,6 @@ def _summary(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return mean, std
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def _train_one(
@@ -98,15 +155,20 @@ def _train_one(
             device="cpu", progress=False,
         )  # fmt: skip
         result = fit(config, log=lambda _m: None, on_epoch_end=tick, data=spec)
-        x_test = spec.test.images
-        gen = torch.Generator().manual_seed(10_000 + seed)
-        x = poisson_encode(x_test, T, generator=gen) if name == "poisson" else x_test
+        x_test, model = spec.test.images, result.model
+
+        def seeded() -> nn.Module:
+            # a coding that draws spikes draws the same ones for each measurement
+            if hasattr(model.encoder, "generator"):
+                model.encoder.generator = torch.Generator().manual_seed(10_000 + seed)
+            return model
+
         return {
             "seed": seed,
             "test_acc": result.history[-1]["val_acc"],
             "best_test_acc": result.best_val_acc,
-            "firing_rate": firing_rate(result.model, x),
-            "energy_mj_per_image": _energy_per_image(result.model, x),
+            "firing_rate": firing_rate(seeded(), x_test),
+            "energy_mj_per_image": _energy_per_image(seeded(), x_test),
             "seconds": round(time.perf_counter() - started, 2),
             "history": result.history,
         }
@@ -130,24 +192,31 @@ def run_demo(
     workers: int | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Train the three codings for ``seeds`` seeds each; write ``out/demo.json`` and ``out/demo.png``.
+    """Train every coding of :data:`gac_coding.coding.CODINGS` for ``seeds`` seeds each; write
+    ``out/demo.json`` and ``out/demo.png``.
 
-    The ``3 x seeds`` runs are independent; they run in ``workers`` processes (default: up to 2,
+    The ``codings x seeds`` runs are independent; they run in ``workers`` processes (default: up to 2,
     one per CPU core), each on one thread, which keeps tiny convolutions efficient and degrades
     gracefully on a busy machine. Every run is seeded, so the numbers do not depend on
     ``workers``. Returns the dictionary written to ``demo.json``.
+
+    An ``out`` folder that already holds ``demo.json`` or ``demo.png`` raises
+    ``FileExistsError`` before any training, unless ``overwrite=True``. The folder is made when
+    the results are written; nothing is written elsewhere.
     """
-    epochs = _check_int("epochs", epochs)
-    seeds = _check_int("seeds", seeds)
-    T = _check_int("T", T)
-    batch_size = _check_int("batch_size", batch_size)
+    epochs = positive_int("epochs", epochs)
+    seeds = positive_int("seeds", seeds)
+    T = positive_int("T", T)
+    batch_size = positive_int("batch_size", batch_size)
     if workers is None:
         workers = max(1, min(2, os.cpu_count() or 1))
-    workers = _check_int("workers", workers)
+    workers = positive_int("workers", workers)
+    boolean("overwrite", overwrite)
     say = log or (lambda m: print(m, flush=True))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out, overwrite)
     spec: DataSpec = build_datasets("digits")
     jobs = [(name, seed) for name in CODINGS for seed in range(seeds)]
     workers = min(workers, len(jobs))
@@ -205,14 +274,15 @@ def run_demo(
         results[name] = {
             "label": CODING_LABELS[name],
             "gac": name == "gac",
-            "input": "Bernoulli spikes [T, B, 1, 8, 8]" if name == "poisson" else "static image",
+            "encoder": CODINGS[name].__name__,
             "test_acc_mean": acc_mean,
             "test_acc_std": acc_std,
+            "test_acc_sem": acc_std / seeds**0.5,
             "firing_rate_mean": statistics.fmean(r["firing_rate"] for r in mine),
             "energy_mj_per_image_mean": statistics.fmean(energies),
             "runs": mine,
         }
-    winner = max(results, key=lambda k: results[k]["test_acc_mean"])
+    tied = best_codings(results)
     report = {
         "task": "scikit-learn digits, fixed stratified split (seed 0)",
         "model": DEMO_DEFAULTS["model"],
@@ -228,10 +298,13 @@ def run_demo(
         },
         "split": {"train": len(spec.train), "test": len(spec.test)},
         "codings": results,
-        "best_coding": winner,
+        "best_coding": tied[0] if len(tied) == 1 else None,
+        "tied": tied if len(tied) > 1 else [],
+        "tie_rule": TIE_RULE,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    (out / "demo.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out / "demo.json", lambda fh: fh.write(text.encode("utf-8")))
     _plot(report, out / "demo.png")
     say(format_table(report))
     say(f"wrote {out / 'demo.json'} and {out / 'demo.png'} ({report['seconds']:.0f}s)")
@@ -247,8 +320,16 @@ def format_table(report: dict[str, Any]) -> str:
         energy_s = f"{res['energy_mj_per_image_mean'] * 1e3:.2f} uJ"
         acc = f"{100 * res['test_acc_mean']:.2f} ± {100 * res['test_acc_std']:.2f} %"
         lines.append(f"{res['label']:<22}{acc:>22}{res['firing_rate_mean']:>14.3f}{energy_s:>16}")
-    best = report["codings"][report["best_coding"]]["label"]
-    lines.append(f"(mean ± std over {seeds} seed(s); highest mean test accuracy: {best})")
+    codings = report["codings"]
+    if report["best_coding"] is not None:
+        verdict = f"highest mean test accuracy: {codings[report['best_coding']]['label']}"
+    else:
+        verdict = (
+            "tie for the highest mean test accuracy: "
+            + " and ".join(codings[name]["label"] for name in report["tied"])
+            + " (the difference is within the larger standard error of the mean)"
+        )
+    lines.append(f"(mean ± std over {seeds} seed(s); {verdict})")
     return "\n".join(lines)
 
 
@@ -260,7 +341,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
     codings = report["codings"]
     names = list(codings)
-    colors = {"direct": "tab:gray", "poisson": "tab:blue", "gac": "tab:red"}
+    ticks = ["\n".join(codings[n]["label"].rsplit(" ", 1)) for n in names]  # two lines: no overlap
+    colors = {"direct": "tab:gray", "rate": "tab:blue", "latency": "tab:purple", "gac": "tab:red"}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     ax = axes[0]
     for i, name in enumerate(names):
@@ -275,7 +357,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             alpha=0.7,
         )
         ax.scatter([i] * len(accs), accs, color="black", s=12, zorder=3)
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     lows = [100 * min(r["test_acc"] for r in codings[n]["runs"]) for n in names]
     ax.set_ylim(max(0.0, min(lows) - 5), 100)
     ax.set_ylabel("test accuracy (%)")
@@ -307,11 +389,13 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             va="bottom",
             fontsize=7,
         )
-    ax.set_xticks(range(len(names)), [codings[n]["label"] for n in names], fontsize=8)
+    ax.set_xticks(range(len(names)), ticks, fontsize=8)
     cfg = report["config"]
     fig.suptitle(
         f"msresnet_tiny on digits, T={cfg['T']}, {cfg['epochs']} epochs, {cfg['seeds']} seed(s)", fontsize=10
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120))
+    finally:
+        plt.close(fig)

@@ -10,6 +10,10 @@ time-averaged logits or TET, optional label smoothing and CutMix, automatic mixe
 data-order generator from ``last.pt``: on CPU with the same seed the continued run reproduces the
 metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
 
+``backend`` sets the backend of every neuron of the model (:mod:`gac_coding.ops.backends`;
+``"auto"``, the default, leaves the model's own settings). The backend the neurons run on is
+printed at the start and recorded in the checkpoints' ``config`` as ``backend_used``.
+
 ``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
 written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
 ``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
@@ -21,10 +25,10 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +39,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from .._checks import integer, real
+from ..coding import CODINGS, check_coding
+from ..coding.registry import coding_from_gac_flag
+from ..ops import backends
 from . import distributed as dist_utils
-from .augment import MixedTarget, cutmix, poisson_encode
+from .augment import MixedTarget, cutmix
 from .checkpoint import (
     append_jsonl,
     atomic_write,
@@ -59,11 +67,9 @@ __all__ = [
     "seed_everything",
 ]
 
-#: How images reach the spiking backbone: ``"gac"``, the static image through the model's GAC
-#: encoder; ``"direct"``, the static image at every step (the model built without GAC);
-#: ``"poisson"``, Bernoulli spike trains ``[T, B, C, H, W]`` drawn from the pixel intensities (the
-#: model built without GAC).
-CODINGS: tuple[str, ...] = ("direct", "poisson", "gac")
+# ``CODINGS`` (re-exported): the names of the input codings, :data:`gac_coding.coding.CODINGS`;
+# ``TrainConfig(coding=...)`` builds the model with that coding's encoder, which turns the images
+# into its code inside the model (rate coding draws its spikes there, from torch's global generator).
 #: Files that mark a folder as holding a training run.
 RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "model.safetensors")
 CHECKPOINT_FORMAT = "gac-coding/train-checkpoint-v1"
@@ -97,34 +103,23 @@ class TrainConfig:
     device: str | None = None
     image_size: int | None = None
     coding: str = "gac"
+    #: backend setting of every neuron of the model (``"auto"``: the model's own, by default auto)
+    backend: str = "auto"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
     #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
     events: dict[str, Any] = field(default_factory=dict)
-    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or ``"poisson"`` given
+    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or the coding given
     #: with it), ``gac=True`` meant ``coding="gac"``. Read when the config is made, then cleared.
     gac: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.gac is None:
-            return
-        warnings.warn(
-            "TrainConfig(gac=...) is deprecated: pass coding='gac', 'direct' or 'poisson'",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        if not isinstance(self.gac, bool):
-            raise TypeError(f"gac: expected a bool, got {type(self.gac).__name__}")
-        if self.gac and self.coding == "poisson":
-            raise ValueError(
-                "coding: Poisson rate coding feeds spikes to a model without GAC; "
-                "gac=True contradicts it (pass coding='poisson' alone)"
-            )
-        if self.gac:
-            self.coding = "gac"
-        elif self.coding == "gac":
-            self.coding = "direct"
+        # the deprecated spellings (gac=..., coding="poisson") become the coding's name, with one
+        # warning each, pointing at the TrainConfig(...) call (frames: here, the dataclass's
+        # __init__, the caller); an unknown coding is left for validate() to name
+        if self.gac is not None or self.coding == "poisson":
+            self.coding = coding_from_gac_flag(self.coding, self.gac, "TrainConfig(gac=...)", stacklevel=3)
         self.gac = None
 
     @property
@@ -136,11 +131,7 @@ class TrainConfig:
         """Raise ``ValueError``/``TypeError`` naming the first bad field."""
 
         def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
-            if value < minimum:
-                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value}")
+            integer(name, getattr(self, name), minimum)
 
         if not isinstance(self.model, str) or not self.model:
             raise ValueError(f"model: expected a model name, got {self.model!r}")
@@ -157,24 +148,15 @@ class TrainConfig:
                     f"{self.stop_after}; epochs is the schedule's length"
                 )
         positive_int("seed", 0)
-        for name in ("lr", "weight_decay", "momentum", "label_smoothing", "cutmix"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"{name}: expected a finite number, got {value!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay: expected >= 0, got {self.weight_decay}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing: expected a value in [0, 1), got {self.label_smoothing}")
-        if not 0 <= self.cutmix <= 1:
-            raise ValueError(f"cutmix: expected a probability in [0, 1], got {self.cutmix}")
+        real("lr", self.lr, 0, low_open=True)
+        real("weight_decay", self.weight_decay, 0)
+        real("momentum", self.momentum, 0, 1, high_open=True)
+        real("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
+        real("cutmix", self.cutmix, 0, 1, what="a probability")
         if self.loss not in LOSSES:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
-        if self.coding not in CODINGS:
-            raise ValueError(f"coding: expected one of {list(CODINGS)}, got {self.coding!r}")
+        self.coding = check_coding(self.coding)
+        backends.check_backend(self.backend)
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options
@@ -192,8 +174,11 @@ class TrainConfig:
             return None
         if self.cutmix > 0:
             raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
-        if self.coding == "poisson":
-            raise ValueError(f"coding: event data sets are fed as frames; got coding={self.coding!r}")
+        if CODINGS[check_coding(self.coding)].reads_intensities:
+            raise ValueError(
+                f"coding: event data sets are fed as frames, and {self.coding!r} coding reads pixel "
+                f"intensities in [0, 1]; use coding 'gac' or 'direct'"
+            )
         if not isinstance(self.events, dict):
             raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
         try:
@@ -202,18 +187,23 @@ class TrainConfig:
             raise TypeError(f"events: {exc}") from None
 
     def run_config(self) -> dict[str, Any]:
-        """The part of the config that describes the run (stored in checkpoints)."""
-        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "data_dir", "gac"}
+        """The part of the config that describes the run (stored in checkpoints); ``data_dir``
+        as an absolute path, so that ``gac-coding energy`` finds the data from any folder."""
+        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "gac"}
         config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         config["gac"] = self.uses_gac  # what the checkpoint readers look for
+        if self.data_dir is not None:
+            config["data_dir"] = str(Path(self.data_dir).expanduser().resolve())
         return config
 
 
 def saved_coding(saved: dict[str, Any]) -> str | None:
     """The ``coding`` of a checkpoint's config; checkpoints written before ``coding`` had the
-    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``."""
-    coding = saved.get("coding")
-    return "gac" if coding == "direct" and saved.get("gac") is True else coding
+    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``
+    (:func:`~gac_coding.models.checkpoints.recorded_coding`)."""
+    from ..models.checkpoints import recorded_coding
+
+    return recorded_coding(saved)
 
 
 @dataclass
@@ -253,7 +243,11 @@ def check_model_name(name: str, known: Iterable[str]) -> None:
 
 # --------------------------------------------------------------------------------- the out dir
 def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
-    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint."""
+    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint.
+
+    A new run's folder is not made here but with its first files (after the first epoch), so that
+    a run that fails before (a missing data folder, a bad option) leaves nothing behind; whether it
+    can be made is checked here, before any data is read."""
     if config.out is None:
         return None
     out = Path(config.out)
@@ -266,7 +260,7 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
                 f"out: {out} already holds another run's files ({', '.join(present)}); pass "
                 "--resume to continue that run, or choose an empty --out folder"
             )
-        out.mkdir(parents=True, exist_ok=True)
+        _check_creatable(out)
         return None
     last = out / "last.pt"
     if not last.exists():  # a folder in its place: the shared reader says so
@@ -285,6 +279,17 @@ def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
                 f"{saved.get(key)!r}, got {key}={mine!r}"
             )
     return ckpt
+
+
+def _check_creatable(out: Path) -> None:
+    """Raise ``ValueError`` unless ``out`` is a writable folder or can be made one."""
+    parent = out.absolute()
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"out: cannot make the folder {out}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"out: cannot write into {parent} (permission denied), so not {out} either")
 
 
 def _truncate_metrics(path: Path, upto_epoch: int) -> None:
@@ -327,6 +332,17 @@ def _replan_cosine(
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
+def backend_used(model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None = None) -> str:
+    """The backend(s) the neurons of ``model`` run on for the run's compute dtype, comma-separated
+    (``"none"`` for a model without the library's neurons), checked ready: the C++ kernels are
+    built here if they are chosen, and a setting that cannot run here raises now."""
+    dtype = amp_dtype
+    if dtype is None:
+        dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    used = backends.module_backends(model, device, dtype, check=True).values()
+    return ", ".join(sorted(set(used))) or "none"
+
+
 def _amp_setup(config: TrainConfig, device: torch.device, log: Logger) -> tuple[torch.dtype | None, bool]:
     if not config.amp:
         return None, False
@@ -342,12 +358,6 @@ def _batches(loader: DataLoader, device: torch.device) -> Iterator[tuple[Tensor,
     non_blocking = device.type == "cuda"
     for x, y in loader:
         yield x.to(device, non_blocking=non_blocking), y.to(device, non_blocking=non_blocking)
-
-
-def _prepare_input(x: Tensor, config: TrainConfig) -> Tensor:
-    if config.coding == "poisson":
-        return poisson_encode(x, config.T)
-    return x
 
 
 def evaluate(
@@ -367,7 +377,7 @@ def evaluate(
     )
     with torch.no_grad(), autocast:
         for x, y in _batches(loader, device):
-            logits = model(_prepare_input(x, config)).float()
+            logits = model(x).float()
             mean = logits.mean(0)
             loss_sum += nn.functional.cross_entropy(mean, y, reduction="sum").double()
             correct += (mean.argmax(1) == y).sum().double()
@@ -562,10 +572,12 @@ def _build(
         config.model,
         num_classes=spec.num_classes,
         T=config.T,
-        gac=config.uses_gac,
+        coding=config.coding,
         in_channels=spec.in_channels,
         **config.model_kwargs,
     ).to(device)
+    if config.backend != "auto":
+        backends.set_module_backend(model, config.backend)
     if ctx.rank > 0:
         seed_everything(config.seed + ctx.rank)
     data_gen = torch.Generator()
@@ -581,7 +593,9 @@ def _build(
         num_classes=spec.num_classes,
         in_channels=spec.in_channels,
         image_size=spec.image_size,
+        input_size=list(spec.input_size),
         world_size=ctx.world_size,
+        backend_used=backend_used(model, device, amp_dtype),
     )
     return _Run(
         ctx=ctx,
@@ -673,7 +687,8 @@ def _announce(run: _Run, last_epoch: int) -> None:
         run.say(
             f"training {config.model} (T={config.T}, coding={config.coding}) on "
             f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
-            f"{ctx.world_size} process(es) on {ctx.device}"
+            f"{ctx.world_size} process(es) on {ctx.device}; neuron backend "
+            f"{run.run_config['backend_used']} (setting {config.backend!r})"
         )
 
 
@@ -690,14 +705,13 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
         target: Tensor | MixedTarget = y
         if config.cutmix > 0:
             x, target = cutmix(x, y, config.cutmix)
-        inp = _prepare_input(x, config)
         autocast = (
             torch.autocast(device.type, dtype=run.amp_dtype)
             if run.amp_dtype is not None
             else contextlib.nullcontext()
         )
         with autocast:
-            logits = run.train_model(inp)
+            logits = run.train_model(x)
         loss = spike_loss(logits, target, config.loss, config.label_smoothing)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
@@ -721,7 +735,7 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
 def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -> None:
     """Rank 0 appends the epoch to ``metrics.jsonl`` and writes ``last.pt``, ``best.pt`` (when
     the test accuracy improved) and ``model.safetensors``; every rank waits for it."""
-    ctx, config, spec = run.ctx, run.config, run.spec
+    ctx = run.ctx
     rng_states = dist_utils.gather_object(ctx, capture_rng_state(run.data_gen))
     if run.out is not None and ctx.is_main:
         state = {
@@ -736,19 +750,38 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
             "best_val_acc": run.best,
             "history": run.history,
         }
+        run.out.mkdir(parents=True, exist_ok=True)  # made with the first files, not before
         append_jsonl(run.out / "metrics.jsonl", record)
         save_checkpoint(state, run.out / "last.pt")
         if improved:
             save_checkpoint(state, run.out / "best.pt")
-        meta: dict[str, Any] = {
-            "model": config.model,
-            "T": config.T,
-            "num_classes": spec.num_classes,
-            "gac": config.uses_gac,
-            "in_channels": spec.in_channels,
-            "epoch": epoch,
-        }
-        if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
-            meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
-        save_safetensors(run.model.state_dict(), run.out / "model.safetensors", metadata=meta)
+        save_safetensors(
+            run.model.state_dict(), run.out / "model.safetensors", metadata=_metadata(run, epoch)
+        )
     dist_utils.barrier(ctx)
+
+
+def _metadata(run: _Run, epoch: int) -> dict[str, str]:
+    """The metadata of ``model.safetensors`` (strings only): what rebuilds the model (model,
+    ``T``, classes, channels, ``gac``, the temporal attention) and its data (data set, folder,
+    input size, coding, frame options), as :func:`~gac_coding.models.checkpoints.read_weights`
+    reads them back."""
+    config, spec, rc = run.config, run.spec, run.run_config
+    meta: dict[str, Any] = {
+        "model": config.model,
+        "T": config.T,
+        "num_classes": spec.num_classes,
+        "gac": config.uses_gac,
+        "in_channels": spec.in_channels,
+        "epoch": epoch,
+        "dataset": config.dataset,
+        "coding": config.coding,
+        "input_size": json.dumps(list(spec.input_size)),
+    }
+    if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
+        meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
+    if rc.get("data_dir") is not None:
+        meta["data_dir"] = rc["data_dir"]
+    if config.events:
+        meta["events"] = json.dumps(config.events, sort_keys=True)
+    return {k: str(v) for k, v in meta.items()}

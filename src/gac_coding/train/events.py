@@ -54,6 +54,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import boolean, integer, real
 from .data import DataFolderError, DataSpec
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "add_event_options",
     "build_event_datasets",
     "check_event_folder",
+    "event_frame_size",
     "cifar10dvs_split",
     "event_options_from_args",
     "events_to_frames",
@@ -136,24 +138,11 @@ class FrameOptions:
 
     def __post_init__(self) -> None:
         for name, minimum in (("T", 1), ("translate", 0), ("split_seed", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-        if self.size is not None and (
-            isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 4
-        ):
-            raise ValueError(f"size: expected an integer >= 4 or None, got {self.size!r}")
-        if self.window_ms is not None and (
-            isinstance(self.window_ms, bool)
-            or not isinstance(self.window_ms, (int, float))
-            or not self.window_ms > 0
-            or self.window_ms != self.window_ms
-        ):
-            raise ValueError(
-                f"window_ms: expected a duration > 0 in milliseconds or None, got {self.window_ms!r}"
-            )
-        if not isinstance(self.flip, bool):
-            raise TypeError(f"flip: expected a bool, got {type(self.flip).__name__}")
+            integer(name, getattr(self, name), minimum)
+        integer("size", self.size, 4, allow_none=True)
+        if self.window_ms is not None:
+            real("window_ms", self.window_ms, 0, low_open=True, what="a duration")  # in milliseconds
+        boolean("flip", self.flip)
 
 
 def _import_tonic() -> Any:
@@ -162,6 +151,19 @@ def _import_tonic() -> Any:
     except ImportError as exc:
         raise ImportError('event data sets need tonic (GPL-3.0): pip install "gac-coding[events]"') from exc
     return tonic
+
+
+def event_frame_size(name: str, size: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` of data set ``name``'s frames: ``size x size`` when downsampled, else the sensor's.
+
+    Example:
+        >>> event_frame_size("dvsgesture"), event_frame_size("dvsgesture", 48)
+        ((128, 128), (48, 48))
+    """
+    if name not in _LAYOUTS:
+        raise ValueError(f"dataset: expected one of {list(EVENT_DATASETS)}, got {name!r}")
+    width, height = _LAYOUTS[name].sensor
+    return (height, width) if size is None else (int(size), int(size))
 
 
 # ------------------------------------------------------------------------------ folder checks
@@ -480,7 +482,7 @@ def build_event_datasets(
             raise DataFolderError(
                 f"data_dir: {name} {split} labels must lie in [0, {len(layout.classes)}), got {bad[0]}"
             )
-    size = options.size if options.size is not None else layout.sensor[1]
+    size = event_frame_size(name, options.size)[0]
     return DataSpec(
         name=name,
         train=train,

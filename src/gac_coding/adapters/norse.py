@@ -14,6 +14,18 @@ between calls, so nothing leaks from one batch into the next.
 
 A stateful backbone that mixes cells with whole-sequence modules is rejected: the cells would need
 one call per step and the sequence modules one call in all.
+
+Neurons are Norse's ``SNN``, ``SNNRecurrent`` and cell modules (``LIFCell``, ``LICell``...) of
+``norse.torch.module``; its ``SequentialState`` applies its children in order. NIR: ``LIFCell`` /
+``LIF`` (current-based) is a NIR ``CubaLIF`` with ``dt/tau_syn = dt_n * tau_syn_inv``,
+``dt/tau_mem = dt_n * tau_mem_inv``, ``w_in = tau_syn/dt``, ``r = 1``; ``LIFBoxCell`` (no current)
+a ``LIF`` with ``r = 1``; ``v_leak`` must be 0 (Norse starts the membrane at ``v_leak``, NIR
+consumers at 0). Its other neurons are refused.
+
+Example:
+    >>> from gac_coding.adapters import get_framework
+    >>> get_framework("norse").nir_neurons
+    'Norse LIFCell/LIF/LIFBoxCell'
 """
 
 from __future__ import annotations
@@ -21,11 +33,26 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from ._common import Driver, describe, require, stack_steps, walk
+from ._nir_nodes import full
+from .base import Driver, Framework, describe, require, stack_steps, walk
 
-__all__ = ["NorseDriver", "build"]
+__all__ = ["Norse", "NorseDriver", "build"]
+
+_MODULES = "norse.torch.module"
+_SEQUENCE_NEURONS = ("SNNCell", "SNNRecurrentCell", "SNN", "SNNRecurrent")
+_EXPORTED = ("LIFCell", "LIF", "LIFBoxCell")
+
+
+def _is_neuron(module: nn.Module) -> bool:
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith(_MODULES) and (
+            cls.__name__ in _SEQUENCE_NEURONS or cls.__name__.endswith("Cell")
+        ):
+            return True
+    return False
 
 
 def _takes_state(module: nn.Module) -> bool:
@@ -107,3 +134,67 @@ def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None
     if sequences:
         return NorseDriver("sequence", T, stateful=True)
     return NorseDriver("step", T, stateful=True)
+
+
+def _lif_node(nir: Any, m: Any, where: str, shape: tuple[int, ...], dt: float, dtype: torch.dtype) -> Any:
+    """``LIFCell``/``LIF`` as a NIR ``CubaLIF``, ``LIFBoxCell`` as a ``LIF`` (``v_leak`` must be 0)."""
+    p = m.p
+    dt_n = float(getattr(m, "dt", 0.001))
+    v_leak = torch.as_tensor(p.v_leak).detach()
+    if not bool((v_leak == 0).all()):
+        raise ValueError(
+            f"{where}: v_leak={v_leak.tolist()} is also Norse's initial membrane, while NIR "
+            f"consumers start at 0; export needs v_leak=0"
+        )
+    thr = full(p.v_th, shape, dtype)
+    reset = full(p.v_reset, shape, dtype)
+    leak_mem = dt_n * torch.as_tensor(p.tau_mem_inv).detach().to(dtype)  # dt/tau_mem
+    tau_mem = full(dt / leak_mem, shape, dtype)
+    ones = full(1.0, shape, dtype)
+    if type(m).__name__ == "LIFBoxCell":
+        return nir.LIF(tau=tau_mem, r=ones, v_leak=full(0.0, shape, dtype), v_threshold=thr, v_reset=reset)
+    leak_syn = dt_n * torch.as_tensor(p.tau_syn_inv).detach().to(dtype)  # dt/tau_syn
+    tau_syn = full(dt / leak_syn, shape, dtype)
+    return nir.CubaLIF(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        r=ones,
+        v_leak=full(0.0, shape, dtype),
+        v_threshold=thr,
+        v_reset=reset,
+        w_in=tau_syn / dt,
+    )
+
+
+class Norse(Framework):
+    """Norse: detection, the step and sequence modes, and the NIR map of its LIF neurons. Its
+    state is functional (threaded by the driver), so there is none to reset."""
+
+    name = "norse"
+    title = "Norse"
+    package = "norse"
+    extra = "norse"
+    nir_neurons = "Norse LIFCell/LIF/LIFBoxCell"
+    chains = True
+
+    def is_neuron(self, module: nn.Module) -> bool:
+        return _is_neuron(module)
+
+    def build(self, backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None) -> NorseDriver:
+        return build(backbone, T, input_layer)
+
+    def nir_node(
+        self, nir: Any, where: str, module: nn.Module, shape: tuple[int, ...], dt: float, dtype: torch.dtype
+    ) -> Any | None:
+        cls = type(module)
+        if not cls.__module__.startswith(_MODULES):
+            return None
+        if cls.__name__ in _EXPORTED:
+            return _lif_node(nir, module, where, shape, dt, dtype)
+        if cls.__name__.endswith("Cell") or hasattr(module, "p"):
+            raise TypeError(
+                f"{where}: NIR export maps Norse's LIFCell, LIF and LIFBoxCell only; this neuron "
+                f"has other dynamics (a leaky integrator readout has no spikes to export: end the "
+                f"backbone with a Linear layer)"
+            )
+        return None

@@ -104,6 +104,40 @@ def _compare(model: nn.Module, path: Path, inputs: Sequence[Tensor], input_name:
     return worst
 
 
+def _check_arguments(
+    model: object,
+    example: object,
+    path: object,
+    batch_dim: int | None,
+    opset_version: object,
+    input_name: object,
+    check: object,
+) -> tuple[Path, int]:
+    """The argument checks of :func:`to_onnx`; the path and the batch dimension."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example, Tensor):
+        raise TypeError(f"example: expected a torch.Tensor, got {type(example).__name__}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
+    if not isinstance(input_name, str) or not input_name:
+        raise TypeError(f"input_name: expected a non-empty str, got {input_name!r}")
+    if opset_version is not None and (isinstance(opset_version, bool) or not isinstance(opset_version, int)):
+        raise TypeError(f"opset_version: expected an int or None, got {type(opset_version).__name__}")
+    if not isinstance(check, bool):
+        raise TypeError(f"check: expected a bool, got {type(check).__name__}")
+    dim = _batch_dim(example, batch_dim)
+    if example.shape[dim] < 2:
+        raise ValueError(
+            f"example: expected a batch of at least 2 at dim {dim} (torch.export fixes a dimension "
+            f"of size 0 or 1 to that size), got shape {tuple(example.shape)}"
+        )
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"path: the folder {str(path.parent)!r} does not exist")
+    return path, dim
+
+
 def to_onnx(
     model: nn.Module,
     example: Tensor,
@@ -140,33 +174,13 @@ def to_onnx(
         ``path`` as a :class:`~pathlib.Path`.
 
     What is checked at run time in the exported graph: nothing. Input validation
-    (:func:`gac_coding.encoder.check_image_input`) runs while tracing, on ``example``; the file
+    (:func:`gac_coding.coding.check_image_input`) runs while tracing, on ``example``; the file
     accepts any batch size, but the channels, spatial size and ``T`` are fixed to the example's,
     and the ONNX runtime rejects other shapes with its own error. NaN or infinite values are
     not rejected.
 
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(example, Tensor):
-        raise TypeError(f"example: expected a torch.Tensor, got {type(example).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a str or os.PathLike, got {type(path).__name__}")
-    if not isinstance(input_name, str) or not input_name:
-        raise TypeError(f"input_name: expected a non-empty str, got {input_name!r}")
-    if opset_version is not None and (isinstance(opset_version, bool) or not isinstance(opset_version, int)):
-        raise TypeError(f"opset_version: expected an int or None, got {type(opset_version).__name__}")
-    if not isinstance(check, bool):
-        raise TypeError(f"check: expected a bool, got {type(check).__name__}")
-    dim = _batch_dim(example, batch_dim)
-    if example.shape[dim] < 2:
-        raise ValueError(
-            f"example: expected a batch of at least 2 at dim {dim} (torch.export fixes a dimension "
-            f"of size 0 or 1 to that size), got shape {tuple(example.shape)}"
-        )
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"path: the folder {str(path.parent)!r} does not exist")
+    path, dim = _check_arguments(model, example, path, batch_dim, opset_version, input_name, check)
     _require("onnxscript")
     _require("onnx")
     if check:

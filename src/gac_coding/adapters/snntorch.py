@@ -14,6 +14,18 @@ Three shapes, told apart by the neurons the backbone holds:
 Before each call every neuron found by walking ``backbone.modules()`` has its hidden state reset
 (``reset_mem()``). ``snntorch.utils.reset`` is not used: it relies on a global registry of neuron
 instances that misses some nested neurons and touches unrelated networks.
+
+Neurons are the classes of ``snntorch._neurons`` (``SpikingNeuron`` and its subclasses, also when
+subclassed elsewhere). NIR: ``Leaky`` (``mem = beta * mem + input``) with
+``reset_mechanism="zero"`` is a NIR ``LIF`` with ``decay = beta`` (clamped to ``[0, 1]`` as snnTorch
+does); the soft reset (``"subtract"``), no reset, ``inhibition``, ``state_quant``, ``output=True``,
+graded spikes and a spike function that does not fire exactly above the threshold are refused, and
+so are its other neurons (other dynamics).
+
+Example:
+    >>> from gac_coding.adapters import get_framework
+    >>> get_framework("snntorch").title
+    'snnTorch'
 """
 
 from __future__ import annotations
@@ -23,9 +35,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._common import Driver, describe, neuron_framework, stack_steps, walk
+from ._nir_nodes import decay_node, probe_spike_function
+from .base import Driver, Framework, describe, stack_steps, walk
 
-__all__ = ["SnnTorchDriver", "build"]
+__all__ = ["LoopFeed", "SnnTorch", "SnnTorchDriver", "build", "reset_states"]
+
+_NEURON_MODULE = "snntorch._neurons"
+
+
+def _is_neuron(module: nn.Module) -> bool:
+    return any(cls.__module__.startswith(_NEURON_MODULE) for cls in type(module).__mro__)
 
 
 def _neurons(backbone: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[tuple[str, nn.Module]]]:
@@ -47,7 +66,7 @@ def _kind(module: nn.Module) -> str | None:
     snnTorch neuron, ``None`` for anything else."""
     if callable(getattr(module, "reset_mem", None)):
         return "step"
-    return "sequence" if neuron_framework(module) == "snntorch" else None
+    return "sequence" if _is_neuron(module) else None
 
 
 def reset_states(backbone: nn.Module) -> None:
@@ -190,3 +209,68 @@ def build(backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None
     if sequence:
         return SnnTorchDriver("sequence", T, None)
     return SnnTorchDriver("step", T, None)
+
+
+def _leaky_node(nir: Any, m: Any, where: str, shape: tuple[int, ...], dt: float, dtype: torch.dtype) -> Any:
+    """``Leaky`` with a hard reset to zero as a NIR ``LIF``; any other setting raises."""
+    mech = getattr(m, "reset_mechanism", "subtract")
+    if mech != "zero":
+        kind = "a soft reset (subtract the threshold)" if mech == "subtract" else "no reset"
+        raise ValueError(
+            f"{where}: reset_mechanism={mech!r} is {kind}, which NIR's LIF (reset to v_reset) "
+            f"cannot express exactly; build the neuron with reset_mechanism='zero'"
+        )
+    if getattr(m, "inhibition", False) or getattr(m, "state_quant", False):
+        raise ValueError(f"{where}: inhibition and state_quant have no NIR equivalent")
+    if getattr(m, "output", False):
+        raise ValueError(
+            f"{where}: output=True returns the membrane, which NIR neurons do not emit (they "
+            f"emit spikes only); end the backbone with a Linear layer for per-step logits"
+        )
+    factor = torch.as_tensor(getattr(m, "graded_spikes_factor", 1.0))
+    if not bool((factor == 1).all()):
+        raise ValueError(f"{where}: graded_spikes_factor must be 1 (binary spikes) for NIR")
+    rule = probe_spike_function(m.spike_grad, dtype)
+    if rule != "gt":
+        raise ValueError(
+            f"{where}: its spike function does not fire exactly when mem > threshold "
+            f"(probe gave {rule!r}); NIR's LIF does"
+        )
+    beta = torch.as_tensor(m.beta).detach().to(dtype).clamp(0, 1)
+    return decay_node(nir, beta, torch.as_tensor(m.threshold).detach(), shape, dt, where)
+
+
+class SnnTorch(Framework):
+    """snnTorch: detection, the three driving modes, ``reset_mem`` and the NIR map of ``Leaky``."""
+
+    name = "snntorch"
+    title = "snnTorch"
+    package = "snntorch"
+    extra = "snntorch"
+    nir_neurons = "snnTorch Leaky"
+
+    def is_neuron(self, module: nn.Module) -> bool:
+        return _is_neuron(module)
+
+    def build(self, backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None) -> SnnTorchDriver:
+        return build(backbone, T, input_layer)
+
+    def reset_state(self, model: nn.Module) -> None:
+        for module in model.modules():
+            reset = getattr(module, "reset_mem", None)
+            if callable(reset) and self.owns(module):
+                reset()
+
+    def nir_node(
+        self, nir: Any, where: str, module: nn.Module, shape: tuple[int, ...], dt: float, dtype: torch.dtype
+    ) -> Any | None:
+        path = type(module).__module__
+        if path.partition(".")[0] != self.package:
+            return None  # (a subclass defined elsewhere has no NIR map: export refuses it)
+        if type(module).__name__ == "Leaky":
+            return _leaky_node(nir, module, where, shape, dt, dtype)
+        if path.startswith(_NEURON_MODULE):
+            raise TypeError(
+                f"{where}: NIR export maps snnTorch's Leaky only (a LIF); this neuron has other dynamics"
+            )
+        return None
