@@ -307,7 +307,7 @@ def test_direct_coding_model_counts_its_stem_for_every_step() -> None:
     from gac_coding.models import create_model
 
     T = 3
-    model = create_model("msresnet_tiny", num_classes=4, T=T, gac=False, in_channels=1)
+    model = create_model("msresnet_tiny", num_classes=4, T=T, coding="direct", in_channels=1)
     stem = estimate_energy(model, torch.rand(2, 1, 8, 8)).layers[0]
     assert stem.name == "encoder.conv" and stem.role == "stem" and stem.calls == 1
     assert stem.steps == T and stem.mac_paper == T * stem.mac == T * stem.flops > 0
@@ -339,15 +339,19 @@ def test_argument_errors_name_the_argument_and_what_arrived() -> None:
     conv = nn.Conv2d(1, 1, 1)
     with pytest.raises(TypeError, match="model: expected a torch.nn.Module, got str"):
         estimate_energy("net", x)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="x: expected a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match="x: expected a tensor, a DataLoader or an iterable .*, got int"):
+        estimate_energy(conv, 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="x: batch 0 is a list whose first item is float; expected a tensor"):
         estimate_energy(conv, [[1.0]])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="e_ac_pj: expected a finite energy >= 0 pJ, got -1.0"):
+    with pytest.raises(ValueError, match="e_ac_pj: expected a finite energy in pJ >= 0, got -1.0"):
         estimate_energy(conv, x, e_ac_pj=-1.0)
-    with pytest.raises(TypeError, match="e_ac_pj: expected a float \\(pJ\\), got bool"):
+    with pytest.raises(TypeError, match="e_ac_pj: expected a real number, got bool"):
         estimate_energy(conv, x, e_ac_pj=True)  # type: ignore[arg-type]
     assert estimate_energy(conv, x, e_mac_pj=0.0).totals["energy_mj"] == 0.0  # 0 pJ is allowed
-    for bad in (0, True, 2.5):
-        with pytest.raises(ValueError, match=f"batch_size: expected an integer >= 1 or None, got {bad!r}"):
+    with pytest.raises(ValueError, match="batch_size: expected an integer >= 1 or None, got 0"):
+        estimate_energy(conv, x, batch_size=0)
+    for bad in (True, 2.5):
+        with pytest.raises(TypeError, match=f"batch_size: expected an int or None, got {type(bad).__name__}"):
             estimate_energy(conv, x, batch_size=bad)  # type: ignore[arg-type]
     for fn in (lambda: exact_synops(nn.ReLU(), x), lambda: dense_macs(nn.ReLU(), x, x)):
         with pytest.raises(TypeError, match="module: expected a convolution or nn.Linear, got ReLU"):
@@ -396,7 +400,7 @@ def test_synaptic_operations_beyond_float32_integers_stay_exact() -> None:
 def test_a_moved_name_warns_at_the_line_that_uses_it() -> None:
     import gac_coding.energy as energy
 
-    with pytest.warns(DeprecationWarning, match="energy.load_checkpoint moved") as record:
+    with pytest.warns(DeprecationWarning, match="energy.load_checkpoint is deprecated") as record:
         energy.load_checkpoint  # noqa: B018
     assert record[0].filename == __file__
 
@@ -406,7 +410,7 @@ def test_value_messages_are_exactly_the_documented_ones() -> None:
     conv = nn.Conv2d(1, 1, 1)
     with pytest.raises(ValueError, match=r"^x: contains NaN or infinite values$"):
         estimate_energy(conv, torch.full((1, 1, 2, 2), float("nan")))
-    with pytest.raises(ValueError, match=r"^e_mac_pj: expected a finite energy >= 0 pJ, got inf$"):
+    with pytest.raises(ValueError, match=r"^e_mac_pj: expected a finite energy in pJ >= 0, got inf$"):
         estimate_energy(conv, x, e_mac_pj=float("inf"))
 
 
