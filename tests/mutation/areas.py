@@ -55,7 +55,7 @@ _OPS_SKIP = {
     "tests/test_ops.py::test_encoder_compiles_fullgraph_and_checks_values_on_cpu_only": _COMPILE,
     "tests/test_lif_backend.py::test_import_compiles_nothing_and_imports_no_triton": _FRESH,
 }
-_NIR_TESTS = ("tests/test_nir.py", "tests/test_nir_settings.py")
+_NIR_TESTS = ("tests/test_nir.py", "tests/test_nir_settings.py", "tests/test_nir_parts.py")
 _NIR_SKIP = {"tests/test_nir.py::test_export_package_and_command_import_with_torch_alone": _FRESH}
 _NIR = "src/gac_coding/export/nir/"
 _ADAPTER_TESTS = (
