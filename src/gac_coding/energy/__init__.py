@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 

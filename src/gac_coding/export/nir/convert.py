@@ -119,8 +119,8 @@ def to_nir(
 
     Args:
         model: an :class:`~gac_coding.models.MSResNet` (any registered MS-ResNet with
-            ``coding="gac"`` or ``"direct"``) or a :class:`~gac_coding.GACNet` whose backbone is an ``nn.Sequential``
-            chain (or a framework's sequential container: Norse's ``SequentialState``,
+            ``coding="gac"`` or ``"direct"``) or a :class:`~gac_coding.GACNet` whose backbone is
+            an ``nn.Sequential`` chain (or a framework's sequential container: Norse's ``SequentialState``,
             SpikingJelly's containers) of supported layers and neurons (see
             :mod:`gac_coding.export.nir`). Exported as in eval mode: BatchNorm uses its running
             statistics.
