@@ -57,7 +57,7 @@ bench: $(VENV)/.test-installed
 # ruff's lint rules on the code, ruff's formatting and mypy's types on the library (src/)
 lint: $(VENV)/.test-installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/ruff check src tests benchmarks docs
+	$(BIN)/ruff check src tests benchmarks docs tools
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src/gac_coding
 

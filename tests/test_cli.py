@@ -294,9 +294,15 @@ def test_energy_says_what_a_checkpoint_holds_when_it_does_not_fit(tmp_path: Path
     held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
     for path in (pt, st):
         for option in (["--model", "msresnet18_cifar"], ["--T", "4"], ["--num-classes", "100"],
-                       ["--in-channels", "3"], ["--no-gac"]):  # fmt: skip
+                       ["--in-channels", "3"], ["--coding", "direct"], ["--coding", "rate"]):  # fmt: skip
             err = _one_line_error(capsys, [*_ENERGY, "--checkpoint", str(path), *option])
-            assert f"error: {option[0]}: the checkpoint {path} holds {held}" in err, err
+            assert f"error: {option[0]}: the checkpoint {path} holds {held}, got {' '.join(option)}\n" in err
+        # the deprecated --no-gac: one warning line, then the one-line error naming it
+        assert main([*_ENERGY, "--checkpoint", str(path), "--no-gac"], friendly_errors=True) == 2
+        warning, error = capsys.readouterr().err.splitlines()
+        assert warning.startswith("gac-coding energy: --no-gac is deprecated; use --coding direct")
+        expected = f"gac-coding energy: error: --no-gac: the checkpoint {path} holds {held}, got --no-gac"
+        assert error == expected
     # without recorded settings: a bare state dict of another T names the first tensor that differs
     from gac_coding.models import create_model
 
@@ -379,7 +385,7 @@ def test_energy_and_export_rebuild_a_run_trained_with_the_conv_temporal_attentio
     # gac-coding export rebuilds it from the same record (its own parser: the command's functions)
     import argparse
 
-    from gac_coding.export.cli import configure_export_parser, run_export_command
+    from gac_coding.cli.export import configure_export_parser, run_export_command
 
     parser = argparse.ArgumentParser()
     configure_export_parser(parser)
@@ -447,3 +453,75 @@ def test_energy_of_an_event_model_is_that_of_its_event_frames(tmp_path: Path, ca
     # another T than the checkpoint's is refused in one line, as for images
     err = _one_line_error(capsys, ["energy", "--checkpoint", str(st), "--random-input", "--T", "2"])
     assert "error: --T: the checkpoint" in err
+
+
+# ------------------------------------ issue 22: --coding everywhere, models that describe themselves
+def _energy_json(capsys, *argv: str) -> dict:
+    assert main(["energy", *argv, "--no-calibrate", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_energy_takes_each_coding_of_a_model_without_a_checkpoint(capsys) -> None:
+    """``--coding direct`` measures the direct-coding model, ``--coding rate`` the rate-coded model,
+    which draws its Bernoulli spikes from a generator seeded with ``--seed``: both equal the report
+    computed here on the same seeded random image."""
+    from gac_coding.energy import estimate_energy
+    from gac_coding.models import create_model
+
+    common = ("--model", "msresnet_tiny", "--T", "2", "--in-channels", "1", "--input-size", "8", "8")
+    for coding in ("direct", "rate"):
+        torch.manual_seed(0)  # what the command seeds the weights with (--seed 0)
+        model = create_model("msresnet_tiny", T=2, in_channels=1, coding=coding)
+        if coding == "rate":
+            model.encoder.generator = torch.Generator().manual_seed(0)
+        x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+        expected = estimate_energy(model, x).to_dict()
+        payload = _energy_json(capsys, *common, "--coding", coding)
+        assert payload["totals"] == expected["totals"] and payload["layers"] == expected["layers"]
+        assert payload["input"]["shape"] == [1, 1, 8, 8]
+    gac = _energy_json(capsys, *common)  # the default: GAC, whose gate layers the direct model lacks
+    assert {layer["name"] for layer in gac["layers"]} > {layer["name"] for layer in payload["layers"]}
+    assert main(["energy", *common, "--coding", "rate"]) == 0
+    assert "coded as Bernoulli spikes over T=2 steps, seeded" in capsys.readouterr().out.splitlines()[1]
+    # the deprecated name: one warning line, then the same measurement
+    assert main(["energy", *common, "--coding", "poisson", "--no-calibrate", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("gac-coding energy: --coding poisson is deprecated; use --coding rate")
+    assert json.loads(captured.out)["totals"] == payload["totals"]
+    err = _one_line_error(capsys, ["energy", "--model", "vgg_tiny", "--coding", "rate"])
+    assert "--coding: the model 'vgg_tiny' takes event frames coded as gac or direct, got rate" in err
+
+
+def test_export_refuses_what_to_nir_cannot_take_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    """vgg_tiny declares no NIR export: with --model the checkpoint is not even read (it does not
+    exist here); from a checkpoint's settings, nothing is built and nothing written."""
+    import gac_coding.cli.export as command
+
+    refused = "error: --format nir: the model 'vgg_tiny' cannot be exported to NIR"
+    out = tmp_path / "out"
+    err = _one_line_error(capsys, ["export", "--model", "vgg_tiny", "--checkpoint", str(tmp_path / "none.pt"),
+                                   "--out", str(out)])  # fmt: skip
+    assert refused in err and "the exports of 'vgg_tiny': onnx" in err
+    pt, _ = _run_files(tmp_path / "run", model="vgg_tiny", T=2, num_classes=4, in_channels=2)
+
+    def build_model(settings):
+        raise AssertionError("export built the model of a refused export")
+
+    monkeypatch.setattr(command, "build_model", build_model)
+    err = _one_line_error(capsys, ["export", "--checkpoint", str(pt), "--out", str(out)])
+    assert refused in err and not out.exists()
+
+
+def test_export_takes_the_coding_options(tmp_path: Path, capsys) -> None:
+    """A GAC checkpoint exported with another --coding is refused in one line saying what it holds;
+    the deprecated --no-gac says so on one line first."""
+    _, st = _run_files(tmp_path / "run", T=2, num_classes=10, in_channels=1)
+    held = "a msresnet_tiny run (T=2, 10 classes, 1 input channels, GAC encoder)"
+    common = ["export", "--checkpoint", str(st), "--out", str(tmp_path / "out"), "--input-size", "8", "8"]
+    err = _one_line_error(capsys, [*common, "--coding", "direct"])
+    assert f"error: --coding: the checkpoint {st} holds {held}, got --coding direct" in err
+    assert main([*common, "--no-gac"], friendly_errors=True) == 2
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("gac-coding export: --no-gac is deprecated; use --coding direct")
+    assert error.endswith(f"--no-gac: the checkpoint {st} holds {held}, got --no-gac")
+    assert main([*common, "--coding", "gac"]) == 0 and (tmp_path / "out" / "backbone.nir").is_file()

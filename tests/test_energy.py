@@ -374,13 +374,16 @@ def test_cli_energy_checkpoints(tmp_path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_moved_names_still_work_with_a_deprecation_warning() -> None:
-    import gac_coding.cli
+    import gac_coding.cli.energy
     import gac_coding.energy as energy
 
     for name, target in (("load_checkpoint", load_weights),
-                         ("configure_energy_parser", gac_coding.cli.configure_energy_parser),
-                         ("run_energy_command", gac_coding.cli.run_energy_command)):  # fmt: skip
-        with pytest.warns(DeprecationWarning, match=rf"gac_coding\.energy\.{name} is deprecated .*; use "):
+                         ("configure_energy_parser", gac_coding.cli.energy.configure_energy_parser),
+                         ("run_energy_command", gac_coding.cli.energy.run_energy_command)):  # fmt: skip
+        new = f"{target.__module__}.{target.__name__}"
+        with pytest.warns(
+            DeprecationWarning, match=rf"gac_coding\.energy\.{name} is deprecated .*; use {new}$"
+        ):
             assert getattr(energy, name) is target
     with pytest.raises(AttributeError, match="no_such_name"):
         energy.no_such_name  # noqa: B018

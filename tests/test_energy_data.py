@@ -317,7 +317,7 @@ def test_a_rate_coded_run_is_measured_on_its_bernoulli_spikes(tmp_path: Path, ca
 def test_older_checkpoints_get_their_data_sets_size_or_one_line_asking(tmp_path: Path, capsys) -> None:
     import argparse
 
-    from gac_coding.export.cli import configure_export_parser, run_export_command
+    from gac_coding.cli.export import configure_export_parser, run_export_command
 
     named = _checkpoint(tmp_path, "named", {**_TINY, "gac": True, "dataset": "digits"})
     bare = _checkpoint(tmp_path, "bare", {**_TINY, "gac": True})

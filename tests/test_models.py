@@ -369,3 +369,80 @@ def test_channels_last_model_runs_weight_heavy_cpu_blocks_in_the_default_layout(
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-10, atol=1e-12)
     for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+# ------------------------------------------------------------------------------------------------
+# What each registered model is made for (ModelInfo)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_model_info_says_what_the_default_build_is(name: str) -> None:
+    """T, classes, input channels and recipe of ``model_info`` are those of ``create_model(name)``
+    (built on the meta device: no memory, no time); event models have 2 channels, the others 3."""
+    from gac_coding.models import model_info
+
+    info = model_info(name)
+    with torch.device("meta"):
+        model = create_model(name)
+    assert (model.T, model.num_classes, model.recipe) == (info.T, info.num_classes, info.recipe)
+    assert model.encoder.conv.in_channels == info.in_channels == (2 if info.input_kind == "events" else 3)
+    big = "imagenet" in model.recipe
+    assert info.input_size == ((224, 224) if big else (48, 48) if info.input_kind == "events" else (32, 32))
+    assert {"gac", "direct"} <= set(info.codings)
+    assert ({"rate", "latency"} <= set(info.codings)) == (info.input_kind == "image")
+
+
+def test_the_declared_exports_are_the_ones_that_work(tmp_path) -> None:
+    """A model declares the NIR export exactly when it is an MSResNet (what ``to_nir`` takes); the
+    small model of each class is exported (or refused) as declared, ONNX included."""
+    from gac_coding.export import to_nir, to_onnx
+    from gac_coding.models import MSResNet, model_info
+
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name)
+        assert ("nir" in model_info(name).exports) == isinstance(model, MSResNet), name
+        assert "onnx" in model_info(name).exports
+    tiny = create_model("msresnet_tiny", num_classes=3, T=2, in_channels=1).eval()
+    assert to_nir(tiny, torch.rand(1, 1, 8, 8)).output_shape == (3,)
+    vgg = create_model("vgg_tiny", num_classes=3, T=2).eval()
+    with pytest.raises(TypeError, match="expected an MSResNet .* got SpikingVGG"):
+        to_nir(vgg, torch.rand(1, 2, 8, 8))
+    assert to_onnx(vgg, torch.rand(2, 2, 2, 8, 8), tmp_path / "vgg.onnx").is_file()  # checked by onnxruntime
+
+
+def test_model_info_of_a_registered_builder_and_bad_metadata() -> None:
+    from gac_coding.models import ModelInfo, MSResNet, model_info, register_model
+    from gac_coding.models.registry import _REGISTRY
+
+    def build(num_classes=3, T=2, coding="gac", in_channels=1, **kw):
+        return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, in_channels=in_channels, **kw)
+
+    try:
+        register_model("test_info_net", build, info=ModelInfo(in_channels=1, input_size=[8, 8]))
+        info = model_info("test_info_net")
+        assert (info.T, info.num_classes, info.input_size) == (2, 3, (8, 8))  # from the builder
+        assert info.codings == ("gac", "direct", "rate", "latency") and info.exports == ()  # nothing declared
+        register_model("test_info_net", lambda **kw: build(**kw), overwrite=True)
+        assert model_info("test_info_net") == ModelInfo(in_channels=3, input_size=(32, 32))  # no defaults
+        with pytest.raises(ValueError, match="info: T=5 disagrees with the builder's default T=2"):
+            register_model("test_info_net", build, info=ModelInfo(T=5), overwrite=True)
+    finally:
+        _REGISTRY.pop("test_info_net", None)
+    with pytest.raises(ValueError, match=r"name: unknown model 'nope'; expected one of \["):
+        model_info("nope")
+    with pytest.raises(TypeError, match="info: expected a ModelInfo, got dict"):
+        register_model("test_info_net", build, info={"in_channels": 1})  # type: ignore[arg-type]
+    for kwargs, error, fragment in (
+        ({"in_channels": 0}, ValueError, "in_channels: expected an integer >= 1, got 0"),
+        ({"input_size": (8,)}, ValueError, r"input_size: expected \(H, W\), got \(8,\)"),
+        ({"input_size": (8, 8.0)}, TypeError, "input_size: expected an int, got float"),
+        ({"input_kind": "audio"}, ValueError, r"input_kind: expected one of \['image', 'events'\]"),
+        ({"recipe": "mnist"}, ValueError, "recipe: expected 'cifar', 'imagenet' or None"),
+        ({"exports": ("tflite",)}, ValueError, "exports: expected names from .*, got 'tflite'"),
+        ({"codings": ("",)}, ValueError, "codings: expected a tuple of coding names"),
+    ):  # fmt: skip
+        with pytest.raises(error, match=fragment):
+            ModelInfo(**kwargs)
+    assert "test_info_net" not in list_models()

@@ -595,7 +595,7 @@ def test_export_package_and_command_import_with_torch_alone() -> None:
     import ast
 
     import gac_coding.export as package
-    from gac_coding.export import cli
+    from gac_coding.cli import export as cli
 
     for module in (package, cli):
         tree = ast.parse(Path(module.__file__).read_text())
@@ -613,8 +613,8 @@ def test_export_package_and_command_import_with_torch_alone() -> None:
 
 
 def test_export_command_writes_host_and_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gac_coding.cli.export import configure_export_parser, run_export_command
     from gac_coding.export import load_host
-    from gac_coding.export.cli import configure_export_parser, run_export_command
     from gac_coding.train.checkpoint import save_safetensors
 
     torch.manual_seed(0)

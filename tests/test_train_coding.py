@@ -14,8 +14,8 @@ import warnings
 
 import pytest
 
-from gac_coding.cli import _train_coding as train_coding
 from gac_coding.cli import build_parser
+from gac_coding.cli.train import _coding as train_coding
 from gac_coding.train.engine import CODINGS, TrainConfig, saved_coding
 
 

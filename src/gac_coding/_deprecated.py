@@ -59,8 +59,8 @@ DEPRECATED: dict[str, Deprecated] = {
     "gac_coding.train.augment.poisson_encode": Deprecated("gac_coding.coding.rate_encode"),
     # energy measures; loading weights and the command line live elsewhere
     "gac_coding.energy.load_checkpoint": Deprecated("gac_coding.models.checkpoints.load_weights"),
-    "gac_coding.energy.configure_energy_parser": Deprecated("gac_coding.cli.configure_energy_parser"),
-    "gac_coding.energy.run_energy_command": Deprecated("gac_coding.cli.run_energy_command"),
+    "gac_coding.energy.configure_energy_parser": Deprecated("gac_coding.cli.energy.configure_energy_parser"),
+    "gac_coding.energy.run_energy_command": Deprecated("gac_coding.cli.energy.run_energy_command"),
     # one switch for the coding: coding=, not a GAC flag
     "create_model(gac=...)": Deprecated("create_model(coding='gac' | 'direct')"),
     "MSResNet(gac=...)": Deprecated("MSResNet(coding='gac' | 'direct')"),
@@ -69,6 +69,8 @@ DEPRECATED: dict[str, Deprecated] = {
     "model.gac": Deprecated("model.coding == 'gac'"),
     "TrainConfig(gac=...)": Deprecated("TrainConfig(coding='gac' | 'direct' | 'rate' | ...)"),
     "coding='poisson'": Deprecated("coding='rate' (the same Bernoulli rate coding)"),
+    # command-line options: one line on stderr instead of a warning
+    "gac-coding --no-gac": Deprecated("--coding direct"),
 }
 
 

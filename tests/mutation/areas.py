@@ -142,7 +142,6 @@ AREAS: dict[str, Area] = {
         sources=(
             "src/gac_coding/export/__init__.py",
             "src/gac_coding/export/onnx.py",
-            "src/gac_coding/export/cli.py",
         ),
         tests=("tests/test_compile_export.py", "tests/test_ties.py", "tests/test_nir.py"),
         skip_tests={
@@ -267,7 +266,8 @@ AREAS: dict[str, Area] = {
         tests=("tests/test_models.py", "tests/test_timesteps.py", "tests/test_checkpoints.py"),
     ),
     "models-checkpoints": Area(
-        sources=("src/gac_coding/models/checkpoints.py",),
+        # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader
+        sources=("src/gac_coding/models/checkpoints.py", "src/gac_coding/models/reference.py"),
         tests=("tests/test_checkpoints.py", "tests/test_models.py"),
     ),
 }
@@ -304,18 +304,23 @@ OUTSIDE: dict[str, str] = {
     "src/gac_coding/_deprecated.py": "forwards moved names with a warning (tests/test_coding.py); the "
     "tests check where the warning points, which mutmut's trampolines shift",
     "src/gac_coding/_plotting.py": "where the plots show (tests/test_analysis.py)",
-    "src/gac_coding/io.py": "atomic file writes (tests/test_train_checkpoint.py, a crash simulated mid-save)",
+    "src/gac_coding/io.py": "atomic writes, safe readers and the run-settings format (tests/test_io.py, "
+    "tests/test_train_checkpoint.py: a crash simulated mid-save)",
     "src/gac_coding/__main__.py": "calls the command line",
     "src/gac_coding/_version.py": "the version string",
     "src/gac_coding/_checks.py": "argument checks shared by every area (tests/test_checks.py)",
     "src/gac_coding/_measure.py": "eval-mode and state-reset context shared by energy and export",
-    "src/gac_coding/analysis.py": "coding metrics and plots (tests/test_analysis.py)",
-    "src/gac_coding/cli.py": "the command line (tests/test_cli.py)",
+    "src/gac_coding/_lazy.py": "the lazy loader of optional names (tests/test_architecture.py)",
+    "src/gac_coding/analysis/*.py": "coding metrics and plots (tests/test_analysis.py)",
+    "src/gac_coding/cli/*.py": "the command line, one module per subcommand (tests/test_cli.py)",
     "src/gac_coding/ops/_triton_kernels.py": "@triton.jit kernels: mutmut mutates no decorated "
     "function (their arithmetic is judged through the triton backend's tests)",
     "src/gac_coding/train/__init__.py": "the training package (tests/test_train_*.py)",
     "src/gac_coding/train/augment.py": "the training package (tests/test_train_*.py)",
     "src/gac_coding/train/checkpoint.py": "the training package (tests/test_train_*.py)",
+    "src/gac_coding/train/config.py": "the training package (tests/test_train_*.py)",
+    "src/gac_coding/train/rundir.py": "the training package (tests/test_train_*.py)",
+    "src/gac_coding/train/spec.py": "the training package (tests/test_train_*.py)",
     "src/gac_coding/train/data.py": "the training package (tests/test_train_*.py)",
     "src/gac_coding/train/demo.py": "the training package (tests/test_train_*.py)",
     "src/gac_coding/train/distributed.py": "the training package (tests/test_train_*.py)",

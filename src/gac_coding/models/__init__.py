@@ -13,13 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+
 from .._deprecated import moved_names
-from .checkpoints import (
-    ReferenceCheckpointError,
-    export_reference_state_dict,
-    load_reference_checkpoint,
-    reference_layout,
-)
 from .msresnet import (
     MSBlock,
     MSResNet,
@@ -30,22 +26,33 @@ from .msresnet import (
     msresnet34_imagenet,
     msresnet_tiny,
 )
-from .registry import create_model, list_models, register_model
+from .reference import (
+    ReferenceCheckpointError,
+    export_reference_state_dict,
+    load_reference_checkpoint,
+    reference_layout,
+)
+from .registry import ModelInfo, create_model, list_models, model_info, register_model
 from .vgg import SpikingVGG, vgg_tiny, vggsnn_dvs
 
-register_model("msresnet18_cifar", msresnet18_cifar)
-register_model("msresnet18_imagenet", msresnet18_imagenet)
-register_model("msresnet34_imagenet", msresnet34_imagenet)
-register_model("msresnet_tiny", msresnet_tiny)
-register_model("msresnet18_dvs", msresnet18_dvs)
-register_model("vggsnn_dvs", vggsnn_dvs)
-register_model("vgg_tiny", vgg_tiny)
+# what each model is made for: its input, recipe and exports (T and classes: the builders' defaults)
+_CIFAR = ModelInfo(input_size=(32, 32), recipe="cifar", exports=("nir", "onnx"))
+_IMAGENET = ModelInfo(input_size=(224, 224), recipe="imagenet", exports=("nir", "onnx"))
+_EVENTS = ModelInfo(in_channels=2, input_size=(48, 48), input_kind="events", recipe="cifar")
+register_model("msresnet18_cifar", msresnet18_cifar, info=_CIFAR)
+register_model("msresnet18_imagenet", msresnet18_imagenet, info=_IMAGENET)
+register_model("msresnet34_imagenet", msresnet34_imagenet, info=_IMAGENET)
+register_model("msresnet_tiny", msresnet_tiny, info=_CIFAR)
+register_model("msresnet18_dvs", msresnet18_dvs, info=dataclasses.replace(_EVENTS, exports=("nir", "onnx")))
+register_model("vggsnn_dvs", vggsnn_dvs, info=dataclasses.replace(_EVENTS, exports=("onnx",)))
+register_model("vgg_tiny", vgg_tiny, info=dataclasses.replace(_EVENTS, exports=("onnx",)))
 
 __getattr__ = moved_names(__name__)  # DirectEncoder, which moved to gac_coding.coding
 
 __all__ = [
     "MSBlock",
     "MSResNet",
+    "ModelInfo",
     "ReferenceCheckpointError",
     "SpikingVGG",
     "count_parameters",
@@ -53,6 +60,7 @@ __all__ = [
     "export_reference_state_dict",
     "list_models",
     "load_reference_checkpoint",
+    "model_info",
     "reference_layout",
     "register_model",
 ]

@@ -236,13 +236,11 @@ def gated_backward_kernel(
     CT: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """Gradients of ``u``, ``sca`` and the partial sums of ``grad_ta`` (``part[t, program]``),
-    steps in reverse (``last = (T-1) N``).
-
-    ``dout/dz = s m (1 - m)`` with ``z = ta sca``: the gate ``m`` and the spike ``s`` are recomputed
-    in ``CT`` from ``ta``, ``sca`` and ``h`` rather than read back from the forward outputs (fewer
-    bytes read, and no loss of ``1 - m`` to a gate stored in half precision near 1).
-    """
+    """Gradients of ``u``, ``sca`` and the partial sums of ``grad_ta`` (``part[t, program]``), steps
+    in reverse (``last = (T-1) N``). ``dout/dz = s m (1 - m)`` with ``z = ta sca``: the gate ``m`` and
+    the spike ``s`` are recomputed in ``CT`` from ``ta``, ``sca`` and ``h`` rather than read back from
+    the forward outputs (fewer bytes read, and no loss of ``1 - m`` to a gate stored in half precision
+    near 1)."""
     pid = tl.program_id(0)
     programs = tl.num_programs(0)
     b = pid // per_b

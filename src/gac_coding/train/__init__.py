@@ -6,38 +6,25 @@ matplotlib, tqdm and safetensors. Nothing here downloads anything.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from .._deprecated import moved_attribute
+from .._lazy import lazy_attributes
 
 # Names are imported from their submodule on first use (PEP 562), so that importing one submodule
 # (e.g. ``gac_coding.train.data`` for the CLI's ``--dataset`` choices) does not import the rest
 # and ``gac-coding --help`` runs without the train extra.
 _SOURCES = {
-    "MixedTarget": "augment", "cutmix": "augment",
-    "CheckpointError": "checkpoint", "UnsafeCheckpointError": "checkpoint",
-    "atomic_write": "checkpoint", "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint", "save_safetensors": "checkpoint",
-    "DATASETS": "data", "DataFolderError": "data", "DataSpec": "data",
-    "build_datasets": "data", "load_digits_split": "data",
-    "CODINGS": "engine", "RUN_FILES": "engine", "FitResult": "engine", "TrainConfig": "engine",
-    "fit": "engine", "seed_everything": "engine",
-    "LOSSES": "losses", "spike_loss": "losses",
+    "MixedTarget": ".augment", "cutmix": ".augment",
+    "CheckpointError": ".checkpoint", "UnsafeCheckpointError": ".checkpoint",
+    "atomic_write": ".checkpoint", "load_checkpoint": ".checkpoint",
+    "save_checkpoint": ".checkpoint", "save_safetensors": ".checkpoint",
+    "CODINGS": ".config", "TrainConfig": ".config",
+    "DATASETS": ".data", "build_datasets": ".data", "load_digits_split": ".data",
+    "DataFolderError": ".spec", "DataSpec": ".spec",
+    "RUN_FILES": ".rundir",
+    "FitResult": ".engine", "fit": ".engine", "seed_everything": ".engine",
+    "LOSSES": ".losses", "spike_loss": ".losses",
 }  # fmt: skip
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _SOURCES:
-        return moved_attribute(__name__, name)  # poisson_encode, now gac_coding.coding.rate_encode
-    value = getattr(importlib.import_module(f".{_SOURCES[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_attributes(__name__, _SOURCES)
 
 __all__ = [
     "CODINGS",

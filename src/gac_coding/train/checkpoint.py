@@ -1,13 +1,12 @@
 """Safe checkpoints: atomic writes, ``weights_only`` loads, random states, metrics lines.
 
-* Every file is written to a temporary file in the destination folder, flushed and ``fsync``-ed,
-  then moved over the destination with :func:`os.replace` (atomic on POSIX and Windows), and the
-  folder entry is synced (:func:`gac_coding.io.atomic_write`, which the export shares). A crash
-  mid-save leaves the previous file intact.
+* Every file is written atomically (:func:`gac_coding.io.atomic_write`: a temporary file in the
+  destination folder, ``fsync``-ed, then moved over the destination). A crash mid-save leaves the
+  previous file intact.
 * Checkpoints are loaded with ``torch.load(..., weights_only=True)``: tensors, numbers, strings and
   plain containers only. A file that asks to import or call anything is refused with
-  :class:`UnsafeCheckpointError` before any of its code can run. The reader lives with the models'
-  checkpoint code (:mod:`gac_coding.models.checkpoints`), shared with ``gac-coding energy``.
+  :class:`UnsafeCheckpointError` before any of its code can run. The reader is
+  :func:`gac_coding.io.read_torch_file`, shared with ``gac-coding energy`` and the models.
 * Random states (python, numpy, torch CPU, every CUDA device, and a data-order generator) are
   stored as tensors and plain tuples so that they too pass the ``weights_only`` loader.
 """
@@ -23,8 +22,14 @@ from typing import Any
 
 import torch
 
-from ..io import PathLike, atomic_write, save_safetensors
-from ..models.checkpoints import CheckpointError, UnsafeCheckpointError, read_torch_file
+from ..io import (
+    CheckpointError,
+    PathLike,
+    UnsafeCheckpointError,
+    atomic_write,
+    read_torch_file,
+    save_safetensors,
+)
 
 __all__ = [
     "CheckpointError",
@@ -48,7 +53,7 @@ def save_checkpoint(obj: Mapping[str, Any], path: PathLike) -> Path:
 def load_checkpoint(path: PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` (the reader every command shares).
 
-    The same function as :func:`gac_coding.models.checkpoints.read_torch_file`.
+    The same function as :func:`gac_coding.io.read_torch_file`.
 
     Raises:
         FileNotFoundError: no file at ``path``.

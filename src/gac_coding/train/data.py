@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +32,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .events import EVENT_DATASETS, build_event_datasets, event_frame_size
+from .spec import DataFolderError, DataSpec
+
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "CIFAR_STATS",
     "DataFolderError",
     "DataSpec",
@@ -45,18 +48,11 @@ __all__ = [
     "load_digits_split",
 ]
 
-#: The data set names ``gac-coding train --dataset`` accepts (the last three are event-camera
-#: data sets, read by :mod:`gac_coding.train.events` with the ``events`` extra).
-DATASETS: tuple[str, ...] = (
-    "digits",
-    "cifar10",
-    "cifar100",
-    "imagefolder",
-    "nmnist",
-    "dvsgesture",
-    "cifar10dvs",
-)
-_EVENT_DATASETS = DATASETS[4:]
+#: The image data sets of this module.
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagefolder")
+#: The data set names ``gac-coding train --dataset`` accepts: the images, then the event-camera
+#: data sets (:data:`~gac_coding.train.events.EVENT_DATASETS`, read with the ``events`` extra).
+DATASETS: tuple[str, ...] = IMAGE_DATASETS + EVENT_DATASETS
 
 #: Per-channel mean and std used to normalise CIFAR images.
 CIFAR_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -85,36 +81,6 @@ _CIFAR_LAYOUT: dict[str, dict[str, Any]] = {
         "classes": 100,
     },
 }
-
-
-class DataFolderError(FileNotFoundError):
-    """A data folder is missing, incomplete or malformed; the message names what was expected."""
-
-
-@dataclass
-class DataSpec:
-    """The two splits of a data set and what a model needs to know about them."""
-
-    name: str
-    train: Any  # a map-style torch Dataset with __len__
-    test: Any
-    num_classes: int
-    in_channels: int
-    image_size: int
-    class_names: list[str] = field(default_factory=list)
-    #: how a DataLoader stacks samples (``None``: PyTorch's default); event data sets give
-    #: time-major batches ``[T, B, C, H, W]``
-    collate_fn: Callable[..., Any] | None = None
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        """``(H, W)`` of the images or frames as the model receives them (square here)."""
-        return (self.image_size, self.image_size)
-
-    @property
-    def test_split(self) -> str:
-        """What the data set calls the split in :attr:`test`, the one a run validates on."""
-        return "val" if self.name == "imagefolder" else "test"
 
 
 class TensorImageDataset(Dataset):
@@ -394,9 +360,7 @@ def dataset_input_size(
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
-    if name in _EVENT_DATASETS:
-        from .events import event_frame_size
-
+    if name in EVENT_DATASETS:
         return event_frame_size(name, (events or {}).get("size"))
     side = {"digits": 8, "cifar10": 32, "cifar100": 32}.get(name)
     if side is None:
@@ -428,17 +392,15 @@ def build_datasets(
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
-    if name in _EVENT_DATASETS:
+    if name in EVENT_DATASETS:
         if events is None:
             raise ValueError(
                 f"events: --dataset {name} needs FrameOptions (at least T, the frames per sample)"
             )
-        from .events import build_event_datasets
-
         return build_event_datasets(name, data_dir, events, build_cache=build_cache)
     if events is not None:
         raise ValueError(
-            f"events: frame options apply to event data sets {list(_EVENT_DATASETS)}, not {name!r}"
+            f"events: frame options apply to event data sets {list(EVENT_DATASETS)}, not {name!r}"
         )
     if name == "digits":
         x_tr, y_tr, x_te, y_te = load_digits_split()

@@ -225,14 +225,56 @@ def run_demo(
         f"test, 8x8), T={T}, {epochs} epochs x {seeds} seed(s) x {len(CODINGS)} codings, "
         f"{workers} process(es)"
     )
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {"T": T, "epochs": epochs, "batch_size": batch_size, "lr": lr}
+    runs = _run_jobs(jobs, kwargs, spec, workers, progress, say)
+    results = {name: _summarise(name, [runs[(name, seed)] for seed in range(seeds)]) for name in CODINGS}
+    tied = best_codings(results)
+    report = {
+        "task": "scikit-learn digits, fixed stratified split (seed 0)",
+        "model": DEMO_DEFAULTS["model"],
+        "config": {
+            "epochs": epochs,
+            "seeds": seeds,
+            "T": T,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": "SGD momentum 0.9, weight decay 5e-5, cosine annealing",
+            "loss": "cross-entropy on time-averaged logits",
+            "workers": workers,
+        },
+        "split": {"train": len(spec.train), "test": len(spec.test)},
+        "codings": results,
+        "best_coding": tied[0] if len(tied) == 1 else None,
+        "tied": tied if len(tied) > 1 else [],
+        "tie_rule": TIE_RULE,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    text = json.dumps(report, indent=2) + "\n"
+    atomic_write(out / "demo.json", lambda fh: fh.write(text.encode("utf-8")))
+    _plot(report, out / "demo.png")
+    say(format_table(report))
+    say(f"wrote {out / 'demo.json'} and {out / 'demo.png'} ({report['seconds']:.0f}s)")
+    return report
+
+
+def _run_jobs(
+    jobs: list[tuple[str, int]],
+    kwargs: dict[str, Any],
+    spec: DataSpec,
+    workers: int,
+    progress: bool | None,
+    say: Callable[[str], None],
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Train every ``(coding, seed)`` of ``jobs`` (in this process, or in ``workers`` spawned
+    processes); each run's numbers by ``(coding, seed)``, reported as they finish."""
+    epochs = kwargs["epochs"]
     bars = sys.stderr.isatty() if progress is None else bool(progress)
     bar: Any = None
     if bars:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs) * epochs, desc="demo", unit="epoch", dynamic_ncols=True)
-    started = time.perf_counter()
-    kwargs: dict[str, Any] = {"T": T, "epochs": epochs, "batch_size": batch_size, "lr": lr}
     runs: dict[tuple[str, int], dict[str, Any]] = {}
 
     def done(name: str, seed: int, run: dict[str, Any], epochs_left: int) -> None:
@@ -265,50 +307,24 @@ def run_demo(
                 done(name, seed, run, epochs)
     if bar is not None:
         bar.close()
+    return runs
 
-    results: dict[str, Any] = {}
-    for name in CODINGS:
-        mine = [runs[(name, seed)] for seed in range(seeds)]
-        acc_mean, acc_std = _summary([r["test_acc"] for r in mine])
-        energies = [r["energy_mj_per_image"] for r in mine]
-        results[name] = {
-            "label": CODING_LABELS[name],
-            "gac": name == "gac",
-            "encoder": CODINGS[name].__name__,
-            "test_acc_mean": acc_mean,
-            "test_acc_std": acc_std,
-            "test_acc_sem": acc_std / seeds**0.5,
-            "firing_rate_mean": statistics.fmean(r["firing_rate"] for r in mine),
-            "energy_mj_per_image_mean": statistics.fmean(energies),
-            "runs": mine,
-        }
-    tied = best_codings(results)
-    report = {
-        "task": "scikit-learn digits, fixed stratified split (seed 0)",
-        "model": DEMO_DEFAULTS["model"],
-        "config": {
-            "epochs": epochs,
-            "seeds": seeds,
-            "T": T,
-            "batch_size": batch_size,
-            "lr": lr,
-            "optimizer": "SGD momentum 0.9, weight decay 5e-5, cosine annealing",
-            "loss": "cross-entropy on time-averaged logits",
-            "workers": workers,
-        },
-        "split": {"train": len(spec.train), "test": len(spec.test)},
-        "codings": results,
-        "best_coding": tied[0] if len(tied) == 1 else None,
-        "tied": tied if len(tied) > 1 else [],
-        "tie_rule": TIE_RULE,
-        "seconds": round(time.perf_counter() - started, 1),
+
+def _summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The demo's entry for one coding: its runs (one per seed, in seed order) and their means."""
+    acc_mean, acc_std = _summary([r["test_acc"] for r in runs])
+    energies = [r["energy_mj_per_image"] for r in runs]
+    return {
+        "label": CODING_LABELS[name],
+        "gac": name == "gac",
+        "encoder": CODINGS[name].__name__,
+        "test_acc_mean": acc_mean,
+        "test_acc_std": acc_std,
+        "test_acc_sem": acc_std / len(runs) ** 0.5,
+        "firing_rate_mean": statistics.fmean(r["firing_rate"] for r in runs),
+        "energy_mj_per_image_mean": statistics.fmean(energies),
+        "runs": runs,
     }
-    text = json.dumps(report, indent=2) + "\n"
-    atomic_write(out / "demo.json", lambda fh: fh.write(text.encode("utf-8")))
-    _plot(report, out / "demo.png")
-    say(format_table(report))
-    say(f"wrote {out / 'demo.json'} and {out / 'demo.png'} ({report['seconds']:.0f}s)")
-    return report
 
 
 def format_table(report: dict[str, Any]) -> str:

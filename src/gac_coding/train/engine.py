@@ -22,10 +22,7 @@ written as usual), for jobs with a time limit: a later ``resume=True`` run conti
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import math
-import os
 import random
 import sys
 import time
@@ -39,23 +36,15 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
-from .._checks import integer, real
-from ..coding import CODINGS, check_coding
-from ..coding.registry import coding_from_gac_flag
+from ..io import settings_metadata
 from ..ops import backends
 from . import distributed as dist_utils
 from .augment import MixedTarget, cutmix
-from .checkpoint import (
-    append_jsonl,
-    atomic_write,
-    capture_rng_state,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    save_safetensors,
-)
-from .data import DATASETS, DataSpec, build_datasets
-from .losses import LOSSES, spike_loss
+from .checkpoint import capture_rng_state, restore_rng_state
+from .config import CODINGS, TrainConfig, saved_coding
+from .data import DataSpec, build_datasets
+from .losses import spike_loss
+from .rundir import CHECKPOINT_FORMAT, RUN_FILES, prepare_out, truncate_metrics, write_epoch_files
 
 __all__ = [
     "CODINGS",
@@ -64,146 +53,12 @@ __all__ = [
     "FitResult",
     "TrainConfig",
     "fit",
+    "saved_coding",
     "seed_everything",
 ]
 
-# ``CODINGS`` (re-exported): the names of the input codings, :data:`gac_coding.coding.CODINGS`;
-# ``TrainConfig(coding=...)`` builds the model with that coding's encoder, which turns the images
-# into its code inside the model (rate coding draws its spikes there, from torch's global generator).
-#: Files that mark a folder as holding a training run.
-RUN_FILES: tuple[str, ...] = ("last.pt", "best.pt", "metrics.jsonl", "model.safetensors")
-CHECKPOINT_FORMAT = "gac-coding/train-checkpoint-v1"
-
 ModelFactory = Callable[..., nn.Module]
 Logger = Callable[[str], None]
-
-
-@dataclass
-class TrainConfig:
-    """Everything one training run needs; the fields mirror ``gac-coding train``'s options."""
-
-    model: str
-    dataset: str = "digits"
-    data_dir: str | None = None
-    T: int = 4
-    epochs: int = 1
-    stop_after: int | None = None
-    batch_size: int = 64
-    lr: float = 0.1
-    out: str | None = None
-    resume: bool = False
-    amp: bool = False
-    cutmix: float = 0.0
-    loss: str = "ce"
-    label_smoothing: float = 0.0
-    weight_decay: float = 5e-5
-    momentum: float = 0.9
-    workers: int = 0
-    seed: int = 0
-    device: str | None = None
-    image_size: int | None = None
-    coding: str = "gac"
-    #: backend setting of every neuron of the model (``"auto"``: the model's own, by default auto)
-    backend: str = "auto"
-    progress: bool | None = None
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
-    #: ``translate``, ``cache_dir``, ``split_seed``; see :class:`gac_coding.train.events.FrameOptions`)
-    events: dict[str, Any] = field(default_factory=dict)
-    #: deprecated, use ``coding``: ``gac=False`` meant ``coding="direct"`` (or the coding given
-    #: with it), ``gac=True`` meant ``coding="gac"``. Read when the config is made, then cleared.
-    gac: bool | None = None
-
-    def __post_init__(self) -> None:
-        # the deprecated spellings (gac=..., coding="poisson") become the coding's name, with one
-        # warning each, pointing at the TrainConfig(...) call (frames: here, the dataclass's
-        # __init__, the caller); an unknown coding is left for validate() to name
-        if self.gac is not None or self.coding == "poisson":
-            self.coding = coding_from_gac_flag(self.coding, self.gac, "TrainConfig(gac=...)", stacklevel=3)
-        self.gac = None
-
-    @property
-    def uses_gac(self) -> bool:
-        """Whether the model has the GAC encoder (``coding == "gac"``)."""
-        return self.coding == "gac"
-
-    def validate(self) -> None:
-        """Raise ``ValueError``/``TypeError`` naming the first bad field."""
-
-        def positive_int(name: str, minimum: int = 1) -> None:
-            integer(name, getattr(self, name), minimum)
-
-        if not isinstance(self.model, str) or not self.model:
-            raise ValueError(f"model: expected a model name, got {self.model!r}")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {self.dataset!r}")
-        for name in ("T", "epochs", "batch_size"):
-            positive_int(name)
-        positive_int("workers", 0)
-        if self.stop_after is not None:
-            positive_int("stop_after")
-            if self.stop_after > self.epochs:
-                raise ValueError(
-                    f"stop_after: expected at most epochs ({self.epochs}), got "
-                    f"{self.stop_after}; epochs is the schedule's length"
-                )
-        positive_int("seed", 0)
-        real("lr", self.lr, 0, low_open=True)
-        real("weight_decay", self.weight_decay, 0)
-        real("momentum", self.momentum, 0, 1, high_open=True)
-        real("label_smoothing", self.label_smoothing, 0, 1, high_open=True)
-        real("cutmix", self.cutmix, 0, 1, what="a probability")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
-        self.coding = check_coding(self.coding)
-        backends.check_backend(self.backend)
-        if self.resume and self.out is None:
-            raise ValueError("resume: needs out, the folder holding last.pt")
-        self.frame_options()  # validates the event options
-
-    def frame_options(self) -> Any:
-        """The :class:`~gac_coding.train.events.FrameOptions` of an event data set, else ``None``."""
-        from .events import EVENT_DATASETS, FrameOptions
-
-        if self.dataset not in EVENT_DATASETS:
-            if self.events:
-                raise ValueError(
-                    f"events: frame options {sorted(self.events)} apply to the event data "
-                    f"sets {list(EVENT_DATASETS)}, not to {self.dataset!r}"
-                )
-            return None
-        if self.cutmix > 0:
-            raise ValueError("cutmix: works on static images; event data sets have no CutMix here")
-        if CODINGS[check_coding(self.coding)].reads_intensities:
-            raise ValueError(
-                f"coding: event data sets are fed as frames, and {self.coding!r} coding reads pixel "
-                f"intensities in [0, 1]; use coding 'gac' or 'direct'"
-            )
-        if not isinstance(self.events, dict):
-            raise TypeError(f"events: expected a dict of frame options, got {type(self.events).__name__}")
-        try:
-            return FrameOptions(T=self.T, **self.events)
-        except TypeError as exc:
-            raise TypeError(f"events: {exc}") from None
-
-    def run_config(self) -> dict[str, Any]:
-        """The part of the config that describes the run (stored in checkpoints); ``data_dir``
-        as an absolute path, so that ``gac-coding energy`` finds the data from any folder."""
-        skip = {"out", "resume", "stop_after", "device", "progress", "workers", "gac"}
-        config = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        config["gac"] = self.uses_gac  # what the checkpoint readers look for
-        if self.data_dir is not None:
-            config["data_dir"] = str(Path(self.data_dir).expanduser().resolve())
-        return config
-
-
-def saved_coding(saved: dict[str, Any]) -> str | None:
-    """The ``coding`` of a checkpoint's config; checkpoints written before ``coding`` had the
-    value ``"gac"`` recorded ``coding="direct"`` with ``gac=True``
-    (:func:`~gac_coding.models.checkpoints.recorded_coding`)."""
-    from ..models.checkpoints import recorded_coding
-
-    return recorded_coding(saved)
 
 
 @dataclass
@@ -239,68 +94,6 @@ def check_model_name(name: str, known: Iterable[str]) -> None:
     known = list(known)
     if name not in known:
         raise ValueError(f"model: unknown model {name!r}; expected one of {known}")
-
-
-# --------------------------------------------------------------------------------- the out dir
-def _prepare_out(config: TrainConfig) -> dict[str, Any] | None:
-    """Check ``out`` (rank 0); load and check ``last.pt`` when resuming. Returns the checkpoint.
-
-    A new run's folder is not made here but with its first files (after the first epoch), so that
-    a run that fails before (a missing data folder, a bad option) leaves nothing behind; whether it
-    can be made is checked here, before any data is read."""
-    if config.out is None:
-        return None
-    out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out: expected a folder, got an existing file {out}")
-    present = [f for f in RUN_FILES if (out / f).exists()]
-    if not config.resume:
-        if present:
-            raise ValueError(
-                f"out: {out} already holds another run's files ({', '.join(present)}); pass "
-                "--resume to continue that run, or choose an empty --out folder"
-            )
-        _check_creatable(out)
-        return None
-    last = out / "last.pt"
-    if not last.exists():  # a folder in its place: the shared reader says so
-        raise ValueError(f"resume: expected {last} to continue from, but it does not exist")
-    ckpt = load_checkpoint(last)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"resume: {last} is not a gac-coding training checkpoint "
-            f"(format {ckpt.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
-        )
-    saved = dict(ckpt["config"], coding=saved_coding(ckpt["config"]))
-    for key, mine in (("model", config.model), ("T", config.T), ("coding", config.coding)):
-        if saved.get(key) != mine:
-            raise ValueError(
-                f"{key}: the checkpoint being resumed ({last}) was trained with {key}="
-                f"{saved.get(key)!r}, got {key}={mine!r}"
-            )
-    return ckpt
-
-
-def _check_creatable(out: Path) -> None:
-    """Raise ``ValueError`` unless ``out`` is a writable folder or can be made one."""
-    parent = out.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"out: cannot make the folder {out}: {parent} is a file")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"out: cannot write into {parent} (permission denied), so not {out} either")
-
-
-def _truncate_metrics(path: Path, upto_epoch: int) -> None:
-    """Keep the lines of ``metrics.jsonl`` up to ``upto_epoch`` exactly as they were."""
-    if not path.is_file():
-        return
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
-    kept = [ln for ln in lines if ln.strip() and json.loads(ln).get("epoch", 0) <= upto_epoch]
-    if len(kept) != len(lines):
-        atomic_write(path, lambda fh: fh.write("".join(kept).encode("utf-8")))
 
 
 # ---------------------------------------------------------------------------------- progress
@@ -480,7 +273,7 @@ def _fit(
     if model_factory is None:
         model_factory, known = default_model_factory()
         check_model_name(config.model, known)
-    ckpt = dist_utils.on_rank0(ctx, lambda: _prepare_out(config))  # before scanning any data
+    ckpt = dist_utils.on_rank0(ctx, lambda: prepare_out(config))  # before scanning any data
     spec = data if data is not None else _datasets(ctx, config)
     if ckpt is not None:
         _check_resumed_data(ckpt, config, spec)
@@ -528,16 +321,7 @@ def _fit(
         record["best_val_acc"] = run.best
         run.history.append(record)
         _save_epoch(run, epoch, record, improved)
-        msg = (
-            f"epoch {epoch}/{config.epochs}  train_loss {record['train_loss']:.4f}  "
-            f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
-            f"lr {lr:.4g}  {record['seconds']:.1f}s"
-        )
-        if bars:
-            epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
-            epoch_bar.write(msg)
-        else:
-            say(msg)
+        _report_epoch(record, config.epochs, epoch_bar if bars else None, say)
         if on_epoch_end is not None:
             on_epoch_end(record)
     if run.start_epoch <= last_epoch < config.epochs:
@@ -546,6 +330,20 @@ def _fit(
             f"continue with --resume"
         )
     return FitResult(history=run.history, best_val_acc=run.best, model=run.model, data=spec, out=run.out)
+
+
+def _report_epoch(record: dict[str, Any], epochs: int, epoch_bar: Any, say: Logger) -> None:
+    """One line of the epoch's metrics: above the progress bar when there is one, else logged."""
+    msg = (
+        f"epoch {record['epoch']}/{epochs}  train_loss {record['train_loss']:.4f}  "
+        f"train_acc {record['train_acc']:.4f}  val_acc {record['val_acc']:.4f}  "
+        f"lr {record['lr']:.4g}  {record['seconds']:.1f}s"
+    )
+    if epoch_bar is not None:
+        epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}", val=f"{record['val_acc']:.3f}")
+        epoch_bar.write(msg)
+    else:
+        say(msg)
 
 
 def _check_resumed_data(ckpt: dict[str, Any], config: TrainConfig, spec: DataSpec) -> None:
@@ -644,7 +442,7 @@ def _resume(run: _Run, ckpt: dict[str, Any]) -> None:
         run.data_gen.manual_seed(config.seed + 1000 * run.start_epoch + ctx.rank)
     say(f"resume: continuing {config.out} after epoch {run.start_epoch - 1}")
     if run.out is not None and ctx.is_main:
-        _truncate_metrics(run.out / "metrics.jsonl", run.start_epoch - 1)
+        truncate_metrics(run.out / "metrics.jsonl", run.start_epoch - 1)
 
 
 def _loaders(run: _Run) -> tuple[Any, DataLoader, DataLoader]:
@@ -734,7 +532,8 @@ def _train_epoch(run: _Run, loader: DataLoader, bars: bool, epoch: int) -> list[
 
 def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -> None:
     """Rank 0 appends the epoch to ``metrics.jsonl`` and writes ``last.pt``, ``best.pt`` (when
-    the test accuracy improved) and ``model.safetensors``; every rank waits for it."""
+    the test accuracy improved) and ``model.safetensors`` (with the run settings as metadata,
+    :func:`gac_coding.io.settings_metadata`); every rank waits for it."""
     ctx = run.ctx
     rng_states = dist_utils.gather_object(ctx, capture_rng_state(run.data_gen))
     if run.out is not None and ctx.is_main:
@@ -750,38 +549,6 @@ def _save_epoch(run: _Run, epoch: int, record: dict[str, Any], improved: bool) -
             "best_val_acc": run.best,
             "history": run.history,
         }
-        run.out.mkdir(parents=True, exist_ok=True)  # made with the first files, not before
-        append_jsonl(run.out / "metrics.jsonl", record)
-        save_checkpoint(state, run.out / "last.pt")
-        if improved:
-            save_checkpoint(state, run.out / "best.pt")
-        save_safetensors(
-            run.model.state_dict(), run.out / "model.safetensors", metadata=_metadata(run, epoch)
-        )
+        metadata = settings_metadata(run.run_config, epoch=epoch)
+        write_epoch_files(run.out, state, record, improved, run.model.state_dict(), metadata)
     dist_utils.barrier(ctx)
-
-
-def _metadata(run: _Run, epoch: int) -> dict[str, str]:
-    """The metadata of ``model.safetensors`` (strings only): what rebuilds the model (model,
-    ``T``, classes, channels, ``gac``, the temporal attention) and its data (data set, folder,
-    input size, coding, frame options), as :func:`~gac_coding.models.checkpoints.read_weights`
-    reads them back."""
-    config, spec, rc = run.config, run.spec, run.run_config
-    meta: dict[str, Any] = {
-        "model": config.model,
-        "T": config.T,
-        "num_classes": spec.num_classes,
-        "gac": config.uses_gac,
-        "in_channels": spec.in_channels,
-        "epoch": epoch,
-        "dataset": config.dataset,
-        "coding": config.coding,
-        "input_size": json.dumps(list(spec.input_size)),
-    }
-    if "temporal_attention" in config.model_kwargs:  # needed to rebuild the model
-        meta["temporal_attention"] = config.model_kwargs["temporal_attention"]
-    if rc.get("data_dir") is not None:
-        meta["data_dir"] = rc["data_dir"]
-    if config.events:
-        meta["events"] = json.dumps(config.events, sort_keys=True)
-    return {k: str(v) for k, v in meta.items()}

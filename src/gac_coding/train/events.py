@@ -3,7 +3,7 @@
 The events are read with `tonic <https://github.com/neuromorphs/tonic>`_ (the optional ``events``
 extra, ``pip install "gac-coding[events]"``; tonic is GPL-3.0, see the README) from the folders its
 data set classes use after extraction, and **nothing is ever downloaded**: a missing or incomplete
-folder raises :class:`~gac_coding.train.data.DataFolderError` naming the layout expected where.
+folder raises :class:`~gac_coding.train.spec.DataFolderError` naming the layout expected where.
 
 =============  ============================================================  ========  =======
 name           layout under ``--data-dir DIR``                               sensor    classes
@@ -55,18 +55,17 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._checks import boolean, integer, real
-from .data import DataFolderError, DataSpec
+from ..io import atomic_write
+from .spec import DataFolderError, DataSpec
 
 __all__ = [
     "EVENT_DATASETS",
     "EventFrames",
     "FrameOptions",
-    "add_event_options",
     "build_event_datasets",
     "check_event_folder",
     "event_frame_size",
     "cifar10dvs_split",
-    "event_options_from_args",
     "events_to_frames",
     "time_major_collate",
 ]
@@ -349,8 +348,6 @@ def _build_cache(
     ``folder/complete.json`` (written last: a folder without it is rebuilt)."""
     import numpy as np
 
-    from .checkpoint import atomic_write
-
     folder.mkdir(parents=True, exist_ok=True)
     indices: Any = range(len(source))
     if progress:
@@ -493,59 +490,3 @@ def build_event_datasets(
         class_names=list(layout.classes),
         collate_fn=time_major_collate,
     )
-
-
-# ------------------------------------------------------------------------------ command line
-def add_event_options(parser: Any) -> None:
-    """The event-data options of ``gac-coding train`` (an ``argparse`` parser; torch alone)."""
-    group = parser.add_argument_group(
-        "event data (--dataset nmnist | dvsgesture | cifar10dvs; --T frames per sample)"
-    )
-    group.add_argument(
-        "--frame-size",
-        type=int,
-        default=None,
-        metavar="N",
-        help="downsample the events to N x N pixels (e.g. 128 -> 64 or 48)",
-    )
-    group.add_argument(
-        "--time-window",
-        type=float,
-        default=None,
-        metavar="MS",
-        help="frames of MS milliseconds from the first event (the first T of them) "
-        "instead of T equal bins over the recording",
-    )
-    group.add_argument(
-        "--flip", action="store_true", help="random horizontal flip of training samples (not for dvsgesture)"
-    )
-    group.add_argument(
-        "--translate",
-        type=int,
-        default=0,
-        metavar="N",
-        help="random shift of training samples by up to N pixels, zero fill",
-    )
-    group.add_argument(
-        "--frame-cache",
-        default=None,
-        metavar="DIR",
-        help="where computed frames are cached (default DATA_DIR/.gac_frames)",
-    )
-    group.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the 9:1 CIFAR10-DVS train/test split (default 0)"
-    )
-
-
-def event_options_from_args(args: Any) -> dict[str, Any]:
-    """``TrainConfig.events`` from parsed options: only the ones given (so that other data sets,
-    which take none, are not refused for defaults)."""
-    given = {
-        "size": args.frame_size,
-        "window_ms": args.time_window,
-        "flip": args.flip or None,
-        "translate": args.translate or None,
-        "cache_dir": args.frame_cache,
-        "split_seed": args.split_seed or None,
-    }
-    return {k: v for k, v in given.items() if v is not None}

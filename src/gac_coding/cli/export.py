@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["FORMATS", "configure_export_parser", "format_summary", "run_export_command"]
+from .options import add_model_options, build_model, model_settings, resolve_input_size
+
+__all__ = ["FORMATS", "check_exportable", "configure_export_parser", "format_summary", "run_export_command"]
 
 #: Export formats of ``--format`` (one entry per exporter of :mod:`gac_coding.export`).
 FORMATS: tuple[str, ...] = ("nir",)
@@ -16,8 +18,6 @@ FORMATS: tuple[str, ...] = ("nir",)
 
 def configure_export_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``gac-coding export``."""
-    from ..cli import add_model_options
-
     add_model_options(parser, checkpoint_required=True)
     parser.add_argument(
         "--out", required=True, help="folder for backbone.nir, host.safetensors and host.json"
@@ -63,30 +63,52 @@ def format_summary(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def check_exportable(model: str, fmt: str) -> None:
+    """Raise a ``ValueError`` unless the registered ``model`` declares the export ``fmt``
+    (:attr:`gac_coding.models.ModelInfo.exports`): what ``gac-coding export`` checks before it
+    reads or builds anything."""
+    from ..models import model_info
+
+    exports = model_info(model).exports
+    if fmt not in exports:
+        raise ValueError(
+            f"--format {fmt}: the model {model!r} cannot be exported to {fmt.upper()} (to_nir exports "
+            f"the MS-ResNet models and wrapped nets; the exports of {model!r}: "
+            f"{', '.join(exports) if exports else 'none declared'})"
+        )
+
+
 def run_export_command(args: argparse.Namespace) -> int:
     """Run ``gac-coding export``: load the model, split it, write the files, print a summary.
 
-    The graph's input size is ``--input-size``, else the checkpoint's (what ``gac-coding train``
-    records, else the size of the data set it names); a checkpoint that records neither needs
-    ``--input-size``. The summary's operation counts come from a batch of 4 uniform random images
-    (seeded) at that size; they depend on the data.
+    A model that cannot be exported to ``--format`` is refused first (:func:`check_exportable`):
+    before the checkpoint is read when ``--model`` names it, else as soon as the checkpoint's
+    settings are. The graph's input size is ``--input-size``, else the checkpoint's (what
+    ``gac-coding train`` records, else the size of the data set it names); a checkpoint that
+    records neither needs ``--input-size``. The summary's operation counts come from a batch of 4
+    uniform random images (seeded) at that size; they depend on the data.
     """
     import torch
 
-    from ..cli import build_model, model_settings, resolve_input_size
+    from ..export import save_nir_export, to_nir
     from ..models.checkpoints import load_weights, read_weights
-    from .nir import DEFAULT_DT, save_nir_export, to_nir
 
+    if args.model is not None:
+        check_exportable(args.model, args.format)
     weights = read_weights(args.checkpoint)
     s = model_settings(args, weights.settings, args.checkpoint)
+    check_exportable(s["model"], args.format)
     size = resolve_input_size(args.input_size, weights.settings, args.checkpoint, s["model"])
     model = build_model(s)
     layout = load_weights(model, weights, model_name=s["model"])
     model.eval()
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.rand(4, s["in_channels"], *size, generator=gen)
-    dt = DEFAULT_DT if args.dt is None else args.dt
-    exp = to_nir(model, x, dt=dt, binarize=True if args.binarize else None)
+    binarize = True if args.binarize else None
+    if args.dt is None:  # to_nir's default step
+        exp = to_nir(model, x, binarize=binarize)
+    else:
+        exp = to_nir(model, x, dt=args.dt, binarize=binarize)
     exp.model_name = s["model"]
     config = {
         "model": s["model"],
