@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -489,3 +490,101 @@ def test_the_printed_table_reads_back_the_report() -> None:
 def test_an_unbatched_input_is_one_sample() -> None:
     assert estimate_energy(nn.Linear(6, 2), torch.rand(6)).totals["batch_size"] == 1
     assert estimate_energy(nn.Conv2d(3, 2, 3), torch.rand(3, 5, 5)).totals["batch_size"] == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# What the energy-counter mutation run found unpinned
+# ------------------------------------------------------------------------------------------------
+
+
+class _ByKeyword(nn.Module):
+    """Calls its encoder and its classifier with keyword arguments (forward hooks then see no
+    positional input), or positionally."""
+
+    def __init__(self, keyword: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.keyword = keyword
+        self.encoder = gac.GACEncoder(1, 2, T=2)
+        self.conv = nn.Conv2d(2, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 16, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        code = self.encoder(x=x) if self.keyword else self.encoder(x)
+        h = self.conv(code.flatten(0, 1)).flatten(1)
+        return self.fc(input=h) if self.keyword else self.fc(h)
+
+
+def _keyword_and_positional() -> tuple[Any, Any]:
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(4))
+    return estimate_energy(_ByKeyword(True).eval(), x), estimate_energy(_ByKeyword(False).eval(), x)
+
+
+def test_layers_called_with_keyword_arguments_do_not_stop_the_count() -> None:
+    by_kw, plain = _keyword_and_positional()
+    assert [ly.name for ly in plain.layers] == ["encoder.conv", "encoder.gate.ta.fc1",
+        "encoder.gate.ta.fc2", "encoder.gate.sca.conv1", "encoder.gate.sca.conv2", "conv", "fc"]  # fmt: skip
+    assert "conv" in [ly.name for ly in by_kw.layers]
+    assert by_kw.totals["samples"] == plain.totals["samples"] == 3
+    conv_kw, conv = (next(ly for ly in r.layers if ly.name == "conv") for r in (by_kw, plain))
+    assert conv_kw.to_dict() == conv.to_dict()  # a layer called positionally counts the same
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: estimate_energy's hooks read a layer's input from its positional arguments only, "
+    "so a Linear or convolution called with a keyword (fc(input=h)) is left out of the report, and "
+    "an encoder called as encoder(x=image) is not seen to run its static fast path (its stem is "
+    "counted once instead of T times); fix: register the hooks with with_kwargs=True and read "
+    "the input from the keyword arguments too",
+)
+def test_layers_called_with_keyword_arguments_are_counted_like_positional_ones() -> None:
+    by_kw, plain = _keyword_and_positional()
+    assert [ly.to_dict() for ly in by_kw.layers] == [ly.to_dict() for ly in plain.layers]
+
+
+@pytest.mark.parametrize(("coding", "steps"), [("rate", 1), ("latency", 1), ("gac", 2)])
+def test_codings_that_draw_frames_run_the_stem_per_frame(coding: str, steps: int) -> None:
+    from gac_coding.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("msresnet_tiny", num_classes=2, T=2, coding=coding, in_channels=1).eval()
+    stem = next(ly for ly in estimate_energy(model, torch.rand(3, 1, 8, 8)).layers if ly.role == "stem")
+    # rate and latency codings run the stem on every spike frame (their calls already count the
+    # T steps); GAC's static fast path runs it once for all T
+    assert stem.name == "encoder.conv" and stem.steps == steps
+
+
+class _StemOnly(nn.Module):
+    """Uses its encoder's convolution directly, never the encoder's forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = gac.GACEncoder(1, 2, T=4)
+        self.fc = nn.Linear(2 * 16, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.encoder.conv(x).flatten(1))
+
+
+def test_an_encoder_layer_called_outside_its_encoder_counts_its_own_calls() -> None:
+    stem = estimate_energy(_StemOnly().eval(), torch.rand(2, 1, 4, 4)).layers[0]
+    assert stem.name == "encoder.conv" and stem.steps == 1 and stem.calls == 1
+    assert stem.mac_paper == stem.mac == stem.flops
+
+
+def test_samples_and_batches_add_up_over_batches_and_a_scalar_is_one_sample() -> None:
+    fc = nn.Linear(4, 2)
+    r = estimate_energy(fc, [torch.rand(2, 4), torch.rand(3, 4), torch.rand(1, 4)])
+    assert (r.totals["samples"], r.totals["batches"]) == (6, 3)
+    assert r.totals["energy_mj_per_sample"] == r.totals["energy_mj"] / 6
+
+    class Scalar(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(1, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.fc(x.view(1))
+
+    assert estimate_energy(Scalar(), torch.tensor(0.5)).totals["samples"] == 1
