@@ -417,7 +417,9 @@ def test_model_info_of_a_registered_builder_and_bad_metadata() -> None:
     from gac_coding.models.registry import _REGISTRY
 
     def build(num_classes=3, T=2, coding="gac", in_channels=1, **kw):
-        return MSResNet([(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, in_channels=in_channels, **kw)
+        return MSResNet(
+            [(8, 1, 1)], num_classes, T, coding=coding, stem_channels=8, in_channels=in_channels, **kw
+        )
 
     try:
         register_model("test_info_net", build, info=ModelInfo(in_channels=1, input_size=[8, 8]))
