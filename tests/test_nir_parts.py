@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_nir_settings import WORKING, build
 from torch import Tensor, nn
 
 import gac_coding as gac
@@ -52,60 +53,18 @@ def _plain_net() -> nn.Module:
     )
 
 
-def _snntorch_net() -> nn.Module:
-    import snntorch as snn
-    from test_nir import strict_spike
-
-    return nn.Sequential(
-        snn.Leaky(beta=1.0, threshold=0.5, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike),
-        nn.Conv2d(2, 3, 3, padding=1),
-        snn.Leaky(
-            beta=0.75, threshold=0.5, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike
-        ),
-        nn.Flatten(),
-        nn.Linear(48, 2),
-    )
-
-
-def _norse_net() -> nn.Module:
-    import norse.torch as norse
-
-    return norse.SequentialState(
-        nn.Conv2d(2, 3, 3, padding=1), norse.LIFBoxCell(), norse.LIFCell(), nn.Flatten(), nn.Linear(48, 2)
-    )
-
-
-def _spikingjelly_net() -> nn.Module:
-    from spikingjelly.activation_based import functional, layer, neuron
-
-    net = nn.Sequential(
-        layer.Conv2d(2, 3, 3, padding=1),
-        neuron.LIFNode(),
-        neuron.IFNode(),
-        layer.Flatten(),
-        layer.Linear(48, 2),
-    )
-    functional.set_step_mode(net, "m")
-    return net
-
-
-NETS = {
-    "plain": _plain_net,
-    "snntorch": _snntorch_net,
-    "norse": _norse_net,
-    "spikingjelly": _spikingjelly_net,
-}
-
-
-@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("name", ["plain", *WORKING])
 def test_every_neuron_node_is_written_in_the_models_dtype(name: str) -> None:
     # float64 models: every array of a neuron node in float64 (a builder that lets torch pick its
-    # default dtype writes float32 time constants and thresholds, rounding them)
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GatedInputWarning)  # a conv fed the gated code
-        model = gac.wrap(NETS[name](), T=2, in_channels=2).double().eval()
-    exp = to_nir(model, torch.rand(2, 2, 4, 4, dtype=torch.float64))
+    # default dtype writes float32 time constants and thresholds, rounding them); the nets of
+    # test_nir_settings.py hold every framework's neurons (snnTorch's Leaky as IF and LIF, Norse's
+    # LIFBoxCell and LIFCell, SpikingJelly's LIFNode and IFNode)
+    if name == "plain":
+        torch.manual_seed(0)
+        model = gac.wrap(_plain_net(), T=2, in_channels=2).double().eval()
+        exp = to_nir(model, torch.rand(2, 2, 4, 4, dtype=torch.float64))
+    else:
+        exp = build(name)[2]
     neurons = [n for n in exp.graph.nodes.values() if type(n).__name__ in ("LIF", "IF", "CubaLIF")]
     assert neurons, "the net has neurons"
     for node in neurons:
