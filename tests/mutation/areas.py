@@ -137,7 +137,28 @@ AREAS: dict[str, Area] = {
     "export-nir-convert": Area(
         sources=(_NIR + "convert.py", _NIR + "files.py"), tests=_NIR_TESTS, skip_tests=_NIR_SKIP
     ),
-    "export-nir-simulator": Area(sources=(_NIR + "simulator.py",), tests=_NIR_TESTS, skip_tests=_NIR_SKIP),
+    # the reference simulator (simulator.py: ~460 mutants) in three areas
+    "export-nir-sim-graph": Area(
+        # the graph's order, the synaptic nodes as torch modules, the public entry (~140 mutants)
+        sources=(_NIR + "simulator.py",),
+        functions=("_topological", "_synaptic_module", "simulate"),
+        tests=_NIR_TESTS,
+        skip_tests=_NIR_SKIP,
+    ),
+    "export-nir-sim-run": Area(
+        # the time loop over the nodes (~165 mutants)
+        sources=(_NIR + "simulator.py",),
+        functions=("_simulate",),
+        tests=_NIR_TESTS,
+        skip_tests=_NIR_SKIP,
+    ),
+    "export-nir-sim-step": Area(
+        # one step of a neuron node (~160 mutants)
+        sources=(_NIR + "simulator.py",),
+        functions=("_node_step",),
+        tests=_NIR_TESTS,
+        skip_tests=_NIR_SKIP,
+    ),
     "export-onnx": Area(
         sources=(
             "src/gac_coding/export/__init__.py",
@@ -279,7 +300,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "export-nir-neurons",
         "export-nir-graph",
         "export-nir-convert",
-        "export-nir-simulator",
+        "export-nir-sim-graph",
+        "export-nir-sim-run",
+        "export-nir-sim-step",
         "export-onnx",
     ),
     "events": ("events",),
