@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 import torch
 from test_nir_settings import WORKING, build
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 import gac_coding as gac
 
@@ -283,3 +285,89 @@ def test_trace_skips_calls_without_a_tensor_and_explains_a_lost_batch() -> None:
         "model: cannot tell the batch dimension of the tensors around 'collapse' (_Collapse) (input "
         "(3, 4), output (4,), T=2, batch 3); export expects [B, ...], [T*B, ...] or [T, B, ...]"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# The reference simulator (what the export-nir-sim-graph mutation run found unpinned)
+# ------------------------------------------------------------------------------------------------
+
+
+def _graph(nodes: dict[str, Any], edges: list[tuple[str, str]]) -> Any:
+    # no type check: nir 1.0.8 infers a grouped Conv2d's input channels as weight.shape[1]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+def _chain(*middle: Any, shape: tuple[int, ...]) -> Any:
+    names = [f"n{i}" for i in range(len(middle))]
+    nodes = {"input": nir.Input(input_type=np.array(shape)), **dict(zip(names, middle, strict=True))}
+    nodes["output"] = nir.Output(output_type=np.array(shape))  # the type is not read by simulate
+    path = ["input", *names, "output"]
+    return _graph(nodes, list(zip(path[:-1], path[1:], strict=True)))
+
+
+def test_simulator_convolution_uses_padding_stride_dilation_groups_and_bias(tmp_path: Path) -> None:
+    from gac_coding.export.nir.simulator import simulate
+
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(4, 1, 3, 3, generator=g, dtype=torch.float64)  # groups 2: 2 in, 4 out
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    code = torch.rand(2, 3, 2, 9, 9, generator=g, dtype=torch.float64)
+    for padding in ((2, 1), "same"):
+        stride = (1, 1) if padding == "same" else (2, 1)
+        conv = nir.Conv2d(input_shape=(9, 9), weight=w.numpy(), stride=stride, padding=padding,
+                          dilation=(2, 2), groups=2, bias=b.numpy())  # fmt: skip
+        out, extra = simulate(_chain(conv, shape=(2, 9, 9)), code, DT)
+        want = F.conv2d(code.flatten(0, 1), w, b, stride=stride, padding=padding, dilation=2, groups=2)
+        if padding != "same":
+            conv_tuple, want_tuple = conv, want
+        torch.testing.assert_close(out.flatten(0, 1), want, rtol=0, atol=1e-12)
+        assert extra == {}  # record and count_ops are off by default
+    # a graph read back from a file holds its padding as a numpy array
+    path = tmp_path / "conv.nir"
+    nir.write(path, _chain(conv_tuple, shape=(2, 9, 9)))
+    out, _ = simulate(nir.read(path, type_check=False), code, DT)
+    torch.testing.assert_close(out.flatten(0, 1), want_tuple, rtol=0, atol=1e-12)
+
+
+def test_simulator_linear_has_no_bias_and_affine_has_its_own() -> None:
+    from gac_coding.export.nir.simulator import simulate
+
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(3, generator=g, dtype=torch.float64)
+    code = torch.rand(2, 4, 5, generator=g, dtype=torch.float64)
+    out, _ = simulate(_chain(nir.Linear(weight=w.numpy()), shape=(5,)), code, DT)
+    torch.testing.assert_close(out, code @ w.T, rtol=0, atol=1e-12)
+    out, extra = simulate(
+        _chain(nir.Affine(weight=w.numpy(), bias=b.numpy()), shape=(5,)), code, DT, record=True
+    )
+    torch.testing.assert_close(out, code @ w.T + b, rtol=0, atol=1e-12)
+    assert sorted(extra) == ["outputs"] and sorted(extra["outputs"]) == ["input", "n0", "output"]
+    torch.testing.assert_close(extra["outputs"]["n0"], out, rtol=0, atol=0)
+
+
+def test_simulator_takes_a_code_of_two_dims_and_refuses_less() -> None:
+    from gac_coding.export.nir.simulator import simulate
+
+    graph = _chain(shape=())
+    code = torch.rand(3, 2, dtype=torch.float64)  # [T, B]: one value per sample
+    out, _ = simulate(graph, code, DT)
+    torch.testing.assert_close(out, code, rtol=0, atol=0)
+    with pytest.raises(ValueError) as info:
+        simulate(graph, torch.zeros(3), DT)
+    assert str(info.value) == "code: expected a tensor [T, B, ...], got torch.Size([3])"
+    with pytest.raises(ValueError) as info:
+        simulate(graph, [[0.0]], DT)  # type: ignore[arg-type]
+    assert str(info.value) == "code: expected a tensor [T, B, ...], got <class 'list'>"
+
+
+def test_simulator_refuses_a_cycle() -> None:
+    from gac_coding.export.nir.simulator import simulate
+
+    w = np.eye(2)
+    nodes = {"input": nir.Input(input_type=np.array([2])), "a": nir.Linear(weight=w),
+             "b": nir.Linear(weight=w), "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    graph = _graph(nodes, [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")])
+    with pytest.raises(ValueError) as info:
+        simulate(graph, torch.zeros(2, 1, 2), DT)
+    assert str(info.value) == "graph: has a cycle; simulate runs feed-forward graphs only"
