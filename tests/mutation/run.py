@@ -68,7 +68,7 @@ def _sources(area: Area) -> list[str]:
 
 
 def _module(path: str) -> str:
-    """``src/gac_coding/export/_nir.py`` -> ``gac_coding.export._nir`` (how mutmut names mutants)."""
+    """``src/gac_coding/export/nir/graph.py`` -> ``gac_coding.export.nir.graph`` (mutmut's names)."""
     parts = Path(path).with_suffix("").parts[1:]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
