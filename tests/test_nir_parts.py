@@ -371,3 +371,41 @@ def test_simulator_refuses_a_cycle() -> None:
     with pytest.raises(ValueError) as info:
         simulate(graph, torch.zeros(2, 1, 2), DT)
     assert str(info.value) == "graph: has a cycle; simulate runs feed-forward graphs only"
+
+
+def test_simulator_scale_flatten_pools_ties_and_unknown_nodes() -> None:
+    # export-nir-sim-step survivors: Scale, Flatten with end_dim, SumPool2d, a pool's stride, a
+    # membrane exactly at the threshold (no spike), the message of a node simulate cannot run
+    from gac_coding.export.nir.simulator import simulate
+
+    x = torch.arange(2 * 1 * 2 * 4 * 4, dtype=torch.float64).view(2, 1, 2, 4, 4) / 8
+    out, _ = simulate(_chain(nir.Scale(scale=np.array([0.5, 2.0]).reshape(2, 1, 1)), shape=(2, 4, 4)), x, DT)
+    torch.testing.assert_close(out, x * torch.tensor([0.5, 2.0], dtype=torch.float64).view(2, 1, 1))
+    flat = nir.Flatten(input_type={"input": np.array([2, 4, 4])}, start_dim=1, end_dim=2)
+    out, _ = simulate(_chain(flat, shape=(2, 4, 4)), x, DT)
+    assert out.shape == (2, 1, 2, 16)
+    torch.testing.assert_close(out, x.flatten(3, 4), rtol=0, atol=0)
+    for start, end, want in ((0, 1, x.flatten(2, 3)), (-2, -1, x.flatten(-2, -1)), (0, 0, x)):
+        flat = nir.Flatten(input_type={"input": np.array([2, 4, 4])}, start_dim=start, end_dim=end)
+        out, _ = simulate(_chain(flat, shape=(2, 4, 4)), x, DT)
+        torch.testing.assert_close(out, want, rtol=0, atol=0)
+    for kind, want in (("SumPool2d", F.avg_pool2d(x[0], 2, 1, divisor_override=1)),
+                       ("AvgPool2d", F.avg_pool2d(x[0], 2, 1))):  # fmt: skip
+        pool = getattr(nir, kind)(
+            kernel_size=np.array([2, 2]), stride=np.array([1, 1]), padding=np.array([0, 0])
+        )
+        out, _ = simulate(_chain(pool, shape=(2, 4, 4)), x, DT)
+        torch.testing.assert_close(out[0], want, rtol=0, atol=1e-12)
+    padded = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([1, 1]), padding=np.array([1, 0]))
+    with pytest.raises(ValueError) as info:
+        simulate(_chain(padded, shape=(2, 4, 4)), x, DT)
+    assert str(info.value) == "graph: SumPool2d 'n0' has padding, which simulate does not run"
+    # IF with r = 1/dt: v = x; 0.5 sits exactly at the threshold and does not fire
+    neuron = nir.IF(r=np.full(3, 1 / DT), v_threshold=np.full(3, 0.5), v_reset=np.zeros(3))
+    out, _ = simulate(
+        _chain(neuron, shape=(3,)), torch.tensor([[[0.25, 0.5, 0.75]]], dtype=torch.float64), 1.0 / 1000
+    )
+    assert out.tolist() == [[[0.0, 0.0, 1.0]]]
+    with pytest.raises(ValueError) as info:
+        simulate(_chain(nir.Delay(delay=np.ones(3)), shape=(3,)), torch.zeros(1, 1, 3), DT)
+    assert str(info.value) == "graph: node 'n0' of type Delay is not supported by simulate"
