@@ -54,12 +54,14 @@ docs-figures: $(VENV)/.demo-installed
 bench: $(VENV)/.test-installed
 	$(BIN)/python benchmarks/encoder_fast_path.py
 
-# ruff's lint rules on the code, ruff's formatting and mypy's types on the library (src/)
+# ruff's lint rules on the code, ruff's formatting and mypy's types on the library (src/), and the
+# GitHub workflows against GitHub's workflow schema (check-jsonschema's vendored copy: no network)
 lint: $(VENV)/.test-installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	$(BIN)/ruff check src tests benchmarks docs tools
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src/gac_coding
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # mutation testing of one area (tests/mutation/areas.py), e.g. make mutation AREA=energy; not in CI
 AREA ?=

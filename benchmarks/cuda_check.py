@@ -36,6 +36,11 @@ for the timings; memory figures need CUDA):
   and inference, images/s and peak memory; ratios with the goals (>= SpikingJelly for direct
   coding, >= 2x naive).
 * ``compile``: ``benchmarks/compile.py`` in a subprocess, eager against ``torch.compile``.
+* ``memory_imagenet``, ``memory_cifar``: ``benchmarks/memory.py --device cuda`` in a subprocess:
+  the memory modes (default, lean, checkpoint; direct coding and GAC) against SpikingJelly's
+  ``ms_resnet18`` as shipped and with its memory optimiser at level 4, T=2,4,8, batch 32, 224x224:
+  saved bytes, step time and peak memory (``torch.cuda.max_memory_allocated``); the CIFAR model
+  (ours alone) at T=6, batch 128.
 """
 
 from __future__ import annotations
@@ -391,6 +396,31 @@ def check_peers(ctx: Ctx, model: str) -> dict[str, Any]:
             "figures": figures, "table": table, "seconds_subprocess": r["seconds"]}
 
 
+# ---------------------------------------------------------------------------------- memory modes
+def check_memory_modes(ctx: Ctx, model: str) -> dict[str, Any]:
+    """``benchmarks/memory.py`` in a subprocess: the memory modes' saved bytes, step time and peak
+    memory against SpikingJelly's ``ms_resnet18`` and its memory optimiser (level 4), T=2,4,8,
+    batch 32, 224x224; the CIFAR model alone at T=6, batch 128 (dry run: CPU, tiny sizes)."""
+    result = ctx.tmp / f"memory_{model}.json"
+    cmd = [sys.executable, str(BENCH / "memory.py"), "--model", model, "--json", str(result), "--no-fit"]
+    if ctx.dry:
+        cmd += ["--device", "cpu", "--T", "2", "4", "--batch", "2", "--size", "32", "--rounds", "1"]
+    elif model == "imagenet":
+        cmd += ["--device", "cuda", "--T", "2", "4", "8", "--batch", "32", "--size", "224", "--rounds", "3"]
+    else:
+        cmd += ["--device", "cuda", "--T", "6", "--batch", "128", "--size", "32", "--rounds", "3"]
+    r = run_subprocess(ctx, f"memory_{model}", cmd, 200 if model == "imagenet" else 120)
+    table = [line for line in r["output"].splitlines() if line.strip()][-60:]
+    print("\n".join(table), flush=True)
+    if r["rc"] != 0 or not result.is_file():
+        return {"ok": False, "rc": r["rc"], "timed_out": r["timed_out"], "tail": r["tail"], "table": table}
+    figures = json.loads(result.read_text())
+    peaks = {name: max(by_t.values()) for name, by_t in figures["peak_mib"].items() if by_t}
+    summary = ", ".join(f"{k} {v:.0f} MiB" for k, v in peaks.items()) or "saved bytes only"
+    return {"ok": True, "summary": summary, "figures": figures, "table": table,
+            "seconds_subprocess": r["seconds"]}
+
+
 # ---------------------------------------------------------------------------------------- compile
 def check_compile(ctx: Ctx) -> dict[str, Any]:
     """``benchmarks/compile.py`` in a subprocess: eager vs ``torch.compile`` (inductor,
@@ -442,6 +472,9 @@ def all_checks(ctx: Ctx) -> list[Check]:
     checks.append(Check("peers_cifar", lambda c: check_peers(c, "cifar"), 45, 135))
     # benchmarks/compile.py: eager vs torch.compile (its subprocess stops at 200 s dry, 240 s CUDA)
     checks.append(Check("compile", check_compile, 60, 260))
+    # benchmarks/memory.py: the memory modes against SpikingJelly's model and memory optimiser
+    checks.append(Check("memory_imagenet", lambda c: check_memory_modes(c, "imagenet"), 60, 215))
+    checks.append(Check("memory_cifar", lambda c: check_memory_modes(c, "cifar"), 45, 135))
     return checks
 
 

@@ -125,9 +125,9 @@ def test_stop_after_then_resume_reproduces_an_uninterrupted_run(tmp_path: Path) 
 def test_stop_after_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"stop_after: expected an integer >= 1, got 0"):
         _cfg(tmp_path, stop_after=0).validate()
-    with pytest.raises(TypeError, match=r"stop_after: expected an integer, got float"):
+    with pytest.raises(TypeError, match=r"stop_after: expected an int, got float"):
         _cfg(tmp_path, stop_after=1.0).validate()
-    with pytest.raises(TypeError, match=r"stop_after: expected an integer, got bool"):
+    with pytest.raises(TypeError, match=r"stop_after: expected an int, got bool"):
         _cfg(tmp_path, stop_after=True).validate()
     with pytest.raises(ValueError, match=r"stop_after: expected at most epochs \(3\), got 4"):
         fit(_cfg(tmp_path / "x", epochs=3, stop_after=4), **QUIET)

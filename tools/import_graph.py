@@ -55,6 +55,7 @@ DYNAMIC: dict[str, str] = {
     "gac_coding._lazy": "the names of a package's lazy table (counted as the package's imports)",
     "gac_coding._deprecated": "the new homes of deprecated names (gac_coding._deprecated.DEPRECATED)",
     "gac_coding.ops.backends": "its backend modules (_eager, _cpp, _triton), named by the registry",
+    "gac_coding.ops._lean_common": "the lean ops' backend modules (_lean_eager, _lean_cpp, _lean_triton)",
     "gac_coding.adapters.base": "the third-party frameworks (snntorch, norse, spikingjelly)",
 }
 

@@ -7,7 +7,7 @@ adapter for them is used.
 from __future__ import annotations
 
 from ._version import __version__
-from .adapters import GACNet, wrap
+from .adapters import GACNet, set_memory, wrap
 from .attention import GatedAttentionUnit, SpatialChannelAttention, TemporalAttention
 from .coding import GACEncoder
 from .neuron import LIF, RECIPES
@@ -21,5 +21,6 @@ __all__ = [
     "SpatialChannelAttention",
     "TemporalAttention",
     "__version__",
+    "set_memory",
     "wrap",
 ]

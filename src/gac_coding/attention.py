@@ -18,7 +18,9 @@ from torch import Tensor, nn
 from . import ops
 from ._checks import choice as _choice
 from ._checks import positive_int as _positive_int
+from .ops import lean
 from .ops.backends import BackendSetting, check_backend
+from .ops.memory import MemorySetting, lean_active
 from .ops.params import RECIPES, LIFParams, LIFSettings, SurrogateLike
 
 __all__ = [
@@ -226,7 +228,7 @@ def gated_lif(
     return ops.gated_lif(u, ta, sca, params, static=static, backend=backend)
 
 
-class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
+class GatedAttentionUnit(LIFSettings, BackendSetting, MemorySetting, nn.Module):
     """Gate spikes with temporal and spatial-channel attention computed from the membrane input.
 
     ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)``, values in ``[0, 1)``, zero wherever no spike.
@@ -245,6 +247,9 @@ class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
         temporal_attention: ``"mlp"`` (the paper's :class:`TemporalAttention`, fixed ``T``) or
             ``"conv"`` (:class:`ConvTemporalAttention`, any ``T``).
         backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`).
+        memory: ``"default"`` or ``"lean"`` (:mod:`gac_coding.ops.memory`): in training, the fused
+            LIF+gate keeps its inputs and recomputes the membranes, spikes and gate in the
+            backward pass. Needs a named surrogate.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -267,6 +272,7 @@ class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
         detach_reset: bool = False,
         temporal_attention: str = "mlp",
         backend: str = "auto",
+        memory: str = "default",
     ) -> None:
         super().__init__()
         T = _positive_int("T", T)
@@ -276,6 +282,13 @@ class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
         self.sca = SpatialChannelAttention(self.channels, sca_ratio, sca_kernel)
         #: the LIF's settings (checked once, here)
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
+        self.memory = memory
+
+    memory_modes = ("default", "lean")
+
+    def _set_memory(self, mode: str) -> None:
+        if mode == "lean":
+            lean.check_lean_params(self.params, "memory (GatedAttentionUnit)")
 
     @property
     def temporal_attention(self) -> str:
@@ -300,7 +313,8 @@ class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
         else:
             ta = self.ta(u)
             sca = self.sca(u.flatten(0, 1)).view(u.shape)
-        out, fired, gate = ops.gated_lif(u, ta, sca, self.params, static=static, backend=self.backend)
+        fuse = lean.gated_lif if lean_active(self.memory) else ops.gated_lif
+        out, fired, gate = fuse(u, ta, sca, self.params, static=static, backend=self.backend)
         return out, fired, gate, ta.detach()
 
     def forward(self, u: Tensor) -> Tensor:
@@ -316,5 +330,5 @@ class GatedAttentionUnit(LIFSettings, BackendSetting, nn.Module):
     def extra_repr(self) -> str:
         return (
             f"channels={self.channels}, temporal_attention={self.temporal_attention!r}, "
-            f"backend={self.backend!r}"
+            f"backend={self.backend!r}" + ("" if self.memory == "default" else f", memory={self.memory!r}")
         )

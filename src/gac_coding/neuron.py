@@ -23,7 +23,9 @@ import torch
 from torch import Tensor, nn
 
 from . import ops
+from .ops import lean
 from .ops.backends import BACKEND_ENV, BACKENDS, BackendSetting, check_backend, get_backend, set_backend
+from .ops.memory import MemorySetting, lean_active
 from .ops.params import (
     RECIPES,
     LIFParams,
@@ -122,7 +124,7 @@ def lif_reference(
     return torch.stack(out)
 
 
-class LIF(LIFSettings, BackendSetting, nn.Module):
+class LIF(LIFSettings, BackendSetting, MemorySetting, nn.Module):
     """Multi-step leaky integrate-and-fire neuron over dim 0 of ``[T, B, ...]``.
 
     ``v_t = decay * v_{t-1} * (1 - s_{t-1}) + x_t``, ``s_t = [v_t > threshold]``, ``v_0 = 0``.
@@ -142,6 +144,10 @@ class LIF(LIFSettings, BackendSetting, nn.Module):
             ``"triton"`` (that backend or an error), or a list to try in order such as
             ``"cpp,eager"`` (a failed call runs on the next, with a warning). Changeable later
             through the :attr:`backend` attribute.
+        memory: ``"default"`` or ``"lean"`` (:mod:`gac_coding.ops.memory`): in training, keep two
+            bits per element for the backward pass instead of the membrane where that suffices
+            (the rectangle surrogate with a detached reset, the ImageNet recipe); the same numbers
+            either way. Needs a named surrogate. Changeable later through :attr:`memory`.
 
     Example:
         >>> import torch, gac_coding as gac
@@ -160,10 +166,18 @@ class LIF(LIFSettings, BackendSetting, nn.Module):
         surrogate: SurrogateLike = "triangle",
         detach_reset: bool = False,
         backend: str = "auto",
+        memory: str = "default",
     ) -> None:
         super().__init__()
         self.params = LIFParams(decay, threshold, surrogate, detach_reset)
         self.backend = check_backend(backend)
+        self.memory = memory
+
+    memory_modes = ("default", "lean")
+
+    def _set_memory(self, mode: str) -> None:
+        if mode == "lean":
+            lean.check_lean_params(self.params, "memory (LIF)")
 
     def forward(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
@@ -172,11 +186,14 @@ class LIF(LIFSettings, BackendSetting, nn.Module):
             raise ValueError(
                 f"x: expected a time-major sequence [T, B, ...] (at least 2 dims), got shape {tuple(x.shape)}"
             )
+        if lean_active(self.memory):
+            return lean.lif(x, self.params, backend=self.backend)[0]
         return ops.lif(x, self.params, backend=self.backend)
 
     def extra_repr(self) -> str:
         p = self.params
+        memory = "" if self.memory == "default" else f", memory={self.memory!r}"
         return (
             f"decay={p.decay}, threshold={p.threshold}, surrogate={p.surrogate_name}, "
-            f"detach_reset={p.detach_reset}, backend={self.backend!r}"
+            f"detach_reset={p.detach_reset}, backend={self.backend!r}{memory}"
         )

@@ -121,6 +121,22 @@ AREAS: dict[str, Area] = {
         tests=("tests/test_neuron.py", "tests/test_lif_backend.py", "tests/test_ties.py"),
         skip_tests={"tests/test_lif_backend.py::test_import_compiles_nothing_and_imports_no_triton": _FRESH},
     ),
+    "ops-lean": Area(
+        # memory='lean' and 'checkpoint' (not run yet: sized by file count only)
+        sources=(
+            "src/gac_coding/ops/_lean_bn.py",
+            "src/gac_coding/ops/_lean_common.py",
+            "src/gac_coding/ops/_lean_cpp.py",
+            "src/gac_coding/ops/_lean_eager.py",
+            "src/gac_coding/ops/_lean_lif.py",
+            "src/gac_coding/ops/_lean_triton.py",
+            "src/gac_coding/ops/lean.py",
+            "src/gac_coding/ops/memory.py",
+            "src/gac_coding/adapters/memory.py",
+        ),
+        tests=("tests/test_memory.py",),
+        skip_tests={"tests/test_memory.py::test_compiled_training_step_same_numbers": _COMPILE},
+    ),
     # ---------------------------------------------------------------------------- export
     "export-nir-neurons": Area(
         # the NIR neuron maps: the export's and each framework's (adapters/*: nir_node)
@@ -286,6 +302,11 @@ AREAS: dict[str, Area] = {
         ),
         tests=("tests/test_models.py", "tests/test_timesteps.py", "tests/test_checkpoints.py"),
     ),
+    "models-pretrained": Area(
+        # Hub-style folders and their model card (not run yet)
+        sources=("src/gac_coding/models/pretrained.py", "src/gac_coding/models/_card.py"),
+        tests=("tests/test_pretrained.py",),
+    ),
     "models-checkpoints": Area(
         # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader
         sources=("src/gac_coding/models/checkpoints.py", "src/gac_coding/models/reference.py"),
@@ -295,7 +316,7 @@ AREAS: dict[str, Area] = {
 
 #: The parts of the library (the areas of issue 25) as the areas above add them up.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "ops": ("ops-eager", "ops-functional", "ops-native", "neuron"),
+    "ops": ("ops-eager", "ops-functional", "ops-native", "ops-lean", "neuron"),
     "export": (
         "export-nir-neurons",
         "export-nir-graph",
@@ -309,7 +330,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "energy": ("energy-hooks", "energy-counter", "energy-api"),
     "adapters": ("adapters-wrap", "adapters-registry", "adapters-frameworks"),
     "coding": ("coding-gac", "coding-stem"),
-    "models": ("models-nets", "models-checkpoints"),
+    "models": ("models-nets", "models-pretrained", "models-checkpoints"),
 }
 
 _NO_FUNCTION = "re-exports only: no function for mutmut to mutate"
@@ -336,6 +357,7 @@ OUTSIDE: dict[str, str] = {
     "src/gac_coding/_lazy.py": "the lazy loader of optional names (tests/test_architecture.py)",
     "src/gac_coding/analysis/*.py": "coding metrics and plots (tests/test_analysis.py)",
     "src/gac_coding/cli/*.py": "the command line, one module per subcommand (tests/test_cli.py)",
+    "src/gac_coding/ops/_lean_triton_kernels.py": "@triton.jit kernels (as _triton_kernels.py)",
     "src/gac_coding/ops/_triton_kernels.py": "@triton.jit kernels: mutmut mutates no decorated "
     "function (their arithmetic is judged through the triton backend's tests)",
     "src/gac_coding/train/__init__.py": "the training package (tests/test_train_*.py)",

@@ -63,6 +63,7 @@ from .base import (
     reset_state,
     unregister_framework,
 )
+from .memory import set_memory
 from .norse import Norse
 from .plain import PlainTorch
 from .snntorch import SnnTorch
@@ -84,6 +85,7 @@ __all__ = [
     "neuron_framework",
     "register_framework",
     "reset_state",
+    "set_memory",
     "unregister_framework",
     "wrap",
 ]

@@ -1,4 +1,4 @@
-"""The ``gac-coding`` command: ``demo``, ``train``, ``energy`` and ``export`` subcommands.
+"""The ``gac-coding`` command: ``demo``, ``train``, ``energy``, ``export`` and ``convert`` subcommands.
 
 Also reachable as ``python -m gac_coding``. A subcommand ``NAME`` is one module of this package,
 ``gac_coding.cli.NAME``, with two functions, ``configure_NAME_parser(parser)`` (adds its options)
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-from . import demo, energy, export, train
+from . import convert, demo, energy, export, train
 from .options import is_rank0
 
 __all__ = ["EXTRA_OF_MODULE", "SUBCOMMANDS", "Subcommand", "build_parser", "main"]
@@ -62,6 +62,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("energy", "operation counts and energy of a model (the base install)", energy),
     Subcommand("export", "write a model's host encoder and its spiking backbone (NIR)",
                export, extra="export"),
+    Subcommand("convert", "the authors' released checkpoint as a folder that from_pretrained loads",
+               convert, extra="train", needs=("safetensors",)),
 )  # fmt: skip
 
 #: The pip extra that provides each optional top-level module (a framework's: its adapter says).

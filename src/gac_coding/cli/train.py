@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .options import add_coding_options, coding_option, is_rank0
 
-__all__ = ["configure_train_parser", "run_train_command"]
+__all__ = ["CARD_ENERGY_SAMPLES", "configure_train_parser", "run_train_command", "save_run_pretrained"]
 
 
 def configure_train_parser(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +71,23 @@ def configure_train_parser(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=None, help="crop size for --dataset imagefolder (default 224)"
     )
     parser.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+    parser.add_argument(
+        "--save-pretrained",
+        default=None,
+        metavar="DIR",
+        help="at the end, also write the trained model as a folder that gac_coding.models.from_pretrained "
+        "loads (model.safetensors, config.json, README.md with the last epoch's metrics and the energy "
+        "of the first 256 validation samples); DIR must not hold files",
+    )
     _add_model_build_options(parser)
+    parser.add_argument(
+        "--memory",
+        default="default",
+        help="what a training step keeps for its backward pass: default; lean (spikes as bits, "
+        "BatchNorm+LIF recomputed: about a third of the default's bytes at about the same speed); "
+        "checkpoint (every stage but the last recomputed: about a twentieth, for about a quarter "
+        "more time). The same numbers in every mode; recorded in the checkpoints",
+    )
     _add_event_options(parser)
 
 
@@ -178,11 +195,14 @@ def run_train_command(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         progress=False if args.no_progress else None,
         backend=args.backend,
+        memory=args.memory,
         events=_event_options(args),
         model_kwargs=(
             {} if args.temporal_attention is None else {"temporal_attention": args.temporal_attention}
         ),
     )
+    if args.save_pretrained is not None:
+        _check_empty(args.save_pretrained)
     result = fit(config)
     if is_rank0() and result.history:
         last = result.history[-1]
@@ -191,4 +211,46 @@ def run_train_command(args: argparse.Namespace) -> int:
             f"best {result.best_val_acc:.4f}; files in {args.out}",
             flush=True,
         )
+        if args.save_pretrained is not None:
+            folder = save_run_pretrained(result, args.save_pretrained)
+            print(f"pretrained folder (the last epoch's weights): {folder}", flush=True)
     return 0
+
+
+def _check_empty(folder: str) -> None:
+    """Refuse a ``--save-pretrained`` folder that holds files, before training starts."""
+    path = Path(folder)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(
+            f"--save-pretrained: {path} already exists and is not empty; choose a new folder"
+        )
+
+
+#: validation samples the model card's energy report is measured on
+CARD_ENERGY_SAMPLES = 256
+
+
+def save_run_pretrained(result: Any, folder: str | Path) -> Path:
+    """Write a finished run's model (``fit``'s result) with :func:`gac_coding.models.save_pretrained`:
+    the card holds the last epoch's metrics and the energy report of the first
+    :data:`CARD_ENERGY_SAMPLES` samples of the validation split."""
+    import torch
+
+    from ..energy import estimate_energy
+    from ..models import save_pretrained
+
+    last = result.history[-1]
+    metrics = {k: last[k] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc") if k in last}
+    metrics["best_val_acc"] = result.best_val_acc
+    metrics["dataset"] = result.data.name
+    model = result.model.to("cpu").eval()
+    count = min(CARD_ENERGY_SAMPLES, len(result.data.test))
+    subset = torch.utils.data.Subset(result.data.test, range(count))
+    loader = torch.utils.data.DataLoader(subset, batch_size=64, collate_fn=result.data.collate_fn)
+    energy = estimate_energy(model, loader)
+    description = (
+        f"Trained by `gac-coding train` on {result.data.name} for {last['epoch']} epochs; "
+        f"the energy report is measured on the first {count} samples of its {result.data.test_split} split."
+    )
+    return save_pretrained(model, folder, input_size=result.data.input_size, metrics=metrics,
+                           energy=energy, description=description)  # fmt: skip

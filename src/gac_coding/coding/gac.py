@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..attention import GatedAttentionUnit
 from ..neuron import SurrogateLike
+from ..ops.memory import MemorySetting, checkpoint, lean_active
 from .base import StemEncoder
 from .registry import register_coding
 
@@ -20,7 +21,7 @@ __all__ = ["GACEncoder"]
 
 
 @register_coding
-class GACEncoder(StemEncoder):
+class GACEncoder(MemorySetting, StemEncoder):
     """Gated Attention Coding: image (or frame sequence) -> gated spike code ``[T, B, C, H', W']``.
 
     ``U = BN(Conv(X_t))``, ``S = LIF(U)``, ``O = sigmoid(TA(U) * SCA(U)) * S``. Defaults are the
@@ -46,6 +47,10 @@ class GACEncoder(StemEncoder):
         binarize: emit binary spikes (see above).
         backend: what computes the fused LIF+gate (see :class:`gac_coding.LIF`); also the
             :attr:`backend` attribute.
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``; ``"lean"``, the fused LIF+gate keeps its input (one step for a static
+            image) and recomputes the membranes; ``"checkpoint"``, the encoder keeps its input
+            alone and runs again in the backward pass. The same numbers in every mode.
         record: keep the spikes and gate of the last call (:attr:`last_spikes`, :attr:`last_gate`)
             for inspection. The record stays out of pickles, ``torch.save`` of the whole model and
             ``copy.deepcopy`` (a saved or copied encoder has none until its next call), is not part
@@ -85,6 +90,7 @@ class GACEncoder(StemEncoder):
         binarize: bool = False,
         record: bool = True,
         backend: str = "auto",
+        memory: str = "default",
     ) -> None:
         super().__init__(in_channels, out_channels, T, kernel_size, stride, padding)
         self.gate = GatedAttentionUnit(
@@ -103,6 +109,10 @@ class GACEncoder(StemEncoder):
         self.binarize = bool(binarize)
         self.record = bool(record)
         self._last: tuple[Tensor, Tensor, Tensor] | None = None
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        self.gate.memory = "default" if mode == "default" else "lean"
 
     @property
     def backend(self) -> str:
@@ -157,6 +167,18 @@ class GACEncoder(StemEncoder):
 
     def forward(self, x: Tensor) -> Tensor:
         """Encode ``x: [B, C_in, H, W]`` (static) or ``[T, B, C_in, H, W]`` -> ``[T, B, C, H', W']``."""
+        # (not under torch.compile while recording: its checkpoint allows no side effect)
+        recording = self.record and torch.compiler.is_compiling()
+        if (
+            self.memory == "checkpoint"
+            and lean_active(self.memory)
+            and isinstance(x, Tensor)
+            and not recording
+        ):
+            return checkpoint(self._encode, [self], x)
+        return self._encode(x)
+
+    def _encode(self, x: Tensor) -> Tensor:
         u, static = self.membrane(x)
         out, fired, m, ta = self.gate.gate_and_fire(u, static=static, T=self.T)
         # no record while torch.export traces: it would keep the tracer's fake tensors
@@ -170,5 +192,5 @@ class GACEncoder(StemEncoder):
     def extra_repr(self) -> str:
         return (
             f"T={self.T}, temporal_attention={self.gate.temporal_attention!r}, binarize={self.binarize}, "
-            f"backend={self.backend!r}"
+            f"backend={self.backend!r}" + ("" if self.memory == "default" else f", memory={self.memory!r}")
         )

@@ -26,6 +26,7 @@ from .msresnet import (
     msresnet34_imagenet,
     msresnet_tiny,
 )
+from .pretrained import PretrainedConfigError, from_pretrained, push_to_hub, save_pretrained
 from .reference import (
     ReferenceCheckpointError,
     export_reference_state_dict,
@@ -54,13 +55,17 @@ __all__ = [
     "MSResNet",
     "ModelInfo",
     "ReferenceCheckpointError",
+    "PretrainedConfigError",
     "SpikingVGG",
     "count_parameters",
     "create_model",
     "export_reference_state_dict",
+    "from_pretrained",
     "list_models",
     "load_reference_checkpoint",
     "model_info",
+    "push_to_hub",
     "reference_layout",
     "register_model",
+    "save_pretrained",
 ]

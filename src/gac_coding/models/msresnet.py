@@ -31,9 +31,12 @@ from .._deprecated import deprecated, moved_names
 from ..coding import StemEncoder
 from ..coding.registry import coding_from_gac_flag
 from ..neuron import LIF, RECIPES
+from ..ops import lean
 from ..ops.backends import check_backend
+from ..ops.memory import MemorySetting, checkpoint, lean_active
 from ._stem import build_encoder, builder_coding
 from ._steps import channels_last_steps, fold, unfold
+from .pretrained import PretrainedMixin
 
 __all__ = [
     "MSBlock",
@@ -76,7 +79,7 @@ def _block_layout(x: Tensor, channels: int, stride: int) -> Tensor:
     return channels_last_steps(x)
 
 
-class MSBlock(nn.Module):
+class MSBlock(MemorySetting, nn.Module):
     """Membrane-shortcut basic block: ``BN2(Conv2(LIF(BN1(Conv1(LIF(x)))))) + shortcut(x)``.
 
     Args:
@@ -85,6 +88,10 @@ class MSBlock(nn.Module):
         lif: keyword arguments of both :class:`~gac_coding.LIF` neurons (a recipe).
         bn_weight: initial weight of BN1 and of the shortcut BN (``None``: PyTorch default, 1).
         bn2_weight: initial weight of BN2 (``None``: PyTorch default).
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``; ``"lean"``, spikes as bits, BN1 and the second LIF one op, a strided
+            shortcut's input subsampled; ``"checkpoint"``, the block's input alone, the block run
+            again (lean) in the backward pass. The same numbers in every mode.
 
     A block inside a channels-last :class:`MSResNet` (``channels_last = True``) converts its input to
     the layout it runs fastest in (see :class:`MSResNet`); a block on its own keeps its input's.
@@ -105,6 +112,7 @@ class MSBlock(nn.Module):
         lif: dict[str, Any] | None = None,
         bn_weight: float | None = None,
         bn2_weight: float | None = None,
+        memory: str = "default",
     ) -> None:
         super().__init__()
         lif = dict(RECIPES["cifar"] if lif is None else lif)  # a copy
@@ -130,20 +138,40 @@ class MSBlock(nn.Module):
             nn.init.constant_(self.bn1.weight, bn_weight)
         if bn2_weight is not None:
             nn.init.constant_(self.bn2.weight, bn2_weight)
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        self.lif1.memory = self.lif2.memory = "default" if mode == "default" else "lean"
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [T, B, C_in, H, W]`` (membrane potentials) -> ``[T, B, C_out, H', W']``."""
         if self.channels_last:
             x = _block_layout(x, self.bn2.num_features, self.stride)
+        if self.memory == "checkpoint" and lean_active(self.memory):
+            return checkpoint(self._forward, [self], x)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
         T = x.shape[0]
+        if lean_active(self.memory):
+            b = self.lif1.backend
+            s, bits = lean.lif(x, self.lif1.params, backend=b)
+            y = lean.spike_conv2d(fold(s), self.conv1, bits, backend=b)
+            s, bits = lean.bn_lif(y, self.bn1, self.lif2.params, T, backend=self.lif2.backend)
+            y = self.bn2(lean.spike_conv2d(s, self.conv2, bits, backend=b))
+            y += lean.block_shortcut(self.shortcut, fold(x))
+            return unfold(y, T)
         y = self.bn1(self.conv1(fold(self.lif1(x))))
         y = self.bn2(self.conv2(fold(self.lif2(unfold(y, T)))))
         # in place: BN (or a convolution, should BN be folded away) does not keep its output
         y += self.shortcut(fold(x))
         return unfold(y, T)
 
+    def extra_repr(self) -> str:
+        return "" if self.memory == "default" else f"memory={self.memory!r}"
 
-class MSResNet(nn.Module):
+
+class MSResNet(PretrainedMixin, MemorySetting, nn.Module):
     """MS-ResNet with an encoder as its stem (GAC by default); logits ``[T, B, classes]``.
 
     Build the paper's models by name with :func:`gac_coding.models.create_model`; this class takes
@@ -178,6 +206,12 @@ class MSResNet(nn.Module):
             without one raises ``TypeError`` when it is given.
         backend: the backend setting of every neuron of the model, the encoder's included (see
             :class:`gac_coding.LIF`).
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``, ``"lean"`` (spikes as bits, BatchNorm and the LIF as one op, the
+            encoder's gated LIF keeping its input) or ``"checkpoint"`` (each stage but the last
+            keeps its input and runs again, lean, in the backward pass; the encoder goes with the
+            first stage; the last stage, with the smallest activations, runs lean).
+            The same numbers in every mode; see the README for when to choose which.
         gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
 
     Example:
@@ -205,6 +239,7 @@ class MSResNet(nn.Module):
         temporal_attention: str | None = None,
         backend: str = "auto",
         *,
+        memory: str = "default",
         gac: bool | None = None,
     ) -> None:
         super().__init__()
@@ -248,16 +283,8 @@ class MSResNet(nn.Module):
         for width, blocks, stride in self.stage_specs:
             stage = nn.Sequential()
             for j in range(blocks):
-                stage.append(
-                    MSBlock(
-                        channels,
-                        width,
-                        stride if j == 0 else 1,
-                        lif,
-                        bn_weight=bn_weight,
-                        bn2_weight=bn2_weight,
-                    )
-                )
+                first = stride if j == 0 else 1
+                stage.append(MSBlock(channels, width, first, lif, bn_weight=bn_weight, bn2_weight=bn2_weight))
                 channels = width
             self.stages.append(stage)
         self.head_lif = LIF(**lif)
@@ -268,6 +295,13 @@ class MSResNet(nn.Module):
             for block in self.modules():
                 if isinstance(block, MSBlock):
                     block.channels_last = True
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        inner = "default" if mode == "default" else "lean"
+        for m in (self.encoder, self.head_lif, *self.stages.modules()):
+            if isinstance(m, MemorySetting):
+                m.memory = inner
 
     @property
     def T(self) -> int:
@@ -298,10 +332,29 @@ class MSResNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Output of the last stage, ``[T, B, C, H', W']`` (membrane potentials, before the head)."""
-        h = self.encoder(channels_last_steps(x) if self.channels_last else x)
-        for stage in self.stages:
+        if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
+            # each stage keeps its input; the encoder goes with the first (a static image is
+            # smaller than the T steps of its code)
+            if torch.compiler.is_compiling() and getattr(self.encoder, "record", False):
+                # the compiler's checkpoint allows no side effect such as the encoder's record
+                h = checkpoint(self.stages[0], [self.stages[0]], self._encode(x))
+            else:
+                h = checkpoint(self._first_stage, [self.encoder, self.stages[0]], x)
+            for i, stage in enumerate(self.stages[1:], 1):
+                # the last stage runs lean: its activations are the smallest, its recomputation
+                # would cost as much time as any other stage's
+                h = checkpoint(stage, [stage], h) if i < len(self.stages) - 1 else stage(h)
+            return h
+        h = self._first_stage(x)
+        for stage in self.stages[1:]:
             h = stage(h)
         return h
+
+    def _encode(self, x: Tensor) -> Tensor:
+        return self.encoder(channels_last_steps(x) if self.channels_last else x)
+
+    def _first_stage(self, x: Tensor) -> Tensor:
+        return self.stages[0](self._encode(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x: [B, C_in, H, W]`` (a static batch) or ``[T, B, C_in, H, W]`` -> ``[T, B, classes]``."""
@@ -312,6 +365,7 @@ class MSResNet(nn.Module):
         return (
             f"recipe={self.recipe!r}, coding={self.coding!r}, T={self.T}, num_classes={self.num_classes}, "
             f"channels_last={self.channels_last}"
+            + ("" if self.memory == "default" else f", memory={self.memory!r}")
         )
 
 

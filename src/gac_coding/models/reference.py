@@ -38,6 +38,7 @@ __all__ = [
     "ReferenceCheckpointError",
     "export_reference_state_dict",
     "load_reference_checkpoint",
+    "read_reference_state_dict",
     "reference_layout",
 ]
 
@@ -245,6 +246,13 @@ def _read(path_or_state_dict: object) -> dict[str, Tensor]:
             )
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+def read_reference_state_dict(path_or_state_dict: object) -> dict[str, Tensor]:
+    """The tensors of a checkpoint in the authors' layout (a file path, read weights-only, or a state
+    dict), unwrapped from a ``"state_dict"``/``"model"``/``"net"`` entry and without the ``module.``
+    prefix; what :func:`load_reference_checkpoint` reads first."""
+    return _read(path_or_state_dict)
 
 
 def _check_kind(model: MSResNet, state: Mapping[str, Tensor]) -> None:

@@ -3,6 +3,7 @@ and what each model is made for (:class:`ModelInfo`, :func:`model_info`)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from collections.abc import Callable
@@ -252,4 +253,13 @@ def create_model(
             sig.bind(**kwargs)
         except TypeError as err:
             raise TypeError(f"create_model({name!r}, ...): {err}") from None
-    return builder(**kwargs)
+    model = builder(**kwargs)
+    # what rebuilds it: save_pretrained writes it to config.json (a copy, so later changes to the
+    # caller's dicts do not leak in)
+    if isinstance(model, nn.Module):
+        try:
+            recorded = copy.deepcopy(kwargs)
+        except Exception:  # noqa: BLE001 - an argument that cannot be copied (save_pretrained refuses it)
+            recorded = dict(kwargs)
+        model.__dict__["_gac_coding_build"] = {"model": name, **recorded}
+    return model

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .._checks import choice, positive_int
@@ -24,9 +25,12 @@ from .._deprecated import deprecated
 from ..coding import StemEncoder
 from ..coding.registry import coding_from_gac_flag
 from ..neuron import LIF, RECIPES
+from ..ops import lean
 from ..ops.backends import check_backend
+from ..ops.memory import MemorySetting, checkpoint, lean_active
 from ._stem import build_encoder, builder_coding
 from ._steps import fold, unfold
+from .pretrained import PretrainedMixin
 
 __all__ = ["SpikingVGG", "VGGSNN_PLAN", "VGG_TINY_PLAN", "vgg_tiny", "vggsnn_dvs"]
 
@@ -35,7 +39,7 @@ VGGSNN_PLAN: tuple[int | str, ...] = (64, 128, "A", 256, 256, "A", 512, 512, "A"
 VGG_TINY_PLAN: tuple[int | str, ...] = (16, 32, "A", 64, "A")
 
 
-class SpikingVGG(nn.Module):
+class SpikingVGG(PretrainedMixin, MemorySetting, nn.Module):
     """Plain spiking VGG: stem (an encoder) -> [LIF -> (AvgPool) -> Conv3x3 -> BN]* -> LIF -> head.
 
     Args:
@@ -50,6 +54,11 @@ class SpikingVGG(nn.Module):
             (any ``T``); a coding without one raises ``TypeError`` when it is given.
         encoder_kwargs: further settings of the coding's encoder.
         backend: the backend setting of every neuron of the model (see :class:`gac_coding.LIF`).
+        memory: what training keeps for the backward pass (:mod:`gac_coding.ops.memory`):
+            ``"default"``, ``"lean"`` (spikes as bits, BatchNorm, pooling and the LIF as one op)
+            or ``"checkpoint"`` (the layers up to each pooling keep their input and run again,
+            lean, in the backward pass; the encoder goes with the first, the layers after the last
+            but one pooling run lean). The same numbers.
         gac: deprecated: ``gac=True`` / ``False`` for ``coding="gac"`` / ``"direct"``.
 
     Example:
@@ -72,6 +81,7 @@ class SpikingVGG(nn.Module):
         encoder_kwargs: dict[str, Any] | None = None,
         backend: str = "auto",
         *,
+        memory: str = "default",
         gac: bool | None = None,
     ) -> None:
         super().__init__()
@@ -113,6 +123,22 @@ class SpikingVGG(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.head_lif = LIF(**lif)
         self.fc = nn.Linear(channels, num_classes)
+        self.memory = memory
+
+    def _set_memory(self, mode: str) -> None:
+        inner = "default" if mode == "default" else "lean"
+        for m in (self.encoder, self.head_lif, *self.layers):
+            if isinstance(m, MemorySetting):
+                m.memory = inner
+
+    def _segments(self) -> list[list[nn.Module]]:
+        """The layers cut after each pooling (the units a checkpoint recomputes)."""
+        segments: list[list[nn.Module]] = [[]]
+        for layer in self.layers:
+            segments[-1].append(layer)
+            if isinstance(layer, nn.AvgPool2d):
+                segments.append([])
+        return [s for s in segments if s] or [[]]
 
     @property
     def T(self) -> int:
@@ -132,7 +158,24 @@ class SpikingVGG(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` or ``[T, B, C, H, W]`` -> logits ``[T, B, classes]``."""
+        if self.memory == "checkpoint" and lean_active(self.memory) and isinstance(x, Tensor):
+            first, *rest = self._segments()
+            if torch.compiler.is_compiling() and getattr(self.encoder, "record", False):
+                # the compiler's checkpoint allows no side effect such as the encoder's record
+                h = checkpoint(lambda inp: lean.run_layers(first, inp), first, self.encoder(x))
+            else:
+                h = checkpoint(
+                    lambda inp: lean.run_layers(first, self.encoder(inp)), [self.encoder, *first], x
+                )
+            for i, segment in enumerate(rest, 1):
+                if i == len(rest):  # the last runs lean: the smallest activations
+                    h = lean.run_layers(segment, h)
+                else:
+                    h = checkpoint(lambda inp, seg=segment: lean.run_layers(seg, inp), segment, h)
+            return self.fc(lean.run_layers([self.head_lif], h).mean((3, 4)))
         h = self.encoder(x)
+        if lean_active(self.memory):
+            return self.fc(lean.run_layers([*self.layers, self.head_lif], h).mean((3, 4)))
         T = h.shape[0]
         for layer in self.layers:
             # LIFs run over time on [T, B, ...]; convolution, BN and pooling fold T into the batch
@@ -141,7 +184,11 @@ class SpikingVGG(nn.Module):
         return self.fc(spikes.mean((3, 4)))
 
     def extra_repr(self) -> str:
-        return f"coding={self.coding!r}, T={self.T}, num_classes={self.num_classes}, plan={list(self.plan)}"
+        memory = "" if self.memory == "default" else f", memory={self.memory!r}"
+        return (
+            f"coding={self.coding!r}, T={self.T}, num_classes={self.num_classes}, "
+            f"plan={list(self.plan)}{memory}"
+        )
 
 
 def vggsnn_dvs(

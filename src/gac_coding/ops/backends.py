@@ -397,20 +397,22 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def call(plan: Plan, function: str, *args: Any) -> tuple[Any, str]:
+def call(plan: Plan, function: str, *args: Any, registry: Mapping[str, Any] = REGISTRY) -> tuple[Any, str]:
     """``(result, name)``: ``function`` run by the first backend of ``plan`` that can run it.
 
     A backend that is not ready or raises (out-of-memory errors excepted) hands the call to the
     next with a ``RuntimeWarning``; when none is left, :class:`BackendError` is raised.
+    ``registry``: where the backends of the plan's names are looked up (another family of
+    functions, e.g. the lean ops' of :mod:`gac_coding.ops.lean`, has its own).
     """
     names = plan.names
     if names is _EAGER:  # the common case: no checks
-        return getattr(REGISTRY["eager"], function)(*args), "eager"
+        return getattr(registry["eager"], function)(*args), "eager"
     device = args[0].device
     failures: list[str] = []
     cause: BaseException | None = None
     for name in names:
-        backend = REGISTRY[name]
+        backend = registry[name]
         ok, reason = backend.ready(device)
         if ok:
             try:

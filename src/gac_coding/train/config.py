@@ -14,6 +14,7 @@ from ..coding import CODINGS, check_coding
 from ..coding.registry import coding_from_gac_flag
 from ..io import recorded_coding
 from ..ops import backends
+from ..ops.memory import check_memory
 from .data import DATASETS
 from .events import EVENT_DATASETS, FrameOptions
 from .losses import LOSSES
@@ -53,6 +54,8 @@ class TrainConfig:
     coding: str = "gac"
     #: backend setting of every neuron of the model (``"auto"``: the model's own, by default auto)
     backend: str = "auto"
+    #: what a training step keeps for the backward pass (:data:`gac_coding.ops.memory.MEMORY_MODES`)
+    memory: str = "default"
     progress: bool | None = None
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     #: frame options of an event data set other than ``T`` (``size``, ``window_ms``, ``flip``,
@@ -105,6 +108,7 @@ class TrainConfig:
             raise ValueError(f"loss: expected one of {list(LOSSES)}, got {self.loss!r}")
         self.coding = check_coding(self.coding)
         backends.check_backend(self.backend)
+        check_memory(self.memory)
         if self.resume and self.out is None:
             raise ValueError("resume: needs out, the folder holding last.pt")
         self.frame_options()  # validates the event options

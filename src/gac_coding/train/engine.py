@@ -14,6 +14,10 @@ metrics of an uninterrupted one exactly (all but the wall-clock ``seconds``).
 ``"auto"``, the default, leaves the model's own settings). The backend the neurons run on is
 printed at the start and recorded in the checkpoints' ``config`` as ``backend_used``.
 
+``memory`` is what a training step keeps for its backward pass (:mod:`gac_coding.ops.memory`):
+``"default"``, ``"lean"`` or ``"checkpoint"``; the same numbers in every mode. It is printed at the
+start and recorded in the checkpoints' ``config``.
+
 ``stop_after=N`` ends the run normally after epoch ``N`` of the ``epochs``-long schedule (files
 written as usual), for jobs with a time limit: a later ``resume=True`` run continues from epoch
 ``N + 1`` as if nothing had happened. ``N`` must lie in ``[1, epochs]``.
@@ -36,6 +40,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 
+from ..adapters.memory import set_memory
 from ..io import settings_metadata
 from ..ops import backends
 from . import distributed as dist_utils
@@ -376,6 +381,8 @@ def _build(
     ).to(device)
     if config.backend != "auto":
         backends.set_module_backend(model, config.backend)
+    if config.memory != "default":
+        set_memory(model, config.memory)
     if ctx.rank > 0:
         seed_everything(config.seed + ctx.rank)
     data_gen = torch.Generator()
@@ -486,7 +493,7 @@ def _announce(run: _Run, last_epoch: int) -> None:
             f"training {config.model} (T={config.T}, coding={config.coding}) on "
             f"{spec.name}: {len(spec.train)} train / {len(spec.test)} test images, "
             f"{ctx.world_size} process(es) on {ctx.device}; neuron backend "
-            f"{run.run_config['backend_used']} (setting {config.backend!r})"
+            f"{run.run_config['backend_used']} (setting {config.backend!r}); memory {config.memory}"
         )
 
 
