@@ -8,7 +8,7 @@ OUT    ?= demo_out
 # e.g. DEMO_ARGS=--overwrite to replace the results of an earlier make demo (refused by default)
 DEMO_ARGS ?=
 
-.PHONY: demo test packaging bench lint clean
+.PHONY: demo test packaging bench lint mutation clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,17 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff format --check src
 	$(BIN)/mypy src/gac_coding
 	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+# mutation testing of one area (tests/mutation/areas.py), e.g. make mutation AREA=energy; not in CI
+AREA ?=
+JOBS ?= 2
+$(VENV)/.mutation-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	touch $@ $(VENV)/.test-installed $(VENV)/.demo-installed
+
+mutation: $(VENV)/.mutation-installed
+	@test -n "$(AREA)" || { $(BIN)/python tests/mutation/run.py --list; echo "usage: make mutation AREA=<an area or a group above, or all>"; exit 2; }
+	$(BIN)/python tests/mutation/run.py $(AREA) --jobs $(JOBS)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .hypothesis
