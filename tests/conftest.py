@@ -39,3 +39,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _model_registry():
+    """Models a test (or a docstring example) registers are gone after it: the registry is
+    global, and tests such as ``test_every_registered_model_is_covered`` walk all of it."""
+    from gac_coding.models.registry import _REGISTRY
+
+    before = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(before)
