@@ -180,6 +180,7 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/export/__init__.py",
             "src/gac_coding/export/onnx.py",
             "src/gac_coding/ops/_decomp.py",
+            "src/gac_coding/ops/_inductor.py",
         ),
         tests=(
             "tests/test_compile_export.py",

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch._decomp import decomposition_table
 
+from ._inductor import ensure_inductor_fallbacks
 from .functional import inference_decompositions
 from .layout import channels_to_front, channels_to_last, is_channels_last_step
 
@@ -59,6 +60,7 @@ _TABLE: dict[Any, Callable[..., Any]] = inference_decompositions()
 def _register() -> None:
     decomposition_table.setdefault(torch.ops.gac_coding.lif.default, _lif)
     decomposition_table.setdefault(torch.ops.gac_coding.gated_lif.default, _gated)
+    ensure_inductor_fallbacks()  # Inductor keeps the ops' kernels (see gac_coding.ops._inductor)
 
 
 _register()

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from .._checks import positive_int
 from . import backends
+from ._inductor import ensure_inductor_fallbacks
 from .layout import channels_to_front, channels_to_last, is_channels_last_step
 from .params import LIFParams, SurrogateFn
 
@@ -261,6 +262,7 @@ def _lif_op(
 
 @_lif_op.register_fake
 def _lif_fake(x, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
+    ensure_inductor_fallbacks()  # Inductor keeps the kernel (see gac_coding.ops._inductor)
     step = x if steps > 0 else x[0]
     shape = (steps if steps > 0 else x.shape[0], *step.shape)
     nhwc = is_channels_last_step(step)
@@ -333,6 +335,7 @@ def _gated_op(
 
 @_gated_op.register_fake
 def _gated_fake(u, ta, sca, steps, decay, threshold, surrogate, detach_reset, save, backend="auto"):
+    ensure_inductor_fallbacks()
     step = u if steps > 0 else u[0]
     shape = (ta.shape[0], *step.shape)
     nhwc = is_channels_last_step(step)
