@@ -429,3 +429,14 @@ def test_the_adapters_import_frameworks_lazily() -> None:
             (n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and not n.level
         }
         assert not names & set(PACKAGES), (path.name, names)
+
+
+def test_a_framework_without_a_driver_cannot_be_made() -> None:
+    """``build`` is abstract: a framework that does not say how its backbones are driven fails
+    when it is made, not at its first ``wrap``."""
+
+    class NoDriver(Framework):
+        name = "nodriver"
+
+    with pytest.raises(TypeError, match=r"abstract method.*\bbuild\b"):
+        NoDriver()

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import importlib
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
@@ -75,7 +76,7 @@ class Driver:
         return f"{type(self).__name__}(framework={self.framework!r}, mode={self.mode!r})"
 
 
-class Framework:
+class Framework(abc.ABC):
     """What gac-coding knows about one framework. Subclass it, then :func:`register_framework`.
 
     Attributes:
@@ -89,7 +90,8 @@ class Framework:
             (Norse's ``SequentialState``, SpikingJelly's step-mode containers), so that export can
             follow it like a ``Sequential``.
 
-    The methods below have the defaults of a framework that keeps no state and exports no neuron.
+    :meth:`build` is abstract (every framework says how its backbones are driven); the other
+    methods have the defaults of a framework that keeps no state and exports no neuron.
     """
 
     name: str = ""
@@ -107,15 +109,16 @@ class Framework:
         """Whether ``module`` is one of this framework's spiking (stateful) neuron layers."""
         return False
 
+    @abc.abstractmethod
     def build(self, backbone: nn.Module, T: int, input_layer: tuple[str, nn.Module] | None) -> Driver:
         """The :class:`Driver` of ``backbone`` (a ``ValueError`` for a backbone it cannot drive).
 
         ``input_layer`` is the ``(name, module)`` of the layer that receives the code, or ``None``.
         """
-        raise NotImplementedError(f"the {self.title or self.name} framework has no driver")
 
     def reset_state(self, model: nn.Module) -> None:
         """Clear the state that this framework's modules in ``model`` keep between calls."""
+        return None  # a framework whose modules keep no state between calls
 
     def nir_node(
         self, nir: Any, where: str, module: nn.Module, shape: tuple[int, ...], dt: float, dtype: torch.dtype
