@@ -102,8 +102,10 @@ def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -
         b2 = ta.fc2.bias if ta.fc2.bias is not None else torch.zeros_like(w2[:, 0])
 
         def f(a: Tensor) -> Tensor:
-            hidden = [activation(sum(a[:, i] * w1[j, i] for i in range(w1.shape[1])) + b1[j], kind)
-                      for j in range(w1.shape[0])]
+            hidden = [
+                activation(sum(a[:, i] * w1[j, i] for i in range(w1.shape[1])) + b1[j], kind)
+                for j in range(w1.shape[0])
+            ]
             return torch.stack(
                 [sum(hidden[j] * w2[o, j] for j in range(w1.shape[0])) + b2[o] for o in range(w2.shape[0])],
                 dim=1,
@@ -122,8 +124,10 @@ def slow_temporal_attention(ta: torch.nn.Module, a_avg: Tensor, a_max: Tensor) -
             return x[:, t] if 0 <= t < T else torch.zeros_like(x[:, 0])
 
         mid = [
-            [activation(sum(w1[h, 0, i] * tap(a, t + i - half) for i in range(k)) + b1[h], kind)
-             for t in range(T)]
+            [
+                activation(sum(w1[h, 0, i] * tap(a, t + i - half) for i in range(k)) + b1[h], kind)
+                for t in range(T)
+            ]
             for h in range(hidden)
         ]
         mids = [torch.stack(m, dim=1) for m in mid]  # hidden x [B, T]

@@ -396,8 +396,9 @@ def _explicit_leaky(neuron: nn.Module) -> nn.Module:
     """An ``init_hidden=False`` twin of an snnTorch ``Leaky`` (same beta, threshold, reset)."""
     import snntorch as snn
 
-    return snn.Leaky(beta=float(neuron.beta), threshold=float(neuron.threshold),
-                     spike_grad=dtype_preserving_spike)
+    return snn.Leaky(
+        beta=float(neuron.beta), threshold=float(neuron.threshold), spike_grad=dtype_preserving_spike
+    )
 
 
 def by_hand_snntorch_sequential(backbone: nn.Module, code: Tensor) -> tuple[Tensor, Tensor]:
@@ -417,8 +418,9 @@ def by_hand_snntorch_custom(backbone: nn.Module, code: Tensor) -> tuple[Tensor, 
     import snntorch as snn
 
     conv, synaptic = backbone.block
-    syn_neuron = snn.Synaptic(alpha=float(synaptic.alpha), beta=float(synaptic.beta),
-                              spike_grad=dtype_preserving_spike)
+    syn_neuron = snn.Synaptic(
+        alpha=float(synaptic.alpha), beta=float(synaptic.beta), spike_grad=dtype_preserving_spike
+    )
     out = _explicit_leaky(backbone.out)
     syn, mem1 = syn_neuron.init_synaptic()
     mem2 = out.init_leaky()
@@ -527,10 +529,12 @@ def spike_counts(net: gac.GACNet, x: Tensor) -> dict[str, int]:
         def hook(module: nn.Module, args: Any, out: Any) -> None:
             spikes = out[0] if isinstance(out, tuple) else out
             counts[name] = counts.get(name, 0) + int(spikes.detach().ne(0).sum())
+
         return hook
 
     handles = [
-        m.register_forward_hook(record(n)) for n, m in net.backbone.named_modules()
+        m.register_forward_hook(record(n))
+        for n, m in net.backbone.named_modules()
         if n and is_neuron(m) and type(m).__name__ not in ("LI", "LICell")  # LI: no spikes
     ]
     try:

@@ -181,9 +181,7 @@ def test_firing_rates_of_a_model() -> None:
     x = torch.rand(2, 1, 8, 8)
     lifs = {n: m for n, m in model.named_modules() if isinstance(m, gac.LIF)}
     outputs: dict[str, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n, m in lifs.items()
-    ]
+    hooks = [m.register_forward_hook(lambda m, a, o, n=n: outputs.setdefault(n, o)) for n, m in lifs.items()]
     model.eval()  # by hand: one eval-mode forward, the fraction of non-zero outputs of each LIF
     with torch.no_grad():
         model(x)

@@ -159,6 +159,8 @@ def _margin(membranes: Tensor, threshold: float, surrogate: str) -> float:
 # membrane comes within MARGIN = 1e-4 (10x that) of the threshold or of a rectangle edge are left
 # out (hypothesis.assume): there a correct float32 kernel may legitimately fire differently.
 MARGIN = 1e-4
+
+
 # Each gradient is a <= 5-step recurrence of a few float32 multiply-adds on values below ~20:
 # its error stays below 1e-5 of the largest value involved (a few hundred roundings of 6e-8), an
 # absolute bound because terms may cancel. Half-precision results are computed in float32 (the
@@ -394,9 +396,9 @@ def test_channels_last_views(
 # decay 0.5, threshold 1.0, dyadic inputs: every membrane is exact. Columns (membranes h_t):
 #   1.0 (tie), 1.0 (tie), 0.75 | 1.5 (fires, |d| = 0.5: rectangle edge), 0.5 (edge), 0.25 |
 #   0.5 (edge), 1.0 (tie), 1.5 (fires, edge) | 2.0 (fires, |d| = 1: triangle edge), 1.0 (tie), 0.5
-TIES = torch.tensor(
-    [[1.0, 1.5, 0.5, 2.0], [0.5, 0.5, 0.75, 1.0], [0.25, 0.0, 1.0, 0.0]], dtype=F64
-).view(3, 1, 4)
+TIES = torch.tensor([[1.0, 1.5, 0.5, 2.0], [0.5, 0.5, 0.75, 1.0], [0.25, 0.0, 1.0, 0.0]], dtype=F64).view(
+    3, 1, 4
+)
 
 
 @pytest.mark.parametrize("surrogate", sorted(CODES))

@@ -131,8 +131,25 @@ def test_parser_has_the_documented_options() -> None:
     assert args.resume and args.no_gac and args.amp and args.loss == "tet" and args.seed == 7
     assert (args.cutmix, args.label_smoothing, args.weight_decay, args.workers) == (0.5, 0.1, 1e-5, 4)
     with pytest.raises(SystemExit):
-        parser.parse_args(["train", "--model", "m", "--dataset", "imagenet", "--T", "4",
-                           "--epochs", "1", "--batch-size", "2", "--lr", "0.1", "--out", "o"])
+        parser.parse_args(
+            [
+                "train",
+                "--model",
+                "m",
+                "--dataset",
+                "imagenet",
+                "--T",
+                "4",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--lr",
+                "0.1",
+                "--out",
+                "o",
+            ]
+        )
     for command in ("demo", "train", "energy"):
         assert command in parser.format_help()
 
@@ -144,8 +161,23 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_python_dash_m_trains_and_reports_errors_in_one_line(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    common = ["train", "--model", "msresnet_tiny", "--dataset", "digits", "--T", "2",
-              "--batch-size", "256", "--lr", "0.1", "--out", str(out), "--device", "cpu"]
+    common = [
+        "train",
+        "--model",
+        "msresnet_tiny",
+        "--dataset",
+        "digits",
+        "--T",
+        "2",
+        "--batch-size",
+        "256",
+        "--lr",
+        "0.1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
     ok = _cli(*common, "--epochs", "1")
     assert ok.returncode == 0, ok.stderr
     assert "epoch 1/1" in ok.stdout and "done: epoch 1" in ok.stdout  # plain lines: not a terminal

@@ -245,13 +245,22 @@ def test_gac_flag_warns_once_and_builds_the_model_of_coding(flag: bool, coding: 
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
     kw = {"num_classes": 3, "T": 2, "in_channels": 1}
-    same(lambda: create_model("msresnet_tiny", gac=flag, **kw),
-         lambda: create_model("msresnet_tiny", coding=coding, **kw), "create_model(gac=...)")
-    same(lambda: msresnet_tiny(gac=flag, **kw), lambda: msresnet_tiny(coding=coding, **kw),
-         "model builder (gac=...)")
+    same(
+        lambda: create_model("msresnet_tiny", gac=flag, **kw),
+        lambda: create_model("msresnet_tiny", coding=coding, **kw),
+        "create_model(gac=...)",
+    )
+    same(
+        lambda: msresnet_tiny(gac=flag, **kw),
+        lambda: msresnet_tiny(coding=coding, **kw),
+        "model builder (gac=...)",
+    )
     same(lambda: vgg_tiny(gac=flag, **kw), lambda: vgg_tiny(coding=coding, **kw), "model builder (gac=...)")
-    same(lambda: MSResNet([(8, 1, 1)], 3, 2, gac=flag, stem_channels=8),
-         lambda: MSResNet([(8, 1, 1)], 3, 2, coding=coding, stem_channels=8), "MSResNet(gac=...)")
+    same(
+        lambda: MSResNet([(8, 1, 1)], 3, 2, gac=flag, stem_channels=8),
+        lambda: MSResNet([(8, 1, 1)], 3, 2, coding=coding, stem_channels=8),
+        "MSResNet(gac=...)",
+    )
     same(lambda: SpikingVGG([8, "A"], 3, 2, gac=flag), lambda: SpikingVGG([8, "A"], 3, 2, coding=coding),
          "SpikingVGG(gac=...)")  # fmt: skip
     model = create_model("msresnet_tiny", coding=coding, **kw)

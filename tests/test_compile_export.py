@@ -179,8 +179,10 @@ def _imagenet_recipe_tiny(**kwargs: object) -> torch.nn.Module:
 
 TRACE_CASES = {
     "msresnet_tiny": lambda: create_model("msresnet_tiny", num_classes=3, T=2),
-    **{f"msresnet_tiny {c} coding": lambda c=c: create_model("msresnet_tiny", num_classes=3, T=2, coding=c)
-       for c in ("direct", "rate", "latency")},  # fmt: skip
+    **{
+        f"msresnet_tiny {c} coding": lambda c=c: create_model("msresnet_tiny", num_classes=3, T=2, coding=c)
+        for c in ("direct", "rate", "latency")
+    },  # fmt: skip
     "imagenet recipe": _imagenet_recipe_tiny,
     "vgg_tiny (event frames)": lambda: create_model("vgg_tiny", num_classes=3, T=2),
 }

@@ -69,8 +69,9 @@ def slow_encoder(
         return M * S, S, M
     sca = torch.stack(
         [
-            F.conv2d(F.relu(F.conv2d(u[t], g.sca.conv1.weight, padding="same")),
-                     g.sca.conv2.weight, padding="same")
+            F.conv2d(
+                F.relu(F.conv2d(u[t], g.sca.conv1.weight, padding="same")), g.sca.conv2.weight, padding="same"
+            )
             for t in range(T)
         ]
     )
@@ -132,16 +133,34 @@ def _compare(enc: gac.GACEncoder, x: torch.Tensor, feed_sequence: bool, train: b
     seed=st.integers(0, 2**16),
 )
 def test_encoder_matches_slow_formulation(
-    T: int, B: int, cin: int, cout: int, size: int, kernel: tuple[int, int, int],
-    ta_ratio: int, sca_ratio: int, sca_kernel: int, recipe: str, train: bool,
-    feed_sequence: bool, seed: int,
+    T: int,
+    B: int,
+    cin: int,
+    cout: int,
+    size: int,
+    kernel: tuple[int, int, int],
+    ta_ratio: int,
+    sca_ratio: int,
+    sca_kernel: int,
+    recipe: str,
+    train: bool,
+    feed_sequence: bool,
+    seed: int,
 ) -> None:
     torch.manual_seed(seed)
     sca_ratio = min(sca_ratio, cout)
     k, stride, pad = kernel
     enc = gac.GACEncoder(
-        cin, cout, T, k, stride, pad, ta_ratio=ta_ratio, sca_ratio=sca_ratio,
-        sca_kernel=sca_kernel, **gac.RECIPES[recipe],  # type: ignore[arg-type]
+        cin,
+        cout,
+        T,
+        k,
+        stride,
+        pad,
+        ta_ratio=ta_ratio,
+        sca_ratio=sca_ratio,
+        sca_kernel=sca_kernel,
+        **gac.RECIPES[recipe],  # type: ignore[arg-type]
     ).double()
     with torch.no_grad():  # non-trivial BN parameters and running statistics
         enc.bn.weight.uniform_(0.5, 2.0)

@@ -394,8 +394,10 @@ def test_energy_module_imports_neither_the_models_nor_the_cli() -> None:
 
     import gac_coding.energy as energy
 
-    code = ("import sys, gac_coding.energy; "
-            "print(sorted(m for m in sys.modules if m.startswith(('gac_coding.models', 'gac_coding.cli'))))")
+    code = (
+        "import sys, gac_coding.energy; "
+        "print(sorted(m for m in sys.modules if m.startswith(('gac_coding.models', 'gac_coding.cli'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert "argparse" not in inspect.getsource(energy)  # and parses no arguments

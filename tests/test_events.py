@@ -62,12 +62,14 @@ def _flatbuffer_event_packet(t, x, y, on) -> bytes:
 def write_aedat4(path: Path, t, x, y, on, width: int = 128, height: int = 128) -> None:
     """AEDAT 4: magic line, flatbuffer IO header (no compression, XML stream description), then one
     uncompressed event packet of stream 0."""
-    xml = (f'<dv version="2.0"><node name="outInfo" path="/mainloop/output/outInfo/">'
-           f'<node name="0" path="/mainloop/output/outInfo/0/">'
-           f'<attr key="typeIdentifier" type="string">EVTS</attr>'
-           f'<node name="info" path="/mainloop/output/outInfo/0/info/">'
-           f'<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
-           f"</node></node></node></dv>").encode()
+    xml = (
+        f'<dv version="2.0"><node name="outInfo" path="/mainloop/output/outInfo/">'
+        f'<node name="0" path="/mainloop/output/outInfo/0/">'
+        f'<attr key="typeIdentifier" type="string">EVTS</attr>'
+        f'<node name="info" path="/mainloop/output/outInfo/0/info/">'
+        f'<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
+        f"</node></node></node></dv>"
+    ).encode()
     header = bytearray()
     header += struct.pack("<I", 20)  # root table at 20
     header += b"IOHE"
@@ -103,9 +105,13 @@ def make_nmnist(root: Path, per_class: int = 1) -> Path:
             for i in range(per_class):
                 n = 30
                 t = np.sort(rng.integers(0, 300_000, n))
-                write_nmnist_bin(root / "NMNIST" / split / str(d) / f"{i:05d}.bin",
-                                 rng.integers(0, 34, n).tolist(), rng.integers(0, 34, n).tolist(),
-                                 t.tolist(), rng.integers(0, 2, n).tolist())
+                write_nmnist_bin(
+                    root / "NMNIST" / split / str(d) / f"{i:05d}.bin",
+                    rng.integers(0, 34, n).tolist(),
+                    rng.integers(0, 34, n).tolist(),
+                    t.tolist(),
+                    rng.integers(0, 2, n).tolist(),
+                )
     write_nmnist_bin(root / "NMNIST" / "Train" / "0" / "00000.bin", *KNOWN)
     return root
 
@@ -116,9 +122,13 @@ def make_gesture(root: Path) -> Path:
         for u in users:
             for label in range(11):
                 n = 40
-                write_gesture_npy(root / "DVSGesture" / split / f"user{u:02d}_led" / f"{label}.npy",
-                                  rng.integers(0, 128, n), rng.integers(0, 128, n),
-                                  rng.integers(0, 2, n), np.sort(rng.integers(0, 3000, n)))
+                write_gesture_npy(
+                    root / "DVSGesture" / split / f"user{u:02d}_led" / f"{label}.npy",
+                    rng.integers(0, 128, n),
+                    rng.integers(0, 128, n),
+                    rng.integers(0, 2, n),
+                    np.sort(rng.integers(0, 3000, n)),
+                )
     return root
 
 
@@ -127,9 +137,13 @@ def make_cifar10dvs(root: Path, per_class: int = 2) -> Path:
     for c in ev.CIFAR10DVS_CLASSES:
         for i in range(per_class):
             n = 25
-            write_aedat4(root / "CIFAR10DVS" / c / f"cifar10_{c}_{i}.aedat4",
-                         np.sort(rng.integers(0, 500_000, n)).tolist(), rng.integers(0, 128, n).tolist(),
-                         rng.integers(0, 128, n).tolist(), rng.integers(0, 2, n).tolist())
+            write_aedat4(
+                root / "CIFAR10DVS" / c / f"cifar10_{c}_{i}.aedat4",
+                np.sort(rng.integers(0, 500_000, n)).tolist(),
+                rng.integers(0, 128, n).tolist(),
+                rng.integers(0, 128, n).tolist(),
+                rng.integers(0, 2, n).tolist(),
+            )
     return root
 
 
@@ -157,8 +171,9 @@ def test_fixed_window_by_hand_pads_short_recordings() -> None:
 
 def test_downsampling_by_hand() -> None:
     x, y = [0, 127, 64, 100], [5, 127, 63, 2]
-    frames = events_to_frames(_structured(x, y, [0, 1, 2, 10], [1, 1, 0, 0]), (128, 128),
-                              FrameOptions(T=1, size=48))
+    frames = events_to_frames(
+        _structured(x, y, [0, 1, 2, 10], [1, 1, 0, 0]), (128, 128), FrameOptions(T=1, size=48)
+    )
     want = torch.zeros(1, 2, 48, 48)
     for xi, yi, pi in zip(x[:3], y[:3], [1, 1, 0], strict=True):  # t=10 is the last event: outside
         want[0, pi, yi * 48 // 128, xi * 48 // 128] += 1
@@ -192,9 +207,13 @@ def test_gesture_reader_by_hand(tmp_path: Path) -> None:
     root = tmp_path / "g"
     make_gesture(root)
     # user01_led/3.npy: two events 1 ms apart in the first bin, one in the second, one at the end
-    write_gesture_npy(root / "DVSGesture" / "ibmGestureTrain" / "user01_led" / "3.npy",
-                      np.array([10, 20, 30, 40]), np.array([5, 6, 7, 8]), np.array([0, 1, 1, 0]),
-                      np.array([0, 1, 3, 4]))
+    write_gesture_npy(
+        root / "DVSGesture" / "ibmGestureTrain" / "user01_led" / "3.npy",
+        np.array([10, 20, 30, 40]),
+        np.array([5, 6, 7, 8]),
+        np.array([0, 1, 1, 0]),
+        np.array([0, 1, 3, 4]),
+    )
     spec = build_event_datasets("dvsgesture", root / "DVSGesture", FrameOptions(T=2, size=64))
     assert (spec.num_classes, spec.image_size, len(spec.train), len(spec.test)) == (11, 64, 22, 11)
     src = ev._tonic_dataset("dvsgesture", root, True)
@@ -210,8 +229,13 @@ def test_gesture_reader_by_hand(tmp_path: Path) -> None:
 
 def test_cifar10dvs_reader_and_split(tmp_path: Path) -> None:
     root = make_cifar10dvs(tmp_path / "c10", per_class=10)
-    write_aedat4(root / "CIFAR10DVS" / "bird" / "cifar10_bird_0.aedat4",
-                 [0, 100, 150, 200], [127, 64, 0, 3], [0, 64, 127, 3], [1, 0, 1, 1])
+    write_aedat4(
+        root / "CIFAR10DVS" / "bird" / "cifar10_bird_0.aedat4",
+        [0, 100, 150, 200],
+        [127, 64, 0, 3],
+        [0, 64, 127, 3],
+        [1, 0, 1, 1],
+    )
     spec = build_event_datasets("cifar10dvs", root, FrameOptions(T=2, size=32, split_seed=3))
     assert (len(spec.train), len(spec.test), spec.num_classes) == (90, 10, 10)
     assert sorted(spec.train.labels + spec.test.labels) == sorted(list(range(10)) * 10)
@@ -328,17 +352,41 @@ def test_augmentations_shift_and_flip_by_hand() -> None:
 
 
 # ------------------------------------------------------------------------------ errors
-@pytest.mark.parametrize("name, fragment", [
-    ("nmnist", "NMNIST/Train/<digit 0-9>/*.bin"),
-    ("dvsgesture", "DVSGesture/ibmGestureTrain/user<NN>_<lighting>/<label>.npy"),
-    ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("nmnist", "NMNIST/Train/<digit 0-9>/*.bin"),
+        ("dvsgesture", "DVSGesture/ibmGestureTrain/user<NN>_<lighting>/<label>.npy"),
+        ("cifar10dvs", "CIFAR10DVS/<class>/*.aedat4"),
+    ],
+)
 def test_missing_folder_is_one_line_naming_the_layout(
     tmp_path: Path, capsys, name: str, fragment: str
 ) -> None:
-    rc = main(["train", "--model", "vgg_tiny", "--dataset", name, "--data-dir", str(tmp_path),
-               "--T", "2", "--epochs", "1", "--batch-size", "2", "--lr", "0.1",
-               "--out", str(tmp_path / "run"), "--device", "cpu"], friendly_errors=True)
+    rc = main(
+        [
+            "train",
+            "--model",
+            "vgg_tiny",
+            "--dataset",
+            name,
+            "--data-dir",
+            str(tmp_path),
+            "--T",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--lr",
+            "0.1",
+            "--out",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+        ],
+        friendly_errors=True,
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1
     assert fragment in err and str(tmp_path) in err and "Nothing is downloaded" in err
@@ -362,17 +410,42 @@ def test_event_options_refused_elsewhere_and_bad_combinations() -> None:
 
 
 # ------------------------------------------------------------------------------ training
-@pytest.mark.parametrize("name, maker, extra", [
-    ("nmnist", make_nmnist, ["--translate", "2", "--flip", "--frame-size", "17"]),
-    ("dvsgesture", make_gesture, ["--frame-size", "16", "--temporal-attention", "conv"]),
-    ("cifar10dvs", make_cifar10dvs, ["--frame-size", "16", "--time-window", "100", "--split-seed", "1"]),
-])
+@pytest.mark.parametrize(
+    "name, maker, extra",
+    [
+        ("nmnist", make_nmnist, ["--translate", "2", "--flip", "--frame-size", "17"]),
+        ("dvsgesture", make_gesture, ["--frame-size", "16", "--temporal-attention", "conv"]),
+        ("cifar10dvs", make_cifar10dvs, ["--frame-size", "16", "--time-window", "100", "--split-seed", "1"]),
+    ],
+)
 def test_one_epoch_through_the_cli(tmp_path: Path, name: str, maker, extra: list[str]) -> None:
     root = maker(tmp_path / "data")
     out = tmp_path / "run"
-    rc = main(["train", "--model", "vgg_tiny", "--dataset", name, "--data-dir", str(root),
-               "--T", "3", "--epochs", "1", "--batch-size", "8", "--lr", "0.05", "--out", str(out),
-               "--device", "cpu", "--no-progress", *extra])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "vgg_tiny",
+            "--dataset",
+            name,
+            "--data-dir",
+            str(root),
+            "--T",
+            "3",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.05",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+            *extra,
+        ]
+    )
     assert rc == 0
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert record["epoch"] == 1 and 0.0 <= record["val_acc"] <= 1.0
@@ -382,8 +455,18 @@ def test_one_epoch_through_the_cli(tmp_path: Path, name: str, maker, extra: list
 
 def test_fit_direct_coding_msresnet_on_events(tmp_path: Path) -> None:
     root = make_nmnist(tmp_path / "data")
-    config = TrainConfig(model="msresnet_tiny", dataset="nmnist", data_dir=str(root), T=2, epochs=1,
-                         batch_size=10, lr=0.05, coding="direct", device="cpu", progress=False)
+    config = TrainConfig(
+        model="msresnet_tiny",
+        dataset="nmnist",
+        data_dir=str(root),
+        T=2,
+        epochs=1,
+        batch_size=10,
+        lr=0.05,
+        coding="direct",
+        device="cpu",
+        progress=False,
+    )
     result = fit(config, log=lambda line: None)
     assert result.history[0]["epoch"] == 1
     assert result.model.encoder.in_channels == 2

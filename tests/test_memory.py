@@ -124,6 +124,37 @@ def test_bits_against_numpy(rows: int, length: int, backend: str) -> None:
     assert torch.equal(back, x)
 
 
+@given(
+    rows=st.integers(1, 4),
+    length=st.integers(1, 70),
+    little=st.booleans(),
+    dtype=st.sampled_from([torch.bool, torch.float32, F64]),
+)
+@settings(max_examples=40, deadline=None)
+def test_eager_bits_both_byte_orders(rows: int, length: int, little: bool, dtype: torch.dtype) -> None:
+    """The eager backend's 64-bit word arithmetic (little-endian hosts) and its byte-by-byte
+    fallback (any host) pack and unpack as numpy does: any nonzero value (0.5, -2, NaN) is a 1 and
+    -0.0 a 0, a bool input is left as it was, and the complement is ``1 - bit``."""
+    from gac_coding.ops import _lean_eager
+
+    g = torch.Generator().manual_seed(rows * 1000 + length)
+    values = torch.tensor([0.0, -0.0, 1.0, 0.5, -2.0, float("nan")], dtype=F64)
+    x = values[torch.randint(0, len(values), (rows, length), generator=g)]
+    x = x != 0 if dtype == torch.bool else x.to(dtype)
+    before = x.clone()
+    ones = (x != 0).numpy().astype(np.uint8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_lean_eager, "_LITTLE_ENDIAN", little)
+        bits = _lean_eager.pack_bits(x)
+        assert np.array_equal(bits.numpy(), np.packbits(ones, axis=1, bitorder="little"))
+        if dtype == torch.bool:
+            assert torch.equal(x, before)
+        assert np.array_equal(_lean_eager._unpack(bits, length, F64).numpy(), ones)
+        assert np.array_equal(
+            _lean_eager._unpack(bits, length, torch.float32, complement=True).numpy(), 1 - ones
+        )
+
+
 def test_bits_bad_input() -> None:
     with pytest.raises(ValueError, match="x: expected a 2-d tensor"):
         lean.pack_bits(torch.zeros(3))

@@ -36,9 +36,7 @@ def test_lif_hand_computed(surrogate: str, detach: bool) -> None:
     assert s.flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
     s.sum().backward()
     assert x.grad is not None
-    torch.testing.assert_close(
-        x.grad.flatten(), torch.tensor(HAND[(surrogate, detach)], dtype=torch.float64)
-    )
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor(HAND[(surrogate, detach)], dtype=torch.float64))
 
 
 # x = [1.2, 0.9, 0.3], decay 0.5, threshold 1.0: h = 1.2 (fires, reset), 0.9, 0.3 + 0.5 * 0.9 = 0.75;

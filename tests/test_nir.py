@@ -72,8 +72,9 @@ def _snntorch() -> nn.Module:
     return nn.Sequential(
         # thresholds off 0.5: the untrained encoder emits exactly 0.5 where its temporal attention is
         # 0, and a membrane exactly on the threshold is decided by the rounding of NIR's dt/tau * r
-        snn.Leaky(beta=0.6, threshold=0.45, init_hidden=True, reset_mechanism="zero",
-                  spike_grad=strict_spike),
+        snn.Leaky(
+            beta=0.6, threshold=0.45, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike
+        ),
         nn.Conv2d(2, HIDDEN, 3, padding=1),
         nn.BatchNorm2d(HIDDEN),
         snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero", spike_grad=strict_spike),
@@ -165,6 +166,7 @@ def record_neurons(model: nn.Module, names: list[str], x: Tensor) -> tuple[Tenso
     seen: dict[str, list[Tensor]] = {n: [] for n in names}
     handles = []
     for n in names:
+
         def hook(module: nn.Module, args: Any, out: Any, n: str = n) -> None:
             seen[n].append(out[0] if isinstance(out, tuple) else out)
 
@@ -220,8 +222,8 @@ def np_conv2d(x: np.ndarray, node: Any) -> np.ndarray:
                 patch = xp[:, g * Cg:(g + 1) * Cg,
                            i * dh:i * dh + sh * (Ho - 1) + 1:sh,
                            j * dw:j * dw + sw * (Wo - 1) + 1:sw]  # fmt: skip
-                taps = w[g * Og:(g + 1) * Og, :, i, j]
-                out[:, g * Og:(g + 1) * Og] += np.einsum("bchw,oc->bohw", patch, taps)
+                taps = w[g * Og : (g + 1) * Og, :, i, j]
+                out[:, g * Og : (g + 1) * Og] += np.einsum("bchw,oc->bohw", patch, taps)
     return out + b[None, :, None, None]
 
 
@@ -233,7 +235,7 @@ def np_avgpool(x: np.ndarray, node: Any, average: bool) -> np.ndarray:
     out = np.zeros((B, C, Ho, Wo))
     for i in range(kh):
         for j in range(kw):
-            out += x[:, :, i:i + sh * (Ho - 1) + 1:sh, j:j + sw * (Wo - 1) + 1:sw]
+            out += x[:, :, i : i + sh * (Ho - 1) + 1 : sh, j : j + sw * (Wo - 1) + 1 : sw]
     return out / (kh * kw) if average else out
 
 
@@ -271,8 +273,8 @@ def reference_run(graph: Any, code: np.ndarray, dt: float) -> tuple[np.ndarray, 
             elif kind == "Flatten":
                 shape = tuple(int(s) for s in node.input_type["input"])
                 end = node.end_dim % len(shape)
-                merged = int(np.prod(shape[node.start_dim:end + 1]))
-                new = shape[:node.start_dim] + (merged,) + shape[end + 1:]
+                merged = int(np.prod(shape[node.start_dim : end + 1]))
+                new = shape[: node.start_dim] + (merged,) + shape[end + 1 :]
                 y = x.reshape(x.shape[0], *new)
             elif kind in ("LIF", "IF", "CubaLIF"):
                 s = state.setdefault(k, {"v": np.zeros_like(x), "i": np.zeros_like(x)})

@@ -34,12 +34,23 @@ from gac_coding.models import create_model
     seed=st.integers(0, 2**16),
 )
 def test_conv_encoder_matches_slow_formulation_at_any_T(
-    T_built: int, T_run: int, B: int, cout: int, size: int, recipe: str, train: bool,
-    feed_sequence: bool, seed: int,
+    T_built: int,
+    T_run: int,
+    B: int,
+    cout: int,
+    size: int,
+    recipe: str,
+    train: bool,
+    feed_sequence: bool,
+    seed: int,
 ) -> None:
     torch.manual_seed(seed)
     enc = gac.GACEncoder(
-        2, cout, T_built, temporal_attention="conv", **gac.RECIPES[recipe],  # type: ignore[arg-type]
+        2,
+        cout,
+        T_built,
+        temporal_attention="conv",
+        **gac.RECIPES[recipe],  # type: ignore[arg-type]
     ).double()
     with torch.no_grad():  # non-trivial BN parameters and statistics, larger attention weights
         enc.bn.weight.uniform_(0.5, 2.0)
@@ -208,8 +219,11 @@ def test_sweep_smoke_mlp_only_at_its_T_and_summary() -> None:
     run = sweep.run_one("gac-mlp", seed=0, epochs=1, steps=[2, 4])
     assert run["rows"][2] is None and 0.0 <= run["rows"][4]["acc"] <= 1.0 and run["rows"][4]["energy_uj"] > 0
     # the summary's mean and std by hand on two made-up seeds
-    runs = [{"coding": c, "seed": s, "rows": {1: None if c == "gac-mlp" else {"acc": a, "energy_uj": e}}}
-            for c in sweep.CODINGS for s, (a, e) in enumerate([(0.5, 1.0), (0.7, 3.0)])]
+    runs = [
+        {"coding": c, "seed": s, "rows": {1: None if c == "gac-mlp" else {"acc": a, "energy_uj": e}}}
+        for c in sweep.CODINGS
+        for s, (a, e) in enumerate([(0.5, 1.0), (0.7, 3.0)])
+    ]
     table = sweep.summarise(runs, [1])
     assert table["gac-mlp"][1] is None
     cell = table["direct"][1]

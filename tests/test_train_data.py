@@ -28,8 +28,10 @@ def write_cifar(root: Path, name: str = "cifar10", per_file: int = 4, seed: int 
         folder, classes, label_key = root / "cifar-100-python", 100, b"fine_labels"
         files = {"train": 3 * per_file, "test": per_file}
         meta_name = "meta"
-        meta = {b"fine_label_names": [f"f{i}".encode() for i in range(100)],
-                b"coarse_label_names": [f"k{i}".encode() for i in range(20)]}
+        meta = {
+            b"fine_label_names": [f"f{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"k{i}".encode() for i in range(20)],
+        }
     folder.mkdir(parents=True)
     for fname, n in files.items():
         batch = {

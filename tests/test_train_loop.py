@@ -192,9 +192,7 @@ def test_losses_match_their_definitions() -> None:
     assert not torch.allclose(smooth, spike_loss(logits, y, "ce"))
     y_b = torch.tensor([1, 1, 1, 1, 1])
     mixed = spike_loss(logits, MixedTarget(y, y_b, 0.25), "tet")
-    want = 0.25 * per_step + 0.75 * torch.stack(
-        [F.cross_entropy(logits[t], y_b) for t in range(3)]
-    ).mean()
+    want = 0.25 * per_step + 0.75 * torch.stack([F.cross_entropy(logits[t], y_b) for t in range(3)]).mean()
     assert torch.allclose(mixed, want)
     with pytest.raises(ValueError, match="loss: expected one of"):
         spike_loss(logits, y, "mse")
@@ -245,7 +243,10 @@ def test_torchrun_two_cpu_processes_and_stop_resume(tmp_path: Path) -> None:
     assert ckpt["config"]["world_size"] == 2 and len(ckpt["rng"]) == 2  # both ranks' states
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
     assert sorted(p.name for p in out.iterdir()) == [
-        "best.pt", "last.pt", "metrics.jsonl", "model.safetensors"
+        "best.pt",
+        "last.pt",
+        "metrics.jsonl",
+        "model.safetensors",
     ]
     # metrics are reduced over ranks: the whole test set (360 images) is scored exactly once
     assert all(round(r["val_acc"] * 360) == pytest.approx(r["val_acc"] * 360) for r in lines)

@@ -35,14 +35,23 @@ if mine == "snntorch":
 elif mine == "norse":
     import norse.torch as norse
 
-    backbone = norse.SequentialState(nn.Conv2d(1, 8, 3, padding=1), norse.LIFCell(dt=0.005),
-                                     nn.Flatten(), nn.Linear(8 * 8 * 8, 10), norse.LICell(dt=0.005))
+    backbone = norse.SequentialState(
+        nn.Conv2d(1, 8, 3, padding=1),
+        norse.LIFCell(dt=0.005),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+        norse.LICell(dt=0.005),
+    )
     out = gac.wrap(backbone, T=3, in_channels=1, binarize=True)(images)
 else:
     from spikingjelly.activation_based import functional, layer, neuron
 
-    backbone = nn.Sequential(layer.Conv2d(1, 8, 3, padding=1), neuron.LIFNode(tau=2.0),
-                             layer.Flatten(), layer.Linear(8 * 8 * 8, 10))
+    backbone = nn.Sequential(
+        layer.Conv2d(1, 8, 3, padding=1),
+        neuron.LIFNode(tau=2.0),
+        layer.Flatten(),
+        layer.Linear(8 * 8 * 8, 10),
+    )
     functional.set_step_mode(backbone, "m")
     out = gac.wrap(backbone, T=3, in_channels=1, binarize=True)(images)
 assert out.shape == (3, 4, 10), out.shape

@@ -102,8 +102,10 @@ def build(work: Path) -> Path:
     tracked = run(["git", "ls-files", "-co", "--exclude-standard", "src/gac_coding"], cwd=ROOT).stdout.split()
     expected = {p.removeprefix("src/") for p in tracked if (ROOT / p).is_file()}
     if in_wheel != expected:
-        raise SystemExit(f"[packaging] wheel files differ from src/gac_coding: missing "
-                         f"{sorted(expected - in_wheel)}, extra {sorted(in_wheel - expected)}")
+        raise SystemExit(
+            f"[packaging] wheel files differ from src/gac_coding: missing "
+            f"{sorted(expected - in_wheel)}, extra {sorted(in_wheel - expected)}"
+        )
     if not any(n.endswith(".cpp") for n in in_wheel):
         raise SystemExit("[packaging] the wheel holds no C++ source")
     in_sdist = set(_members(sdist))
@@ -111,8 +113,10 @@ def build(work: Path) -> Path:
                    {"README.md", "LICENSE", "pyproject.toml", "PKG-INFO", ".gitignore"}))  # fmt: skip
     if stray:
         raise SystemExit(f"[packaging] the sdist holds more than the package: {stray}")
-    log(f"wheel {wheel.name}: {len(in_wheel)} package files; sdist {len(in_sdist)} files; "
-        "the sdist builds the same wheel")
+    log(
+        f"wheel {wheel.name}: {len(in_wheel)} package files; sdist {len(in_sdist)} files; "
+        "the sdist builds the same wheel"
+    )
     return wheel
 
 

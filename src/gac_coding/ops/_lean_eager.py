@@ -47,17 +47,20 @@ def available(device: object = None) -> tuple[bool, str]:
 def pack_bits(x: Tensor) -> Tensor:
     R, L = x.shape
     L8 = (L + 7) // 8
-    ones = torch.ne(x, 0).view(torch.uint8)  # a bool is a byte holding 0 or 1
+    # nonzero -> True; a bool is a byte holding 0 or 1; a copy of our own (the caller's bool
+    # tensor is not overwritten below, nor read at an offset a 64-bit view cannot start at)
+    ones = (x.clone() if x.dtype == torch.bool else x.bool()).view(torch.uint8)
     if L8 * 8 != L:
         ones = torch.nn.functional.pad(ones, (0, L8 * 8 - L))
-    ones = ones.view(R, L8, 8)
-    # eight 0/1 bytes read as one little-endian unsigned 64-bit word w = sum_j b_j 2^(8 j): the
-    # product w * sum_k 2^(7 k + 7) modulo 2^64 holds b_j at bit 56 + j, its top byte (only the
-    # terms j + k = 7 reach that byte; the lower ones are distinct powers of two below 2^56 and
-    # carry nothing into it, the higher ones fall off the word)
-    if _LITTLE_ENDIAN and x.device.type == "cpu":  # CPU: unsigned 64-bit multiplication
-        words = ones.reshape(R, L8 * 8).view(torch.uint64).mul_(_GATHER)
+    if _LITTLE_ENDIAN:
+        # eight 0/1 bytes read as one little-endian 64-bit word w = sum_j b_j 2^(8 j): the product
+        # w * sum_k 2^(7 k + 7) modulo 2^64 holds b_j at bit 56 + j, its top byte (only the terms
+        # j + k = 7 reach that byte; the lower ones are distinct powers of two below 2^56 and carry
+        # nothing into it, the higher ones fall off the word). Signed 64-bit multiplication wraps
+        # modulo 2^64 like the unsigned one, and is vectorised where the unsigned one is not.
+        words = ones.reshape(R, L8, 8).view(torch.int64).mul_(_GATHER)
         return words.view(torch.uint8).view(R, L8, 8)[..., 7].contiguous()
+    ones = ones.view(R, L8, 8)
     out = ones[..., 0].clone()
     for j in range(1, 8):
         out.bitwise_or_(ones[..., j].bitwise_left_shift(j))
@@ -72,11 +75,34 @@ def _bit_table(dtype: torch.dtype, device: torch.device, complement: bool) -> Te
     return (1 - bits if complement else bits).to(dtype=dtype, device=device)
 
 
+def _signed(word: int) -> int:
+    """The 64-bit word ``word`` as a signed integer (a constant for int64 arithmetic)."""
+    return word - (1 << 64) if word >= 1 << 63 else word
+
+
+_ONES = 0x0101010101010101  # 1 in each byte
+_SPREAD = _signed(0x8040201008040201)  # bit j of byte j
+_ROUND = 0x7F7F7F7F7F7F7F7F  # 0x7F in each byte
+
+
 def _unpack(bits: Tensor, L: int, dtype: torch.dtype, complement: bool = False) -> Tensor:
     R, L8 = bits.shape
-    table = _bit_table(dtype, bits.device, complement)
-    out = torch.index_select(table, 0, bits.reshape(-1).long()).view(R, L8 * 8)
-    return out if L8 * 8 == L else out[:, :L].contiguous()
+    if not _LITTLE_ENDIAN:
+        table = _bit_table(dtype, bits.device, complement)
+        out = torch.index_select(table, 0, bits.reshape(-1).long()).view(R, L8 * 8)
+        return out if L8 * 8 == L else out[:, :L].contiguous()
+    # byte b copied into the eight bytes of a word (b * _ONES), byte j keeping bit j of b alone
+    # (& _SPREAD, so 0 or 2^j <= 0x80); + 0x7F in each byte sets bit 7 of byte j exactly when
+    # bit j of b is set and carries nothing between bytes (at most 0x80 + 0x7F = 0xFF); >> 7 and
+    # & _ONES leave that bit as byte j: 0 or 1, element 8 i + j of the row in little-endian order
+    # (the arithmetic shift's sign bits land in bits the mask clears)
+    words = torch.empty((R, L8), dtype=torch.int64, device=bits.device).copy_(bits)  # unit strides
+    words.mul_(_ONES).bitwise_and_(_SPREAD).add_(_ROUND).bitwise_right_shift_(7)
+    words.bitwise_and_(_ONES)
+    if complement:
+        words.bitwise_xor_(_ONES)
+    ones = words.view(torch.uint8).view(R, L8 * 8)
+    return (ones if L8 * 8 == L else ones[:, :L]).to(dtype)
 
 
 def unpack_bits(bits: Tensor, L: int, dtype: torch.dtype) -> Tensor:
