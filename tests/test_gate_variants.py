@@ -321,6 +321,46 @@ def test_live_gate_statistics_equal_their_definitions(feed_sequence: bool) -> No
     assert stats["gate_time_std"] > 1e-3 and not stats["constant"] and not stats["constant_over_time"]
 
 
+@given(
+    T=st.integers(1, 4),
+    B=st.integers(1, 3),
+    C=st.integers(1, 5),
+    H=st.integers(1, 4),
+    layout=st.sampled_from(["contiguous", "channels_last", "sliced", "transposed"]),
+)
+@settings(max_examples=30, deadline=None)
+def test_gate_statistics_do_not_depend_on_the_gate_layout(
+    T: int, B: int, C: int, H: int, layout: str
+) -> None:
+    """The statistics read the gate in memory order: a channels-last, a sliced (not dense) or a
+    transposed gate gives the figures of its contiguous copy, which equal the definitions
+    (``test_live_gate_statistics_equal_their_definitions``)."""
+    g = torch.Generator().manual_seed(T * 1000 + B * 100 + C * 10 + H)
+    gate = torch.rand(T, B, C, H, H + 1, generator=g, dtype=F64)
+    ta = torch.randn(T, B, generator=g, dtype=F64).clamp_min(0)
+    if layout == "channels_last":
+        laid = gate.view(T * B, C, H, H + 1).contiguous(memory_format=torch.channels_last).view(gate.shape)
+    elif layout == "sliced":
+        laid = torch.cat([gate, gate], dim=3)[:, :, :, :H]
+    else:
+        laid = gate.transpose(2, 4).contiguous().transpose(2, 4)
+    assert torch.equal(laid, gate)  # the same values; a layout of its own where the shape allows one
+    want, got = GateStatistics(), GateStatistics()
+    want.update(gate, ta)
+    got.update(laid, ta)
+    expected, measured = want.read(), got.read()
+    assert expected is not None and measured is not None
+    assert measured["gate_min"] == expected["gate_min"] and measured["gate_max"] == expected["gate_max"]
+    for key in GateStatistics.KEYS:
+        assert measured[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-15), key
+    # the definitions, on the contiguous gate
+    time_std = gate.std(dim=0, correction=0).mean()
+    space_std = gate.flatten(2).std(dim=2, correction=0).mean()
+    assert expected["gate_time_std"] == pytest.approx(float(time_std), rel=1e-12, abs=1e-15)
+    assert expected["gate_space_std"] == pytest.approx(float(space_std), rel=1e-12, abs=1e-15)
+    assert expected["gate_mean"] == pytest.approx(float(gate.mean()), rel=1e-12)
+
+
 def test_statistics_of_eval_calls_only_none_without_record_and_none_in_copies() -> None:
     import copy
 

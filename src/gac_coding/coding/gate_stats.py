@@ -20,6 +20,16 @@ __all__ = ["CONSTANT_GATE_TOLERANCE", "GateStatistics"]
 CONSTANT_GATE_TOLERANCE = 1e-6
 
 
+def _memory_order(g: Tensor) -> Tensor:
+    """``g [T, B, ...]`` with the dimensions after the first two permuted into the order they have
+    in memory (a channels-last gate becomes ``[T, B, H, W, C]``), made contiguous where that does
+    not do it: the reductions below then read memory in order."""
+    strides = g.stride()
+    rest = sorted(range(2, g.dim()), key=lambda d: -strides[d])
+    g = g.permute(0, 1, *rest)
+    return g if g.is_contiguous() else g.contiguous()
+
+
 class GateStatistics:
     """Running diagnostics of an encoder's gate over the calls since the last :meth:`reset`
     (:class:`~gac_coding.GACEncoder` adds its eval-mode calls).
@@ -64,28 +74,35 @@ class GateStatistics:
             raise ValueError(
                 f"gate, ta: expected [T, B, ...] and [T, B], got {tuple(gate.shape)} and {tuple(ta.shape)}"
             )
-        g = gate.detach()
+        g = _memory_order(gate.detach())
         if g.dtype not in (torch.float32, torch.float64):
             g = g.float()
         T, B = int(ta.shape[0]), int(ta.shape[1])
-        # two-pass deviations, a step (or a map) at a time: torch's std over the outer dimension is
-        # slow on CPU, and a single-pass E[x^2] - E[x]^2 would not give 0 for a constant gate
+        g = g.view(T, B, -1)  # the positions C, H, W in memory order: none of the figures depends on it
+        # two-pass deviations, a step at a time through one reused buffer (torch's std and norm over
+        # the outer dimension are slow on the CPU; fresh buffers cost page faults; a single-pass
+        # E[x^2] - E[x]^2 would not give 0 for a constant gate)
         over_time = g[0].clone()
         for t in range(1, T):
             over_time += g[t]
-        over_time /= T  # the mean over the steps, [B, ...]
-        spread = (g[0] - over_time).square_()
+        over_time /= T  # the mean over the steps, [B, N]
+        step = torch.sub(g[0], over_time)
+        spread = step.square()
         for t in range(1, T):
-            spread += (g[t] - over_time).square_()
-        space = tuple(range(2, g.dim()))
-        step_mean = g.mean(dim=space, keepdim=True)  # [T, B, 1, ...]
+            torch.sub(g[t], over_time, out=step)
+            spread.addcmul_(step, step)
+        step_mean = g.mean(dim=2, keepdim=True)  # [T, B, 1]
+        space = torch.empty((T, B), dtype=g.dtype, device=g.device)
+        for t in range(T):  # the norm of each map's deviations, then / sqrt(N): its std
+            torch.linalg.vector_norm(torch.sub(g[t], step_mean[t], out=step), dim=-1, out=space[t])
+        space /= g.shape[2] ** 0.5
         values = (
             torch.stack(
                 [
                     (ta.detach() == 0).to(g.dtype).mean(),
                     over_time.mean(),
                     spread.div_(T).sqrt_().mean(),
-                    (g - step_mean).square_().mean(dim=space).sqrt_().mean(),
+                    space.mean(),
                 ]
             ).double()
             * B
