@@ -479,17 +479,34 @@ def test_the_printed_table_reads_back_the_report() -> None:
     assert clean[-1] == "spike-driven: every synaptic layer after the stem receives binary spikes"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: without an encoder or time-major logits, estimate_energy takes x.shape[0] as the "
-    "batch size, so an unbatched input (a vector [F] for a Linear, an image [C, H, W] for a "
-    "convolution) is read as F or C samples and the per-sample energy is divided by them; fix: "
-    "batch size 1 when the first layer's input has its unbatched rank (1 for Linear, the kernel's "
-    "dims + 1 for a convolution)",
-)
 def test_an_unbatched_input_is_one_sample() -> None:
-    assert estimate_energy(nn.Linear(6, 2), torch.rand(6)).totals["batch_size"] == 1
-    assert estimate_energy(nn.Conv2d(3, 2, 3), torch.rand(3, 5, 5)).totals["batch_size"] == 1
+    """A Linear given ``[F]`` or a convolution given ``[C, H, W]`` ran on one sample: the energy
+    per sample is the whole call's, as for the same sample in a batch of one."""
+    x1, x3 = torch.rand(6), torch.rand(3, 5, 5)
+    for layer, x in ((nn.Linear(6, 2), x1), (nn.Conv2d(3, 2, 3), x3), (nn.Conv1d(3, 2, 3), x3[:, 0])):
+        # (an unbatched Conv2d gives a 3-d output, which is not read as time-major logits)
+        one = estimate_energy(layer, x)
+        batched = estimate_energy(
+            layer, x.unsqueeze(0), batch_size=1
+        )  # (a batched Conv1d output looks time-major)
+        assert one.totals["batch_size"] == 1
+        assert one.totals["samples"] == 1
+        assert one.totals["energy_mj_per_sample"] == pytest.approx(
+            batched.totals["energy_mj_per_sample"], rel=1e-12
+        )
+    # a batched input keeps its first dimension as the batch, and a model that feeds its first
+    # layer one sample at a time is still read from its own input
+    assert estimate_energy(nn.Linear(6, 2), torch.rand(5, 6)).totals["batch_size"] == 5
+
+    class PerSample(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(6, 2)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.stack([self.fc(row) for row in x])
+
+    assert estimate_energy(PerSample(), torch.rand(4, 6)).totals["samples"] == 4
 
 
 # ------------------------------------------------------------------------------------------------
@@ -530,15 +547,9 @@ def test_layers_called_with_keyword_arguments_do_not_stop_the_count() -> None:
     assert conv_kw.to_dict() == conv.to_dict()  # a layer called positionally counts the same
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: estimate_energy's hooks read a layer's input from its positional arguments only, "
-    "so a Linear or convolution called with a keyword (fc(input=h)) is left out of the report, and "
-    "an encoder called as encoder(x=image) is not seen to run its static fast path (its stem is "
-    "counted once instead of T times); fix: register the hooks with with_kwargs=True and read "
-    "the input from the keyword arguments too",
-)
 def test_layers_called_with_keyword_arguments_are_counted_like_positional_ones() -> None:
+    """``fc(input=h)`` is counted, and ``encoder(x=image)`` is seen to run its static fast path
+    (its stem counted T times), as when they are called positionally."""
     by_kw, plain = _keyword_and_positional()
     assert [ly.to_dict() for ly in by_kw.layers] == [ly.to_dict() for ly in plain.layers]
 

@@ -213,13 +213,6 @@ def _walk_listing_files(reverse: bool):
     return walk
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: tonic's CIFAR10DVS lists a class folder's files in directory order (os.walk, "
-    "unsorted), so the split takes recordings in that order, not the documented file-name order, "
-    "and the same seed picks other recordings on another disk; fix: sort the data set's files "
-    "(and their targets) by path before splitting",
-)
 def test_the_split_follows_file_names_whatever_the_directory_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

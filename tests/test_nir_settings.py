@@ -6,10 +6,10 @@
 * A non-zero reset potential where the framework has one and ``to_nir`` maps it (Norse's
   ``v_reset``), and its refusal where it cannot be mapped (SpikingJelly's ``v_reset``).
 * snnTorch's ``Leaky`` without leak (``beta=1``: an ``IF`` node) and with the immediate reset
-  (``reset_delay=False``); with a ``beta`` per channel (a strict xfail: the export stops before
-  tracing, see the test).
+  (``reset_delay=False``); with a ``beta`` per channel (the export once stopped before tracing,
+  probing the neuron with a per-sample shape of ``(1,)``).
 * A soft reset in Norse's ``LIFBoxCell`` (``reset_method=reset_subtract``), which no NIR neuron
-  expresses and the export should refuse (a strict xfail: it is mapped as a hard reset).
+  expresses and the export refuses (it was once mapped as a hard reset).
 
 Each net is exported, written and read back, and run by SpikingJelly's importer (where it takes
 the node) and by the plain-numpy interpreter of test_nir.py; spikes must equal the model's exactly
@@ -203,14 +203,6 @@ def test_the_nodes_carry_the_settings() -> None:
     np.testing.assert_allclose(snn.dt / _node(snn, "backbone.3").tau, 1 - 0.75, rtol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="bug: to_nir's validate() probes every neuron with the per-sample shape (1,) before "
-    "tracing, so a Leaky whose beta is a tensor per channel (the per-neuron decay its docstring "
-    "promises) stops in torch.broadcast_to with 'expand(... size=[1])'; fix: probe the settings "
-    "without broadcasting (shape None in validate, broadcast only when building the node)",
-)
 def test_snntorch_beta_per_channel_exports_one_time_constant_per_channel(tmp_path: Path) -> None:
     model, x, exp = build("snntorch-beta-per-channel")
     per_channel = exp.dt / _node(exp, "backbone.3").tau  # 1 - beta, per channel, broadcast
@@ -236,13 +228,6 @@ def test_spikingjelly_lif_with_a_reset_potential_is_refused() -> None:
         to_nir(_wrap(nn.Sequential(neuron.LIFNode(v_reset=0.25))), torch.rand(2, 1, 4, 4))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: to_nir maps Norse's LIFBoxCell without reading its reset_method; "
-    "reset_subtract (v - v_th after a spike, a soft reset) is written as a reset to v_reset, so "
-    "the graph's spikes differ from the model's; fix: refuse any reset_method other than "
-    "norse.torch.functional.reset.reset_value in _norse_node, as for snnTorch's subtract reset",
-)
 def test_norse_soft_reset_is_refused() -> None:
     import norse.torch as norse
     from norse.torch.functional.reset import reset_subtract

@@ -336,7 +336,9 @@ def check(names: list[str], work: Path) -> int:
         if (work / extra).is_dir():
             shutil.copytree(work / extra, work / "mutants" / extra)
     shutil.copy(work / "pyproject.toml", work / "mutants" / "pyproject.toml")
-    env = dict(os.environ, MUTANT_UNDER_TEST="", OMP_NUM_THREADS="1")
+    # "stats": the trampolines record each call as in mutmut's first step (which fails where a test
+    # runs them under torch.compile: dynamo cannot trace their context variable), no mutant active
+    env = dict(os.environ, MUTANT_UNDER_TEST="stats", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(work / "mutants" / "src"), str(HERE)])
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
            "-p", "mutation_order", "-rf", *[a for n in merged.skip_tests for a in ("--deselect", n)],

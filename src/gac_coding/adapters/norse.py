@@ -146,6 +146,16 @@ def _lif_node(nir: Any, m: Any, where: str, shape: tuple[int, ...], dt: float, d
             f"{where}: v_leak={v_leak.tolist()} is also Norse's initial membrane, while NIR "
             f"consumers start at 0; export needs v_leak=0"
         )
+    reset_method = getattr(p, "reset_method", None)  # LIFBoxParameters have one; LIFParameters do not
+    if reset_method is not None:
+        from norse.torch.functional.reset import reset_value
+
+        if reset_method is not reset_value:
+            name = getattr(reset_method, "__name__", repr(reset_method))
+            raise ValueError(
+                f"{where}: reset_method={name} is not a reset to v_reset, which is all NIR's LIF "
+                f"expresses; build the neuron with Norse's default reset_value"
+            )
     thr = full(p.v_th, shape, dtype)
     reset = full(p.v_reset, shape, dtype)
     leak_mem = dt_n * torch.as_tensor(p.tau_mem_inv).detach().to(dtype)  # dt/tau_mem

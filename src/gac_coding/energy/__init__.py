@@ -29,6 +29,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -61,6 +63,34 @@ E_AC_PJ = 0.9
 
 _CONV = nn.modules.conv._ConvNd
 _SYNAPTIC = (_CONV, nn.Linear)
+
+
+@functools.lru_cache(maxsize=64)
+def _input_name(cls: Any) -> str | None:
+    """The name of the first argument of ``cls.forward`` after ``self`` (``input`` for a Linear or
+    a convolution, ``x`` for an encoder), or ``None`` where it has none."""
+    try:
+        parameters = list(inspect.signature(cls.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    return parameters[0].name if parameters else None
+
+
+def _unbatched_rank(module: nn.Module) -> int:
+    """The rank of one sample's input to a synaptic layer: 1 for a Linear, the kernel's
+    dimensions + 1 for a convolution."""
+    return len(module.kernel_size) + 1 if isinstance(module, _CONV) else 1  # type: ignore[arg-type]
+
+
+def _input_of(module: nn.Module, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """What a forward hook sees as the module's input: its first positional argument, or the
+    keyword argument of that name (``fc(input=h)``, ``encoder(x=image)``); ``None`` if neither."""
+    if args:
+        return args[0]
+    name = _input_name(type(module))  # type: ignore[arg-type]  # classes hash by identity
+    return kwargs.get(name) if name is not None else None
+
+
 _NORM = nn.modules.batchnorm._BatchNorm
 
 
@@ -215,7 +245,7 @@ def estimate_energy(
                 shapes.check(inp, index)
                 if index:
                     reset_framework_state(model)
-            counter.batch = None
+            counter.start_batch()
             out = model(inp)
             counter.count_batch(first_tensor(out), inp, batch_size)
     if counter.batches == 0:
@@ -240,6 +270,7 @@ class _Counter:
         self.layers: dict[nn.Module, LayerEnergy] = {}
         self.encoder_static: dict[nn.Module, bool] = {}
         self.batch: int | None = None  # of the batch being run, as the encoder saw it
+        self.unbatched_rank: int | None = None  # the rank of an unbatched input the stem saw
         self.T: int | None = None
         self.mac_norm = 0
         self.samples = 0
@@ -252,15 +283,20 @@ class _Counter:
         try:
             for module in self.model.modules():
                 if module in self.encoders:
-                    handles.append(module.register_forward_pre_hook(self.encoder_pre_hook))
+                    handles.append(module.register_forward_pre_hook(self.encoder_pre_hook, with_kwargs=True))
                 if isinstance(module, _SYNAPTIC):
-                    handles.append(module.register_forward_hook(self.synaptic_hook))
+                    handles.append(module.register_forward_hook(self.synaptic_hook, with_kwargs=True))
                 elif isinstance(module, _NORM):
                     handles.append(module.register_forward_hook(self.norm_hook))
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+    def start_batch(self) -> None:
+        """Forget what the hooks saw of the previous batch's size."""
+        self.batch = None
+        self.unbatched_rank = None
 
     def role_of(self, module: nn.Module) -> str:
         enc = self.owner.get(module)
@@ -280,8 +316,8 @@ class _Counter:
         in_ta = ta is not None and any(module is m for m in ta.modules())
         return int(enc.T) if isinstance(module, _CONV) and not in_ta else 1  # type: ignore[arg-type]
 
-    def encoder_pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        inp = args[0] if args else None
+    def encoder_pre_hook(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        inp = _input_of(module, args, kwargs)
         static = isinstance(inp, Tensor) and inp.dim() == 4
         # a coding that draws spike frames from a static image runs its stem on every frame
         self.encoder_static[module] = static and bool(getattr(module, "static_stem", True))
@@ -289,8 +325,10 @@ class _Counter:
             self.batch = int(inp.shape[0] if static else inp.shape[1])
             self.T = int(module.T)  # type: ignore[arg-type]
 
-    def synaptic_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        inp = args[0] if args else None
+    def synaptic_hook(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any
+    ) -> None:
+        inp = _input_of(module, args, kwargs)
         out_t = first_tensor(out)
         if not isinstance(inp, Tensor) or out_t is None:
             return
@@ -304,6 +342,8 @@ class _Counter:
                 input_shape=tuple(inp.shape),
             )
             self.layers[module] = layer
+        if layer.role == "stem" and module not in self.owner and inp.dim() == _unbatched_rank(module):
+            self.unbatched_rank = inp.dim()  # a Linear given [F], a convolution [C, H, W]: one sample
         steps = self.steps_of(module)
         layer.steps = max(layer.steps, steps)
         layer.calls += 1
@@ -329,16 +369,22 @@ class _Counter:
 
     def count_batch(self, out_t: Tensor | None, x: Tensor, batch_size: int | None) -> None:
         """After one forward pass: add its samples (``batch_size``, else the encoder's batch,
-        else ``dim 1`` of time-major logits, else ``dim 0`` of ``x``) and note ``T``."""
+        else 1 when ``x`` is the unbatched input of the first layer (a Linear's ``[F]``, a
+        convolution's ``[C, H, W]``, whose output is not time-major logits), else ``dim 1`` of
+        time-major logits, else ``dim 0`` of ``x``) and note ``T``."""
+        unbatched = self.batch is None and (x.dim() == 0 or x.dim() == self.unbatched_rank)
+        logits = out_t if not unbatched and out_t is not None and out_t.dim() == 3 else None  # [T, B, K]
         if batch_size is None:
             batch_size = self.batch
         if batch_size is None:
-            if out_t is not None and out_t.dim() == 3:
-                batch_size = int(out_t.shape[1])
+            if unbatched:
+                batch_size = 1
+            elif logits is not None:
+                batch_size = int(logits.shape[1])
             else:
-                batch_size = int(x.shape[0]) if x.dim() > 0 else 1
-        if self.T is None and out_t is not None and out_t.dim() == 3:
-            self.T = int(out_t.shape[0])
+                batch_size = int(x.shape[0])
+        if self.T is None and logits is not None:
+            self.T = int(logits.shape[0])
         self.samples += batch_size
         self.batches += 1
 

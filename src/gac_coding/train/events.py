@@ -224,7 +224,22 @@ def _tonic_dataset(name: str, root: Path, train: bool | None) -> Any:
     # the folder was checked by check_event_folder; tonic's own check wants the archives too
     cls = type(base.__name__, (base,), {"_check_exists": lambda self: True, "download": refuse})
     kwargs: dict[str, Any] = {} if train is None else {"train": train}
-    return cls(save_to=str(root), **kwargs)
+    return _sorted_by_path(cls(save_to=str(root), **kwargs))
+
+
+def _sorted_by_path(dataset: Any) -> Any:
+    """``dataset`` with its recordings (``data``, file paths, and ``targets``) in file-path order:
+    tonic lists a folder in the order ``os.walk`` gives, which differs between disks, so a seeded
+    split would take other recordings elsewhere."""
+    data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
+    if not isinstance(data, list) or targets is None or len(data) != len(targets):
+        return dataset
+    if not all(isinstance(path, str) for path in data):
+        return dataset
+    order = sorted(range(len(data)), key=lambda i: data[i])
+    dataset.data = [data[i] for i in order]
+    dataset.targets = [targets[i] for i in order] if isinstance(targets, list) else targets[order]
+    return dataset
 
 
 # ------------------------------------------------------------------------------ frames

@@ -306,7 +306,16 @@ class Builder:
                     self.module(name, module, Value([], ()))  # raises the BatchNorm message
             elif not isinstance(module, (nn.Conv2d, nn.Linear, nn.Identity, nn.Dropout, nn.Flatten,
                                          nn.AvgPool2d, nn.AdaptiveAvgPool2d)):  # fmt: skip
-                if neuron_node(self.nir, name, module, (1,), self.dt, self.dtype) is None:
+                try:
+                    node = neuron_node(self.nir, name, module, (1,), self.dt, self.dtype)
+                except RuntimeError as exc:
+                    if "expand" not in str(exc):
+                        raise
+                    # a setting per neuron or per channel (snnTorch's beta of shape [C, 1, 1])
+                    # does not broadcast to the probe's shape: the framework took the module, and
+                    # the trace builds its node (and checks it) with the real shape
+                    continue
+                if node is None:
                     unsupported(name, module)
 
     # -------------------------------------------------------------- ends of the graph
