@@ -290,7 +290,7 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/coding/gate_stats.py",
             "src/gac_coding/attention.py",
         ),
-        tests=(*_CODING_TESTS, "tests/test_gate_variants.py"),
+        tests=(*_CODING_TESTS, "tests/test_gate_variants.py", "tests/test_coding_gac_pinned.py"),
         skip_tests={
             **_CODING_SKIP,
             "tests/test_gate_variants.py::test_variants_trace_into_one_graph_under_torch_compile": _COMPILE,
