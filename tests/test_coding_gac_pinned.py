@@ -1,10 +1,13 @@
-"""What the coding-gac mutation run found unpinned (tests/README.md, "Mutation testing").
+"""What the coding-gac and coding-stem mutation runs found unpinned (tests/README.md, "Mutation testing").
 
 The gate unit's and the attentions' messages for bad input (each names the argument and what
 arrived), the unit's shape check with the conv temporal attention (no fixed ``T``), the sequence
 path of the gate variants (its step count comes from ``u``'s first dimension), ``binarize``'s
 threshold at a dead gate (a gate of exactly 0.5 keeps no spike: ``[O > 0.5]``), and the
-statistics' ``constant`` flag at its tolerance (a spread of exactly the tolerance is constant).
+statistics' ``constant`` flag at its tolerance (a spread of exactly the tolerance is constant);
+the functional ``gated_lif``'s defaults; the encoder's memory modes and lean's refusals; the static
+stem's training-mode BatchNorm against ``nn.BatchNorm2d`` on the ``T`` copies (including one or two
+values per channel, ``momentum=None`` and another ``eps``); ``output_size`` against the stem.
 """
 
 from __future__ import annotations
@@ -179,3 +182,49 @@ def test_lean_refuses_a_callable_surrogate_naming_the_gate_unit() -> None:
         ValueError, match=r"^memory \(GatedAttentionUnit\): the lean ops take the named surrogates .*'steep'"
     ):
         GatedAttentionUnit(4, T=2, surrogate=steep, memory="lean")
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize(("batch", "size"), [(2, 5), (1, 1), (2, 1)])
+def test_the_static_stem_batchnorm_equals_batchnorm_of_the_T_copies(batch: int, size: int, momentum) -> None:
+    """The static fast path's training-mode BatchNorm (one step standing for ``T`` copies) against
+    ``nn.BatchNorm2d`` on the ``T`` copies stacked into the batch: outputs, running statistics over
+    two batches (with ``momentum=None``, the cumulative average) and the batch counter, float64;
+    including one value per channel and step (batch 1 and a 1x1 map: zero variance, the output is
+    the bias; two values, the smallest count with a variance); an ``eps`` other than the default."""
+    from copy import deepcopy
+
+    T = 2
+    torch.manual_seed(8)
+    enc = gac.GACEncoder(2, 4, T=T).double().train()
+    enc.bn.momentum = momentum
+    enc.bn.eps = 1e-3
+    with torch.no_grad():
+        enc.bn.weight.uniform_(0.5, 2.0)
+        enc.bn.bias.uniform_(-1.0, 1.0)
+    naive = deepcopy(enc.bn)
+    g = torch.Generator().manual_seed(9)
+    for _ in range(2):
+        x = torch.rand(batch, 2, size, size, generator=g, dtype=F64)
+        u, static = enc.membrane(x)
+        y = enc.conv(x).detach()
+        want = naive(y.repeat(T, 1, 1, 1))
+        assert static and u.shape == y.shape
+        torch.testing.assert_close(u, want[:batch], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(enc.bn.running_mean, naive.running_mean, rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(enc.bn.running_var, naive.running_var, rtol=1e-12, atol=1e-15)
+        assert int(enc.bn.num_batches_tracked) == int(naive.num_batches_tracked)
+    if batch * size * size == 1:
+        torch.testing.assert_close(u, enc.bn.bias.detach().view(1, 4, 1, 1).expand_as(u), rtol=0, atol=1e-12)
+
+
+def test_output_size_is_the_stems_output_size() -> None:
+    for kwargs in (
+        {},
+        {"kernel_size": 5, "stride": 2, "padding": 1},
+        {"kernel_size": 7, "stride": 3, "padding": 3},
+    ):
+        enc = gac.GACEncoder(1, 2, T=2, **kwargs).eval()
+        for h, w in ((9, 9), (11, 8), (16, 13)):
+            u, _ = enc.membrane(torch.rand(1, 1, h, w))
+            assert enc.output_size(h, w) == tuple(u.shape[-2:]), (kwargs, h, w)

@@ -305,11 +305,8 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/coding/latency.py",
             "src/gac_coding/coding/registry.py",
         ),
-        tests=_CODING_TESTS,
-        skip_tests={
-            **_CODING_SKIP,
-            "tests/test_coding.py::test_gac_flag_warns_once_and_builds_the_model_of_coding": _STACK,
-        },
+        tests=(*_CODING_TESTS, "tests/test_coding_gac_pinned.py"),
+        skip_tests=_CODING_SKIP,
     ),
     # ---------------------------------------------------------------------------- models
     "models-nets": Area(
