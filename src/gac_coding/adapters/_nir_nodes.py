@@ -13,20 +13,33 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["decay_node", "full", "probe_spike_function"]
+__all__ = ["SettingShapeError", "decay_node", "full", "probe_spike_function"]
+
+
+class SettingShapeError(RuntimeError):
+    """A neuron's setting (a tensor per neuron or per channel) that does not broadcast to the shape
+    a node is built for. The exporter's check before tracing probes with a shape of its own and
+    skips such a neuron; the trace builds its node with the real shape."""
+
+
+def _broadcast(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    try:
+        return torch.broadcast_to(t, shape)
+    except RuntimeError as exc:
+        raise SettingShapeError(f"a setting of shape {tuple(t.shape)} does not broadcast to {shape}") from exc
 
 
 def full(value: Any, shape: tuple[int, ...], dtype: torch.dtype) -> Any:
     """``value`` (a number or a broadcastable tensor) as a numpy array of ``shape``."""
     t = torch.as_tensor(value.detach() if isinstance(value, Tensor) else value, dtype=dtype)
-    return torch.broadcast_to(t.to("cpu"), shape).clone().numpy()
+    return _broadcast(t.to("cpu"), shape).clone().numpy()
 
 
 def decay_node(nir: Any, decay: Tensor, threshold: Any, shape: tuple[int, ...], dt: float, where: str) -> Any:
     """``v <- decay v + x``, fire above ``threshold``, reset to 0, as a NIR LIF (or IF when decay is 1)."""
     dtype = decay.dtype
     # the time constants in float64, then in the model's dtype
-    d = torch.broadcast_to(decay.detach().to("cpu", torch.float64), shape)
+    d = _broadcast(decay.detach().to("cpu", torch.float64), shape)
     thr = full(threshold, shape, dtype)
     zeros = full(0.0, shape, dtype)
     if bool((d == 1).all()):

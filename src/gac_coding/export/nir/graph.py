@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ...adapters import is_chain
+from ...adapters._nir_nodes import SettingShapeError
 from .neurons import describe, neuron_node, unsupported
 
 __all__ = ["Builder", "Value"]
@@ -308,12 +309,10 @@ class Builder:
                                          nn.AvgPool2d, nn.AdaptiveAvgPool2d)):  # fmt: skip
                 try:
                     node = neuron_node(self.nir, name, module, (1,), self.dt, self.dtype)
-                except RuntimeError as exc:
-                    if "expand" not in str(exc):
-                        raise
-                    # a setting per neuron or per channel (snnTorch's beta of shape [C, 1, 1])
-                    # does not broadcast to the probe's shape: the framework took the module, and
-                    # the trace builds its node (and checks it) with the real shape
+                except SettingShapeError:
+                    # a setting per neuron or per channel (snnTorch's beta of shape [C, 1, 1]):
+                    # the framework took the module, and the trace builds its node (and checks
+                    # it) with the real shape
                     continue
                 if node is None:
                     unsupported(name, module)
