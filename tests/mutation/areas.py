@@ -118,7 +118,12 @@ AREAS: dict[str, Area] = {
     ),
     "neuron": Area(
         sources=("src/gac_coding/neuron.py",),
-        tests=("tests/test_neuron.py", "tests/test_lif_backend.py", "tests/test_ties.py"),
+        tests=(
+            "tests/test_neuron.py",
+            "tests/test_lif_backend.py",
+            "tests/test_ties.py",
+            "tests/test_neuron_pinned.py",
+        ),
         skip_tests={"tests/test_lif_backend.py::test_import_compiles_nothing_and_imports_no_triton": _FRESH},
     ),
     "ops-lean": Area(
