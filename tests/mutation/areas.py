@@ -323,10 +323,17 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/coding/gate_stats.py",
             "src/gac_coding/attention.py",
         ),
-        tests=(*_CODING_TESTS, "tests/test_gate_variants.py", "tests/test_coding_gac_pinned.py"),
+        tests=(
+            *_CODING_TESTS,
+            "tests/test_gate_variants.py",
+            "tests/test_coding_gac_pinned.py",
+            "tests/test_attention_pinned.py",
+        ),
         skip_tests={
             **_CODING_SKIP,
             "tests/test_gate_variants.py::test_variants_trace_into_one_graph_under_torch_compile": _COMPILE,
+            "tests/test_attention_pinned.py::test_a_recording_encoder_with_memory_checkpoint_compiles_"
+            "without_the_checkpoint": _COMPILE,
         },
     ),
     "coding-stem": Area(
