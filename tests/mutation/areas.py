@@ -345,7 +345,7 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/coding/latency.py",
             "src/gac_coding/coding/registry.py",
         ),
-        tests=(*_CODING_TESTS, "tests/test_coding_gac_pinned.py"),
+        tests=(*_CODING_TESTS, "tests/test_coding_gac_pinned.py", "tests/test_stem_pinned.py"),
         skip_tests=_CODING_SKIP,
     ),
     # ---------------------------------------------------------------------------- models

@@ -228,9 +228,14 @@ class StemEncoder(nn.Module):
                 stat = y.detach().to(torch.promote_types(y.dtype, torch.float32))
                 var, mean = torch.var_mean(stat, dim=(0, 2, 3), correction=0)
                 tracked.add_(1)
-                # momentum=None: cumulative average, weight 1 / batches seen (a tensor: no sync)
+                # momentum=None: cumulative average, weight 1 / batches seen (a tensor: no sync),
+                # taken in the statistics' dtype, at least float32 (an integer tensor's reciprocal
+                # would be torch's default dtype: float32 for float64 statistics)
+                wide = torch.promote_types(running_mean.dtype, torch.float32)
                 factor: float | Tensor = (
-                    bn.momentum if bn.momentum is not None else tracked.reciprocal().to(running_mean.dtype)
+                    bn.momentum
+                    if bn.momentum is not None
+                    else tracked.to(wide).reciprocal().to(running_mean.dtype)
                 )
                 running_mean.lerp_(mean.to(running_mean.dtype), factor)
                 running_var.lerp_((var * (n / (n - 1))).to(running_var.dtype), factor)

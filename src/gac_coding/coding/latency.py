@@ -21,7 +21,8 @@ __all__ = ["LatencyEncoder", "latency_encode"]
 
 def latency_encode(x: Tensor, T: int) -> Tensor:
     """Latency coding: ``[B, ...]`` intensities in ``[0, 1]`` -> spikes ``[T, B, ...]`` (0./1. in
-    ``x``'s dtype), each pixel at most once: at step ``floor((1 - x) * T)`` if ``x > 0``.
+    ``x``'s dtype), each pixel at most once: at step ``floor((1 - x) * T)`` if ``x > 0``, computed
+    in float32 at least (a float16 or bfloat16 image gets the times of its values in float32).
 
     Example:
         >>> import torch
@@ -34,8 +35,11 @@ def latency_encode(x: Tensor, T: int) -> Tensor:
     """
     x = _check_intensities(x, "latency coding")
     T = positive_int("T", T)
-    fire = torch.floor((1 - x) * T)  # in [0, T]: T (x = 0) is past the last step, no spike
-    steps = torch.arange(T, device=x.device, dtype=x.dtype).view(T, *([1] * x.dim()))
+    # in float32 at least: in float16 / bfloat16 the product would round (moving spike times) and
+    # so would the step numbers (bfloat16 counts exactly to 256 only: a pixel fired several times)
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    fire = torch.floor((1 - wide) * T)  # in [0, T]: T (x = 0) is past the last step, no spike
+    steps = torch.arange(T, device=x.device, dtype=wide.dtype).view(T, *([1] * x.dim()))
     return (steps == fire.unsqueeze(0)).to(x.dtype)
 
 
