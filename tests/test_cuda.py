@@ -544,6 +544,26 @@ def test_ddp_over_nccl_keeps_ranks_in_step(tmp_path: Path) -> None:
     assert all(math.isfinite(v) for v in result["losses"])
 
 
+@pytest.mark.parametrize("where", ["generator on the CPU", "generator on the device"])
+def test_rate_coding_draws_on_the_generator_device(where: str) -> None:
+    """A generator on another device than the input draws there (its own numbers, not the global
+    generator's) and the spikes come back to the input's device (in the dry run both are the CPU)."""
+    from gac_coding.coding import rate_encode
+
+    gen_device, x_device = ("cpu", DEVICE) if where == "generator on the CPU" else (DEVICE, "cpu")
+    x = torch.rand(2, 1, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    T = 6
+    torch.manual_seed(123)  # the global generators: a draw from them would differ from the expected
+    if not DRY:
+        torch.cuda.manual_seed_all(123)
+    spikes = rate_encode(x.to(x_device), T, generator=torch.Generator(device=gen_device).manual_seed(7))
+    own = torch.Generator(device=gen_device).manual_seed(7)
+    expected = torch.bernoulli(x.to(gen_device).unsqueeze(0).expand(T, *x.shape), generator=own)
+    assert spikes.device.type == torch.device(x_device).type
+    assert torch.equal(spikes.cpu(), expected.cpu())
+    assert 0 < spikes.sum() < spikes.numel()
+
+
 def test_the_library_under_test_is_this_checkout() -> None:
     assert Path(gac_coding.__file__).resolve().is_relative_to(REPO / "src")
     if not DRY:
