@@ -98,7 +98,7 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/ops/layout.py",
             "src/gac_coding/ops/params.py",
         ),
-        tests=(*_OPS_TESTS, "tests/test_backend_choice.py"),
+        tests=(*_OPS_TESTS, "tests/test_backend_choice.py", "tests/test_ops_pinned.py"),
         skip_tests={
             **_OPS_SKIP,
             "tests/test_backend_choice.py::test_the_setting_reaches_compiled_graphs_as_a_constant_"

@@ -56,13 +56,16 @@ def lif_step_forward(
 
 
 def _surrogate_at(h_t: Tensor, threshold: float, surrogate: Surrogate) -> Tensor:
-    """``surrogate(h_t - threshold)`` as a new tensor, in place after the subtraction when named."""
+    """``surrogate(h_t - threshold)`` as a new tensor of ``h_t``'s dtype, in place after the
+    subtraction when named. A callable's result is brought to that dtype (a bool mask or float32
+    values for a float64 membrane), as the in-place products below keep the dtype of their first
+    operand."""
     d = torch.sub(h_t, threshold)
     if surrogate == 0:
         return d.abs_().neg_().add_(1.0).clamp_(min=0.0)  # -a + 1 rounds exactly as 1 - a
     if surrogate == 1:
         return d.abs_().lt_(0.5)
-    return surrogate(d)  # type: ignore[operator]
+    return surrogate(d).to(h_t.dtype)  # type: ignore[operator]
 
 
 def lif_step_backward(
