@@ -67,7 +67,9 @@ def _same_graph(read: Any, written: Any) -> None:
         assert type(node) is type(other), key
         for field, value in vars(node).items():
             if isinstance(value, (np.ndarray, int, float, tuple, str)):
-                np.testing.assert_array_equal(np.asarray(getattr(other, field)), np.asarray(value), err_msg=f"{key}.{field}")
+                np.testing.assert_array_equal(
+                    np.asarray(getattr(other, field)), np.asarray(value), err_msg=f"{key}.{field}"
+                )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,7 +140,11 @@ def test_graph_metadata_names_dt_t_and_the_producer(tmp_path: Path) -> None:
     assert exp.graph.metadata == {"dt": DT, "T": T, "producer": "gac-coding"}
     nir.write(tmp_path / "g.nir", exp.graph)
     back = nir.read(tmp_path / "g.nir")
-    assert {k: back.metadata[k] for k in ("dt", "T", "producer")} == {"dt": DT, "T": T, "producer": "gac-coding"}
+    assert {k: back.metadata[k] for k in ("dt", "T", "producer")} == {
+        "dt": DT,
+        "T": T,
+        "producer": "gac-coding",
+    }
 
 
 def test_argument_messages_name_the_argument_the_expected_and_the_given() -> None:
@@ -152,7 +158,9 @@ def test_argument_messages_name_the_argument_the_expected_and_the_given() -> Non
     # the arguments are checked before the model's type: a bad binarize is named for any module
     with pytest.raises(TypeError, match=r"^binarize: expected a bool or None, got str$"):
         to_nir(nn.Linear(2, 2), x, binarize="yes")  # type: ignore[arg-type]
-    expected = r"^model: expected an MSResNet \(gac_coding\.models\) or a GACNet \(gac_coding\.wrap\), got Linear$"
+    expected = (
+        r"^model: expected an MSResNet \(gac_coding\.models\) or a GACNet \(gac_coding\.wrap\), got Linear$"
+    )
     with pytest.raises(TypeError, match=expected):
         to_nir(nn.Linear(2, 2), x)
 
@@ -238,7 +246,11 @@ def test_files_written_in_a_new_nested_folder_and_read_back(coding: str, tmp_pat
     exp = to_nir(model, x, dt=DT, binarize=True if coding == "gac" else None)
     out = tmp_path / "a" / "b"
     paths = save_nir_export(exp, out, _config())
-    assert paths == {"graph": out / "backbone.nir", "weights": out / "host.safetensors", "config": out / "host.json"}
+    assert paths == {
+        "graph": out / "backbone.nir",
+        "weights": out / "host.safetensors",
+        "config": out / "host.json",
+    }
     assert sorted(p.name for p in out.iterdir()) == ["backbone.nir", "host.json", "host.safetensors"]
     # the graph, read with nir's own reader
     _same_graph(nir.read(paths["graph"]), exp.graph)
@@ -269,7 +281,9 @@ def test_files_written_in_a_new_nested_folder_and_read_back(coding: str, tmp_pat
     torch.testing.assert_close(host(x), exp.host(x), rtol=0.0, atol=0.0)
 
 
-def test_a_failed_graph_write_leaves_the_folder_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_graph_write_leaves_the_folder_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     exp = to_nir(_plain(), _image(1, 2, 4, 4), dt=DT)
     (tmp_path / "backbone.nir").write_bytes(b"previous")
 
