@@ -184,7 +184,9 @@ AREAS: dict[str, Area] = {
     ),
     "export-nir-graph": Area(sources=(_NIR + "graph.py",), tests=_NIR_TESTS, skip_tests=_NIR_SKIP),
     "export-nir-convert": Area(
-        sources=(_NIR + "convert.py", _NIR + "files.py"), tests=_NIR_TESTS, skip_tests=_NIR_SKIP
+        sources=(_NIR + "convert.py", _NIR + "files.py"),
+        tests=(*_NIR_TESTS, "tests/test_nir_convert_pinned.py"),
+        skip_tests=_NIR_SKIP,
     ),
     # the reference simulator (simulator.py: ~460 mutants) in three areas
     "export-nir-sim-graph": Area(

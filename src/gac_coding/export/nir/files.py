@@ -32,8 +32,12 @@ def save_nir_export(exp: NIRExport, out: str | os.PathLike[str], config: dict[st
         "config": folder / "host.json",
     }
     tmp = folder / ".backbone.nir.tmp"
-    nir.write(tmp, exp.graph)
-    os.replace(tmp, paths["graph"])
+    try:
+        nir.write(tmp, exp.graph)
+        os.replace(tmp, paths["graph"])
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no half-written file behind
+        raise
     save_safetensors(exp.host.state_dict(), paths["weights"])
     payload = dict(config)
     payload.update(
