@@ -182,7 +182,11 @@ AREAS: dict[str, Area] = {
         tests=_NIR_TESTS,
         skip_tests=_NIR_SKIP,
     ),
-    "export-nir-graph": Area(sources=(_NIR + "graph.py",), tests=_NIR_TESTS, skip_tests=_NIR_SKIP),
+    "export-nir-graph": Area(
+        sources=(_NIR + "graph.py",),
+        tests=(*_NIR_TESTS, "tests/test_nir_graph_pinned.py"),
+        skip_tests=_NIR_SKIP,
+    ),
     "export-nir-convert": Area(
         sources=(_NIR + "convert.py", _NIR + "files.py"),
         tests=(*_NIR_TESTS, "tests/test_nir_convert_pinned.py"),

@@ -153,11 +153,14 @@ class Builder:
         ps_in, ps_out = self.shape_of(module, name)
         if ps_in == ps_out:
             return x  # flattens only batch/time dims (or nothing): per sample an identity
+        # the merged dims start at most at ps_out's last dim: matching a prefix (or a suffix) up to
+        # the whole of ps_out would read a size-1 dim merged into its neighbour as kept
+        last = min(len(ps_in), len(ps_out)) - 1
         n = 0
-        while n < min(len(ps_in), len(ps_out)) and ps_in[n] == ps_out[n]:
+        while n < last and ps_in[n] == ps_out[n]:
             n += 1
         m = 0
-        while m < min(len(ps_in), len(ps_out)) - n and ps_in[-1 - m] == ps_out[-1 - m]:
+        while m < last - n and ps_in[-1 - m] == ps_out[-1 - m]:
             m += 1
         start, end = n, len(ps_in) - 1 - m
         if len(ps_out) != len(ps_in) - (end - start) or math.prod(ps_in[start : end + 1]) != ps_out[start]:
