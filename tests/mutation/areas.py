@@ -240,7 +240,7 @@ AREAS: dict[str, Area] = {
     # ---------------------------------------------------------------------------- events
     "events": Area(
         sources=("src/gac_coding/train/events.py",),
-        tests=("tests/test_events.py", "tests/test_events_pinned.py"),
+        tests=("tests/test_events.py", "tests/test_events_pinned.py", "tests/test_events_more_pinned.py"),
         skip_tests={
             "tests/test_events.py::test_torchrun_ranks_share_one_frame_cache": "two torchrun ranks "
             "in fresh processes (tens of seconds per mutant); the cache key and its reuse are judged "

@@ -245,7 +245,8 @@ def _sorted_by_path(dataset: Any) -> Any:
 # ------------------------------------------------------------------------------ frames
 def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions) -> Tensor:
     """One recording (a numpy structured array with ``x``, ``y``, ``t`` in µs, ``p``) ->
-    event counts ``[T, 2, H, W]`` (float32), following :class:`FrameOptions`.
+    event counts ``[T, 2, H, W]`` (float32), following :class:`FrameOptions`. A pixel with more
+    than 65535 events in the recording raises ``ValueError`` (counts are exact up to there).
 
     Example:
         >>> import numpy as np
@@ -278,7 +279,22 @@ def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions
             time_window=float(options.window_ms) * 1000.0,
             include_incomplete=True,  # the recording's last, partial window too
         )
-    frames = torch.from_numpy(np.asarray(to_frame(events), dtype=np.float32))
+    if len(events) > 65535:  # a pixel may hold more events than a frame's 16-bit count (below)
+        pixels, per_pixel = np.unique(
+            np.stack((np.asarray(events["x"]), np.asarray(events["y"]), p), axis=1).astype(np.int64),
+            axis=0,
+            return_counts=True,
+        )
+        if per_pixel.max() > 65535:
+            x, y, pol = pixels[per_pixel.argmax()].tolist()
+            raise ValueError(
+                f"events: {per_pixel.max()} events at pixel x={x}, y={y}, polarity {pol} (of the "
+                f"{width}x{height} frame); counts above 65535 per pixel cannot be computed exactly"
+            )
+    counts = np.asarray(to_frame(events))
+    if counts.dtype == np.int16:  # tonic counts in int16, which wraps above 32767: exact as uint16
+        counts = counts.view(np.uint16)
+    frames = torch.from_numpy(counts.astype(np.float32))
     if frames.shape[0] < T:  # a short recording under fixed windows: empty frames after it
         pad = frames.new_zeros(T - frames.shape[0], *frames.shape[1:])
         frames = torch.cat((frames, pad))
