@@ -137,6 +137,12 @@ def test_frame_counts_past_the_16_bit_signed_range_are_exact() -> None:
     events = _structured([1] * n + [3], [2] * n + [0], list(range(n)) + [n], [1] * n + [0])
     with pytest.raises(ValueError, match=r"^events: 65536 events at pixel x=1, y=2, polarity 1 \(of the 4x4"):
         events_to_frames(events, (4, 4), FrameOptions(T=1))
+    # the same pixel busy over a longer recording, under 65536 events in each frame: exact counts
+    n = 90_000
+    events = _structured([1] * n + [3], [2] * n + [0], list(range(n)) + [n], [1] * n + [0])
+    frames = events_to_frames(events, (4, 4), FrameOptions(T=2))
+    assert frames[:, 1, 2, 1].sum().item() == n and frames[:, 1, 2, 1].max().item() < 65536
+    assert frames.sum().item() == n  # tonic's bins end before the last event's time
 
 
 # ------------------------------------------------------------------------------------------------

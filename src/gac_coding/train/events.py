@@ -245,8 +245,8 @@ def _sorted_by_path(dataset: Any) -> Any:
 # ------------------------------------------------------------------------------ frames
 def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions) -> Tensor:
     """One recording (a numpy structured array with ``x``, ``y``, ``t`` in µs, ``p``) ->
-    event counts ``[T, 2, H, W]`` (float32), following :class:`FrameOptions`. A pixel with more
-    than 65535 events in the recording raises ``ValueError`` (counts are exact up to there).
+    event counts ``[T, 2, H, W]`` (float32), following :class:`FrameOptions`. Counts are exact up
+    to 65535 events per pixel and frame; a frame with more at one pixel raises ``ValueError``.
 
     Example:
         >>> import numpy as np
@@ -279,26 +279,39 @@ def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions
             time_window=float(options.window_ms) * 1000.0,
             include_incomplete=True,  # the recording's last, partial window too
         )
-    if len(events) > 65535:  # a pixel may hold more events than a frame's 16-bit count (below)
-        pixels, per_pixel = np.unique(
-            np.stack((np.asarray(events["x"]), np.asarray(events["y"]), p), axis=1).astype(np.int64),
-            axis=0,
-            return_counts=True,
-        )
-        if per_pixel.max() > 65535:
-            x, y, pol = pixels[per_pixel.argmax()].tolist()
-            raise ValueError(
-                f"events: {per_pixel.max()} events at pixel x={x}, y={y}, polarity {pol} (of the "
-                f"{width}x{height} frame); counts above 65535 per pixel cannot be computed exactly"
-            )
     counts = np.asarray(to_frame(events))
     if counts.dtype == np.int16:  # tonic counts in int16, which wraps above 32767: exact as uint16
         counts = counts.view(np.uint16)
+    if len(events) > 65535:  # a frame's pixel may have wrapped past 65535: find it
+        _check_no_count_wrapped(events, p, counts, width, height)
     frames = torch.from_numpy(counts.astype(np.float32))
     if frames.shape[0] < T:  # a short recording under fixed windows: empty frames after it
         pad = frames.new_zeros(T - frames.shape[0], *frames.shape[1:])
         frames = torch.cat((frames, pad))
     return frames[:T].contiguous()
+
+
+def _check_no_count_wrapped(events: Any, p: Any, counts: Any, width: int, height: int) -> None:
+    """Refuse a recording whose counts wrapped in a frame (more than 65535 events at one pixel in
+    one frame): a pixel's frames then sum to at least 65536 fewer events than the pixel has. The
+    frames hold every event, so a smaller difference cannot arise from a wrap and is left alone."""
+    import numpy as np
+
+    index = (p * height + np.asarray(events["y"]).astype(np.int64)) * width + np.asarray(events["x"]).astype(
+        np.int64
+    )
+    per_pixel = np.bincount(index, minlength=2 * height * width)[: 2 * height * width]
+    in_frames = counts.astype(np.int64).sum(axis=0).reshape(-1)
+    lost = per_pixel - in_frames
+    if lost.max() >= 65536:
+        worst = int(lost.argmax())
+        pol, rest = divmod(worst, height * width)
+        y, x = divmod(rest, width)
+        raise ValueError(
+            f"events: {per_pixel[worst]} events at pixel x={x}, y={y}, polarity {pol} (of the "
+            f"{width}x{height} frame) and more than 65535 of them in one frame; counts above 65535 "
+            "per pixel and frame cannot be computed exactly"
+        )
 
 
 def cifar10dvs_split(labels: Sequence[int], seed: int = 0) -> tuple[list[int], list[int]]:
