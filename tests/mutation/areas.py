@@ -378,7 +378,8 @@ AREAS: dict[str, Area] = {
     "models-checkpoints": Area(
         # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader
         sources=("src/gac_coding/models/checkpoints.py", "src/gac_coding/models/reference.py"),
-        tests=("tests/test_checkpoints.py", "tests/test_models.py"),
+        # the run files (`load_weights`, `read_weights`) are judged by the training checkpoint tests
+        tests=("tests/test_checkpoints.py", "tests/test_models.py", "tests/test_train_checkpoint.py"),
     ),
 }
 
