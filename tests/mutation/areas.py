@@ -295,7 +295,7 @@ AREAS: dict[str, Area] = {
             "LayerEnergy.*",
             "EnergyReport.*",
         ),
-        tests=(*_ENERGY_TESTS, "tests/test_energy_data.py"),
+        tests=(*_ENERGY_TESTS, "tests/test_energy_data.py", "tests/test_energy_api_pinned.py"),
         skip_tests=_ENERGY_SKIP,
     ),
     # ---------------------------------------------------------------------------- adapters
@@ -373,7 +373,7 @@ AREAS: dict[str, Area] = {
     "integrations": Area(
         # NeuroBench's view of a model: batch-first, the neurons as activation modules (not run yet)
         sources=("src/gac_coding/integrations/neurobench.py",),
-        tests=("tests/test_neurobench.py",),
+        tests=("tests/test_neurobench.py", "tests/test_neurobench_pinned.py"),
     ),
     "models-checkpoints": Area(
         # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader

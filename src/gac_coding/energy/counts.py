@@ -86,7 +86,11 @@ def exact_synops(module: nn.Module, x: Tensor) -> int:
         if not isinstance(module, _CONV):
             raise TypeError(f"module: expected a convolution or nn.Linear, got {type(module).__name__}")
         xb = _batched(module, x)
-        xb = xb.to(torch.float64 if xb.dtype == torch.float64 else torch.float32)
+        # float32 holds every count up to 2**24 exactly; past that (an output position reached
+        # by more taps) and for a float64 input the counts are taken in float64
+        taps = module.in_channels * math.prod(module.kernel_size)  # type: ignore[arg-type]
+        exact32 = xb.dtype != torch.float64 and taps <= 2**24
+        xb = xb.to(torch.float32 if exact32 else torch.float64)
         groups = int(module.groups)
         kernel = tuple(module.kernel_size)  # type: ignore[arg-type]
         if module.transposed:
