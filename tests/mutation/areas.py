@@ -306,7 +306,7 @@ AREAS: dict[str, Area] = {
     ),
     "adapters-registry": Area(
         sources=("src/gac_coding/adapters/base.py", "src/gac_coding/adapters/plain.py"),
-        tests=(*_ADAPTER_TESTS, *_NIR_TESTS),
+        tests=(*_ADAPTER_TESTS, *_NIR_TESTS, "tests/test_adapters_registry_pinned.py"),
         skip_tests={**_ADAPTER_SKIP, **_NIR_SKIP},
     ),
     "adapters-frameworks": Area(
