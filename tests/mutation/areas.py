@@ -378,8 +378,16 @@ AREAS: dict[str, Area] = {
     "models-checkpoints": Area(
         # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader
         sources=("src/gac_coding/models/checkpoints.py", "src/gac_coding/models/reference.py"),
-        # the run files (`load_weights`, `read_weights`) are judged by the training checkpoint tests
-        tests=("tests/test_checkpoints.py", "tests/test_models.py", "tests/test_train_checkpoint.py"),
+        # the run files (`load_weights`, `read_weights`, `_model_settings`) are judged by the tests
+        # of the training checkpoints, the commands that read them, Hub folders and energy on data
+        tests=(
+            "tests/test_checkpoints.py",
+            "tests/test_models.py",
+            "tests/test_train_checkpoint.py",
+            "tests/test_cli.py",
+            "tests/test_pretrained.py",
+            "tests/test_energy_data.py",
+        ),
     ),
 }
 
