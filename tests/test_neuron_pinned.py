@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from slow_reference import slow_lif
 
 import gac_coding as gac
 from gac_coding.neuron import lif, lif_reference
@@ -18,14 +19,8 @@ from gac_coding.ops.lean import LEAN_REGISTRY
 
 
 def _by_hand(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
-    v = torch.zeros_like(x[0])
-    s = torch.zeros_like(x[0])
-    out = []
-    for t in range(x.shape[0]):
-        v = decay * v * (1 - s) + x[t]
-        s = (v > threshold).to(x.dtype)
-        out.append(s)
-    return torch.stack(out)
+    """The spikes of the slow step-by-step LIF of the tests (its forward values)."""
+    return slow_lif(x, decay, threshold, "triangle", False)[0].detach()
 
 
 def _input() -> torch.Tensor:

@@ -11,14 +11,14 @@ fails or is not ready.
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
+from slow_reference import slow_lif
 from torch import nn
+from warning_frames import warnings_pointing
 
 import gac_coding as gac
 from gac_coding.neuron import lif_reference
@@ -53,14 +53,8 @@ def _input(shape: tuple[int, ...], seed: int = 5) -> torch.Tensor:
 
 
 def _by_hand(x: torch.Tensor, decay: float, threshold: float) -> torch.Tensor:
-    v = torch.zeros_like(x[0])
-    s = torch.zeros_like(x[0])
-    out = []
-    for t in range(x.shape[0]):
-        v = decay * v * (1 - s) + x[t]
-        s = (v > threshold).to(x.dtype)
-        out.append(s)
-    return torch.stack(out)
+    """The spikes of the slow step-by-step LIF of the tests (its forward values)."""
+    return slow_lif(x, decay, threshold, "triangle", False)[0].detach()
 
 
 # ----------------------------------------------------------------------------- the eager kernels
@@ -247,29 +241,11 @@ class _Fake:
         return self.name
 
 
-def _is_trampoline(frame: object) -> bool:
-    """A frame of mutmut's trampolines (tests/mutation); a plain run has none."""
-    return "mutmut" in frame.f_code.co_filename  # type: ignore[attr-defined]
-
-
 def _warnings_of(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], object]) -> list[tuple[str, str]]:
-    """The message and the function each warning of ``fn()`` points at: ``stacklevel`` counted as
-    ``warnings.warn`` counts it, less the frames of mutmut's trampolines."""
-    seen: list[tuple[str, str]] = []
-
-    def spy(message: object, category: object = None, stacklevel: int = 1, **kwargs: object) -> None:
-        assert category is RuntimeWarning
-        frame = sys._getframe(1)
-        for _ in range(stacklevel - 1):
-            frame = frame.f_back  # type: ignore[assignment]
-            while _is_trampoline(frame):
-                frame = frame.f_back  # type: ignore[assignment]
-        seen.append((str(message), frame.f_code.co_name))
-
-    monkeypatch.setattr(warnings, "warn", spy)
-    fn()
-    monkeypatch.undo()
-    return seen
+    """The message and the function each warning of ``fn()`` points at (all ``RuntimeWarning``)."""
+    seen = warnings_pointing(monkeypatch, fn)
+    assert all(category is RuntimeWarning for _, _, category in seen)
+    return [(message, where) for message, where, _ in seen]
 
 
 def test_call_falls_back_with_a_warning_at_its_caller_naming_every_failure(

@@ -15,7 +15,6 @@ latency coding under another default device; ``check_coding``'s ``"poisson"`` an
 from __future__ import annotations
 
 import copy
-import sys
 import warnings
 from collections.abc import Callable
 
@@ -23,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from warning_frames import warnings_pointing
 
 from gac_coding._deprecated import DEPRECATED
 from gac_coding.coding import (
@@ -351,31 +351,11 @@ def test_the_gac_flag_maps_to_a_coding_by_its_documented_rule() -> None:
             coding_from_gac_flag("direct", 1, old)
 
 
-def _is_trampoline(frame: object) -> bool:
-    """A frame of mutmut's trampolines (tests/mutation): two per mutated function on the stack."""
-    return "mutmut" in frame.f_code.co_filename  # type: ignore[attr-defined]
-
-
 def _where_warnings_point(
     monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]
 ) -> list[tuple[str, str]]:
-    """The message and the function each warning of ``call()`` points at, with ``stacklevel``
-    counted as ``warnings.warn`` counts it, less the frames of mutmut's trampolines (in a plain
-    run there are none, and this is where the warning points)."""
-    seen: list[tuple[str, str]] = []
-
-    def spy(message: object, category: object = None, stacklevel: int = 1, **kwargs: object) -> None:
-        frame = sys._getframe(1)  # the caller of warnings.warn: stacklevel 1
-        for _ in range(stacklevel - 1):
-            frame = frame.f_back  # type: ignore[assignment]
-            while _is_trampoline(frame):
-                frame = frame.f_back  # type: ignore[assignment]
-        seen.append((str(message).split(" is deprecated")[0], frame.f_code.co_name))
-
-    monkeypatch.setattr(warnings, "warn", spy)
-    call()
-    monkeypatch.undo()
-    return seen
+    """The old name each deprecation warning of ``call()`` is about, and the function it points at."""
+    return [(m.split(" is deprecated")[0], where) for m, where, _ in warnings_pointing(monkeypatch, call)]
 
 
 def test_each_deprecation_warning_points_at_the_code_that_used_the_old_name(
