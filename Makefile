@@ -25,8 +25,11 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.demo-installed
 	$(BIN)/gac-coding demo --out $(OUT) $(DEMO_ARGS)
 
+# two pytest-xdist workers, one per core (tests/conftest.py gives each one torch thread); a test
+# file runs whole on one worker (--dist loadfile), so its module fixtures are built once
+TEST_WORKERS ?= 2
 test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # every documented install from the built wheel: bare and each extra alone, fresh venvs (tests/packaging)
 packaging: $(VENV)/.test-installed

@@ -18,6 +18,11 @@ settings.register_profile("deterministic", derandomize=True, database=None)
 settings.load_profile("deterministic")
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# make test runs two pytest-xdist workers on two cores: one torch thread each, or their OpenMP
+# pools (two threads apiece by default) fight over the cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*")
 
 
