@@ -4,7 +4,8 @@ The neuron fires when ``h > threshold`` strictly; ``h == threshold`` keeps the m
 backends are tested on such ties in test_backends.py; here the same kind of input goes through the
 formulations that replace the operators outside eager mode (:func:`lif_decomposed` with and
 without its straight-through terms, :func:`gated_lif_decomposed`, the forward-only table of
-:func:`inference_decompositions`), a ``torch.export`` program (with the operators and with them
+:func:`inference_decompositions` and the entries of torch's global decomposition table that the
+plain ``torch.onnx.export`` reads), a ``torch.export`` program (with the operators and with them
 decomposed) and an ONNX file run by onnxruntime.
 
 Inputs are multiples of 1/8 with decay 0.5 or 1 and threshold 0.5, so every membrane is exact in
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import Tensor, nn
+from torch._decomp import decomposition_table
 
 import gac_coding as gac
 from gac_coding import ops
@@ -99,10 +101,12 @@ def test_lif_and_its_decompositions_do_not_fire_at_the_threshold(name: str, dtyp
         spikes, h = lif_decomposed(x, steps, p, differentiable=differentiable)
         assert torch.equal(spikes, want), differentiable
         assert bool((h == THRESHOLD).any())  # the ties are in the membrane it returns
-    table = inference_decompositions()
-    for save in (False, True):
-        spikes, _ = table[torch.ops.gac_coding.lif.default](x, steps, decay, THRESHOLD, 0, False, save)
-        assert torch.equal(spikes, want), save
+    op = torch.ops.gac_coding.lif.default
+    # the forward-only table, and torch's global table that the plain ONNX export reads
+    for table in (inference_decompositions(), decomposition_table):
+        for save in (False, True):
+            spikes, _ = table[op](x, steps, decay, THRESHOLD, 0, False, save)
+            assert torch.equal(spikes, want), save
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -121,13 +125,15 @@ def test_gated_decompositions_do_not_fire_at_the_threshold(name: str, dtype: tor
     assert torch.equal(fired, want)
     out_d, fired_d, gate_d, _ = gated_lif_decomposed(x, ta, sca, steps, p)
     assert torch.equal(fired_d, want)
-    table = inference_decompositions()
-    out_i, fired_i, gate_i, _ = table[torch.ops.gac_coding.gated_lif.default](
+    op = torch.ops.gac_coding.gated_lif.default
+    out_i, fired_i, gate_i, _ = inference_decompositions()[op](
         x, ta, sca, steps, decay, THRESHOLD, 1, True, False
     )
     assert torch.equal(fired_i, want)
+    out_g, fired_g, _, _ = decomposition_table[op](x, ta, sca, steps, decay, THRESHOLD, 1, True, False)
+    assert torch.equal(fired_g, want)  # torch's global table (the plain ONNX export)
     eps = torch.finfo(dtype).eps  # torch's sigmoid rounds differently in and out of its loop tail
-    for o in (out, out_d, out_i):
+    for o in (out, out_d, out_i, out_g):
         torch.testing.assert_close(o, gate * want, rtol=4 * eps, atol=0)
         assert bool((o[want == 0] == 0).all())  # a tie passes nothing through the gate
 
