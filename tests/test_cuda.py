@@ -564,6 +564,35 @@ def test_rate_coding_draws_on_the_generator_device(where: str) -> None:
     assert 0 < spikes.sum() < spikes.numel()
 
 
+def test_nir_simulation_runs_on_the_device_of_the_code() -> None:
+    """The reference simulator moves the graph's modules and arrays to the code's device (weights
+    in multiples of 1/8: the device's and the CPU's runs agree exactly)."""
+    import nir
+    import numpy as np
+
+    from gac_coding.export.nir.simulator import simulate
+
+    g = np.random.default_rng(4)
+    w = g.integers(-8, 9, size=(4, 3)) / 8
+    lif = nir.LIF(tau=np.full(4, 2e-3), r=np.full(4, 1.5), v_leak=np.zeros(4), v_threshold=np.full(4, 0.25),
+                  v_reset=np.zeros(4))  # fmt: skip
+    nodes = {"input": nir.Input(input_type=np.array([3])), "fc": nir.Affine(weight=w, bias=np.full(4, 0.125)),
+             "scale": nir.Scale(scale=np.full(4, 0.5)), "lif": lif,
+             "output": nir.Output(output_type=np.array([4]))}  # fmt: skip
+    path = ["input", "fc", "scale", "lif", "output"]
+    graph = nir.NIRGraph(nodes=nodes, edges=list(zip(path[:-1], path[1:], strict=True)), type_check=False)
+    code = (
+        torch.rand(5, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64) > 0.5
+    ).double()
+    out, extra = simulate(graph, code.to(DEVICE), 1e-3, record=True)
+    want, want_extra = simulate(graph, code, 1e-3, record=True)
+    assert out.device.type == DEVICE.type
+    assert {v.device.type for v in extra["outputs"].values()} == {DEVICE.type}
+    assert torch.equal(out.cpu(), want)
+    assert all(torch.equal(extra["outputs"][n].cpu(), v) for n, v in want_extra["outputs"].items())
+    assert 0 < want.sum() < want.numel()
+
+
 def test_the_library_under_test_is_this_checkout() -> None:
     assert Path(gac_coding.__file__).resolve().is_relative_to(REPO / "src")
     if not DRY:

@@ -409,3 +409,57 @@ def test_simulator_scale_flatten_pools_ties_and_unknown_nodes() -> None:
     with pytest.raises(ValueError) as info:
         simulate(_chain(nir.Delay(delay=np.ones(3)), shape=(3,)), torch.zeros(1, 1, 3), DT)
     assert str(info.value) == "graph: node 'n0' of type Delay is not supported by simulate"
+
+
+# ------------------------------------------------------------------------------------------------
+# What the export-nir-sim-run mutation run found unpinned: the dtype the time loop runs in, the
+# message of a node with no input
+# ------------------------------------------------------------------------------------------------
+
+
+def _lif_arrays(n: int, dtype: Any, **values: float) -> dict[str, np.ndarray]:
+    return {k: np.full(n, v, dtype=dtype) for k, v in values.items()}
+
+
+def test_simulator_runs_in_the_dtype_of_the_code_not_of_the_graph() -> None:
+    # a float64 graph on a float32 code runs as if its arrays had been rounded to float32 first:
+    # every recorded output is float32 and equal, bit for bit, to the run of the rounded graph
+    from gac_coding.export.nir.simulator import simulate
+
+    def graph(dtype: Any) -> Any:
+        g = np.random.default_rng(3)
+        w, b = g.normal(size=(4, 3)).astype(dtype), g.normal(size=4).astype(dtype)
+        lif = nir.LIF(**_lif_arrays(4, dtype, tau=3e-3, r=1.3, v_leak=0.1, v_threshold=0.7, v_reset=0.05))
+        return _chain(nir.Affine(weight=w, bias=b), nir.Scale(scale=np.full(4, 1.1, dtype=dtype)), lif,
+                      shape=(3,))  # fmt: skip
+
+    code = torch.rand(6, 5, 3, generator=torch.Generator().manual_seed(8))
+    out, extra = simulate(graph(np.float64), code, DT, record=True)
+    want, want_extra = simulate(graph(np.float32), code, DT, record=True)
+    assert out.dtype == torch.float32
+    assert {n: v.dtype for n, v in extra["outputs"].items()} == dict.fromkeys(extra["outputs"], torch.float32)
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    for name, value in want_extra["outputs"].items():
+        torch.testing.assert_close(extra["outputs"][name], value, rtol=0, atol=0)
+    assert 0 < out.sum() < out.numel()  # some spikes, not all
+
+    # the thresholds in the code's dtype decide a tie: 0.1 rounded to float32 is above 0.1, so
+    # v = x = float32(0.1) sits exactly on a float32 threshold (no spike) but above a float64 one
+    arrays = _lif_arrays(1, np.float64, tau=DT, r=1.0, v_leak=0.0, v_threshold=0.1, v_reset=0.0)
+    tie = _chain(nir.LIF(**arrays), shape=(1,))
+    x32 = torch.full((1, 1, 1), 0.1, dtype=torch.float32)
+    assert simulate(tie, x32, DT)[0].tolist() == [[[0.0]]]
+    assert simulate(tie, x32.double(), DT)[0].tolist() == [[[1.0]]]
+    assert simulate(tie, torch.full((1, 1, 1), 0.1, dtype=torch.float64), DT)[0].tolist() == [[[0.0]]]
+
+
+def test_simulator_names_a_node_that_receives_nothing() -> None:
+    from gac_coding.export.nir.simulator import simulate
+
+    w = np.eye(2)
+    nodes = {"input": nir.Input(input_type=np.array([2])), "orphan": nir.Linear(weight=w),
+             "output": nir.Output(output_type=np.array([2]))}  # fmt: skip
+    graph = _graph(nodes, [("input", "output"), ("orphan", "output")])
+    with pytest.raises(ValueError) as info:
+        simulate(graph, torch.zeros(2, 1, 2, dtype=torch.float64), DT)
+    assert str(info.value) == "graph: node 'orphan' has no input"
