@@ -377,7 +377,8 @@ AREAS: dict[str, Area] = {
         # the authors' checkpoints: key layouts, loading and writing them, the weights-only loader
         sources=("src/gac_coding/models/checkpoints.py", "src/gac_coding/models/reference.py"),
         # the run files (`load_weights`, `read_weights`, `_model_settings`) are judged by the tests
-        # of the training checkpoints, the commands that read them, Hub folders and energy on data
+        # of the training checkpoints, the commands that read them, Hub folders and energy on data;
+        # the pinned file spells out the messages, settings and keys of both readers
         tests=(
             "tests/test_checkpoints.py",
             "tests/test_models.py",
@@ -385,6 +386,7 @@ AREAS: dict[str, Area] = {
             "tests/test_cli.py",
             "tests/test_pretrained.py",
             "tests/test_energy_data.py",
+            "tests/test_models_checkpoints_pinned.py",
         ),
     ),
 }

@@ -161,7 +161,9 @@ def reference_layout(model: nn.Module) -> dict[str, LayoutEntry]:
     """Every key of the authors' checkpoint for ``model``, in the order of their files.
 
     The CIFAR-recipe models use the authors' CIFAR layout, the ImageNet-recipe ones their ImageNet
-    layout; models with another coding than GAC have no ``encoding.*`` keys.
+    layout; models with another coding than GAC have no ``encoding.*`` keys. A model that holds a
+    tensor the authors' layout has no key for (a subclass with parameters or buffers of its own)
+    raises :class:`ReferenceCheckpointError` naming it: their files cannot fill or hold it.
 
     Example:
         >>> from gac_coding.models import create_model
@@ -180,6 +182,13 @@ def reference_layout(model: nn.Module) -> dict[str, LayoutEntry]:
         if temporal:
             shape = (*shape, 1, 1, 1)
         layout[key] = LayoutEntry(model_key, shape, alias_of, temporal)
+    placed = {entry.model_key for entry in layout.values()}
+    unplaced = [k for k in ours if k not in placed]  # e.g. a subclass's own parameters
+    if unplaced:
+        raise ReferenceCheckpointError(
+            f"model: {type(model).__name__} holds {_listed(unplaced)}, which the authors' layout has no "
+            "key for"
+        )
     return layout
 
 
@@ -318,7 +327,8 @@ def load_reference_checkpoint(model: nn.Module, path_or_state_dict: object) -> N
     Strict: raises :class:`ReferenceCheckpointError` (a ``ValueError``) naming the key for a
     missing, unexpected or mis-shaped key, for aliases that differ, and says so plainly when the
     checkpoint was made for another ``T``, another number of classes, the other recipe's layout,
-    or with/without the GAC encoder. Nothing is loaded when it raises.
+    or with/without the GAC encoder, and for a model with tensors the layout has no key for (see
+    :func:`reference_layout`). Nothing is loaded when it raises.
 
     Example:
         >>> import torch
