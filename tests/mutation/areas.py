@@ -364,9 +364,9 @@ AREAS: dict[str, Area] = {
         tests=("tests/test_models.py", "tests/test_timesteps.py", "tests/test_checkpoints.py"),
     ),
     "models-pretrained": Area(
-        # Hub-style folders and their model card (not run yet)
+        # Hub-style folders and their model card
         sources=("src/gac_coding/models/pretrained.py", "src/gac_coding/models/_card.py"),
-        tests=("tests/test_pretrained.py",),
+        tests=("tests/test_pretrained.py", "tests/test_models_pretrained_pinned.py"),
     ),
     "integrations": Area(
         # NeuroBench's view of a model: batch-first, the neurons as activation modules (not run yet)
