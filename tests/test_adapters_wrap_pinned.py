@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 from torch import Tensor, nn
+from warning_frames import warnings_pointing
 
 import gac_coding as gac
 import gac_coding.adapters as adapters
@@ -153,7 +154,8 @@ def test_no_conv_or_linear_is_fine_without_adaptation_and_refused_with_it() -> N
             adapt_input_layer=True,
         )
     assert str(err.value) == (
-        "adapt_input_layer: the backbone has no Conv/Linear layer to adapt; name its input layer with input_layer="
+        "adapt_input_layer: the backbone has no Conv/Linear layer to adapt; name its input "
+        "layer with input_layer="
     )
 
 
@@ -299,3 +301,18 @@ def test_adaptation_errors_name_the_layer() -> None:
         "adapt_input_layer: the input Linear has in_features=65, not a multiple of in_channels=2, "
         "so it does not take a flattened 2-channel image; build the backbone for the code's size instead"
     )
+
+
+# ------------------------------------------------------------------------- where the warning points
+def test_the_gated_code_warning_points_at_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    # run in the ordinary suite only (tests/mutation/areas.py skips it: mutmut's trampolines sit
+    # between the library's frames, so the level it counts differs there)
+    def through_wrap() -> None:
+        gac.wrap(_conv_net(), T=2, in_channels=1)
+
+    def through_gacnet() -> None:
+        GACNet(_conv_net(), 2, 1)
+
+    for call, name in ((through_wrap, "through_wrap"), (through_gacnet, "through_gacnet")):
+        seen = warnings_pointing(monkeypatch, call)
+        assert [(where, category) for _, where, category in seen] == [(name, GatedInputWarning)]
