@@ -299,8 +299,11 @@ AREAS: dict[str, Area] = {
     # ---------------------------------------------------------------------------- adapters
     "adapters-wrap": Area(
         sources=("src/gac_coding/adapters/__init__.py", "src/gac_coding/adapters/_layers.py"),
-        tests=_ADAPTER_TESTS,
-        skip_tests=_ADAPTER_SKIP,
+        tests=(*_ADAPTER_TESTS, "tests/test_adapters_wrap_pinned.py"),
+        skip_tests={
+            **_ADAPTER_SKIP,
+            "tests/test_adapters_wrap_pinned.py::test_the_gated_code_warning_points_at_the_caller": _STACK,
+        },
     ),
     "adapters-registry": Area(
         sources=("src/gac_coding/adapters/base.py", "src/gac_coding/adapters/plain.py"),
