@@ -107,7 +107,7 @@ AREAS: dict[str, Area] = {
     ),
     "ops-functional": Area(
         sources=("src/gac_coding/ops/functional.py",),
-        tests=_OPS_TESTS,
+        tests=(*_OPS_TESTS, "tests/test_ops_functional_pinned.py"),
         skip_tests=_OPS_SKIP,
     ),
     # The C++ and Triton backends' host code; the Triton kernels run in triton's CPU interpreter
