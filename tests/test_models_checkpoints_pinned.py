@@ -82,6 +82,15 @@ def _load_quietly(model: nn.Module, source, **kwargs) -> str:
         return load_weights(model, source, **kwargs)
 
 
+def _load_fails(model: nn.Module, source, exc: type[Exception] = ValueError, **kwargs) -> Exception:
+    """``load_weights`` raising ``exc``, with the model's state as it was (nothing loaded)."""
+    before = _snapshot(model)
+    with pytest.raises(exc) as info:
+        _load_quietly(model, source, **kwargs)
+    _assert_state(model, before)
+    return info.value
+
+
 # ------------------------------------------------------------------------------------------------
 # read_weights: what a file gives
 # ------------------------------------------------------------------------------------------------
@@ -174,23 +183,16 @@ def test_recorded_settings_that_differ_are_named_and_nothing_is_loaded(tmp_path:
     config = {"model": "msresnet_tiny", "T": 3, "num_classes": 7, "in_channels": 1, "gac": False}
     torch.save({"model": src.state_dict(), "config": config}, path)
     dst = _tiny(coding="direct")
-    before = _snapshot(dst)
-    with pytest.raises(ValueError) as info:
-        _load_quietly(dst, path)
-    assert str(info.value) == (
+    assert str(_load_fails(dst, path)) == (
         f"checkpoint: {path} holds a msresnet_tiny run (T=3, 7 classes, 1 input channels, direct "
         "coding), which does not fit the model asked for (T=2, num_classes=10, in_channels=3)"
     )
-    _assert_state(dst, before)
     # T alone
     torch.save({"model": src.state_dict(), "config": {"T": 4}}, path)
-    with pytest.raises(ValueError) as info:
-        _load_quietly(dst, path)
     assert (
-        str(info.value)
+        str(_load_fails(dst, path))
         == f"checkpoint: {path} holds a run (T=4), which does not fit the model asked for (T=2)"
     )
-    _assert_state(dst, before)
 
 
 def test_the_registry_name_asked_for_is_compared_with_the_recorded_one(tmp_path: Path) -> None:
@@ -245,14 +247,10 @@ def test_the_encoder_options_are_compared(tmp_path: Path) -> None:
     torch.save({"model": src.state_dict(), "config": config}, path)
     dst = _tiny(ta_activation="gelu", gate="sum")
     assert list(dst.state_dict()) == list(src.state_dict())
-    before = _snapshot(dst)
-    with pytest.raises(ValueError) as info:
-        _load_quietly(dst, path)
-    assert str(info.value) == (
+    assert str(_load_fails(dst, path)) == (
         f"checkpoint: {path} holds a msresnet_tiny run (T=2, 10 classes, 3 input channels, GAC "
         "encoder), which does not fit the model asked for (ta_activation='gelu', gate='sum')"
     )
-    _assert_state(dst, before)
     # the same options recorded: it loads
     other = _randomized(_tiny(ta_activation="gelu", gate="sum"))
     options = {"ta_activation": "gelu", "gate": "sum"}
@@ -270,14 +268,10 @@ def test_another_shape_names_the_first_key_and_both_shapes(tmp_path: Path) -> No
     path = tmp_path / "w.pt"
     torch.save(_tiny(coding="direct").state_dict(), path)
     dst = _tiny(coding="direct", num_classes=5)
-    before = _snapshot(dst)
-    with pytest.raises(ValueError) as info:
-        _load_quietly(dst, path)
-    assert str(info.value) == (
+    assert str(_load_fails(dst, path)) == (
         f"checkpoint: {path} does not fit the model: 'fc.weight' has shape [10, 64] in the file, "
         "[5, 64] in the model (another T, class count or channel count?)"
     )
-    _assert_state(dst, before)
 
 
 def test_keys_that_do_not_match_are_listed(tmp_path: Path) -> None:
@@ -291,16 +285,13 @@ def test_keys_that_do_not_match_are_listed(tmp_path: Path) -> None:
          "missing none; unexpected 'head.y', 'stages.9.x'"),
     ]  # fmt: skip
     dst = _tiny(coding="direct")
-    before = _snapshot(dst)
     for file_state, listed in cases:
         torch.save(file_state, path)
-        with pytest.raises(ValueError) as info:
-            _load_quietly(dst, path)
-        assert type(info.value) is ValueError
-        assert str(info.value) == (
+        err = _load_fails(dst, path)
+        assert type(err) is ValueError
+        assert str(err) == (
             f"checkpoint: {path} holds a run whose keys do not match the model (another model?): {listed}"
         )
-        _assert_state(dst, before)
 
 
 @pytest.mark.parametrize("key", ["encoder.conv.weight", "stages.0.0.conv1.weight"])
@@ -328,16 +319,12 @@ def test_the_authors_layout_through_load_weights(tmp_path: Path) -> None:
     _assert_state(dst, src.state_dict())
     # another T: the authors' reader's reason, after the file and what failed
     dst = _tiny(T=2)
-    before = _snapshot(dst)
-    with pytest.raises(ReferenceCheckpointError) as info:
-        _load_quietly(dst, path)
-    assert str(info.value) == (
+    assert str(_load_fails(dst, path, ReferenceCheckpointError)) == (
         f"checkpoint: {path} is not this library's layout and does not fit the authors' layout for "
         "this model: path_or_state_dict: the checkpoint was made for T=4 time steps "
         "('encoding.TA.sharedMLP.0.weight' has shape [2, 4, 1, 1, 1]) but the model has T=2; build it "
         "with T=4"
     )
-    _assert_state(dst, before)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -340,6 +340,25 @@ def test_lif_while_tracing_equals_the_slow_reference(
     torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
 
 
+def _assert_gated_equals_slow(
+    result: Any, leaves: list[Tensor], kind: str, detach: bool, static: bool
+) -> tuple[Tensor, ...]:
+    """``gated_lif``'s ``(out, fired, gate)`` on ``leaves`` against the slow reference on fresh
+    leaves of the same values: spikes equal, outputs, gates and the gradients of ``(u, ta, sca)``
+    to 1e-12 (float64); returns the gradients."""
+    out, fired, gate = result
+    ref_leaves = _leaves(*leaves)
+    r_out, r_fired, r_gate, _ = slow_gated_lif(*ref_leaves, DECAY, THRESHOLD, kind, detach, static)
+    assert torch.equal(fired, r_fired.detach())
+    torch.testing.assert_close(out, r_out.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(gate, r_gate.detach(), rtol=1e-12, atol=1e-12)
+    grad = _normal(tuple(out.shape), seed=9)
+    grads = torch.autograd.grad(out, leaves, grad)
+    for got, want in zip(grads, torch.autograd.grad(r_out, ref_leaves, grad), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    return grads
+
+
 @pytest.mark.parametrize("surrogate", ["rectangle", _rectangle])
 @pytest.mark.parametrize("static", [False, True])
 def test_gated_lif_while_tracing_equals_the_slow_reference(
@@ -354,16 +373,7 @@ def test_gated_lif_while_tracing_equals_the_slow_reference(
         *leaves, LIFParams(DECAY, THRESHOLD, surrogate, detach), static=static, backend="eager"
     )
     assert len(result) == 3
-    out, fired, gate = result
-    ref_leaves = _leaves(u, ta, sca)
-    r_out, r_fired, r_gate, _ = slow_gated_lif(*ref_leaves, DECAY, THRESHOLD, "rectangle", detach, static)
-    assert torch.equal(fired, r_fired.detach())
-    torch.testing.assert_close(out, r_out.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(gate, r_gate.detach(), rtol=1e-12, atol=1e-12)
-    grad = _normal((T, *STEP), seed=9)
-    grads = torch.autograd.grad(out, leaves, grad)
-    for got, want in zip(grads, torch.autograd.grad(r_out, ref_leaves, grad), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    _assert_gated_equals_slow(result, leaves, "rectangle", detach, static)
 
 
 def test_the_backend_setting_reaches_the_operators_while_tracing(
@@ -604,17 +614,7 @@ def test_gated_lif_on_channels_last_steps_equals_the_slow_reference_and_keeps_th
     leaves = _leaves(u, ta, sca)
     p = LIFParams(DECAY, THRESHOLD, "triangle", sca_per_step)
     out, fired, gate = gated_lif(*leaves, p, static=steps > 0)
-    ref_leaves = _leaves(u, ta, sca)
-    r_out, r_fired, r_gate, _ = slow_gated_lif(
-        *ref_leaves, DECAY, THRESHOLD, "triangle", sca_per_step, steps > 0
-    )
-    assert torch.equal(fired, r_fired.detach())
-    torch.testing.assert_close(out, r_out.detach(), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(gate, r_gate.detach(), rtol=1e-12, atol=1e-12)
-    grad = _normal((T, *STEP), seed=9)
-    grads = torch.autograd.grad(out, leaves, grad)
-    for got, want in zip(grads, torch.autograd.grad(r_out, ref_leaves, grad), strict=True):
-        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grads = _assert_gated_equals_slow((out, fired, gate), leaves, "triangle", sca_per_step, steps > 0)
     assert [_layout(t) for t in (out, fired, gate, grads[0], grads[2])] == ["channels_last"] * 5
 
 
