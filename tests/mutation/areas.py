@@ -56,6 +56,8 @@ _OPS_SKIP = {
     "tests/test_lif_backend.py::test_import_compiles_nothing_and_imports_no_triton": _FRESH,
 }
 _NATIVE_TESTS = ("tests/test_backends.py", "tests/test_lif_backend.py", "tests/test_ops.py")
+_LEAN_TESTS = ("tests/test_memory.py",)
+_LEAN_SKIP = {"tests/test_memory.py::test_compiled_training_step_same_numbers": _COMPILE}
 _NIR_TESTS = ("tests/test_nir.py", "tests/test_nir_settings.py", "tests/test_nir_parts.py")
 _NIR_SKIP = {"tests/test_nir.py::test_export_package_and_command_import_with_torch_alone": _FRESH}
 _NIR = "src/gac_coding/export/nir/"
@@ -193,21 +195,32 @@ AREAS: dict[str, Area] = {
         ),
         skip_tests={"tests/test_lif_backend.py::test_import_compiles_nothing_and_imports_no_triton": _FRESH},
     ),
-    "ops-lean": Area(
-        # memory='lean' and 'checkpoint' (not run yet: sized by file count only)
+    # memory='lean' and 'checkpoint', in three parts (about 2,300 lines in all; one area would take
+    # over an hour): the lean LIF and its backends, BatchNorm with the LIF and the shared helpers,
+    # the ops' entry points and the checkpoint
+    "ops-lean-lif": Area(
         sources=(
-            "src/gac_coding/ops/_lean_bn.py",
-            "src/gac_coding/ops/_lean_common.py",
-            "src/gac_coding/ops/_lean_cpp.py",
-            "src/gac_coding/ops/_lean_eager.py",
             "src/gac_coding/ops/_lean_lif.py",
+            "src/gac_coding/ops/_lean_eager.py",
+            "src/gac_coding/ops/_lean_cpp.py",
             "src/gac_coding/ops/_lean_triton.py",
+        ),
+        tests=_LEAN_TESTS,
+        skip_tests=_LEAN_SKIP,
+    ),
+    "ops-lean-bn": Area(
+        sources=("src/gac_coding/ops/_lean_bn.py", "src/gac_coding/ops/_lean_common.py"),
+        tests=_LEAN_TESTS,
+        skip_tests=_LEAN_SKIP,
+    ),
+    "ops-lean-api": Area(
+        sources=(
             "src/gac_coding/ops/lean.py",
             "src/gac_coding/ops/memory.py",
             "src/gac_coding/adapters/memory.py",
         ),
-        tests=("tests/test_memory.py",),
-        skip_tests={"tests/test_memory.py::test_compiled_training_step_same_numbers": _COMPILE},
+        tests=_LEAN_TESTS,
+        skip_tests=_LEAN_SKIP,
     ),
     # ---------------------------------------------------------------------------- export
     "export-nir-neurons": Area(
@@ -442,7 +455,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "ops-cpp",
         "ops-triton-setup",
         "ops-triton-ops",
-        "ops-lean",
+        "ops-lean-lif",
+        "ops-lean-bn",
+        "ops-lean-api",
         "neuron",
     ),
     "export": (
