@@ -156,7 +156,7 @@ AREAS: dict[str, Area] = {
     # mutants (638 in _triton.py), so the Triton host code is split by functions.
     "ops-cpp": Area(
         sources=("src/gac_coding/ops/_cpp.py",),
-        tests=_NATIVE_TESTS,
+        tests=(*_NATIVE_TESTS, "tests/test_ops_cpp_pinned.py"),
         skip_tests=_OPS_SKIP,
     ),
     "ops-triton-setup": Area(
