@@ -175,7 +175,7 @@ AREAS: dict[str, Area] = {
             "_gated_layout",
             "triton_cdiv",
         ),
-        tests=_NATIVE_TESTS,
+        tests=(*_NATIVE_TESTS, "tests/test_ops_triton_pinned.py"),
         skip_tests=_OPS_SKIP,
     ),
     "ops-triton-ops": Area(

@@ -1,0 +1,253 @@
+"""What the ops-triton-setup mutation area leaves to pin in ``gac_coding.ops._triton``'s host code.
+
+The kernels' numbers are judged by the backend tests (float64 against the slow loops, in Triton's
+CPU interpreter here). This file pins what the launches are built from and what only a GPU would
+otherwise reach: the block size and number of warps per row length (against a loop written
+out), the grid's ceiling division, the gated layout and its refusals, the arithmetic dtypes, the
+per-tensor checks and their messages, availability on each kind of device, where the
+interpreter setting is read and kept, and both ways a kernel is launched (with a stand-in kernel
+that records its grid, arguments and the interpreter switch, and a stand-in CUDA device context).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import types
+from collections.abc import Iterator
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+from triton_device import triton_kernel_device
+
+from gac_coding.ops import _triton
+
+# --------------------------------------------------------------------------- sizes and layout
+
+
+def _block_by_loop(n: int) -> tuple[int, int]:
+    """The smallest power of two from 16 up that holds ``n``, at most 1024; a warp per 256."""
+    block = 16
+    while block < n and block < 1024:
+        block *= 2
+    warps = block // 256
+    return block, min(8, max(1, warps))
+
+
+def test_block_is_the_smallest_power_of_two_that_holds_a_row() -> None:
+    assert _triton.MAX_BLOCK == 1024
+    for n in [*range(0, 1100), 1500, 2047, 2048, 4097, 10**6]:
+        assert _triton._block(n) == _block_by_loop(n), n
+    # by hand
+    assert _triton._block(1) == (16, 1)
+    assert _triton._block(17) == (32, 1)
+    assert _triton._block(513) == (1024, 4)
+    assert _triton._block(100_000) == (1024, 4)
+
+
+def test_cdiv_rounds_up() -> None:
+    for n in range(1, 200):
+        for d in (1, 2, 3, 16, 64, 1024):
+            assert _triton.triton_cdiv(n, d) == math.ceil(n / d)
+
+
+def test_gated_layout_per_sample_rows_and_the_static_gate() -> None:
+    one_step = torch.zeros(12)
+    three_steps = torch.zeros(3, 12)
+    assert _triton._gated_layout(12, 4, 3, one_step) == (3, True)
+    assert _triton._gated_layout(12, 4, 3, three_steps) == (3, False)
+    assert _triton._gated_layout(12, 1, 3, three_steps) == (12, False)
+    assert _triton._gated_layout(12, 12, 1, one_step) == (1, True)  # T = 1: one step either way
+    with pytest.raises(
+        ValueError, match=r"^ta: expected a batch size that divides a step of 12 elements, got 5$"
+    ):
+        _triton._gated_layout(12, 5, 3, one_step)
+    with pytest.raises(ValueError, match=r"got 0$"):
+        _triton._gated_layout(12, 0, 3, one_step)
+    with pytest.raises(
+        ValueError, match=r"^sca: expected one step \(12 elements\) or 3 steps, got 24 elements$"
+    ):
+        _triton._gated_layout(12, 4, 3, torch.zeros(2, 12))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "compute", "tl_dtype"),
+    [
+        (torch.float16, torch.float32, tl.float32),
+        (torch.bfloat16, torch.float32, tl.float32),
+        (torch.float32, torch.float32, tl.float32),
+        (torch.float64, torch.float64, tl.float64),
+    ],
+)
+def test_arithmetic_dtype(dtype: torch.dtype, compute: torch.dtype, tl_dtype: object) -> None:
+    assert _triton._compute_dtype(dtype) == compute
+    assert _triton._tl_dtype(dtype) == tl_dtype
+
+
+# -------------------------------------------------------------------------------- the checks
+
+
+def test_check_refuses_other_dtypes_and_devices_and_returns_contiguous(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[torch.device] = []
+
+    def available(device: torch.device) -> tuple[bool, str]:
+        calls.append(device)
+        return True, ""
+
+    monkeypatch.setattr(_triton, "available", available)
+    monkeypatch.setattr(_triton, "_usable", set())
+    with pytest.raises(
+        TypeError, match=r"^x: expected float16, bfloat16, float32 or float64, got dtype torch.int64$"
+    ):
+        _triton._check("x", torch.zeros(2, dtype=torch.long))
+    assert calls == []  # the dtype first
+    t = torch.arange(12.0).reshape(3, 4).t()
+    out = _triton._check("x", t)
+    assert out.is_contiguous() and torch.equal(out, t)
+    assert calls == [torch.device("cpu")] and _triton._usable == {"cpu"}
+    _triton._check("y", t)
+    assert len(calls) == 1  # a device type is checked once per process
+    meta = torch.device("meta")
+    with pytest.raises(ValueError, match=r"^ta: expected a tensor on meta, got one on cpu$"):
+        _triton._check("ta", t, meta)
+    assert torch.equal(_triton._check("ta", t, torch.device("cpu")), t)
+    assert len(calls) == 1  # later tensors of a call are compared with the first one's device
+
+
+def test_check_names_why_the_kernels_cannot_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_triton, "available", lambda device: (False, "no way here"))
+    monkeypatch.setattr(_triton, "_usable", set())
+    with pytest.raises(RuntimeError, match=r"^gac_coding triton backend: no way here$"):
+        _triton._check("x", torch.zeros(2))
+    assert _triton._usable == set()  # a refusal is asked again next time
+
+
+# ---------------------------------------------------------------------------------- availability
+
+
+@pytest.mark.parametrize(
+    ("device", "interp", "cuda", "expected"),
+    [
+        (None, True, False, (True, "")),
+        (None, False, True, (True, "")),
+        (None, False, False, (False, "no CUDA device (and TRITON_INTERPRET is not set)")),
+        ("cpu", True, False, (True, "")),
+        ("cpu", True, True, (True, "")),
+        ("cuda", False, True, (True, "")),
+        ("cuda", True, False, (False, "no CUDA device (and TRITON_INTERPRET is not set)")),
+        ("cuda:0", False, False, (False, "no CUDA device (and TRITON_INTERPRET is not set)")),
+        ("mps", True, True, (False, "triton kernels run on CUDA tensors, got device 'mps'")),
+        ("meta", False, True, (False, "triton kernels run on CUDA tensors, got device 'meta'")),
+    ],
+)
+def test_available_per_device(
+    monkeypatch: pytest.MonkeyPatch,
+    device: str | None,
+    interp: bool,
+    cuda: bool,
+    expected: tuple[bool, str],
+) -> None:
+    monkeypatch.setattr(_triton, "interpreted", lambda: interp)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _triton.available(device) == expected
+    if device is not None:
+        assert _triton.available(torch.device(device)) == expected
+
+
+def test_available_on_cpu_without_the_interpreter_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_triton, "interpreted", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _triton.available("cpu") == (
+        False,
+        "triton runs CPU tensors only in its interpreter: set TRITON_INTERPRET=1 before the "
+        "first triton kernel call of the process",
+    )
+
+
+# ------------------------------------------------------------------- the interpreter setting
+
+
+@contextlib.contextmanager
+def _interpret(value: bool) -> Iterator[None]:
+    with triton.knobs.runtime.scope():
+        triton.knobs.runtime.interpret = value
+        yield
+
+
+def test_interpreted_reads_the_loaded_kernels_or_else_triton(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_triton, "_kernels", None)
+    for value in (True, False):
+        with _interpret(value):
+            assert _triton._interpret_requested() is value
+            assert _triton.interpreted() is value
+    for value in (True, False):
+        monkeypatch.setattr(_triton, "_kernels", types.SimpleNamespace(_INTERPRETED=value))
+        with _interpret(not value):  # fixed at the first load: triton's switch no longer counts
+            assert _triton.interpreted() is value
+    monkeypatch.setattr(_triton, "_kernels", types.ModuleType("no_flag"))
+    assert _triton.interpreted() is False
+
+
+def test_load_records_the_interpreter_setting_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the kernels decorated the way the rest of the suite needs them (the first load of the
+    # process decides); then a fresh load is simulated
+    triton_kernel_device()
+    from gac_coding.ops import _triton_kernels
+
+    monkeypatch.setattr(_triton, "_kernels", None)
+    monkeypatch.setattr(_triton_kernels, "_INTERPRETED", None, raising=False)
+    with _interpret(False):
+        assert _triton._load() is _triton_kernels
+    assert _triton_kernels._INTERPRETED is False
+    with _interpret(True):
+        assert _triton._load() is _triton_kernels  # loaded: not read again
+    assert _triton_kernels._INTERPRETED is False and _triton._kernels is _triton_kernels
+
+
+# ------------------------------------------------------------------------------- the launches
+
+
+class _Kernel:
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], tuple[object, ...], dict[str, object], bool]] = []
+
+    def __getitem__(self, grid: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        def launch(*args: object, **meta: object) -> None:
+            self.calls.append((grid, args, meta, bool(triton.knobs.runtime.interpret)))
+
+        return launch
+
+
+def test_interpreted_launch_switches_the_interpreter_on_for_the_call_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kernel = _Kernel()
+    kernels = types.SimpleNamespace(_INTERPRETED=True, some_kernel=kernel)
+    monkeypatch.setattr(_triton, "_kernels", kernels)
+    with _interpret(False):
+        _triton._launch("some_kernel", 7, torch.device("cpu"), "a", 2, BLOCK=16, num_warps=1)
+        assert triton.knobs.runtime.interpret is False  # put back
+    assert kernel.calls == [((7,), ("a", 2), {"BLOCK": 16, "num_warps": 1}, True)]
+
+
+def test_compiled_launch_runs_on_the_tensors_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    kernel = _Kernel()
+    kernels = types.SimpleNamespace(_INTERPRETED=False, other_kernel=kernel)
+    monkeypatch.setattr(_triton, "_kernels", kernels)
+    entered: list[torch.device] = []
+
+    @contextlib.contextmanager
+    def device(d: torch.device) -> Iterator[None]:
+        entered.append(d)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    target = torch.device("cuda", 1)
+    with _interpret(False):
+        _triton._launch("other_kernel", 3, target, "x", N=5)
+    assert entered == [target]
+    assert kernel.calls == [((3,), ("x",), {"N": 5}, False)]
