@@ -39,7 +39,9 @@ def _block_by_loop(n: int) -> tuple[int, int]:
 def test_block_is_the_smallest_power_of_two_that_holds_a_row() -> None:
     assert _triton.MAX_BLOCK == 1024
     for n in [*range(0, 1100), 1500, 2047, 2048, 4097, 10**6]:
-        assert _triton._block(n) == _block_by_loop(n), n
+        block, warps = _triton._block(n)
+        assert (block, warps) == _block_by_loop(n), n
+        assert type(block) is int and type(warps) is int, n  # launch options: ints, never floats
     # by hand
     assert _triton._block(1) == (16, 1)
     assert _triton._block(17) == (32, 1)
