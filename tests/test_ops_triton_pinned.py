@@ -253,3 +253,196 @@ def test_compiled_launch_runs_on_the_tensors_cuda_device(monkeypatch: pytest.Mon
         _triton._launch("other_kernel", 3, target, "x", N=5)
     assert entered == [target]
     assert kernel.calls == [((3,), ("x",), {"N": 5}, False)]
+
+
+# ------------------------------------------------------- what the four functions launch
+
+
+_KERNEL_NAMES = ("lif_forward_kernel", "lif_backward_kernel", "gated_forward_kernel", "gated_backward_kernel")
+
+
+class _Recording:
+    """Stand-in compiled kernels: each launch is recorded (and may write into its arguments)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[int, ...], tuple[object, ...], dict[str, object]]] = []
+        self.entered: list[torch.device] = []
+        self.effect: dict[str, object] = {}
+
+    def kernel(self, name: str) -> object:
+        recording = self
+
+        class Kernel:
+            def __getitem__(self, grid: tuple[int, ...]):  # type: ignore[no-untyped-def]
+                def launch(*args: object, **meta: object) -> None:
+                    recording.calls.append((name, grid, args, meta))
+                    if name in recording.effect:
+                        recording.effect[name](*args)  # type: ignore[operator]
+
+                return launch
+
+        return Kernel()
+
+
+@pytest.fixture
+def recording(monkeypatch: pytest.MonkeyPatch) -> _Recording:
+    rec = _Recording()
+    kernels = types.SimpleNamespace(_INTERPRETED=False, **{n: rec.kernel(n) for n in _KERNEL_NAMES})
+    monkeypatch.setattr(_triton, "_kernels", kernels)
+    monkeypatch.setattr(_triton, "_usable", {"cpu"})
+
+    @contextlib.contextmanager
+    def device(d: torch.device) -> Iterator[None]:
+        rec.entered.append(d)
+        yield
+
+    monkeypatch.setattr(torch.cuda, "device", device)
+    return rec
+
+
+def _same(args: tuple[object, ...], expected: tuple[object, ...]) -> None:
+    assert len(args) == len(expected)
+    for got, want in zip(args, expected, strict=True):
+        if isinstance(want, torch.Tensor):
+            assert got is want
+        else:
+            assert type(got) is type(want) and got == want
+
+
+def _meta(meta: dict[str, object], expected: dict[str, object]) -> None:
+    assert meta.keys() == expected.keys()
+    for key, want in expected.items():
+        assert type(meta[key]) is type(want) and meta[key] == want, key
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("save", [False, True])
+def test_lif_forward_launch(recording: _Recording, static: bool, save: bool) -> None:
+    step = (2, 1500)  # 3000 elements a step: 3 programs of 1024, 4 warps
+    x = torch.zeros(step if static else (3, *step), dtype=torch.float16)
+    spikes, h = _triton.lif_forward(x, 3 if static else 0, 1, 0.75, save)
+    assert spikes.shape == (3, *step) and spikes.dtype == torch.float16
+    if save:
+        assert h is not None and h.shape == (3, *step) and h.dtype == torch.float32
+    else:
+        assert h is None
+    ((name, grid, args, meta),) = recording.calls
+    assert name == "lif_forward_kernel" and grid == (3,)
+    _same(args, (x, spikes, h if save else spikes, 3, 3000))
+    _meta(meta, {"DECAY": 1.0, "TH": 0.75, "STATIC": static, "SAVE": save, "CT": tl.float32,
+                 "BLOCK": 1024, "num_warps": 4})  # fmt: skip
+    assert recording.entered == [x.device]
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_lif_backward_launch(recording: _Recording, static: bool) -> None:
+    h = torch.zeros(3, 2, 1500, dtype=torch.float64)
+    grad_s = torch.ones(3, 2, 1500, dtype=torch.float32)
+    grad_x = _triton.lif_backward(grad_s, h, static, 0.5, 1, 1, 1)
+    assert grad_x.shape == ((2, 1500) if static else (3, 2, 1500)) and grad_x.dtype == torch.float32
+    ((name, grid, args, meta),) = recording.calls
+    assert name == "lif_backward_kernel" and grid == (3,)
+    _same(args, (grad_s, h, grad_x, 3, 3000, 6000))
+    _meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "STATIC": static,
+                 "CT": tl.float64, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
+    assert recording.entered == [grad_s.device]
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_empty_sequences_launch_nothing(recording: _Recording, static: bool) -> None:
+    h = torch.zeros(0, 3, 4)
+    grad_x = _triton.lif_backward(h, h, static, 0.5, 1.0, 0, False)
+    assert grad_x.shape == ((3, 4) if static else (0, 3, 4)) and not grad_x.any()
+    x = torch.zeros(2, 0) if static else torch.zeros(0, 5)  # no elements, or no steps
+    spikes, saved = _triton.lif_forward(x, 3 if static else 0, 0.5, 1.0, True)
+    shape = (3, 2, 0) if static else (0, 5)
+    assert spikes.shape == shape and saved is not None and saved.shape == shape
+    ta = torch.zeros(0, 2)
+    out, fired, gate, hg = _triton.gated_forward(
+        torch.zeros(0, 2, 3), ta, torch.zeros(2, 3), 0, 0.5, 1.0, True
+    )
+    assert out.shape == fired.shape == gate.shape == (0, 2, 3) and hg is not None
+    grads = _triton.gated_backward(
+        torch.zeros(0, 2, 3), torch.zeros(0, 2, 3), torch.zeros(0, 2, 3), torch.zeros(0, 2, 3),
+        ta, torch.zeros(2, 3), static, 0.5, 1.0, 0, False,
+    )  # fmt: skip
+    assert grads[0].shape == ((2, 3) if static else (0, 2, 3)) and not grads[0].any()
+    assert grads[1].shape == (0, 2) and grads[2].shape == (2, 3) and not grads[2].any()
+    assert recording.calls == []
+
+
+def test_gated_forward_launch(recording: _Recording) -> None:
+    u = torch.zeros(3, 2, 1500, dtype=torch.bfloat16)  # B = 2: 1500 a sample, 2 programs each
+    ta = torch.zeros(3, 2, dtype=torch.bfloat16)
+    sca = torch.zeros(2, 1500, dtype=torch.bfloat16)
+    out, fired, gate, h = _triton.gated_forward(u, ta, sca, 0, 0.5, 2, True)
+    for t in (out, fired, gate):
+        assert t.shape == (3, 2, 1500) and t.dtype == torch.bfloat16
+    assert h is not None and h.shape == (3, 2, 1500) and h.dtype == torch.float32
+    ((name, grid, args, meta),) = recording.calls
+    assert name == "gated_forward_kernel" and grid == (4,)
+    _same(args, (u, ta, sca, out, fired, gate, h, 3, 2, 1500, 2))
+    _meta(meta, {"DECAY": 0.5, "TH": 2.0, "U_STATIC": False, "SCA_STATIC": True, "SAVE": True,
+                 "CT": tl.float32, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
+    assert recording.entered == [u.device]
+    recording.calls.clear()
+    out, fired, gate, h = _triton.gated_forward(u[0], ta, sca.expand(3, 2, 1500), 3, 0.5, 2, False)
+    ((_, _, args, meta),) = recording.calls
+    assert h is None and args[6] is out and out.shape == (3, 2, 1500)
+    assert meta["U_STATIC"] is True and meta["SCA_STATIC"] is False and meta["SAVE"] is False
+
+
+def test_gated_backward_launch_and_the_sum_of_its_partial_gradients(recording: _Recording) -> None:
+    T, B, P = 3, 2, 1500
+    h = torch.zeros(T, B, P, dtype=torch.float32)
+    grad_out, out, gate = (torch.zeros(T, B, P, dtype=torch.float16) for _ in range(3))
+    ta = torch.zeros(T, B, dtype=torch.float16)
+    sca = torch.zeros(T, B, P, dtype=torch.float16)
+    partials = torch.tensor([[1.0, 2.0, 3.0, 4.0], [0.5, 0.25, 8.0, 16.0], [-1.0, 1.0, 2.0, -2.0]])
+
+    def fill(*args: object) -> None:
+        args[6].copy_(partials)  # type: ignore[union-attr]
+
+    recording.effect["gated_backward_kernel"] = fill
+    grad_u, grad_ta, grad_sca = _triton.gated_backward(
+        grad_out, h, out, gate, ta, sca, True, 0.5, 1.0, 1, True
+    )
+    assert grad_u.shape == (B, P) and grad_u.dtype == torch.float16
+    assert grad_sca.shape == sca.shape and grad_sca.dtype == torch.float16
+    # per sample b, its programs' partial sums (columns 2b, 2b + 1), in ta's dtype
+    expected = torch.tensor([[3.0, 7.0], [0.75, 24.0], [0.0, 0.0]], dtype=torch.float16)
+    assert grad_ta.dtype == torch.float16 and torch.equal(grad_ta, expected)
+    ((name, grid, args, meta),) = recording.calls
+    assert name == "gated_backward_kernel" and grid == (4,)
+    partial = args[6]
+    assert isinstance(partial, torch.Tensor) and partial.shape == (T, 4) and partial.dtype == torch.float32
+    _same(args[:6], (grad_out, h, ta, sca, grad_u, grad_sca))
+    _same(args[7:], (T, B, P, 2, 6000))
+    _meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "U_STATIC": True,
+                 "SCA_STATIC": False, "CT": tl.float32, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
+    assert recording.entered == [grad_out.device]
+
+
+def test_the_four_functions_name_their_arguments(recording: _Recording) -> None:
+    h = torch.zeros(2, 3)
+    meta_t = torch.zeros(2, 3, device="meta")
+    with pytest.raises(TypeError, match=r"^h: expected float16"):
+        _triton.lif_backward(h, h.long(), False, 0.5, 1.0, 0, False)
+    with pytest.raises(TypeError, match=r"^grad_s: expected float16"):
+        _triton.lif_backward(h.long(), h, False, 0.5, 1.0, 0, False)
+    with pytest.raises(ValueError, match=r"^grad_s: expected a tensor on cpu, got one on meta$"):
+        _triton.lif_backward(meta_t, h, False, 0.5, 1.0, 0, False)
+    u = torch.zeros(2, 2, 3)
+    ta = torch.zeros(2, 2)
+    for i, name in enumerate(("u", "ta", "sca")):
+        args = [u, ta, u]
+        args[i] = args[i].long()
+        with pytest.raises(TypeError, match=rf"^{name}: expected float16"):
+            _triton.gated_forward(*args, 0, 0.5, 1.0, False)
+    for i, name in enumerate(("h", "grad_out", "out", "gate", "ta", "sca")):
+        args = [u, u, u, u, ta, u]
+        args[i] = args[i].long()
+        order = [args[1], args[0], *args[2:]]  # gated_backward takes grad_out first, then h
+        with pytest.raises(TypeError, match=rf"^{name}: expected float16"):
+            _triton.gated_backward(*order, False, 0.5, 1.0, 0, False)
+    assert recording.calls == []

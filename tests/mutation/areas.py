@@ -182,7 +182,7 @@ AREAS: dict[str, Area] = {
         # the four functions of the backend: the kernels' arguments and the outputs' shapes
         sources=("src/gac_coding/ops/_triton.py",),
         functions=("lif_forward", "lif_backward", "gated_forward", "gated_backward"),
-        tests=_NATIVE_TESTS,
+        tests=(*_NATIVE_TESTS, "tests/test_ops_triton_pinned.py"),
         skip_tests=_OPS_SKIP,
     ),
     "neuron": Area(
