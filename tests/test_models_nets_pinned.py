@@ -1,0 +1,305 @@
+"""The backbones pinned down: the spiking VGG against a slow forward, its memory modes, its settings
+and messages; the registry's model descriptions; MS-ResNet's builders and memory modes.
+
+Judges written apart from the models' code: a slow float64 forward of the VGG from its layer plan
+(``slow_reference.slow_lif`` for the neurons, BatchNorm from its batch statistics, pooling as the
+mean of 2x2 windows), parameter counts worked out by hand from the layer plans, and the memory
+modes against the default mode (float64: logits equal, gradients to 1e-12, running statistics
+equal) with what each mode keeps for the backward pass counted by hand.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from slow_reference import slow_lif
+from torch import Tensor, nn
+
+from gac_coding import LIF, RECIPES
+from gac_coding.models import SpikingVGG, count_parameters, vgg_tiny, vggsnn_dvs
+from gac_coding.ops.memory import MEMORY_MODES, MemorySetting, saved_tensor_bytes
+
+F64 = torch.float64
+
+# three poolings: the checkpoint mode cuts four segments (the first with the encoder, two
+# checkpointed, the last lean)
+PLAN = (4, 6, "A", 5, "A", 3, "A", 4)
+
+
+def _rel_err(a: Tensor, b: Tensor) -> float:
+    scale = a.abs().max().item()
+    diff = (a - b).abs().max().item()
+    return 0.0 if diff == 0 else diff / max(scale, 1e-300)
+
+
+def _vgg(seed: int = 0, **kwargs: object) -> SpikingVGG:
+    torch.manual_seed(seed)
+    settings = {"coding": "direct", "in_channels": 2, **kwargs}
+    model = SpikingVGG(PLAN, 3, 4, **settings).double()  # type: ignore[arg-type]
+    with torch.no_grad():  # larger BN weights: spikes in every layer, down to the head
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(1.5, 3.0)
+                m.bias.uniform_(-0.2, 0.4)
+    return model
+
+
+def _pool(h: Tensor) -> Tensor:
+    return (h[..., 0::2, 0::2] + h[..., 1::2, 0::2] + h[..., 0::2, 1::2] + h[..., 1::2, 1::2]) / 4
+
+
+def _bn(y: Tensor, bn: nn.BatchNorm2d) -> Tensor:
+    """Training-mode BatchNorm of ``[T, B, C, H, W]`` with the statistics of all steps and images."""
+    mean = y.mean((0, 1, 3, 4), keepdim=True)
+    var = ((y - mean) ** 2).mean((0, 1, 3, 4), keepdim=True)
+    shape = (1, 1, -1, 1, 1)
+    return (y - mean) / torch.sqrt(var + bn.eps) * bn.weight.view(shape) + bn.bias.view(shape)
+
+
+def slow_vgg(model: SpikingVGG, x: Tensor, recipe: str, plan: tuple[int | str, ...]) -> tuple[Tensor, Tensor]:
+    """Logits and the head's spikes, from the plan: after the stem, per width ``LIF -> Conv3x3
+    (padding 1, no bias) -> BN``, per ``"A"`` a 2x2 mean; then a LIF, the mean over space, the
+    linear head at each step."""
+    p = RECIPES[recipe]
+    convs = [m for m in model.layers if isinstance(m, nn.Conv2d)]
+    bns = [m for m in model.layers if isinstance(m, nn.BatchNorm2d)]
+    h = model.encoder(x)
+    T = h.shape[0]
+    k = 0
+    for item in plan[1:]:
+        if item == "A":
+            h = _pool(h)
+            continue
+        s, _ = slow_lif(h, p.decay, p.threshold, p.surrogate, p.detach_reset)
+        y = torch.stack([F.conv2d(s[t], convs[k].weight, padding=1) for t in range(T)])
+        h = _bn(y, bns[k])
+        k += 1
+    assert k == len(convs)
+    s, _ = slow_lif(h, p.decay, p.threshold, p.surrogate, p.detach_reset)
+    return s.mean((3, 4)) @ model.fc.weight.T + model.fc.bias, s
+
+
+# ------------------------------------------------------------------------------ VGG: structure
+
+
+def test_vgg_layers_follow_the_plan() -> None:
+    model = _vgg()
+    convs = [m for m in model.layers if isinstance(m, nn.Conv2d)]
+    assert [tuple(c.weight.shape) for c in convs] == [(6, 4, 3, 3), (5, 6, 3, 3), (3, 5, 3, 3), (4, 3, 3, 3)]
+    assert all(c.bias is None and c.stride == (1, 1) and c.padding == (1, 1) for c in convs)
+    assert [m.num_features for m in model.layers if isinstance(m, nn.BatchNorm2d)] == [6, 5, 3, 4]
+    assert sum(isinstance(m, nn.AvgPool2d) for m in model.layers) == 3
+    assert sum(isinstance(m, LIF) for m in model.layers) == 4
+    stem = model.encoder.conv
+    assert tuple(stem.weight.shape) == (4, 2, 3, 3) and stem.stride == (1, 1) and stem.padding == (1, 1)
+    assert (model.fc.in_features, model.fc.out_features) == (4, 3)
+    assert model.plan == PLAN and model.coding == "direct" and model.num_classes == 3
+    text = repr(model)
+    assert "coding='direct', T=4, num_classes=3, plan=[4, 6, 'A', 5, 'A', 3, 'A', 4]\n" in text
+    model.memory = "lean"
+    assert "plan=[4, 6, 'A', 5, 'A', 3, 'A', 4], memory='lean'\n" in repr(model)
+
+
+def test_vggsnn_parameter_count_by_hand() -> None:
+    """VGGSNN on 2-channel frames, 10 classes: 3x3 convolutions 2-64-128-256-256-512-512-512-512
+    without bias, a BN (2 per channel) after each, the linear head; GAC adds its attention (SCA
+    2 * 64^2 * 4^2 = 131,072 at kernel 4, TA 2 * T * (T // 2)): 9.36 M at T=10."""
+    widths = [2, 64, 128, 256, 256, 512, 512, 512, 512]
+    convs = sum(9 * a * b for a, b in zip(widths, widths[1:], strict=False))
+    direct = convs + 2 * sum(widths[1:]) + 512 * 10 + 10
+    assert direct == 9_227_786
+    assert count_parameters(vggsnn_dvs(coding="direct")) == direct
+    model = vggsnn_dvs()
+    assert model.coding == "gac" and model.T == 10 and model.num_classes == 10
+    assert count_parameters(model) == direct + 131_072 + 2 * 10 * 5
+    assert count_parameters(vggsnn_dvs(5, 2, "direct", in_channels=3)) == direct + 9 * 64 - 512 * 5 - 5
+
+
+def test_vgg_tiny_defaults_and_count() -> None:
+    model = vgg_tiny()
+    assert model.coding == "gac" and model.T == 4 and model.num_classes == 10
+    assert model.plan == (16, 32, "A", 64, "A")
+    direct = 9 * (2 * 16 + 16 * 32 + 32 * 64) + 2 * (16 + 32 + 64) + 64 * 10 + 10
+    assert count_parameters(vgg_tiny(coding="direct")) == direct
+    assert count_parameters(vgg_tiny(3, 2, "direct", in_channels=1)) == direct - 9 * 16 - 64 * 7 - 7
+    assert SpikingVGG((8, "A"), 3, 2).coding == "gac"
+
+
+@pytest.mark.parametrize(
+    ("build", "old"),
+    [
+        (vgg_tiny, "model builder (gac=...)"),
+        (vggsnn_dvs, "model builder (gac=...)"),
+        (lambda **kw: SpikingVGG((8, "A"), 3, 2, **kw), "SpikingVGG(gac=...)"),
+    ],
+)
+@pytest.mark.parametrize(("flag", "coding"), [(True, "gac"), (False, "direct")])
+def test_deprecated_gac_flag_picks_the_coding(build, old: str, flag: bool, coding: str) -> None:  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = build(gac=flag)
+    assert model.coding == coding
+    messages = [str(w.message) for w in caught if w.category is DeprecationWarning]
+    assert len(messages) == 1 and messages[0].startswith(f"{old} is deprecated")
+
+
+@pytest.mark.parametrize("recipe", ["cifar", "imagenet"])
+def test_vgg_neurons_follow_the_recipe_and_backend(recipe: str) -> None:
+    model = SpikingVGG(PLAN, 3, 2, "direct", recipe=recipe, backend="eager")
+    lifs = [m for m in model.modules() if isinstance(m, LIF)]
+    assert len(lifs) == 5
+    assert {(n.params, n.backend) for n in lifs} == {(RECIPES[recipe], "eager")}
+
+
+ATTENTION = {"temporal_attention": "conv", "ta_bias": True, "ta_activation": "gelu", "ta_source": "membrane",
+             "gate": "sum"}  # fmt: skip
+
+
+def test_vgg_attention_settings_reach_the_encoder() -> None:
+    model = SpikingVGG((8, "A"), 3, 2, encoder_kwargs={"record": False}, **ATTENTION)
+    assert model.encoder.record is False
+    assert model.encoder.gate.options == ATTENTION
+    assert SpikingVGG((8, "A"), 3, 2).encoder.record is True
+    for name, value in ATTENTION.items():
+        with pytest.raises(TypeError, match=f"{name}: given both as an argument and in encoder_kwargs"):
+            SpikingVGG((8, "A"), 3, 2, encoder_kwargs={name: value}, **{name: value})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"plan": ["A", 8]},
+            r"plan: expected a list of widths and 'A', starting with a width, got \['A', 8\]",
+        ),
+        ({"plan": []}, r"plan: expected a list of widths and 'A', starting with a width, got \[\]"),
+        ({"plan": [8, "a"]}, r"plan: entries must be positive ints or 'A', got \[8, 'a'\]"),
+        ({"plan": [8, 0]}, r"plan: entries must be positive ints or 'A', got \[8, 0\]"),
+        ({"recipe": "mnist"}, "recipe: expected one of"),
+        ({"num_classes": 0}, "num_classes: expected an integer >= 1, got 0"),
+    ],
+)
+def test_vgg_bad_settings_name_the_argument(kwargs: dict, message: str) -> None:
+    settings = {"plan": [8, "A"], "num_classes": 3, "T": 2, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        SpikingVGG(**settings)
+
+
+def test_vgg_plan_may_pool_right_after_the_stem() -> None:
+    model = SpikingVGG([8, "A", 4], 3, 2, "direct")
+    assert isinstance(model.layers[0], nn.AvgPool2d)
+    assert model(torch.rand(2, 2, 4, 4)).shape == (2, 2, 3)
+
+
+# ------------------------------------------------------------------------ VGG: slow forward
+
+
+@pytest.mark.parametrize(("recipe", "static"), [("cifar", True), ("imagenet", False)])
+def test_vgg_equals_slow_forward(recipe: str, static: bool) -> None:
+    model = _vgg(recipe=recipe)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(*((2, 2, 16, 16) if static else (4, 2, 2, 16, 16)), generator=g, dtype=F64) * 3
+    expected, spikes = slow_vgg(model, x, recipe, PLAN)
+    assert 0 < spikes.mean() < 1  # the head's neurons fire, some of them
+    logits = model(x)
+    assert logits.shape == (4, 2, 3)
+    assert _rel_err(expected, logits) <= 1e-12
+
+
+# --------------------------------------------------------------------------- VGG: memory modes
+
+
+def test_vgg_memory_is_handed_to_the_parts() -> None:
+    model = _vgg(coding="gac")
+    parts = [m for m in model.modules() if isinstance(m, MemorySetting) and m is not model]
+    assert len(parts) == 7  # the GAC encoder and its gate, four neurons in the layers, the head's
+    for mode, inner in (("lean", "lean"), ("checkpoint", "lean"), ("default", "default")):
+        model.memory = mode
+        assert model.memory == mode
+        assert {m.memory for m in parts} == {inner}, mode
+
+
+def _step(model: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    out = model(x)
+    grads = torch.autograd.grad(out.square().sum() + out.sum(), list(model.parameters()))
+    return out.detach(), list(grads), [b.clone() for b in model.buffers()]
+
+
+@pytest.mark.parametrize("coding", ["gac", "direct"])
+def test_vgg_memory_modes_same_numbers(coding: str) -> None:
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 2, 2, 8, 8, generator=g, dtype=F64) * 3
+    ref = _vgg(coding=coding)
+    expected = _step(ref, x)
+    assert all(gr.abs().sum() > 0 for gr in expected[1])
+    for mode in ("lean", "checkpoint"):
+        model = _vgg(coding=coding, memory=mode)
+        model.load_state_dict(ref.state_dict())
+        for b, b0 in zip(model.buffers(), _vgg(coding=coding).buffers(), strict=True):
+            b.copy_(b0)
+        out, grads, buffers = _step(model, x)
+        assert torch.equal(out, expected[0]), mode
+        for a, b in zip(expected[1], grads, strict=True):
+            assert _rel_err(a, b) <= 1e-12, mode
+        for a, b in zip(expected[2], buffers, strict=True):
+            assert torch.equal(a, b), mode
+
+
+def _kept(model: nn.Module, x: Tensor) -> int:
+    with saved_tensor_bytes() as saved:
+        out = model(x)
+    out.sum().backward()
+    return saved.bytes
+
+
+def test_vgg_checkpoint_keeps_the_segment_inputs_and_the_last_segment_lean() -> None:
+    """Checkpoint mode keeps: the input (the encoder runs in the first checkpoint), the input of
+    each segment after a pooling but the last (two here: [T, B, 6, 8, 8] and [T, B, 5, 4, 4]),
+    and what the lean ops keep for the last segment and then the head."""
+    from gac_coding.ops import lean
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 2, 16, 16, generator=g, dtype=F64) * 3
+    T, B = 4, 2
+    kept = {mode: _kept(_vgg(coding="direct", memory=mode), x) for mode in MEMORY_MODES}
+    assert kept["default"] > kept["lean"] > kept["checkpoint"]
+    model = _vgg(coding="direct", memory="lean")
+    tail = list(model.layers)[-3:]
+    h = torch.rand(T, B, 3, 2, 2, dtype=F64, requires_grad=True) * 3  # not a leaf, as in the model
+    with saved_tensor_bytes() as saved:  # the head's neuron runs after the segment, on its own
+        model.fc(lean.run_layers([model.head_lif], lean.run_layers(tail, h)).mean((3, 4)))
+    by_hand = 8 * (x.numel() + T * B * 6 * 8 * 8 + T * B * 5 * 4 * 4) + saved.bytes
+    assert kept["checkpoint"] == by_hand
+
+
+@pytest.mark.parametrize("compiling", [False, True])
+@pytest.mark.parametrize(("coding", "record"), [("gac", True), ("gac", False), ("direct", None)])
+def test_vgg_checkpoint_runs_the_encoder_in_the_first_segment(
+    monkeypatch: pytest.MonkeyPatch, compiling: bool, coding: str, record: bool | None
+) -> None:
+    """The encoder runs in the first checkpoint (once forward, once again in the backward pass),
+    except under the compiler for an encoder that records its spikes (a side effect that the
+    compiler's checkpoint does not allow): there it runs before the checkpoint, once. The compiler
+    is stood in for by ``torch.compiler.is_compiling`` (its checkpoint is then torch's, eagerly);
+    the logits and gradients are the default mode's either way."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(4, 2, 2, 8, 8, generator=g, dtype=F64) * 3
+    kwargs = {} if record is None else {"encoder_kwargs": {"record": record}}
+    expected = _step(_vgg(coding=coding, **kwargs), x)
+    model = _vgg(coding=coding, memory="checkpoint", **kwargs)
+    calls: list[int] = []
+    model.encoder.register_forward_hook(lambda *args: calls.append(1))
+    if compiling:
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    out, grads, buffers = _step(model, x)
+    monkeypatch.undo()
+    assert len(calls) == (1 if compiling and record else 2)
+    assert torch.equal(out, expected[0])
+    for a, b in zip(expected[1], grads, strict=True):
+        assert _rel_err(a, b) <= 1e-12
+    if not compiling:  # (torch's checkpoint run eagerly updates BN's statistics again)
+        for a, b in zip(expected[2], buffers, strict=True):
+            assert torch.equal(a, b)
