@@ -10,6 +10,7 @@ equal) with what each mode keeps for the backward pass counted by hand.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -19,7 +20,19 @@ from slow_reference import slow_lif
 from torch import Tensor, nn
 
 from gac_coding import LIF, RECIPES
-from gac_coding.models import SpikingVGG, count_parameters, vgg_tiny, vggsnn_dvs
+from gac_coding.models import (
+    ModelInfo,
+    MSBlock,
+    SpikingVGG,
+    count_parameters,
+    msresnet18_cifar,
+    msresnet18_dvs,
+    msresnet18_imagenet,
+    msresnet34_imagenet,
+    msresnet_tiny,
+    vgg_tiny,
+    vggsnn_dvs,
+)
 from gac_coding.ops.memory import MEMORY_MODES, MemorySetting, saved_tensor_bytes
 
 F64 = torch.float64
@@ -303,3 +316,242 @@ def test_vgg_checkpoint_runs_the_encoder_in_the_first_segment(
     if not compiling:  # (torch's checkpoint run eagerly updates BN's statistics again)
         for a, b in zip(expected[2], buffers, strict=True):
             assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------------------------ registry
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The registry module with a copy of its table: what a test registers goes away after it."""
+    from gac_coding.models import registry as module
+
+    monkeypatch.setattr(module, "_REGISTRY", dict(module._REGISTRY))
+    return module
+
+
+def test_model_info_keeps_valid_settings_as_tuples() -> None:
+    info = ModelInfo(input_size=[16, 24], recipe="cifar", exports=["onnx"], codings=["direct"], T=3)
+    assert info.input_size == (16, 24) and info.exports == ("onnx",) and info.codings == ("direct",)
+    assert ModelInfo(recipe="imagenet").recipe == "imagenet"
+    assert ModelInfo(exports=("nir", "onnx")).exports == ("nir", "onnx")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": 32}, r"input_size: expected \(H, W\), got 32"),
+        ({"input_size": (8, 8, 8)}, r"input_size: expected \(H, W\), got \(8, 8, 8\)"),
+        ({"T": 0}, "^T: expected an integer >= 1, got 0"),
+        ({"num_classes": -1}, "^num_classes: expected an integer >= 1, got -1"),
+        ({"recipe": "CIFAR"}, "recipe: expected 'cifar', 'imagenet' or None, got 'CIFAR'"),
+        ({"exports": ("onnx", "tflite")}, r"exports: expected names from \['nir', 'onnx'\], got 'tflite'"),
+    ],
+)
+def test_model_info_bad_settings_name_the_field(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelInfo(**kwargs)
+
+
+def test_register_reads_int_defaults_only_and_keeps_given_values(registry) -> None:  # type: ignore[no-untyped-def]
+    def odd(num_classes="ten", T=True, coding="gac"):  # type: ignore[no-untyped-def]
+        return nn.Identity()
+
+    def plain(num_classes, T, coding="gac"):  # type: ignore[no-untyped-def]
+        return nn.Identity()
+
+    registry.register_model("odd_defaults", odd)
+    info = registry.model_info("odd_defaults")
+    assert (info.T, info.num_classes) == (None, None)
+    registry.register_model("given", plain, info=ModelInfo(T=3, num_classes=7))
+    info = registry.model_info("given")
+    assert (info.T, info.num_classes) == (3, 7)
+
+
+@pytest.mark.parametrize("name", [5, ""])
+def test_register_refuses_a_bad_name(registry, name: object) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match=f"name: expected a non-empty str, got {name!r}"):
+        registry.register_model(name, lambda **kw: nn.Identity())
+    assert name not in registry._REGISTRY
+
+
+def test_register_refuses_a_builder_that_is_not_callable(registry) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match="builder: expected a callable, got int"):
+        registry.register_model("number", 5)
+
+
+# ------------------------------------------------------------------------ MS-ResNet: builders
+
+
+def _block_params(cin: int, cout: int, stride: int) -> int:
+    """Two 3x3 convolutions without bias, two BNs, and a 1x1 convolution + BN on the shortcut
+    where the block changes the stride or the channels."""
+    n = 9 * cin * cout + 9 * cout * cout + 4 * cout
+    return n + (cin * cout + 2 * cout if stride != 1 or cin != cout else 0)
+
+
+def _msresnet_params(stages, in_channels: int, stem: int, kernel: int, classes: int) -> int:  # type: ignore[no-untyped-def]
+    n = kernel * kernel * in_channels * stem + 2 * stem
+    cin = stem
+    for width, blocks, stride in stages:
+        for j in range(blocks):
+            n += _block_params(cin, width, stride if j == 0 else 1)
+            cin = width
+    return n + cin * classes + classes
+
+
+DVS = ((64, 2, 1), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+
+
+def test_msresnet18_dvs_count_by_hand() -> None:
+    """11.30 M at 10 classes and T=10: 11,173,386 without GAC (the sum by hand), plus the
+    attention (131,072 + 2 * 10 * 5)."""
+    direct = _msresnet_params(DVS, 2, 64, 3, 10)
+    assert direct == 11_173_386
+    assert count_parameters(msresnet18_dvs(coding="direct")) == direct
+    model = msresnet18_dvs()
+    assert model.coding == "gac" and model.T == 10 and model.in_channels == 2
+    assert count_parameters(model) == direct + 131_072 + 100
+    model = msresnet18_dvs(4, 2, "direct", in_channels=3)
+    assert count_parameters(model) == _msresnet_params(DVS, 3, 64, 3, 4) and model.T == 2
+
+
+@pytest.mark.parametrize(("frame_size", "stride"), [(8, 1), (48, 1), (64, 1), (95, 1), (96, 2), (128, 2)])
+def test_msresnet18_dvs_stem_stride_follows_the_frame_size(frame_size: int, stride: int) -> None:
+    conv = msresnet18_dvs(coding="direct", frame_size=frame_size).encoder.conv
+    assert (conv.kernel_size, conv.stride, conv.padding) == ((3, 3), (stride, stride), (1, 1))
+    assert conv.out_channels == 64
+
+
+@pytest.mark.parametrize("frame_size", [7, 0])
+def test_msresnet18_dvs_refuses_a_small_frame(frame_size: int) -> None:
+    with pytest.raises(ValueError, match=f"^frame_size: expected an integer >= 8, got {frame_size}"):
+        msresnet18_dvs(frame_size=frame_size)
+
+
+@pytest.mark.parametrize(
+    ("build", "T", "classes", "kernel", "stride", "padding", "stem"),
+    [
+        (msresnet18_cifar, 6, 10, 3, 1, 1, 64),
+        (msresnet18_imagenet, 4, 1000, 7, 2, 3, 64),
+        (msresnet34_imagenet, 4, 1000, 7, 2, 3, 64),
+        (msresnet_tiny, 4, 10, 3, 1, 1, 16),
+        (msresnet18_dvs, 10, 10, 3, 1, 1, 64),
+    ],
+)
+def test_msresnet_builders_defaults_stem_and_settings(
+    build, T, classes, kernel, stride, padding, stem
+) -> None:  # type: ignore[no-untyped-def]
+    model = build()
+    assert (model.coding, model.T, model.num_classes) == ("gac", T, classes)
+    conv = model.encoder.conv
+    assert (conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (
+        stem,
+        (kernel, kernel),
+        (stride, stride),
+        (padding, padding),
+    )
+    other = build(3, 2, "direct", backend="eager", channels_last=False)
+    assert (other.coding, other.T, other.num_classes, other.channels_last) == ("direct", 2, 3, False)
+    assert {m.backend for m in other.modules() if isinstance(m, LIF)} == {"eager"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert build(gac=False).coding == "direct"
+    assert [str(w.message)[:32] for w in caught] == ["model builder (gac=...) is depre"]
+
+
+def test_msresnet34_imagenet_count_by_hand() -> None:
+    stages = ((64, 3, 2), (128, 4, 2), (256, 6, 2), (512, 3, 2))
+    direct = _msresnet_params(stages, 3, 64, 7, 1000)
+    assert count_parameters(msresnet34_imagenet(coding="direct")) == direct
+    stages18 = ((64, 2, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2))
+    assert count_parameters(msresnet18_imagenet(coding="direct")) == _msresnet_params(
+        stages18, 3, 64, 7, 1000
+    )
+
+
+# ------------------------------------------------------------------ MS-ResNet: blocks, layout
+
+
+def _block(memory: str, cin: int, cout: int, stride: int, recipe: str) -> MSBlock:
+    torch.manual_seed(5)
+    block = MSBlock(cin, cout, stride, dict(RECIPES[recipe]), memory=memory).double()
+    with torch.no_grad():
+        for m in block.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(1.0, 2.5)
+                m.bias.uniform_(-0.2, 0.4)
+    return block
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "stride", "recipe"), [(3, 3, 1, "cifar"), (3, 5, 2, "imagenet"), (4, 4, 2, "cifar")]
+)
+def test_msblock_memory_modes_same_numbers_and_keep_less(
+    cin: int, cout: int, stride: int, recipe: str
+) -> None:
+    """Lean and checkpoint: the default mode's output, gradients (input and parameters) and
+    running statistics; the checkpoint keeps the block's input alone, the lean mode more, the
+    default mode more still."""
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.randn(3, 2, cin, 6, 6, generator=g, dtype=F64) * 2
+    results, kept = {}, {}
+    for mode in MEMORY_MODES:
+        block = _block(mode, cin, cout, stride, recipe)
+        x = x0.clone().requires_grad_()
+        with saved_tensor_bytes() as saved:
+            out = block(x * 1.0)
+        kept[mode] = saved.bytes
+        grads = torch.autograd.grad(out.square().sum() + out.sum(), [x, *block.parameters()])
+        results[mode] = (out.detach(), grads, [b.clone() for b in block.buffers()])
+    out, grads, buffers = results["default"]
+    assert out.shape == (3, 2, cout, 6 // stride, 6 // stride)
+    assert all(gr.abs().sum() > 0 for gr in grads)
+    for mode in ("lean", "checkpoint"):
+        assert torch.equal(results[mode][0], out), mode
+        for a, b in zip(grads, results[mode][1], strict=True):
+            assert _rel_err(a, b) <= 1e-12, mode
+        for a, b in zip(buffers, results[mode][2], strict=True):
+            assert torch.equal(a, b), mode
+    assert kept["checkpoint"] == 8 * x0.numel()
+    assert kept["default"] > kept["lean"] > kept["checkpoint"]
+
+
+def test_msblock_and_msresnet_repr_show_the_memory_mode() -> None:
+    block = MSBlock(4, 4)
+    assert block.extra_repr() == ""
+    block.memory = "lean"
+    assert block.extra_repr() == "memory='lean'"
+    model = msresnet_tiny(coding="direct")
+    head = "recipe='cifar', coding='direct', T=4, num_classes=10, channels_last=True"
+    assert model.extra_repr() == head
+    model.memory = "checkpoint"
+    assert model.extra_repr() == head + ", memory='checkpoint'"
+    assert {b.memory for b in model.modules() if isinstance(b, MSBlock)} == {"lean"}
+
+
+def test_block_layout_rule_by_hand() -> None:
+    """On CPU, a block of ``channels >= 256`` whose output has fewer than ``2 * channels``
+    positions (``T * B * ceil(H / stride) * ceil(W / stride)``) runs in the default layout, any
+    other channels-last; the values are the input's."""
+    from gac_coding.models.msresnet import _block_layout
+
+    for channels in (255, 256, 300):
+        for T, B in ((1, 1), (1, 3), (2, 2)):
+            for stride in (1, 2):
+                for H in range(1, 26, 3):
+                    for W in (H, H + 1):
+                        x = torch.randn(T, B, 2, H, W)
+                        y = _block_layout(x, channels, stride)
+                        positions = T * B * math.ceil(H / stride) * math.ceil(W / stride)
+                        default = channels >= 256 and positions < 2 * channels
+                        steps = y.flatten(0, 1)
+                        assert torch.equal(y, x)
+                        what = (channels, T, B, stride, H, W)
+                        if default:
+                            assert y.is_contiguous(), what
+                        else:
+                            assert steps.is_contiguous(memory_format=torch.channels_last), what
+                            assert H * W == 1 or not steps.is_contiguous(), what
+    x = torch.randn(2, 2, 4, 4)
+    assert _block_layout(x, 512, 1) is x  # not a sequence: as it is
