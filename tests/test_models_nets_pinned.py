@@ -18,13 +18,16 @@ import torch
 import torch.nn.functional as F
 from slow_reference import slow_lif
 from torch import Tensor, nn
+from warning_frames import warnings_pointing
 
 from gac_coding import LIF, RECIPES
 from gac_coding.models import (
     ModelInfo,
     MSBlock,
+    MSResNet,
     SpikingVGG,
     count_parameters,
+    create_model,
     msresnet18_cifar,
     msresnet18_dvs,
     msresnet18_imagenet,
@@ -288,8 +291,12 @@ def test_vgg_checkpoint_keeps_the_segment_inputs_and_the_last_segment_lean() -> 
     assert kept["checkpoint"] == by_hand
 
 
-@pytest.mark.parametrize("compiling", [False, True])
-@pytest.mark.parametrize(("coding", "record"), [("gac", True), ("gac", False), ("direct", None)])
+# (compiling, coding, record): eagerly the encoder runs in the checkpoint, whether it records or
+# not; under the compiler, only an encoder that records runs before it
+ENCODER_CASES = [(False, "gac", True), (True, "gac", True), (True, "gac", False), (True, "direct", None)]
+
+
+@pytest.mark.parametrize(("compiling", "coding", "record"), ENCODER_CASES)
 def test_vgg_checkpoint_runs_the_encoder_in_the_first_segment(
     monkeypatch: pytest.MonkeyPatch, compiling: bool, coding: str, record: bool | None
 ) -> None:
@@ -555,3 +562,161 @@ def test_block_layout_rule_by_hand() -> None:
                             assert H * W == 1 or not steps.is_contiguous(), what
     x = torch.randn(2, 2, 4, 4)
     assert _block_layout(x, 512, 1) is x  # not a sequence: as it is
+
+
+# ------------------------------------------------------------------ MS-ResNet: the whole model
+
+STAGES3 = ((4, 1, 1), (5, 1, 2), (6, 1, 2))  # three stages: two checkpointed, the last lean
+
+
+def _msresnet(seed: int = 0, **kwargs: object) -> MSResNet:
+    torch.manual_seed(seed)
+    settings = {"coding": "direct", "in_channels": 2, "stem_channels": 4, **kwargs}
+    model = MSResNet(STAGES3, 3, 2, **settings).double()  # type: ignore[arg-type]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(1.0, 2.5)
+                m.bias.uniform_(-0.2, 0.4)
+    return model
+
+
+@pytest.mark.parametrize(("compiling", "coding", "record"), ENCODER_CASES)
+def test_msresnet_memory_modes_same_numbers_and_encoder_runs(
+    monkeypatch: pytest.MonkeyPatch, compiling: bool, coding: str, record: bool | None
+) -> None:
+    """Lean and checkpoint give the default mode's logits, gradients and running statistics; in
+    checkpoint mode the encoder runs with the first stage (twice: again in the backward pass),
+    except under the compiler (stood in for as in the VGG's test) for an encoder that records."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 2, 2, 6, 6, generator=g, dtype=F64) * 3
+    kwargs = {"coding": coding, **({} if record is None else {"encoder_kwargs": {"record": record}})}
+    expected = _step(_msresnet(**kwargs), x)
+    assert all(gr.abs().sum() > 0 for gr in expected[1])
+    for mode in ("lean", "checkpoint"):
+        if mode == "lean" and compiling:
+            continue
+        model = _msresnet(memory=mode, **kwargs)
+        calls: list[int] = []
+        model.encoder.register_forward_hook(lambda *args, calls=calls: calls.append(1))
+        if compiling:
+            monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+        out, grads, buffers = _step(model, x)
+        monkeypatch.undo()
+        assert len(calls) == (1 if mode == "lean" or (compiling and record) else 2), mode
+        assert torch.equal(out, expected[0]), mode
+        for a, b in zip(expected[1], grads, strict=True):
+            assert _rel_err(a, b) <= 1e-12, mode
+        if not compiling:  # (torch's checkpoint run eagerly updates BN's statistics again)
+            for a, b in zip(expected[2], buffers, strict=True):
+                assert torch.equal(a, b), mode
+
+
+def test_msresnet_checkpoint_keeps_the_stage_inputs_and_the_last_stage_lean() -> None:
+    """Checkpoint mode keeps: the input (the encoder runs with the first stage), the second
+    stage's input ([T, B, 4, 6, 6]), and what the lean mode keeps for the last stage and the head."""
+    g = torch.Generator().manual_seed(8)
+    x = torch.rand(2, 2, 6, 6, generator=g, dtype=F64) * 3
+    T, B = 2, 2
+    kept = {mode: _kept(_msresnet(memory=mode), x) for mode in MEMORY_MODES}
+    assert kept["default"] > kept["lean"] > kept["checkpoint"]
+    model = _msresnet(memory="lean")
+    h = torch.rand(T, B, 5, 3, 3, dtype=F64, requires_grad=True) * 3  # not a leaf, as in the model
+    with saved_tensor_bytes() as saved:
+        model.fc(model.head_lif(model.stages[2](h)).mean((3, 4)))
+    assert kept["checkpoint"] == 8 * (x.numel() + T * B * 4 * 6 * 6) + saved.bytes
+
+
+def test_msresnet_settings_defaults_and_messages() -> None:
+    model = MSResNet(((8, 1, 1),), 3, 2)
+    conv = model.encoder.conv
+    assert (conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding) == (
+        3, 64, (3, 3), (1, 1), (1, 1)
+    )  # fmt: skip
+    assert model.coding == "gac" and model.recipe == "cifar" and model.channels_last is True
+    block = model.stages[0][0]
+    assert block.stride == 1 and block.channels_last is True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert MSResNet(((8, 1, 1),), 3, 2, gac=False, stem_channels=8).coding == "direct"
+    assert [str(w.message)[:28] for w in caught] == ["MSResNet(gac=...) is depreca"]
+    bad = [
+        ({"recipe": "mnist"}, "^recipe: expected one of"),
+        ({"in_channels": 0}, "^in_channels: expected an integer >= 1, got 0"),
+        (
+            {"stages": [(8, 1)]},
+            r"^stages: expected a non-empty list of \(channels, blocks, stride\) positive ints",
+        ),
+        ({"stages": []}, r"^stages: expected a non-empty list of \(channels, blocks, stride\) positive ints"),
+    ]
+    for kwargs, message in bad:
+        settings = {"stages": ((8, 1, 1),), "num_classes": 3, "T": 2, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            MSResNet(**settings)
+
+
+def test_msblock_defaults() -> None:
+    block = MSBlock(4, 4)
+    assert block.stride == 1 and isinstance(block.shortcut, nn.Identity) and block.channels_last is False
+    assert block.conv1.stride == (1, 1)
+    assert {(n.params, n.backend) for n in (block.lif1, block.lif2)} == {(RECIPES["cifar"], "auto")}
+    block.memory = "checkpoint"
+    assert (block.lif1.memory, block.lif2.memory) == ("lean", "lean")
+    block.memory = "default"
+    assert (block.lif1.memory, block.lif2.memory) == ("default", "default")
+    block.memory = "lean"
+    assert (block.lif1.memory, block.lif2.memory) == ("lean", "lean")
+
+
+def test_builders_warn_at_their_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    for build in (msresnet_tiny, vgg_tiny):
+
+        def call(build=build) -> None:  # type: ignore[no-untyped-def]
+            build(gac=True)
+
+        seen = warnings_pointing(monkeypatch, call)
+        assert [(m[:31], where, category) for m, where, category in seen] == [
+            ("model builder (gac=...) is depr", "call", DeprecationWarning)
+        ]
+
+
+# ------------------------------------------------------------------------------- create_model
+
+
+def test_create_model_records_its_arguments_as_a_copy() -> None:
+    settings = {"record": True}
+    model = create_model("msresnet_tiny", 3, 2, "direct", in_channels=1, channels_last=False)
+    assert model._gac_coding_build == {
+        "model": "msresnet_tiny", "in_channels": 1, "channels_last": False, "num_classes": 3, "T": 2,
+        "coding": "direct",
+    }  # fmt: skip
+    model = create_model("vgg_tiny", encoder_kwargs=settings)
+    settings["record"] = False
+    assert model._gac_coding_build == {
+        "model": "vgg_tiny",
+        "encoder_kwargs": {"record": True},
+        "coding": "gac",
+    }
+
+
+def test_create_model_messages() -> None:
+    with pytest.raises(TypeError, match="^name: expected a str, got int"):
+        create_model(5)
+
+
+def test_create_model_with_builders_it_cannot_inspect_or_arguments_it_cannot_copy(registry) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    registry.register_model("plain_dict", dict)  # a builtin without a signature: the call decides
+    assert registry.create_model("plain_dict", 3) == {"num_classes": 3, "coding": "gac"}
+
+    def build(num_classes=2, T=2, coding="gac", lock=None):  # type: ignore[no-untyped-def]
+        return nn.Identity()
+
+    registry.register_model("with_lock", build)
+    lock = threading.Lock()
+    model = registry.create_model("with_lock", lock=lock)
+    assert model._gac_coding_build == {"model": "with_lock", "lock": lock, "coding": "gac"}
+    # a builder without **kwargs: create_model names itself and the model for an unknown argument
+    with pytest.raises(TypeError, match=r"^create_model\('with_lock', \.\.\.\): got an unexpected keyword"):
+        registry.create_model("with_lock", bogus=1)
