@@ -543,23 +543,28 @@ def test_block_layout_rule_by_hand() -> None:
     other channels-last; the values are the input's."""
     from gac_coding.models.msresnet import _block_layout
 
-    for channels in (255, 256, 300):
-        for T, B in ((1, 1), (1, 3), (2, 2)):
-            for stride in (1, 2):
-                for H in range(1, 26, 3):
-                    for W in (H, H + 1):
-                        x = torch.randn(T, B, 2, H, W)
-                        y = _block_layout(x, channels, stride)
-                        positions = T * B * math.ceil(H / stride) * math.ceil(W / stride)
-                        default = channels >= 256 and positions < 2 * channels
-                        steps = y.flatten(0, 1)
-                        assert torch.equal(y, x)
-                        what = (channels, T, B, stride, H, W)
-                        if default:
-                            assert y.is_contiguous(), what
-                        else:
-                            assert steps.is_contiguous(memory_format=torch.channels_last), what
-                            assert H * W == 1 or not steps.is_contiguous(), what
+    cases = [(255, 1, 1, 1, 5, 5), (255, 2, 4, 2, 30, 30)]  # below 256 channels: channels-last
+    cases += [
+        (channels, T, B, stride, H, W)
+        for channels in (256, 300)
+        for T, B in ((1, 1), (2, 1), (1, 3))
+        for stride in (1, 2)
+        for H in range(1, 34, 2 if stride == 1 else 1)
+        for W in range(H, 34, 2 if stride == 1 else 1)
+    ]
+    for channels, T, B, stride, H, W in cases:
+        x = torch.randn(T, B, 2, H, W)
+        y = _block_layout(x, channels, stride)
+        positions = T * B * math.ceil(H / stride) * math.ceil(W / stride)
+        default = channels >= 256 and positions < 2 * channels
+        steps = y.flatten(0, 1)
+        assert torch.equal(y, x)
+        what = (channels, T, B, stride, H, W)
+        if default:
+            assert y.is_contiguous(), what
+        else:
+            assert steps.is_contiguous(memory_format=torch.channels_last), what
+            assert H * W == 1 or not steps.is_contiguous(), what
     x = torch.randn(2, 2, 4, 4)
     assert _block_layout(x, 512, 1) is x  # not a sequence: as it is
 
@@ -720,3 +725,77 @@ def test_create_model_with_builders_it_cannot_inspect_or_arguments_it_cannot_cop
     # a builder without **kwargs: create_model names itself and the model for an unknown argument
     with pytest.raises(TypeError, match=r"^create_model\('with_lock', \.\.\.\): got an unexpected keyword"):
         registry.create_model("with_lock", bogus=1)
+
+
+def test_channels_last_steps_passes_what_it_cannot_convert_unchanged() -> None:
+    """Empty tensors, other ranks and non-tensors come back as they are (for the encoder to reject
+    with its message); a batch or each step of a sequence comes back channels-last, same values."""
+    from gac_coding.models._steps import channels_last_steps
+
+    for x in (torch.empty(0, 3, 4, 4), torch.empty(2, 0, 3, 4, 4), torch.randn(3, 4, 4), [1.0]):
+        assert channels_last_steps(x) is x  # type: ignore[arg-type]
+    x = torch.randn(2, 3, 4, 5)
+    y = channels_last_steps(x)
+    assert torch.equal(y, x) and y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    x = torch.randn(2, 2, 3, 4, 5)
+    y = channels_last_steps(x)
+    assert torch.equal(y, x) and y.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("name", sorted(ATTENTION))
+def test_each_attention_setting_alone_reaches_the_encoder(name: str) -> None:
+    """One option given, the others left out (``None``): that one is the encoder's, the others the
+    paper's; the same through MS-ResNet and the VGG."""
+    expected = {"temporal_attention": "mlp", "ta_bias": False, "ta_activation": "relu", "ta_source": "stem",
+                "gate": "product", name: ATTENTION[name]}  # fmt: skip
+    for model in (
+        MSResNet(((8, 1, 1),), 3, 2, stem_channels=8, **{name: ATTENTION[name]}),
+        SpikingVGG((8, "A"), 3, 2, **{name: ATTENTION[name]}),
+    ):
+        assert model.encoder.gate.options == expected
+
+
+def test_msresnet_attention_settings_reach_the_encoder() -> None:
+    model = MSResNet(((8, 1, 1),), 3, 2, stem_channels=8, encoder_kwargs={"record": False}, **ATTENTION)
+    assert model.encoder.record is False
+    assert model.encoder.gate.options == ATTENTION
+
+
+@pytest.mark.parametrize("name", ["kernel_size", "stride", "padding", "decay", "threshold"])
+def test_encoder_settings_that_the_model_sets_are_refused(name: str) -> None:
+    message = (
+        rf"^encoder_kwargs: \['{name}'\] are set by the model \(the stem geometry, or the recipe's "
+        r"neuron settings; change the recipe or backend= instead\)"
+    )
+    with pytest.raises(TypeError, match=message):
+        MSResNet(((8, 1, 1),), 3, 2, stem_channels=8, encoder_kwargs={name: 1})
+
+
+def test_lean_block_hands_the_bits_and_the_backend_to_the_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean block runs its convolutions on the neurons' bits (not the spikes as floats) and
+    every op with its neurons' backend setting (a spy around each op records what it is given)."""
+    from gac_coding.ops import lean
+
+    seen: list[tuple[str, object, bool]] = []
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        op = getattr(lean, name)
+
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            bits = args[2] if name == "spike_conv2d" and len(args) > 2 else kwargs.get("bits")
+            seen.append((name, kwargs.get("backend"), bits is not None))
+            return op(*args, **kwargs)
+
+        return call
+
+    for name in ("lif", "spike_conv2d", "bn_lif"):
+        monkeypatch.setattr(lean, name, spy(name))
+    block = MSBlock(3, 4, 2, dict(RECIPES["imagenet"], backend="eager"), memory="lean").double()
+    x = torch.randn(2, 2, 3, 6, 6, dtype=F64, requires_grad=True) * 2
+    block(x).sum().backward()
+    assert seen == [
+        ("lif", "eager", False),
+        ("spike_conv2d", "eager", True),
+        ("bn_lif", "eager", False),
+        ("spike_conv2d", "eager", True),
+    ]
