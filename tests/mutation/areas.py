@@ -416,7 +416,12 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/models/registry.py",
             "src/gac_coding/models/vgg.py",
         ),
-        tests=("tests/test_models.py", "tests/test_timesteps.py", "tests/test_checkpoints.py"),
+        tests=(
+            "tests/test_models.py",
+            "tests/test_timesteps.py",
+            "tests/test_checkpoints.py",
+            "tests/test_models_nets_pinned.py",
+        ),
     ),
     "models-pretrained": Area(
         # Hub-style folders and their model card
