@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import types
 from collections.abc import Iterator
 
@@ -446,3 +447,74 @@ def test_the_four_functions_name_their_arguments(recording: _Recording) -> None:
         with pytest.raises(TypeError, match=rf"^{name}: expected float16"):
             _triton.gated_backward(*order, False, 0.5, 1.0, 0, False)
     assert recording.calls == []
+
+
+def test_surrogates_and_devices_named_in_the_messages(recording: _Recording) -> None:
+    h = torch.zeros(2, 2, 3)
+    ta = torch.zeros(2, 2)
+    surrogate = r"^surrogate: expected 0 \(triangle\) or 1 \(rectangle\), got 2$"
+    with pytest.raises(ValueError, match=surrogate):
+        _triton.lif_backward(h, h, False, 0.5, 1.0, 2, False)
+    with pytest.raises(ValueError, match=surrogate):
+        _triton.gated_backward(h, h, h, h, ta, h, False, 0.5, 1.0, 2, False)
+    meta_h, meta_ta = torch.zeros(2, 2, 3, device="meta"), torch.zeros(2, 2, device="meta")
+    for i, name in enumerate(("ta", "sca")):
+        args = [h, ta, h]
+        args[i + 1] = meta_ta if name == "ta" else meta_h
+        with pytest.raises(ValueError, match=rf"^{name}: expected a tensor on cpu, got one on meta$"):
+            _triton.gated_forward(*args, 0, 0.5, 1.0, False)
+    for i, name in enumerate(("grad_out", "out", "gate", "ta", "sca")):
+        args = [h, h, h, ta, h]
+        args[i] = meta_ta if name == "ta" else meta_h
+        with pytest.raises(ValueError, match=rf"^{name}: expected a tensor on cpu, got one on meta$"):
+            _triton.gated_backward(args[0], h, *args[1:], False, 0.5, 1.0, 0, False)
+    assert recording.calls == []
+
+
+def test_shapes_named_in_the_messages(recording: _Recording) -> None:
+    h = torch.zeros(2, 2, 3)
+    other = torch.zeros(1, 2, 3)
+    ta = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"^grad_s: expected the shape of h \(2, 2, 3\), got \(1, 2, 3\)$"):
+        _triton.lif_backward(other, h, False, 0.5, 1.0, 0, False)
+    for i, name in enumerate(("grad_out", "out", "gate")):
+        args = [h, h, h]
+        args[i] = other
+        with pytest.raises(
+            ValueError, match=rf"^{name}: expected the shape of h \(2, 2, 3\), got \(1, 2, 3\)$"
+        ):
+            _triton.gated_backward(args[0], h, args[1], args[2], ta, h, False, 0.5, 1.0, 0, False)
+    for bad in (torch.zeros(2), torch.zeros(3, 2)):  # not [T, B]; T rows but not h's
+        shape = re.escape(str(tuple(bad.shape)))
+        with pytest.raises(ValueError, match=rf"^ta: expected \[T=2, B\], got shape {shape}$"):
+            _triton.gated_backward(h, h, h, h, bad, h, False, 0.5, 1.0, 0, False)
+    with pytest.raises(ValueError, match=r"^ta: expected \[T, B\], got shape \(2,\)$"):
+        _triton.gated_forward(h, torch.zeros(2), h, 0, 0.5, 1.0, False)
+    with pytest.raises(ValueError, match=r"^steps: expected T=2 \(the rows of ta\), got 3$"):
+        _triton.gated_forward(h[0], ta, h[0], 3, 0.5, 1.0, False)
+    with pytest.raises(ValueError, match=r"^u: expected 2 steps to match ta, got shape \(1, 2, 3\)$"):
+        _triton.gated_forward(other, ta, h[0], 0, 0.5, 1.0, False)
+    assert recording.calls == []
+
+
+def test_outputs_are_made_on_the_inputs_device_not_the_default_one(recording: _Recording) -> None:
+    h = torch.zeros(2, 2, 3)
+    ta = torch.zeros(2, 2)
+
+    def fill(*args: object) -> None:
+        args[6].zero_()  # type: ignore[union-attr]
+
+    recording.effect["gated_backward_kernel"] = fill
+    with torch.device("meta"):  # a default device other than the inputs'
+        outputs = [
+            *_triton.lif_forward(h, 0, 0.5, 1.0, True),
+            _triton.lif_backward(h, h, True, 0.5, 1.0, 0, False),
+            _triton.lif_backward(h, h, False, 0.5, 1.0, 0, False),
+            *_triton.gated_forward(h, ta, h[0], 0, 0.5, 1.0, True),
+            *_triton.gated_backward(h, h, h, h, ta, h, True, 0.5, 1.0, 0, False),
+            *_triton.gated_backward(h, h, h, h, ta, h, False, 0.5, 1.0, 0, False),
+        ]
+    assert len(recording.calls) == 6
+    for _, _, args, _ in recording.calls:
+        assert all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
+    assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in outputs)
