@@ -518,3 +518,40 @@ def test_outputs_are_made_on_the_inputs_device_not_the_default_one(recording: _R
     for _, _, args, _ in recording.calls:
         assert all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
     assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in outputs)
+
+
+def test_gated_edge_shapes(recording: _Recording) -> None:
+    # a step of one element (u is [T]): one sample, launched
+    out, fired, gate, h = _triton.gated_forward(
+        torch.zeros(3), torch.zeros(3, 1), torch.zeros(3), 0, 0.5, 1.0, False
+    )
+    assert out.shape == fired.shape == gate.shape == (3,) and h is None
+    ((name, grid, args, _),) = recording.calls
+    assert name == "gated_forward_kernel" and grid == (1,) and args[7:] == (3, 1, 1, 1)
+    recording.calls.clear()
+    # steps with no elements: nothing to launch
+    out, fired, gate, h = _triton.gated_forward(
+        torch.zeros(3, 2, 0), torch.zeros(3, 2), torch.zeros(2, 0), 0, 0.5, 1.0, True
+    )
+    assert out.shape == (3, 2, 0) and h is not None and h.shape == (3, 2, 0)
+    assert recording.calls == []
+
+
+def test_partial_ta_gradients_are_added_in_float64(recording: _Recording) -> None:
+    """float32 partial sums (the arithmetic dtype of a float32 membrane) added in float64: a
+    float64 ``ta`` gets their exact sum."""
+    h = torch.zeros(2, 1, 1500)
+    tiny = 2.0**-30  # lost when added to 1.0 in float32
+
+    def fill(*args: object) -> None:
+        partial = args[6]
+        assert (
+            isinstance(partial, torch.Tensor) and partial.shape == (2, 2) and partial.dtype == torch.float32
+        )
+        partial.copy_(torch.tensor([[1.0, tiny], [tiny, 1.0]]))
+
+    recording.effect["gated_backward_kernel"] = fill
+    ta = torch.zeros(2, 1, dtype=torch.float64)
+    _, grad_ta, _ = _triton.gated_backward(h, h, h, h, ta, h, False, 0.5, 1.0, 0, False)
+    # 1500 elements a sample in blocks of 1024: two programs per sample
+    assert grad_ta.dtype == torch.float64 and grad_ta.flatten().tolist() == [1.0 + tiny, 1.0 + tiny]
