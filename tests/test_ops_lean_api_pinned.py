@@ -1,0 +1,182 @@
+"""Pinned tests of the lean ops' entry points (``ops/lean.py``, ``ops/memory.py``,
+``adapters/memory.py``): the custom operators that ``torch.compile`` runs (called here eagerly,
+judged against the default ops in float64), their fake (shape-only) implementations, and the
+checkpoint and measurement helpers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import gac_coding as gac
+from gac_coding.ops import gated_lif as default_gated_lif
+
+F64 = torch.float64
+
+
+def _close(a: Tensor, b: Tensor) -> None:
+    assert a.shape == b.shape and a.dtype == b.dtype
+    scale = max(a.abs().max().item(), 1e-300)
+    assert (a - b).abs().max().item() <= 1e-12 * scale
+
+
+def _gated_inputs(static: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    T, shape = 3, (2, 3, 5, 3)
+    g = torch.Generator().manual_seed(11)
+    u = torch.randn(*(shape if static else (T, *shape)), generator=g, dtype=F64) * 2
+    ta = torch.randn(T, shape[0], generator=g, dtype=F64)
+    sca = torch.randn(u.shape, generator=g, dtype=F64)
+    w = torch.randn(T, *shape, generator=g, dtype=F64)
+    return u, ta, sca, w
+
+
+def _op_gated(u, ta, sca, p, static):  # type: ignore[no-untyped-def]
+    code = gac.ops.lean.check_lean_params(p)
+    T = ta.shape[0]
+    return torch.ops.gac_coding.lean_gated_lif(
+        u, ta, sca, T if static else 0, p.decay, p.threshold, code, p.detach_reset, "eager"
+    )
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("recipe", ["cifar", "imagenet"])
+@pytest.mark.parametrize("wanted", [(True, True, True), (True, False, False), (False, True, True)])
+def test_gated_custom_op_against_default(static: bool, recipe: str, wanted: tuple[bool, ...]) -> None:
+    """The custom operator (what ``torch.compile`` runs) with its registered autograd: the default
+    op's outputs and gradients, for the inputs that want them (None for the others)."""
+    p = gac.RECIPES[recipe]
+    u, ta, sca, w = _gated_inputs(static)
+    results = []
+    for fn in (lambda *a: default_gated_lif(*a, p, static=static), lambda *a: _op_gated(*a, p, static)):
+        args = [t.clone().requires_grad_(r) for t, r in zip((u, ta, sca), wanted, strict=True)]
+        out, fired, gate = fn(*args)
+        assert not fired.requires_grad and not gate.requires_grad
+        (out * w).sum().backward()
+        results.append((out.detach(), fired, gate, [a.grad for a in args]))
+    (o1, f1, m1, g1), (o2, f2, m2, g2) = results
+    assert torch.equal(o1, o2) and torch.equal(f1, f2) and torch.equal(m1, m2)
+    for a, b, r in zip(g1, g2, wanted, strict=True):
+        if r:
+            _close(a, b)
+        else:
+            assert a is None and b is None
+
+
+def test_gated_custom_op_backward_through_gate_only_output() -> None:
+    """A loss of the output alone, twice (the saved inputs are kept for a second backward)."""
+    p = gac.RECIPES["imagenet"]
+    u, ta, sca, w = _gated_inputs(True)
+    args = [t.clone().requires_grad_() for t in (u, ta, sca)]
+    out, _, _ = _op_gated(*args, p, True)
+    g1 = torch.autograd.grad((out * w).sum(), args, retain_graph=True)
+    g2 = torch.autograd.grad((out * w).sum(), args)
+    ref_args = [t.clone().requires_grad_() for t in (u, ta, sca)]
+    ref, _, _ = default_gated_lif(*ref_args, p, static=True)
+    ref_g = torch.autograd.grad((ref * w).sum(), ref_args)
+    for a, b, c in zip(g1, g2, ref_g, strict=True):
+        _close(c, a)
+        _close(c, b)
+
+
+def _pointwise_inputs(bias: bool, channels_last: bool):  # type: ignore[no-untyped-def]
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 7, 5, generator=g, dtype=F64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(4, 3, 1, 1, generator=g, dtype=F64)
+    b = torch.randn(4, generator=g, dtype=F64) if bias else None
+    return x, weight, b
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    "wanted", [(True, True, True), (True, False, False), (False, True, True), (False, True, False)]
+)
+def test_pointwise_custom_op_against_conv(bias: bool, channels_last: bool, wanted: tuple[bool, ...]) -> None:
+    x, weight, b = _pointwise_inputs(bias, channels_last)
+    stride = 2
+    tensors = [x, weight, b]
+    results = []
+    for use_op in (False, True):
+        args = [
+            None if t is None else t.clone().requires_grad_(r) for t, r in zip(tensors, wanted, strict=True)
+        ]
+        if channels_last:
+            args[0] = args[0].detach().contiguous(memory_format=torch.channels_last).requires_grad_(wanted[0])
+        if use_op:
+            out, kept = torch.ops.gac_coding.pointwise_conv(args[0], args[1], args[2], stride)
+            assert not kept.requires_grad
+            assert torch.equal(kept, x[:, :, ::stride, ::stride])
+            assert kept.is_contiguous(
+                memory_format=torch.channels_last if channels_last else torch.contiguous_format
+            )
+        else:
+            out = F.conv2d(args[0], args[1], args[2], stride)
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+        (out * w).sum().backward()
+        results.append((out.detach(), [None if a is None else a.grad for a in args]))
+    (o1, g1), (o2, g2) = results
+    assert torch.equal(o1, o2)
+    for a, c in zip(g1, g2, strict=True):
+        if a is None:
+            assert c is None
+        else:
+            _close(a, c)
+    if wanted[0]:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        assert g2[0].is_contiguous(memory_format=fmt)
+
+
+# ------------------------------------------------------------------------------ fake tensors
+
+
+def _same_meta(real: Tensor, fake: Tensor) -> None:
+    assert tuple(fake.shape) == tuple(real.shape)
+    assert fake.dtype == real.dtype
+    assert fake.stride() == real.stride()
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_gated_fakes_match_the_real_ops(static: bool) -> None:
+    p = gac.RECIPES["cifar"]
+    u, ta, sca, w = _gated_inputs(static)
+    code = gac.ops.lean.check_lean_params(p)
+    T = ta.shape[0]
+    settings = (T if static else 0, p.decay, p.threshold, code, p.detach_reset, "eager")
+    real = torch.ops.gac_coding.lean_gated_lif(u, ta, sca, *settings)
+    real_b = torch.ops.gac_coding.lean_gated_lif_backward(w, u, ta, sca, *settings)
+    with FakeTensorMode() as mode:
+        fu, fta, fsca, fw = (mode.from_tensor(t) for t in (u, ta, sca, w))
+        fake = torch.ops.gac_coding.lean_gated_lif(fu, fta, fsca, *settings)
+        fake_b = torch.ops.gac_coding.lean_gated_lif_backward(fw, fu, fta, fsca, *settings)
+    assert len(fake) == 3 and len(fake_b) == 3
+    for r, f in zip((*real, *real_b), (*fake, *fake_b), strict=True):
+        _same_meta(r, f)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+def test_pointwise_fakes_match_the_real_ops(bias: bool, channels_last: bool, need: tuple[bool, bool]) -> None:
+    x, weight, b = _pointwise_inputs(bias, channels_last)
+    if channels_last:
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    out, kept = torch.ops.gac_coding.pointwise_conv(x, weight, b, 2)
+    grad = torch.randn(out.shape, dtype=F64).contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
+    real_b = torch.ops.gac_coding.pointwise_conv_backward(grad, kept, weight, list(x.shape), 2, bias, *need)
+    with FakeTensorMode() as mode:
+        fx, fw, fg = (mode.from_tensor(t) for t in (x, weight, grad))
+        fb = None if b is None else mode.from_tensor(b)
+        fout, fkept = torch.ops.gac_coding.pointwise_conv(fx, fw, fb, 2)
+        fkept2 = mode.from_tensor(kept)
+        fake_b = torch.ops.gac_coding.pointwise_conv_backward(fg, fkept2, fw, list(x.shape), 2, bias, *need)
+    _same_meta(out, fout)
+    _same_meta(kept, fkept)
+    for r, f in zip(real_b, fake_b, strict=True):
+        _same_meta(r, f)
