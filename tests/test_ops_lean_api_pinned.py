@@ -8,11 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gac_coding as gac
+from gac_coding import set_memory
+from gac_coding.ops import LIFParams, backends, lean
 from gac_coding.ops import gated_lif as default_gated_lif
+from gac_coding.ops.memory import module_memory, saved_tensor_bytes
 
 F64 = torch.float64
 
@@ -34,7 +37,7 @@ def _gated_inputs(static: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 
 def _op_gated(u, ta, sca, p, static):  # type: ignore[no-untyped-def]
-    code = gac.ops.lean.check_lean_params(p)
+    code = lean.check_lean_params(p)
     T = ta.shape[0]
     return torch.ops.gac_coding.lean_gated_lif(
         u, ta, sca, T if static else 0, p.decay, p.threshold, code, p.detach_reset, "eager"
@@ -144,7 +147,7 @@ def _same_meta(real: Tensor, fake: Tensor) -> None:
 def test_gated_fakes_match_the_real_ops(static: bool) -> None:
     p = gac.RECIPES["cifar"]
     u, ta, sca, w = _gated_inputs(static)
-    code = gac.ops.lean.check_lean_params(p)
+    code = lean.check_lean_params(p)
     T = ta.shape[0]
     settings = (T if static else 0, p.decay, p.threshold, code, p.detach_reset, "eager")
     real = torch.ops.gac_coding.lean_gated_lif(u, ta, sca, *settings)
@@ -180,3 +183,101 @@ def test_pointwise_fakes_match_the_real_ops(bias: bool, channels_last: bool, nee
     _same_meta(kept, fkept)
     for r, f in zip(real_b, fake_b, strict=True):
         _same_meta(r, f)
+
+
+# --------------------------------------------------------------------- what run_layers folds in
+
+# (pooling module, the kernel bn_lif may fold in: 0 where the module is not a plain k x k average
+# pooling of stride k, no padding, the default counting), worked out by hand
+POOLS = [
+    (nn.AvgPool2d(2), 2),
+    (nn.AvgPool2d(3), 3),
+    (nn.AvgPool2d(1), 1),
+    (nn.AvgPool2d((2, 2)), 2),
+    (nn.AvgPool2d(2, stride=(2, 2)), 2),
+    (nn.AvgPool2d(2, padding=(0, 0)), 2),
+    (nn.AvgPool2d((2, 3)), 0),
+    (nn.AvgPool2d((3, 2)), 0),
+    (nn.AvgPool2d((2, 3), stride=2), 0),
+    (nn.AvgPool2d((2, 3), stride=1), 0),
+    (nn.AvgPool2d(2, stride=1), 0),
+    (nn.AvgPool2d(2, stride=(2, 1)), 0),
+    (nn.AvgPool2d(2, stride=(1, 2)), 0),
+    (nn.AvgPool2d(1, stride=(2, 1)), 0),
+    (nn.AvgPool2d(1, stride=(1, 2)), 0),
+    (nn.AvgPool2d(2, padding=1), 0),
+    (nn.AvgPool2d(2, padding=(0, 1)), 0),
+    (nn.AvgPool2d(2, padding=(1, 0)), 0),
+    (nn.AvgPool2d(2, ceil_mode=True), 0),
+    (nn.AvgPool2d(2, count_include_pad=False), 0),
+    (nn.AvgPool2d(2, divisor_override=3), 0),
+    (nn.MaxPool2d(2), 0),
+    (nn.Identity(), 0),
+]
+
+
+@pytest.mark.parametrize(("pool", "expected"), POOLS, ids=[repr(m) for m, _ in POOLS])
+def test_pool_size_by_hand(pool: nn.Module, expected: int) -> None:
+    assert lean._pool_size(pool) == expected
+    if expected:  # what bn_lif then runs is the module's own numbers
+        z = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
+        assert torch.equal(F.avg_pool2d(z, expected), pool(z))
+
+
+def test_is_neuron_needs_both_the_setting_and_lif_params() -> None:
+    class SettingOnly(backends.BackendSetting, nn.Module):
+        pass
+
+    class ParamsOnly(nn.Module):
+        params = LIFParams()
+
+    class Both(backends.BackendSetting, nn.Module):
+        params = LIFParams()
+
+    assert lean._is_neuron(gac.LIF())
+    assert lean._is_neuron(Both())
+    assert not lean._is_neuron(SettingOnly())
+    assert not lean._is_neuron(ParamsOnly())
+    assert not lean._is_neuron(nn.ReLU())
+
+
+# ------------------------------------------------------------------------------- measurement
+
+
+def test_saved_bytes_counts_tensors_by_hand() -> None:
+    x = torch.rand(10, dtype=F64, requires_grad=True)
+    with saved_tensor_bytes() as saved:
+        assert (saved.bytes, saved.tensors) == (0, 0)
+        a = x.exp()  # keeps its output: 80 bytes
+        b = (a * 2).sin()  # mul by a number keeps nothing; sin keeps its input: 80 bytes
+        c = x[2:] * x[2:]  # a view of a parameter-like leaf: not counted
+        d = a[3:].cos()  # a view of a's storage: counted once already
+    assert (saved.bytes, saved.tensors) == (160, 2)
+    assert b.requires_grad and c.requires_grad and d.requires_grad
+
+
+def test_saved_bytes_tells_devices_apart() -> None:
+    """A storage is known by its device and address: an empty CPU storage and a meta storage both
+    have address 0 and count twice."""
+    cpu = torch.empty(0, requires_grad=True)
+    meta = torch.empty(4, device="meta", requires_grad=True)
+    with saved_tensor_bytes() as saved:
+        cpu.exp()
+        meta.exp()
+    assert (saved.bytes, saved.tensors) == (16, 2)
+
+
+# -------------------------------------------------------------------------------- set_memory
+
+
+def test_set_memory_on_a_container_reaches_the_outermost_modules() -> None:
+    inner = gac.LIF()
+    net = nn.Sequential(gac.LIF(), nn.ReLU(), nn.Sequential(inner, nn.Identity()))
+    assert set_memory(net, "lean") is net
+    assert module_memory(net) == {"0": "lean", "2.0": "lean"}
+    assert set_memory(net, "default") is net
+    assert module_memory(net) == {"0": "default", "2.0": "default"}
+    plain = nn.Sequential(nn.ReLU())
+    assert set_memory(plain, "default") is plain
+    with pytest.raises(ValueError, match=r"memory='lean' cannot apply to Sequential: none of its modules"):
+        set_memory(plain, "lean")
