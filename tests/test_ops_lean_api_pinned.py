@@ -281,3 +281,88 @@ def test_set_memory_on_a_container_reaches_the_outermost_modules() -> None:
     assert set_memory(plain, "default") is plain
     with pytest.raises(ValueError, match=r"memory='lean' cannot apply to Sequential: none of its modules"):
         set_memory(plain, "lean")
+
+
+# -------------------------------------------------------------------------------- run_layers
+
+
+def _layers() -> list[nn.Module]:
+    torch.manual_seed(0)
+
+    def neuron() -> nn.Module:
+        return gac.LIF(0.5, 1.0, "rectangle", True, backend="eager")
+
+    return [
+        nn.Conv2d(2, 4, 3, padding=1),  # on the input: a plain convolution
+        neuron(),  # lif
+        nn.Conv2d(4, 4, 3, padding=1),  # spike_conv2d
+        nn.BatchNorm2d(4),
+        nn.AvgPool2d(2),
+        neuron(),  # bn_lif with the pooling folded in
+        nn.Conv2d(4, 4, 1),  # spike_conv2d
+        nn.Conv2d(4, 4, 1),  # a plain convolution (its input is not spikes)
+        nn.BatchNorm2d(4),
+        nn.ReLU(),  # BatchNorm not followed by a neuron: runs as it is
+        neuron(),  # lif
+        nn.Identity(),
+        nn.BatchNorm2d(4),  # at the end: runs as it is
+    ]
+
+
+def _run_default(layers: list[nn.Module], h: Tensor) -> Tensor:
+    T = h.shape[0]
+    for m in layers:
+        if isinstance(m, gac.LIF):
+            h = m(h)
+        else:
+            y = m(h.flatten(0, 1))
+            h = y.view(T, -1, *y.shape[1:])
+    return h
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_run_layers_calls_the_lean_ops_where_they_apply(grad: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which lean op runs each layer (recorded by wrapping them), against the list worked out by
+    hand above, and the numbers of the layers run one by one (float64)."""
+    calls: list[tuple[object, ...]] = []
+
+    def record(name: str, fn):  # type: ignore[no-untyped-def]
+        def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if name == "spike_conv2d":
+                calls.append((name, args[2] is not None, kwargs.get("backend")))
+            elif name == "bn_lif":
+                calls.append((name, kwargs.get("pool"), kwargs.get("backend")))
+            else:
+                calls.append((name, kwargs.get("backend")))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    for name in ("lif", "bn_lif", "spike_conv2d"):
+        monkeypatch.setattr(lean, name, record(name, getattr(lean, name)))
+    layers = [m.double() for m in _layers()]
+    ref_layers = [m.double() for m in _layers()]
+    x = torch.rand(2, 2, 2, 8, 8, generator=torch.Generator().manual_seed(4), dtype=F64) * 3
+    w = torch.randn(2, 2, 4, 4, 4, generator=torch.Generator().manual_seed(6), dtype=F64)
+    with torch.set_grad_enabled(grad):
+        out = lean.run_layers(layers, x.clone().requires_grad_(grad))
+    ref = _run_default(ref_layers, x.clone())
+    assert torch.equal(out, ref)
+    if grad:
+        assert calls == [
+            ("lif", "eager"),
+            ("spike_conv2d", True, "eager"),
+            ("bn_lif", 2, "eager"),
+            ("spike_conv2d", True, "eager"),
+            ("lif", "eager"),
+        ]
+        (out * w).sum().backward()
+        (ref * w).sum().backward()
+        for a, b in zip(layers, ref_layers, strict=True):
+            for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+                _close(pb.grad, pa.grad)
+    else:
+        assert calls == []
+    for a, b in zip(layers, ref_layers, strict=True):  # the running statistics updated once
+        for ba, bb in zip(a.buffers(), b.buffers(), strict=True):
+            assert torch.equal(ba, bb)
