@@ -15,7 +15,7 @@ import gac_coding as gac
 from gac_coding import set_memory
 from gac_coding.ops import LIFParams, backends, lean
 from gac_coding.ops import gated_lif as default_gated_lif
-from gac_coding.ops.memory import module_memory, saved_tensor_bytes
+from gac_coding.ops.memory import checkpoint, module_memory, saved_tensor_bytes
 
 F64 = torch.float64
 
@@ -367,3 +367,77 @@ def test_run_layers_calls_the_lean_ops_where_they_apply(grad: bool, monkeypatch:
     for a, b in zip(layers, ref_layers, strict=True):  # the running statistics updated once
         for ba, bb in zip(a.buffers(), b.buffers(), strict=True):
             assert torch.equal(ba, bb)
+
+
+# -------------------------------------------------------------------------------- checkpoint
+
+
+def _segment() -> nn.Sequential:
+    torch.manual_seed(2)
+    return nn.Sequential(
+        nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Dropout(0.5), nn.Tanh(), nn.Linear(6, 3)
+    ).double()
+
+
+@pytest.mark.parametrize("wanted", [(True, True), (True, False), (False, True), (False, False)])
+def test_checkpoint_against_the_segment_run_once(wanted: tuple[bool, bool]) -> None:
+    """Two inputs (the second a scale); outputs, every gradient, the running statistics and the
+    random draws (dropout) those of the segment run once with a graph; only the inputs are kept."""
+    seg, ref_seg = _segment(), _segment()
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(4, 5, generator=g, dtype=F64)
+    scale = torch.rand(4, 1, generator=g, dtype=F64) + 0.5
+    w = torch.randn(4, 3, generator=g, dtype=F64)
+
+    def run(module: nn.Module):  # type: ignore[no-untyped-def]
+        return lambda a, b: module(a * b)
+
+    xs = [x.clone().requires_grad_(wanted[0]), scale.clone().requires_grad_(wanted[1])]
+    ref_xs = [t.clone().requires_grad_(r) for t, r in zip((x, scale), wanted, strict=True)]
+    torch.manual_seed(9)
+    with saved_tensor_bytes() as saved:
+        out = checkpoint(run(seg), [seg], *xs)
+    torch.manual_seed(9)
+    ref = run(ref_seg)(*ref_xs)
+    assert torch.equal(out, ref)
+    kept = [t for t, r in zip((x, scale), wanted, strict=True) if not r]
+    assert (saved.bytes, saved.tensors) == (sum(t.numel() * 8 for t in kept), len(kept))
+    torch.manual_seed(123)  # the backward pass must draw the first run's numbers again
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    for a, b in zip(xs, ref_xs, strict=True):
+        if b.requires_grad:
+            _close(b.grad, a.grad)
+        else:
+            assert a.grad is None
+    for pa, pb in zip(seg.parameters(), ref_seg.parameters(), strict=True):
+        _close(pb.grad, pa.grad)
+    for ba, bb in zip(seg.buffers(), ref_seg.buffers(), strict=True):
+        assert torch.equal(ba, bb)
+
+
+def test_checkpoint_with_frozen_parameters_and_no_gradients() -> None:
+    seg = _segment().eval()
+    for p in seg.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(4, 5, dtype=F64, requires_grad=True)
+    one = torch.ones(4, 1, dtype=F64)
+    out = checkpoint(lambda a, b: seg(a * b), [seg], x, one)
+    ref_x = x.detach().clone().requires_grad_()
+    ref = seg(ref_x)
+    assert torch.equal(out, ref)
+    ref.sum().backward()  # first: the checkpoint's backward puts the buffers back in place
+    out.sum().backward()
+    _close(ref_x.grad, x.grad)
+    assert all(p.grad is None for p in seg.parameters())
+    with torch.no_grad():
+        assert torch.equal(checkpoint(lambda a: seg(a), [seg], x), ref.detach())
+    # nothing to differentiate: the input wants no gradient and the parameters are frozen
+    y = checkpoint(lambda a: seg(a), [seg], x.detach())
+    assert torch.equal(y, ref.detach()) and not y.requires_grad
+
+
+def test_checkpoint_refuses_a_segment_returning_no_tensor() -> None:
+    x = torch.randn(3, requires_grad=True)
+    with pytest.raises(TypeError, match=r"^checkpoint: expected the segment to return a tensor, got tuple$"):
+        checkpoint(lambda a: (a, a), [], x)
