@@ -441,3 +441,65 @@ def test_checkpoint_refuses_a_segment_returning_no_tensor() -> None:
     x = torch.randn(3, requires_grad=True)
     with pytest.raises(TypeError, match=r"^checkpoint: expected the segment to return a tensor, got tuple$"):
         checkpoint(lambda a: (a, a), [], x)
+
+
+def test_set_memory_default_on_a_foreign_net_and_bad_module() -> None:
+    from spikingjelly.activation_based import layer, neuron
+
+    backbone = nn.Sequential(neuron.LIFNode(step_mode="m"), layer.Conv2d(4, 4, 3, padding=1, step_mode="m"))
+    net = gac.wrap(backbone, framework="spikingjelly", T=2, in_channels=3, out_channels=4)
+    set_memory(net.encoder, "lean")
+    assert set_memory(net, "default") is net  # "default" applies to anything
+    assert set(module_memory(net).values()) == {"default"}
+    with pytest.raises(TypeError, match=r"^module: expected a torch.nn.Module, got str$"):
+        set_memory("net", "lean")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ the eager strided 1x1 path
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize(
+    "wanted", [(True, True, True), (True, False, False), (False, True, False), (False, False, True)]
+)
+def test_pointwise_conv_against_the_convolution(
+    bias: bool, channels_last: bool, wanted: tuple[bool, ...]
+) -> None:
+    """``lean.pointwise_conv`` (stride 2) against the module itself: output, the gradients wanted
+    (None for the others), and the layouts of the gradients (those of the input and weight)."""
+    if not bias and not any(wanted[:2]):
+        wanted = (False, True, False)
+    torch.manual_seed(12)
+    convs = []
+    for _ in range(2):
+        conv = nn.Conv2d(3, 4, 1, stride=2, bias=bias).double()
+        if channels_last:
+            conv = conv.to(memory_format=torch.channels_last)
+        conv.weight.requires_grad_(wanted[1])
+        if bias:
+            conv.bias.requires_grad_(wanted[2])
+        convs.append(conv)
+    convs[1].load_state_dict(convs[0].state_dict())
+    x, _, _ = _pointwise_inputs(False, channels_last)
+    w = torch.randn(2, 4, 4, 3, generator=torch.Generator().manual_seed(13), dtype=F64)
+    results = []
+    for conv, fn in zip(convs, (lambda c, a: c(a), lean.pointwise_conv), strict=True):
+        xa = x.clone(memory_format=torch.preserve_format).requires_grad_(wanted[0])
+        out = fn(conv, xa)
+        (out * w).sum().backward()
+        results.append(
+            (out.detach(), xa.grad, conv.weight.grad, None if conv.bias is None else conv.bias.grad)
+        )
+    (o1, *g1), (o2, *g2) = results
+    assert torch.equal(o1, o2)
+    for a, b in zip(g1, g2, strict=True):
+        if a is None:
+            assert b is None
+        else:
+            _close(a, b)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if wanted[0]:
+        assert g2[0].is_contiguous(memory_format=fmt)
+    if g2[1] is not None:
+        assert g2[1].is_contiguous(memory_format=fmt)
