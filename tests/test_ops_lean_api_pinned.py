@@ -503,3 +503,21 @@ def test_pointwise_conv_against_the_convolution(
         assert g2[0].is_contiguous(memory_format=fmt)
     if g2[1] is not None:
         assert g2[1].is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("mode", ["lean", "checkpoint"])
+def test_set_memory_foreign_message_in_full(mode: str) -> None:
+    from spikingjelly.activation_based import layer, neuron
+
+    backbone = nn.Sequential(neuron.LIFNode(step_mode="m"), layer.Conv2d(4, 4, 3, padding=1, step_mode="m"))
+    net = gac.wrap(backbone, framework="spikingjelly", T=2, in_channels=3, out_channels=4)
+    cls = f"{neuron.LIFNode.__module__}.LIFNode"
+    tail = (
+        f": spikingjelly modules have no lean path; set it on gac_coding's modules alone "
+        f"(e.g. set_memory(net.encoder, '{mode}') or gac.wrap(..., memory='{mode}') for the GAC "
+        f"encoder of a wrapped net)"
+    )
+    for module, name in ((net, "backbone.0"), (neuron.LIFNode(step_mode="m"), "the module")):
+        with pytest.raises(ValueError) as info:
+            set_memory(module, mode)
+        assert str(info.value) == f"memory='{mode}' cannot apply to {name} ({cls}){tail}"
