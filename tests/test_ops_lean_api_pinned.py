@@ -521,3 +521,44 @@ def test_set_memory_foreign_message_in_full(mode: str) -> None:
         with pytest.raises(ValueError) as info:
             set_memory(module, mode)
         assert str(info.value) == f"memory='{mode}' cannot apply to {name} ({cls}){tail}"
+
+
+def test_checkpoint_segment_ignoring_its_input_and_unused_parameters() -> None:
+    """A second run that does not depend on what wants a gradient: None for those gradients."""
+    used, unused = nn.Linear(3, 3).double(), nn.Linear(3, 3).double()
+    x = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    out = checkpoint(lambda a: used(a), [used, unused], x)
+    ref_x = x.detach().clone().requires_grad_()
+    used(ref_x).sum().backward()
+    grads = [p.grad.clone() for p in used.parameters()]
+    used.zero_grad()
+    out.sum().backward()
+    _close(ref_x.grad, x.grad)
+    for p, g in zip(used.parameters(), grads, strict=True):
+        _close(g, p.grad)
+    assert all(p.grad is None for p in unused.parameters())
+    y = torch.randn(2, 3, dtype=F64, requires_grad=True)
+    z = checkpoint(lambda a: a.detach() * 2, [], y)
+    assert z.requires_grad  # the Function's output, though the segment ignores its input's graph
+    z.sum().backward()
+    assert y.grad is None
+
+
+@pytest.mark.parametrize("static", [True, False])
+def test_lean_gated_one_step(static: bool) -> None:
+    """T = 1 (a static input of one step)."""
+    p = gac.RECIPES["imagenet"]
+    g = torch.Generator().manual_seed(21)
+    u = torch.randn(*((2, 3, 4, 4) if static else (1, 2, 3, 4, 4)), generator=g, dtype=F64) * 2
+    ta = torch.randn(1, 2, generator=g, dtype=F64)
+    sca = torch.randn(u.shape, generator=g, dtype=F64)
+    w = torch.randn(1, 2, 3, 4, 4, generator=g, dtype=F64)
+    res = []
+    for fn in (default_gated_lif, lean.gated_lif, None):
+        args = [t.clone().requires_grad_() for t in (u, ta, sca)]
+        out = (_op_gated(*args, p, static) if fn is None else fn(*args, p, static=static))[0]
+        res.append((out.detach(), torch.autograd.grad((out * w).sum(), args)))
+    for out, grads in res[1:]:
+        assert torch.equal(out, res[0][0])
+        for a, b in zip(res[0][1], grads, strict=True):
+            _close(a, b)
