@@ -304,6 +304,7 @@ def _layers() -> list[nn.Module]:
         nn.BatchNorm2d(4),
         nn.ReLU(),  # BatchNorm not followed by a neuron: runs as it is
         nn.Conv2d(4, 4, 1),  # a plain convolution
+        nn.Identity(),  # runs as it is (not taken for a BatchNorm)
         neuron(),  # lif
         nn.Identity(),
         nn.BatchNorm2d(4),  # at the end: runs as it is
