@@ -219,7 +219,7 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/ops/memory.py",
             "src/gac_coding/adapters/memory.py",
         ),
-        tests=_LEAN_TESTS,
+        tests=(*_LEAN_TESTS, "tests/test_ops_lean_api_pinned.py"),
         skip_tests=_LEAN_SKIP,
     ),
     # ---------------------------------------------------------------------------- export
