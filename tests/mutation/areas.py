@@ -57,6 +57,12 @@ _OPS_SKIP = {
 }
 _NATIVE_TESTS = ("tests/test_backends.py", "tests/test_lif_backend.py", "tests/test_ops.py")
 _LEAN_TESTS = ("tests/test_memory.py",)
+_NETS_TESTS = (
+    "tests/test_models.py",
+    "tests/test_timesteps.py",
+    "tests/test_checkpoints.py",
+    "tests/test_models_nets_pinned.py",
+)
 _LEAN_SKIP = {"tests/test_memory.py::test_compiled_training_step_same_numbers": _COMPILE}
 _NIR_TESTS = ("tests/test_nir.py", "tests/test_nir_settings.py", "tests/test_nir_parts.py")
 _NIR_SKIP = {"tests/test_nir.py::test_export_package_and_command_import_with_torch_alone": _FRESH}
@@ -408,21 +414,17 @@ AREAS: dict[str, Area] = {
         skip_tests=_CODING_SKIP,
     ),
     # ---------------------------------------------------------------------------- models
-    "models-nets": Area(
+    # the backbones: one area in session 9 (1,301 mutants, 68.8 minutes), split by files since
+    "models-nets-resnet": Area(
         sources=(
             "src/gac_coding/models/_stem.py",
             "src/gac_coding/models/_steps.py",
             "src/gac_coding/models/msresnet.py",
             "src/gac_coding/models/registry.py",
-            "src/gac_coding/models/vgg.py",
         ),
-        tests=(
-            "tests/test_models.py",
-            "tests/test_timesteps.py",
-            "tests/test_checkpoints.py",
-            "tests/test_models_nets_pinned.py",
-        ),
+        tests=_NETS_TESTS,
     ),
+    "models-nets-vgg": Area(sources=("src/gac_coding/models/vgg.py",), tests=_NETS_TESTS),
     "models-pretrained": Area(
         # Hub-style folders and their model card
         sources=("src/gac_coding/models/pretrained.py", "src/gac_coding/models/_card.py"),
@@ -479,7 +481,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "energy": ("energy-hooks", "energy-counter", "energy-api"),
     "adapters": ("adapters-wrap", "adapters-registry", "adapters-frameworks"),
     "coding": ("coding-gac", "coding-stem"),
-    "models": ("models-nets", "models-pretrained", "models-checkpoints"),
+    "models": ("models-nets-resnet", "models-nets-vgg", "models-pretrained", "models-checkpoints"),
     "integrations": ("integrations",),
 }
 
