@@ -51,15 +51,21 @@ def _rel_err(a: Tensor, b: Tensor) -> float:
     return 0.0 if diff == 0 else diff / max(scale, 1e-300)
 
 
+def _widen_bn(model: nn.Module, low: float = 1.0) -> None:
+    """Larger BatchNorm weights (uniform in ``[low, low + 1.5]``, biases in ``[-0.2, 0.4]``):
+    spikes in every layer, down to the head."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(low, low + 1.5)
+                m.bias.uniform_(-0.2, 0.4)
+
+
 def _vgg(seed: int = 0, **kwargs: object) -> SpikingVGG:
     torch.manual_seed(seed)
     settings = {"coding": "direct", "in_channels": 2, **kwargs}
     model = SpikingVGG(PLAN, 3, 4, **settings).double()  # type: ignore[arg-type]
-    with torch.no_grad():  # larger BN weights: spikes in every layer, down to the head
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(1.5, 3.0)
-                m.bias.uniform_(-0.2, 0.4)
+    _widen_bn(model, 1.5)
     return model
 
 
@@ -483,11 +489,7 @@ def test_msresnet34_imagenet_count_by_hand() -> None:
 def _block(memory: str, cin: int, cout: int, stride: int, recipe: str) -> MSBlock:
     torch.manual_seed(5)
     block = MSBlock(cin, cout, stride, dict(RECIPES[recipe]), memory=memory).double()
-    with torch.no_grad():
-        for m in block.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(1.0, 2.5)
-                m.bias.uniform_(-0.2, 0.4)
+    _widen_bn(block)
     return block
 
 
@@ -578,11 +580,7 @@ def _msresnet(seed: int = 0, **kwargs: object) -> MSResNet:
     torch.manual_seed(seed)
     settings = {"coding": "direct", "in_channels": 2, "stem_channels": 4, **kwargs}
     model = MSResNet(STAGES3, 3, 2, **settings).double()  # type: ignore[arg-type]
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(1.0, 2.5)
-                m.bias.uniform_(-0.2, 0.4)
+    _widen_bn(model)
     return model
 
 

@@ -5,6 +5,8 @@ checkpoint and measurement helpers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,16 @@ def _close(a: Tensor, b: Tensor) -> None:
     assert a.shape == b.shape and a.dtype == b.dtype
     scale = max(a.abs().max().item(), 1e-300)
     assert (a - b).abs().max().item() <= 1e-12 * scale
+
+
+def _same_grads(first: Sequence[Tensor | None], second: Sequence[Tensor | None]) -> None:
+    """The same gradients wanted (``None`` where not) and close where they are."""
+    for a, b in zip(first, second, strict=True):
+        if a is None:
+            assert b is None
+        else:
+            assert b is not None
+            _close(a, b)
 
 
 def _gated_inputs(static: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -124,11 +136,7 @@ def test_pointwise_custom_op_against_conv(bias: bool, channels_last: bool, wante
         results.append((out.detach(), [None if a is None else a.grad for a in args]))
     (o1, g1), (o2, g2) = results
     assert torch.equal(o1, o2)
-    for a, c in zip(g1, g2, strict=True):
-        if a is None:
-            assert c is None
-        else:
-            _close(a, c)
+    _same_grads(g1, g2)
     if wanted[0]:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         assert g2[0].is_contiguous(memory_format=fmt)
@@ -494,11 +502,7 @@ def test_pointwise_conv_against_the_convolution(
         )
     (o1, *g1), (o2, *g2) = results
     assert torch.equal(o1, o2)
-    for a, b in zip(g1, g2, strict=True):
-        if a is None:
-            assert b is None
-        else:
-            _close(a, b)
+    _same_grads(g1, g2)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     if wanted[0]:
         assert g2[0].is_contiguous(memory_format=fmt)
