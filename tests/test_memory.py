@@ -10,6 +10,7 @@ the backward pass is counted with ``torch.autograd.graph.saved_tensors_hooks`` (
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -574,3 +575,54 @@ def test_train_command_memory_option(tmp_path, capsys, monkeypatch) -> None:  # 
         with pytest.raises(SystemExit):
             main(common + (["--memory", mode] if mode else []))
     assert seen == ["checkpoint", "default"]
+
+
+@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
+@pytest.mark.parametrize("outside_first", [False, True], ids=["checkpoint-backward-first", "outside-first"])
+def test_checkpoint_shares_a_batchnorm_with_a_graph_outside_it(train: bool, outside_first: bool) -> None:
+    """A BatchNorm used inside a checkpoint and outside it: both backward passes run, in either
+    order, with the gradients and running statistics of the same net run without a checkpoint;
+    the buffers stay the same tensors (the second run works on copies, nothing writes them back)."""
+    from gac_coding.ops.memory import checkpoint
+
+    torch.manual_seed(7)
+    bn, lin = nn.BatchNorm1d(3, dtype=F64), nn.Linear(3, 3, dtype=F64)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+    bn.train(train)
+    ref_bn, ref_lin = copy.deepcopy(bn), copy.deepcopy(lin)
+    buffers = list(bn.named_buffers())
+    versions = [b._version for _, b in buffers] + [b._version for b in ref_bn.buffers()]
+    x = torch.randn(4, 3, dtype=F64, requires_grad=True)
+    ref_x = x.detach().clone().requires_grad_()
+
+    inside = checkpoint(lambda a: lin(bn(a)), [bn, lin], x)
+    outside = bn(x * 2)
+    ref_inside = ref_lin(ref_bn(ref_x))
+    ref_outside = ref_bn(ref_x * 2)
+    assert torch.equal(inside, ref_inside) and torch.equal(outside, ref_outside)
+    w_in, w_out = torch.randn(4, 3, dtype=F64), torch.randn(4, 3, dtype=F64)
+    order = [(outside, w_out), (inside, w_in)] if outside_first else [(inside, w_in), (outside, w_out)]
+    for out, w in order:
+        (out * w).sum().backward()
+    ((ref_inside * w_in).sum() + (ref_outside * w_out).sum()).backward()
+
+    for got, want in [
+        (x, ref_x),
+        (bn.weight, ref_bn.weight),
+        (bn.bias, ref_bn.bias),
+        (lin.weight, ref_lin.weight),
+    ]:
+        torch.testing.assert_close(got.grad, want.grad, rtol=1e-12, atol=1e-12)
+    for (name, b), (_, ref_b) in zip(buffers, ref_bn.named_buffers(), strict=True):
+        assert bn._buffers[name] is b, name  # the module still holds its own tensor
+        assert torch.equal(b, ref_b), name  # updated once per forward, as without a checkpoint
+    # written as often as without a checkpoint (the forward passes' updates; no write-back)
+    n = len(buffers)
+    after = [b._version for _, b in buffers] + [b._version for b in ref_bn.buffers()]
+    assert [a - v for a, v in zip(after[:n], versions[:n])] == [
+        a - v for a, v in zip(after[n:], versions[n:])
+    ]

@@ -174,16 +174,25 @@ def saved_tensor_bytes() -> Iterator[SavedBytes]:
 
 @contextlib.contextmanager
 def _frozen_buffers(modules: Sequence[nn.Module]) -> Iterator[None]:
-    """Run a block, then put every buffer of ``modules`` back as it was before it (a recomputation
-    must not update BatchNorm's running statistics a second time)."""
-    buffers = [b for m in modules for b in m.buffers()]
-    saved = [b.detach().clone() for b in buffers]
+    """Run a block on copies of every buffer of ``modules``, then put the buffers themselves back
+    (a recomputation must not update BatchNorm's running statistics a second time). The buffers
+    are swapped, never written: an in-place restore would bump their version, and another graph
+    that saved them (the same BatchNorm used outside the checkpoint) could no longer run backward."""
+    slots: list[tuple[nn.Module, str, Tensor]] = []
+    seen: set[int] = set()
+    for top in modules:
+        for m in top.modules():
+            if id(m) in seen:
+                continue
+            seen.add(id(m))
+            slots += [(m, name, b) for name, b in m._buffers.items() if b is not None]
+    for m, name, b in slots:
+        m._buffers[name] = b.detach().clone()
     try:
         yield
     finally:
-        with torch.no_grad():
-            for b, s in zip(buffers, saved, strict=True):
-                b.copy_(s)
+        for m, name, b in slots:
+            m._buffers[name] = b
 
 
 def _rng_devices(tensors: Sequence[Tensor]) -> list[int]:
@@ -231,8 +240,8 @@ class _Checkpoint(torch.autograd.Function):
         params = list(saved[n_inputs:])
         inputs = [t.detach().requires_grad_(t.requires_grad) for t in saved[:n_inputs]]
         wanted = [t for t in inputs if t.requires_grad] + params
-        # the buffers go back after the backward of the second run (its BatchNorm nodes hold
-        # the running statistics and check that nothing changed them in between)
+        # the second run and its backward work on copies of the buffers (its BatchNorm nodes
+        # keep the copies); the buffers themselves are neither updated twice nor written
         with torch.random.fork_rng(devices=ctx.cuda_devices), _frozen_buffers(ctx.modules):
             torch.set_rng_state(ctx.cpu_rng)
             for d, state in zip(ctx.cuda_devices, ctx.cuda_rng, strict=True):
