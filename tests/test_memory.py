@@ -621,8 +621,6 @@ def test_checkpoint_shares_a_batchnorm_with_a_graph_outside_it(train: bool, outs
         assert bn._buffers[name] is b, name  # the module still holds its own tensor
         assert torch.equal(b, ref_b), name  # updated once per forward, as without a checkpoint
     # written as often as without a checkpoint (the forward passes' updates; no write-back)
-    n = len(buffers)
-    after = [b._version for _, b in buffers] + [b._version for b in ref_bn.buffers()]
-    assert [a - v for a, v in zip(after[:n], versions[:n])] == [
-        a - v for a, v in zip(after[n:], versions[n:])
-    ]
+    now = [b._version for _, b in buffers] + [b._version for b in ref_bn.buffers()]
+    delta = [a - v for a, v in zip(now, versions, strict=True)]
+    assert delta[: len(buffers)] == delta[len(buffers) :], delta
