@@ -32,7 +32,17 @@ from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from triton_device import triton_kernel_device
 
-from gac_coding.ops import LIFParams, _cpp, _lean_cpp, _lean_eager, _lean_lif, _lean_triton, _triton, lean
+from gac_coding.ops import (
+    LIFParams,
+    _cpp,
+    _lean_cpp,
+    _lean_eager,
+    _lean_lif,
+    _lean_triton,
+    _triton,
+    backends,
+    lean,
+)
 from gac_coding.ops import lif as default_lif
 from gac_coding.ops._lean_common import LEAN_REGISTRY
 from gac_coding.ops.memory import saved_tensor_bytes
@@ -163,15 +173,27 @@ def _run_default(x: Tensor, p: LIFParams, w: Tensor, steps: int | None, backend:
 @pytest.mark.parametrize(
     ("shape", "steps", "nhwc"),
     [((3, 2, 3, 2, 3), None, False), ((3, 2, 3, 2, 3), None, True), ((1, 2, 5), None, False),
-     ((2, 3, 2, 3), 3, True), ((2, 7), 1, False), ((2, 7), 2, False)],
-    ids=["seq", "seq-nhwc", "T1", "static-nhwc", "static-T1", "static"],
+     ((4,), None, False), ((2, 3, 2, 3), 3, True), ((2, 3, 2, 3), 1, True), ((2, 7), 1, False),
+     ((2, 7), 2, False)],
+    ids=["seq", "seq-nhwc", "T1", "seq-1d", "static-nhwc", "static-T1-nhwc", "static-T1", "static"],
 )  # fmt: skip
+@pytest.mark.parametrize("via_op", [False, True], ids=["function", "operator"])
 def test_lean_lif_against_the_default_op_and_the_slow_loop(
-    backend: str, p: LIFParams, shape: tuple[int, ...], steps: int | None, nhwc: bool, triton_device: str
+    backend: str,
+    p: LIFParams,
+    shape: tuple[int, ...],
+    steps: int | None,
+    nhwc: bool,
+    via_op: bool,
+    triton_device: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Spikes, bits (in the storage order of the steps) and the input gradient: the default op's
     bit for bit (same backend), the slow loop's to 1e-12; the layout of the spikes and of the
-    gradient follows the input's."""
+    gradient follows the input's. ``operator``: as under ``torch.compile``, the custom operator
+    with its registered autograd."""
+    if via_op:
+        monkeypatch.setattr(_lean_lif, "_tracing", lambda: True)
     dev = _dev(backend)
     x = _inputs(shape, sum(shape) + (steps or 0), scale=1.5 * p.threshold)
     if nhwc:
@@ -388,8 +410,9 @@ def test_lean_lif_operator_default_backend_and_a_second_backward() -> None:
         assert torch.equal(s.detach(), ref_s) and torch.equal(g1, ref_g) and torch.equal(g2, ref_g)
 
 
-def test_lean_lif_operator_refuses_a_backward_without_save() -> None:
-    x = torch.rand(3, 2, 5, dtype=F64, requires_grad=True)
+@pytest.mark.parametrize("shape", [(3, 2, 5), (1, 1)])
+def test_lean_lif_operator_refuses_a_backward_without_save(shape: tuple[int, ...]) -> None:
+    x = torch.rand(*shape, dtype=F64, requires_grad=True)
     for p in (TRI, RECT):
         s, _, aux = _op(x, p, save=False)
         assert aux.shape == (0,)
@@ -482,18 +505,25 @@ def test_lean_lif_fakes_match_the_real_operators(
 
 
 class _Spy:
-    """Records the lean functions each registered backend runs (and runs them)."""
+    """Records the lean functions each registered backend runs (and runs them), the neuron ops'
+    ``lif_backward`` (the membrane's backward pass), and the flags ``lif_forward_packed`` gets."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.wants: list[tuple[bool, bool]] = []
         for name, backend in LEAN_REGISTRY.items():
             for function in ("pack_bits", "unpack_bits", "lif_forward_packed", "lif_backward_bits"):
                 original = getattr(backend, function)
                 monkeypatch.setattr(backend, function, self._wrap(name, function, original))
+        for name, backend in backends.REGISTRY.items():
+            original = backend.lif_backward
+            monkeypatch.setattr(backend, "lif_backward", self._wrap(name, "lif_backward", original))
 
     def _wrap(self, name: str, function: str, original):  # type: ignore[no-untyped-def]
         def run(*args):  # type: ignore[no-untyped-def]
             self.calls.append((name, function))
+            if function == "lif_forward_packed":
+                self.wants.append(args[-2:])
             return original(*args)
 
         return run
@@ -512,16 +542,40 @@ def test_the_backend_setting_reaches_every_lean_function(
     s, bits = lean.lif(x, RECT, backend=backend)
     s.sum().backward()
     s2, _ = lean.lif(x, TRI, backend=backend)
+    s2.sum().backward()
+    s3, _ = lean.lif(x, TRI, backend=backend)
     conv = nn.Conv2d(3, 2, 1).double().to(dev)
-    out = lean.spike_conv2d(s2.flatten(0, 1), conv, backend=backend)  # packs here
+    out = lean.spike_conv2d(s3.flatten(0, 1), conv, backend=backend)  # packs here
     out.sum().backward()
     assert spy.calls == [
         (backend, "lif_forward_packed"),
         (backend, "lif_backward_bits"),
         (backend, "lif_forward_packed"),
+        (backend, "lif_backward"),
+        (backend, "lif_forward_packed"),
         (backend, "pack_bits"),
         (backend, "unpack_bits"),
+        (backend, "lif_backward"),
     ]
+    assert spy.wants == [(True, False), (False, True), (False, True)]
+
+
+@pytest.mark.parametrize("via_op", [False, True])
+def test_what_the_forward_is_asked_to_keep(via_op: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window's bits for the rectangle with a detached reset, the membrane otherwise, and
+    nothing without gradients (no grad mode, or an input that does not require grad)."""
+    if via_op:
+        monkeypatch.setattr(_lean_lif, "_tracing", lambda: True)
+    spy = _Spy(monkeypatch)
+    x = torch.rand(2, 3, dtype=F64, requires_grad=True)
+    for p in (RECT, TRI, RECT_ATTACHED, TRI_DETACHED):
+        lean.lif(x, p)
+    with torch.no_grad():
+        lean.lif(x, RECT)
+        lean.lif(x, TRI)
+    lean.lif(x.detach(), RECT)
+    lean.lif(x.detach(), TRI)
+    assert spy.wants == [(True, False), (False, True), (False, True), (False, True)] + [(False, False)] * 4
 
 
 def test_auto_runs_the_eager_functions_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -700,12 +754,29 @@ def test_spike_conv_keeps_only_the_bits(via_op: bool, monkeypatch: pytest.Monkey
     s2 = x * 1  # not a leaf: a plain convolution would keep it
     with saved_tensor_bytes() as counter:
         out = lean.spike_conv2d(s2, conv)
-    assert counter.bytes == 3 * ((4 * 7 * 6 + 7) // 8)
+    assert counter.bytes == (3 * 4 * 7 * 6 + 7) // 8  # the batch's bits in one row
     w = _weights(out.shape, 1).float()
     (gx,) = torch.autograd.grad((out * w).sum(), x)
     ref = torch.autograd.grad((conv(x) * w).sum(), x)[0]
     assert gx.dtype == torch.float32
     _close(ref, gx, 1e-6)
+    # an odd number of elements; only the input wants a gradient, or only the weight
+    odd = (torch.rand(1, 3, 3, 5, generator=torch.Generator().manual_seed(2)) < 0.5).double()
+    conv = nn.Conv2d(3, 2, 3, padding=1).double()
+    for want_s, want_w in ((True, False), (False, True)):
+        conv.requires_grad_(want_w)
+        x = odd.clone().requires_grad_(want_s)
+        s2 = x * 1
+        with saved_tensor_bytes() as counter:
+            out = lean.spike_conv2d(s2, conv)
+        # the bits, and the weight where it is not a parameter that wants a gradient
+        assert counter.bytes == (45 + 7) // 8 + (0 if want_w else conv.weight.numel() * 8)
+        inputs = [x] if want_s else [conv.weight, conv.bias]
+        grads = torch.autograd.grad((out * out.detach()).sum(), inputs)
+        ref_out = conv(x)
+        refs = torch.autograd.grad((ref_out * ref_out.detach()).sum(), inputs)
+        for a, b in zip(refs, grads, strict=True):
+            _close(a, b)
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -852,9 +923,15 @@ def test_lif_forward_packed_with_the_affine_map(backend: str, static: bool, trit
             assert torch.equal(h.cpu(), ref_h)
         else:
             assert h is None
-    # without alpha (or beta) no map
-    spikes, _, _, _ = module.lif_forward_packed(x.to(dev), steps, None, None, 1, 1, 0.5, 1.0, False, False)
-    assert torch.equal(spikes.cpu(), _slow(x, TRI, T if static else None)[0])
+    # without alpha or beta no map
+    plain = _slow(x, TRI, T if static else None)[0]
+    for a, b in ((None, None), (alpha, None), (None, beta)):
+        a = None if a is None else a.to(dev)
+        b = None if b is None else b.to(dev)
+        spikes, _, _, _ = module.lif_forward_packed(
+            x.to(dev), steps, a, b, channels, inner, 0.5, 1.0, False, False
+        )
+        assert torch.equal(spikes.cpu(), plain)
 
 
 @pytest.mark.parametrize("backend", LEAN_BACKENDS)
@@ -1308,6 +1385,7 @@ def test_triton_lif_messages_and_empty_inputs(recording: _Recording) -> None:
             _lean_triton.lif_forward_packed(x, 0, a, b, channels, inner, 0.5, 1.0, False, False)
     _lean_triton.lif_forward_packed(x, 0, a, b, 3, 4, 0.5, 1.0, False, False)
     _lean_triton.lif_forward_packed(x, 0, a, b, 1, 12, 0.5, 1.0, False, False)
+    _lean_triton.lif_forward_packed(x, 0, a, b, 12, 1, 0.5, 1.0, False, False)
     meta = torch.device("meta")
     with pytest.raises(ValueError, match=r"^alpha: expected a tensor on cpu, got one on meta$"):
         _lean_triton.lif_forward_packed(x, 0, a.to(meta), b, 3, 4, 0.5, 1.0, False, False)
@@ -1354,9 +1432,20 @@ def test_triton_backward_bits_launch_and_messages(recording: _Recording, static:
     # another shape of the same number of bytes is accepted
     _lean_triton.lif_backward_bits(grad_s, bits.reshape(-1), sg, static, 0.25)
     recording.calls.clear()
-    empty = _lean_triton.lif_backward_bits(torch.zeros(0, 5), torch.zeros(0, 1, dtype=torch.uint8),
-                                           torch.zeros(0, 1, dtype=torch.uint8), static, 0.5)  # fmt: skip
-    assert empty.shape == ((5,) if static else (0, 5)) and not empty.any()
+    # no steps: nothing launched, and a sum over no steps is 0 (the fresh tensor filled with NaN
+    # here, so that only an explicit zero passes)
+    real_empty = torch.empty
+
+    def nan_empty(*args, **kw):  # type: ignore[no-untyped-def]
+        return real_empty(*args, **kw).fill_(float("nan"))
+
+    no_bits = torch.zeros(0, 1, dtype=torch.uint8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "empty", nan_empty)
+        empty = _lean_triton.lif_backward_bits(torch.zeros(0, 5), no_bits, no_bits, static, 0.5)
+    assert empty.shape == ((5,) if static else (0, 5))
+    if static:
+        assert empty.tolist() == [0.0] * 5
     assert recording.calls == []
 
 
@@ -1387,3 +1476,39 @@ def test_triton_kernels_in_the_interpreter_across_blocks(triton_device: str) -> 
     want = _lean_eager.lif_forward_packed(x, 0, None, None, 1, 1, 0.5, 1.0, True, True)
     for a, b in zip(got, want, strict=True):
         assert torch.equal(a.cpu(), b)
+
+
+# ------------------------------------------------------------------ what the backward is handed
+
+
+@pytest.mark.parametrize("via_op", [False, True], ids=["function", "operator"])
+def test_the_backward_context(via_op: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What each forward records for its backward: static or not, the layout of a step, the LIF's
+    settings with the backend, the tensors kept; the convolution's input shape, layout and dtype,
+    its settings and backend."""
+    if via_op:
+        monkeypatch.setattr(_lean_lif, "_tracing", lambda: True)
+    x = _nhwc_steps(torch.rand(2, 2, 3, 2, 2, dtype=F64)).requires_grad_()
+    s, bits = lean.lif(x, RECT, backend=" Eager ")
+    node = s.grad_fn
+    assert node.static is False and node.nhwc is True
+    assert node.lif == (RECT.decay, RECT.threshold, 1, True, "eager" if not via_op else " Eager ")
+    kept_bits, sg = node.saved_tensors
+    assert torch.equal(kept_bits, bits) and sg.dtype == torch.uint8 and sg.shape == bits.shape
+    one = x[0].detach().requires_grad_()
+    s1, _ = lean.lif(one, TRI, steps=1)
+    node = s1.grad_fn
+    assert node.static is True and node.nhwc is True and node.lif == (0.5, 1.0, 0, False, "auto")
+    kept = node.saved_tensors
+    assert kept[-1].shape == (1, *one.shape) and kept[-1].dtype == F64
+    flat = s.detach().flatten(0, 1).contiguous(memory_format=torch.channels_last).requires_grad_()
+    conv = nn.Conv2d(
+        3, 4, (3, 1), stride=(2, 1), padding=(1, 0), dilation=(1, 1), groups=1, bias=False
+    ).double()
+    out = lean.spike_conv2d(flat, conv.to(memory_format=torch.channels_last), backend="eager")
+    node = out.grad_fn
+    assert node.s == ((4, 3, 2, 2), True, F64)
+    assert node.conv == (False, (2, 1), (1, 0), (1, 1), 1)
+    assert node.backend == "eager"
+    kept_bits, weight = node.saved_tensors
+    assert kept_bits.shape == (1, (4 * 3 * 2 * 2 + 7) // 8) and weight is conv.weight
