@@ -33,6 +33,7 @@ from gac_coding.ops import (
     _lean_common,
     _lean_cpp,
     _lean_eager,
+    _lean_triton,
     _triton,
     backends,
     lean,
@@ -66,6 +67,29 @@ def _triton_loaded() -> None:
 
 def _dev(backend: str) -> str:
     return _TRITON_DEVICE[0] if backend.startswith("triton") else "cpu"
+
+
+_MODULES = {"eager": _lean_eager, "cpp": _lean_cpp, "triton": _lean_triton}
+_FUNCTIONS = ("pack_bits", "unpack_bits", "lif_forward_packed", "lif_backward_bits")
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """``(backend, function)`` of each call of a lean backend module's four functions (which
+    backend ran: a fallback to eager gives the same numbers)."""
+    record: list[tuple[str, str]] = []
+
+    def recorder(name: str, function: str, fn):  # type: ignore[no-untyped-def]
+        def wrapped(*args):  # type: ignore[no-untyped-def]
+            record.append((name, function))
+            return fn(*args)
+
+        return wrapped
+
+    for name, module in _MODULES.items():
+        for function in _FUNCTIONS:
+            monkeypatch.setattr(module, function, recorder(name, function, getattr(module, function)))
+    return record
 
 
 def _rel_err(a: Tensor, b: Tensor) -> float:
@@ -210,9 +234,13 @@ CASES += [replace(c, op=True, backend="triton") for c in CASES[:12] if c.trainin
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_bn_lif_against_batchnorm_then_slow_lif(case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bn_lif_against_batchnorm_then_slow_lif(
+    case: Case, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, str]]
+) -> None:
     """Two calls (the second with the statistics the first left): spikes, bits and their layout,
-    the wanted gradients (None for the others) and their layout, the module's buffers."""
+    the wanted gradients (None for the others) and their layout, the module's buffers; the
+    backend named ran the kernels, forward and backward (the membrane recomputed where the
+    backward does not read bits)."""
     p = PARAMS[case.params]
     bn, ref_bn = _bn(case, 1, on=True), _bn(case, 1)
     dev = _dev(case.backend)
@@ -226,9 +254,19 @@ def test_bn_lif_against_batchnorm_then_slow_lif(case: Case, monkeypatch: pytest.
         )
         s_ref, _h, g_ref = _reference(case, ref_bn, ry, w)
         targets = _grad_targets(y, bn, case.wanted)
+        calls.clear()
         with _through_the_op(case.op, monkeypatch):
             s, bits = lean.bn_lif(y, bn, p, case.T, pool=case.pool, backend=case.backend)
+            assert {n for n, _ in calls} == {case.backend} and calls.count(
+                (case.backend, "lif_forward_packed")
+            ) == 1
+            calls.clear()
             grads = _grads((s * w.to(dev)).sum(), targets) if s.requires_grad else [None, None, None]
+        assert {n for n, _ in calls} == {case.backend}
+        if p.surrogate == "rectangle" and p.detach_reset:
+            assert (case.backend, "lif_backward_bits") in calls
+        else:
+            assert calls.count((case.backend, "lif_forward_packed")) == 1
         s, bits, grads = s.cpu(), bits.cpu(), [None if g is None else g.cpu() for g in grads]
         assert torch.equal(s.detach(), s_ref)
         assert s.dtype == F64
@@ -544,7 +582,7 @@ def test_pack_and_unpack_messages_in_full() -> None:
 
 
 @pytest.mark.parametrize("backend", [*BACKENDS, "auto"])
-def test_pack_and_unpack_by_hand(backend: str) -> None:
+def test_pack_and_unpack_by_hand(backend: str, calls: list[tuple[str, str]]) -> None:
     d = _dev(backend)
     x = torch.tensor(
         [[1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [0.0, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0]]
@@ -561,6 +599,8 @@ def test_pack_and_unpack_by_hand(backend: str) -> None:
     assert torch.equal(lean.unpack_bits(_pack_rows(r).to(d), 21, F64, backend=backend).cpu(), r)
     t = r.to(d).t()  # not contiguous
     assert torch.equal(lean.pack_bits(t, backend=backend).cpu(), _pack_rows(t.cpu().contiguous()))
+    ran = "eager" if backend == "auto" else backend
+    assert set(calls) == {(ran, "pack_bits"), (ran, "unpack_bits")}
 
 
 def test_bytes_per_row_by_hand() -> None:
@@ -708,7 +748,9 @@ def test_like_layout_and_or_empty() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("nhwc", [False, True])
 @pytest.mark.parametrize("static", [False, True])
-def test_backward_from_bits_against_autograd(backend: str, nhwc: bool, static: bool) -> None:
+def test_backward_from_bits_against_autograd(
+    backend: str, nhwc: bool, static: bool, calls: list[tuple[str, str]]
+) -> None:
     """The input gradient of the rectangle LIF with a detached reset from the bits of the spikes
     and of the window, in the layout of the spikes; ``is_static``: the sum over the steps (one
     input repeated at each step)."""
@@ -733,6 +775,7 @@ def test_backward_from_bits_against_autograd(backend: str, nhwc: bool, static: b
     got = _lean_common._backward_from_bits(gs.to(d), bits.to(d), sg.to(d), static, nhwc, decay, backend)
     assert got.shape == ref.shape and got.dtype == F64
     assert _rel_err(ref, got.cpu()) <= 1e-13
+    assert calls == [(backend, "lif_backward_bits")]
     step = got if static else got[0]
     assert step.is_contiguous(memory_format=CL) == nhwc
 
@@ -858,3 +901,46 @@ def test_bn_native(training: bool, running: bool) -> None:
         assert not torch.equal(nm, rm)
     else:
         assert nm is None and nv is None
+
+
+def test_batch_stats_eval_needs_both_running_statistics() -> None:
+    y = torch.zeros(2, 2, 1, 1, dtype=F64)
+    rm = torch.zeros(2, dtype=F64)
+    for a, b in ((rm, None), (None, rm), (None, None)):
+        with pytest.raises(AssertionError):
+            _lean_bn._batch_stats(y, None, a, b, False, 0.1, 1e-5)
+
+
+@pytest.mark.parametrize("nhwc", [False, True])
+@pytest.mark.parametrize("params", ["cifar", "imagenet"])
+def test_backward_runs_on_the_device_of_its_tensors(nhwc: bool, params: str) -> None:
+    """The backward with pooling on meta tensors (shapes only): every tensor it makes is made on
+    the device of its inputs; the input gradient in the layout of the input."""
+    T, B, C = 2, 2, 3
+    fmt = CL if nhwc else torch.contiguous_format
+    meta = torch.device("meta")
+    y = torch.empty(T * B, C, 4, 6, dtype=F64, device=meta).contiguous(memory_format=fmt)
+    w, b, mean, invstd = (torch.empty(C, dtype=F64, device=meta) for _ in range(4))
+    g = torch.empty(T * B, C, 2, 3, dtype=F64, device=meta).contiguous(memory_format=fmt)
+    p = PARAMS[params]
+    code = lean.check_lean_params(p)
+    bits = torch.empty(T, B * C * 6 // 8 + 1, dtype=torch.uint8, device=meta) if code == 1 else None
+    gy, gw, gb = _lean_bn._bn_lif_backward_run(
+        g, y, w, b, None, None, mean, invstd, bits, bits, True, 1e-5, T, 2, p.decay, p.threshold,
+        code, p.detach_reset, True, True, "eager",
+    )  # fmt: skip
+    assert gy.device == gw.device == gb.device == meta
+    assert gy.shape == y.shape and gw.shape == gb.shape == (C,)
+    assert gy.is_contiguous(memory_format=fmt)
+
+
+def test_triton_ready_reads_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where triton is compiled for CUDA (not interpreted), CPU tensors are refused with the
+    reason, CUDA tensors taken."""
+    monkeypatch.setattr(_triton, "interpreted", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    reg = _lean_common.LEAN_REGISTRY["triton"]
+    ok, why = reg.ready(CPU)
+    assert not ok and why.startswith("triton runs CPU tensors only in its interpreter")
+    assert reg.ready(torch.device("cuda")) == (True, "")
+    assert _lean_common._triton_ready(CPU) == (ok, why)
