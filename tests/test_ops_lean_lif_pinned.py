@@ -1368,8 +1368,9 @@ def test_triton_lif_launch(
 
 def test_triton_lif_launch_float64_and_flags_as_bools(recording: _Recording) -> None:
     x = torch.zeros(2, 16, dtype=F64)
-    _, _, sg, h = _lean_triton.lif_forward_packed(x, 0, None, torch.ones(1), 1, 1, 0.5, 1, 1, 0)  # type: ignore[arg-type]
+    _, bits, sg, h = _lean_triton.lif_forward_packed(x, 0, None, torch.ones(1), 1, 1, 0.5, 1, 1, 0)  # type: ignore[arg-type]
     assert sg is not None and h is None
+    assert bits.shape == (2, 2) and sg.shape == (2, 2)
     ((_, grid, args, meta, _),) = recording.calls
     assert grid == (1, 1) and args[1] is x and args[2] is x  # no alpha: no map
     _meta(meta, {"DECAY": 0.5, "TH": 1.0, "STATIC": False, "AFFINE": False, "WANT_SG": True,
@@ -1491,6 +1492,8 @@ def test_the_backward_context(via_op: bool, monkeypatch: pytest.MonkeyPatch) -> 
     x = _nhwc_steps(torch.rand(2, 2, 3, 2, 2, dtype=F64)).requires_grad_()
     s, bits = lean.lif(x, RECT, backend=" Eager ")
     node = s.grad_fn
+    assert ("lean_lif" in type(node).__name__) is via_op
+    assert ("_LeanLIFFunction" in type(node).__name__) is not via_op
     assert node.static is False and node.nhwc is True
     assert node.lif == (RECT.decay, RECT.threshold, 1, True, "eager" if not via_op else " Eager ")
     kept_bits, sg = node.saved_tensors
@@ -1507,6 +1510,8 @@ def test_the_backward_context(via_op: bool, monkeypatch: pytest.MonkeyPatch) -> 
     ).double()
     out = lean.spike_conv2d(flat, conv.to(memory_format=torch.channels_last), backend="eager")
     node = out.grad_fn
+    assert ("spike_conv2d" in type(node).__name__) is via_op
+    assert ("_SpikeConvFunction" in type(node).__name__) is not via_op
     assert node.s == ((4, 3, 2, 2), True, F64)
     assert node.conv == (False, (2, 1), (1, 0), (1, 1), 1)
     assert node.backend == "eager"
