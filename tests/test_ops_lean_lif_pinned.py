@@ -962,6 +962,36 @@ def test_lif_backward_bits_against_the_slow_loop(
     _close(ref, g.cpu().to(F64), tol)
 
 
+def test_eager_outputs_on_the_inputs_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tensor the eager backend makes is made on its inputs' device: with a stand-in
+    ``torch.empty`` that puts tensors made without a device on ``meta`` (as another default
+    device would), the same results on the CPU (only a GPU run would otherwise show it)."""
+    g = torch.Generator().manual_seed(8)
+    x = (torch.rand(3, 13, generator=g) < 0.5).to(F64)
+    grad = torch.randn(3, 13, generator=g, dtype=F64)
+    bits = _lean_eager.pack_bits(x)
+
+    def run() -> list[Tensor]:
+        return [
+            _lean_eager.pack_bits(x),
+            _lean_eager.unpack_bits(bits, 13, F64),
+            _lean_eager._unpack(bits, 13, torch.float32, complement=True),
+            _lean_eager.lif_backward_bits(grad, bits, bits, False, 0.5),
+            _lean_eager.lif_backward_bits(grad, bits, bits, True, 0.5),
+            _lean_eager.lif_backward_bits(grad.half(), bits, bits, False, 0.5),
+        ]
+
+    expected = run()
+    real_empty = torch.empty
+
+    def empty(*args, device=None, **kw):  # type: ignore[no-untyped-def]
+        return real_empty(*args, device="meta" if device is None else device, **kw)
+
+    monkeypatch.setattr(torch, "empty", empty)
+    for a, b in zip(expected, run(), strict=True):
+        assert b.device.type == "cpu" and torch.equal(a, b)
+
+
 def test_eager_backward_bits_computes_half_gradients_in_float32() -> None:
     """A sum that float16 would round: float32 arithmetic, rounded once at the end."""
     T, L = 3, 1
@@ -1427,6 +1457,10 @@ def test_triton_backward_bits_launch_and_messages(recording: _Recording, static:
         message = f"{name}: expected uint8 [{T}, 129] on cpu, got {bad.dtype} {tuple(bad.shape)}"
         with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
             _lean_triton.lif_backward_bits(grad_s, bad, bits, static, 0.25)
+    with pytest.raises(
+        TypeError, match=r"^grad_s: expected float16, bfloat16, float32 or float64, got dtype torch.int64$"
+    ):
+        _lean_triton.lif_backward_bits(grad_s.long(), bits, bits, static, 0.25)
     message = f"sg: expected uint8 [{T}, 129] on cpu, got torch.uint8 (3, 128)"
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         _lean_triton.lif_backward_bits(grad_s, bits, bits[:, 1:], static, 0.25)
@@ -1517,3 +1551,5 @@ def test_the_backward_context(via_op: bool, monkeypatch: pytest.MonkeyPatch) -> 
     assert node.backend == "eager"
     kept_bits, weight = node.saved_tensors
     assert kept_bits.shape == (1, (4 * 3 * 2 * 2 + 7) // 8) and weight is conv.weight
+    # the backend left out: the default setting
+    assert lean.spike_conv2d(flat, conv).grad_fn.backend == "auto"
