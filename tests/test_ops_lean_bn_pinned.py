@@ -228,9 +228,9 @@ CASES = [
 ]
 CASES += [replace(c, backend=b) for c in CASES[:20] for b in BACKENDS if b != "eager"]
 CASES += [replace(c, op=True) for c in CASES[:26]]
-# not in eval mode: the triton path's custom operator then returns the running mean itself as an
-# output (torch refuses outputs that alias inputs; reported, /work/mlogs/h-bn_bug_test.py)
-CASES += [replace(c, op=True, backend="triton") for c in CASES[:12] if c.training]
+# eval mode included: the triton path's custom operator returned the running mean itself as an
+# output there, which torch refuses (an output may not alias an input)
+CASES += [replace(c, op=True, backend="triton") for c in CASES[:12]]
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
@@ -944,3 +944,32 @@ def test_triton_ready_reads_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not ok and why.startswith("triton runs CPU tensors only in its interpreter")
     assert reg.ready(torch.device("cuda")) == (True, "")
     assert _lean_common._triton_ready(CPU) == (ok, why)
+
+
+def test_batch_stats_mixed_dtypes() -> None:
+    """The statistics in the dtype of the weight, accumulated in the wider of it and the input's;
+    the new running statistics computed in that dtype (float32 here: each value a float32 number)
+    and returned in the running statistics' own dtype."""
+    g = torch.Generator().manual_seed(6)
+    y = torch.randn(3, 2, 2, 2, generator=g) * 2 + 1
+    rm = torch.randn(2, generator=g, dtype=F64) / 3
+    rv = torch.rand(2, generator=g, dtype=F64) / 3 + 0.5
+    # float32 input, float64 weight, float32 running statistics, eval: all in float64
+    em, ei, _, _ = _lean_bn._batch_stats(
+        y, torch.ones(2, dtype=F64), rm.float(), rv.float(), False, 0.1, 1e-5
+    )
+    assert em.dtype == ei.dtype == F64
+    assert torch.equal(em, rm.float().double())
+    assert _rel_err(1 / (rv.float().double() + 1e-5).sqrt(), ei) <= 1e-15
+    # float32 input and weight, float64 running statistics, training: accumulated in float32
+    mean, invstd, nm, nv = _lean_bn._batch_stats(y, torch.ones(2), rm, rv, True, 0.1, 1e-5)
+    assert mean.dtype == invstd.dtype == torch.float32 and nm.dtype == nv.dtype == F64
+    assert torch.equal(nm, nm.float().double()) and torch.equal(nv, nv.float().double())
+    m, v, n = _hand_stats(y.double())
+    assert _rel_err(0.1 * m + 0.9 * rm, nm) <= 1e-6
+    assert _rel_err(0.1 * v * n / (n - 1) + 0.9 * rv, nv) <= 1e-6
+    # float64 input, float32 weight and running statistics: float64 accumulation, float32 results
+    mean, invstd, nm, nv = _lean_bn._batch_stats(
+        y.double(), torch.ones(2), rm.float(), rv.float(), True, 0.1, 1e-5
+    )
+    assert mean.dtype == invstd.dtype == nm.dtype == nv.dtype == torch.float32

@@ -55,7 +55,9 @@ def _batch_stats(
     acc = torch.promote_types(_h_dtype(y.dtype), sd)
     if not training:
         assert running_mean is not None and running_var is not None
-        return running_mean.to(sd), torch.rsqrt(running_var.to(acc) + eps).to(sd), None, None
+        # a copy: the custom operator returns the mean, and an output may not alias an input
+        mean = running_mean.to(sd, copy=True)
+        return mean, torch.rsqrt(running_var.to(acc) + eps).to(sd), None, None
     dims = [0, *range(2, y.dim())]
     var, mean = torch.var_mean(y.to(acc), dim=dims, correction=0)
     invstd = torch.rsqrt(var + eps)
