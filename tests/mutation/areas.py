@@ -211,12 +211,12 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/ops/_lean_cpp.py",
             "src/gac_coding/ops/_lean_triton.py",
         ),
-        tests=_LEAN_TESTS,
+        tests=(*_LEAN_TESTS, "tests/test_ops_lean_lif_pinned.py"),
         skip_tests=_LEAN_SKIP,
     ),
     "ops-lean-bn": Area(
         sources=("src/gac_coding/ops/_lean_bn.py", "src/gac_coding/ops/_lean_common.py"),
-        tests=_LEAN_TESTS,
+        tests=(*_LEAN_TESTS, "tests/test_ops_lean_bn_pinned.py"),
         skip_tests=_LEAN_SKIP,
     ),
     "ops-lean-api": Area(
