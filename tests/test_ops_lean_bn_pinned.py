@@ -73,15 +73,25 @@ _MODULES = {"eager": _lean_eager, "cpp": _lean_cpp, "triton": _lean_triton}
 _FUNCTIONS = ("pack_bits", "unpack_bits", "lif_forward_packed", "lif_backward_bits")
 
 
+class Calls(list):
+    """``(backend, function)`` of each call; ``affine``: whether each lif_forward_packed call was
+    handed BatchNorm's scale and shift (applied in the kernel)."""
+
+    affine: list[bool]
+
+
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
     """``(backend, function)`` of each call of a lean backend module's four functions (which
     backend ran: a fallback to eager gives the same numbers)."""
-    record: list[tuple[str, str]] = []
+    record = Calls()
+    record.affine = []
 
     def recorder(name: str, function: str, fn):  # type: ignore[no-untyped-def]
         def wrapped(*args):  # type: ignore[no-untyped-def]
             record.append((name, function))
+            if function == "lif_forward_packed":
+                record.affine.append(args[2] is not None and args[3] is not None)
             return fn(*args)
 
         return wrapped
@@ -235,7 +245,7 @@ CASES += [replace(c, op=True, backend="triton") for c in CASES[:12]]
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_bn_lif_against_batchnorm_then_slow_lif(
-    case: Case, monkeypatch: pytest.MonkeyPatch, calls: list[tuple[str, str]]
+    case: Case, monkeypatch: pytest.MonkeyPatch, calls: Calls
 ) -> None:
     """Two calls (the second with the statistics the first left): spikes, bits and their layout,
     the wanted gradients (None for the others) and their layout, the module's buffers; the
@@ -255,11 +265,13 @@ def test_bn_lif_against_batchnorm_then_slow_lif(
         s_ref, _h, g_ref = _reference(case, ref_bn, ry, w)
         targets = _grad_targets(y, bn, case.wanted)
         calls.clear()
+        calls.affine.clear()
+        in_kernel = case.backend == "triton" and case.pool == 0
         with _through_the_op(case.op, monkeypatch):
             s, bits = lean.bn_lif(y, bn, p, case.T, pool=case.pool, backend=case.backend)
-            assert {n for n, _ in calls} == {case.backend} and calls.count(
-                (case.backend, "lif_forward_packed")
-            ) == 1
+            assert {n for n, _ in calls} == {case.backend}
+            assert calls.count((case.backend, "lif_forward_packed")) == 1
+            assert calls.affine == [in_kernel]
             calls.clear()
             grads = _grads((s * w.to(dev)).sum(), targets) if s.requires_grad else [None, None, None]
         assert {n for n, _ in calls} == {case.backend}
@@ -267,6 +279,7 @@ def test_bn_lif_against_batchnorm_then_slow_lif(
             assert (case.backend, "lif_backward_bits") in calls
         else:
             assert calls.count((case.backend, "lif_forward_packed")) == 1
+            assert calls.affine == [in_kernel, in_kernel]
         s, bits, grads = s.cpu(), bits.cpu(), [None if g is None else g.cpu() for g in grads]
         assert torch.equal(s.detach(), s_ref)
         assert s.dtype == F64
@@ -452,6 +465,7 @@ def _op_args(case: Case, bn: nn.BatchNorm2d, save: bool, momentum: float) -> tup
         Case(affine=False, params="rect_detach", track=False),
         Case(backend="triton"),
         Case(backend="triton", channels_last=True, params="imagenet", pool=0, track=False),
+        Case(backend="triton", training=False, channels_last=True, params="imagenet"),
     ],
     ids=str,
 )
@@ -472,6 +486,7 @@ def test_op_outputs_statistics_and_fakes(case: Case, save: bool) -> None:
     z, ref_mean, ref_invstd = torch.native_batch_norm(y, bn.weight, bn.bias, rm, rv, training, 0.25, 1e-5)
     if not training and case.backend == "triton":  # the statistics it computes itself
         ref_mean, ref_invstd = bn.running_mean, (bn.running_var + 1e-5).rsqrt()
+        assert out[3].data_ptr() != on.running_mean.data_ptr()  # a copy: no output aliases an input
     elif not training:  # torch's kernel returns none in eval mode
         assert ref_mean.shape == ref_invstd.shape == (0,)
     assert mean.shape == ref_mean.shape and invstd.shape == ref_invstd.shape
@@ -582,7 +597,7 @@ def test_pack_and_unpack_messages_in_full() -> None:
 
 
 @pytest.mark.parametrize("backend", [*BACKENDS, "auto"])
-def test_pack_and_unpack_by_hand(backend: str, calls: list[tuple[str, str]]) -> None:
+def test_pack_and_unpack_by_hand(backend: str, calls: Calls) -> None:
     d = _dev(backend)
     x = torch.tensor(
         [[1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0], [0.0, -2.0, 0.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0]]
@@ -748,9 +763,7 @@ def test_like_layout_and_or_empty() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("nhwc", [False, True])
 @pytest.mark.parametrize("static", [False, True])
-def test_backward_from_bits_against_autograd(
-    backend: str, nhwc: bool, static: bool, calls: list[tuple[str, str]]
-) -> None:
+def test_backward_from_bits_against_autograd(backend: str, nhwc: bool, static: bool, calls: Calls) -> None:
     """The input gradient of the rectangle LIF with a detached reset from the bits of the spikes
     and of the window, in the layout of the spikes; ``is_static``: the sum over the steps (one
     input repeated at each step)."""
@@ -973,3 +986,35 @@ def test_batch_stats_mixed_dtypes() -> None:
         y.double(), torch.ones(2), rm.float(), rv.float(), True, 0.1, 1e-5
     )
     assert mean.dtype == invstd.dtype == nm.dtype == nv.dtype == torch.float32
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_half_input_float_module_on_the_triton_path(training: bool) -> None:
+    """float16 input, float32 module (mixed precision): the statistics in the module's dtype, as
+    the fake implementation says; computed from the float16 values in float32."""
+    d = _dev("triton")
+    bn = nn.BatchNorm2d(3).to(d)
+    with torch.no_grad():
+        bn.running_mean.fill_(0.25)
+        bn.running_var.fill_(2.0)
+    g = torch.Generator().manual_seed(7)
+    y = (torch.randn(4, 3, 2, 3, generator=g) * 0.01 + 3.0).half().to(d)
+    args = (bn.weight, bn.bias, bn.running_mean, bn.running_var, training, 0.1, bn.eps, 2, 0)
+    code = lean.check_lean_params(CIFAR)
+    tail = (CIFAR.decay, CIFAR.threshold, code, CIFAR.detach_reset, False, "triton")
+    out = torch.ops.gac_coding.bn_lif(y, *args, *tail)
+    spikes, _, _, mean, invstd, nm, nv = (t.cpu() for t in out)
+    assert spikes.dtype == torch.float16
+    assert mean.dtype == invstd.dtype == torch.float32
+    m, v, n = _hand_stats(y.cpu().double())
+    if training:
+        assert _rel_err(m, mean.double()) <= 1e-6 and _rel_err(1 / (v + 1e-5).sqrt(), invstd.double()) <= 1e-4
+        assert nm.dtype == nv.dtype == torch.float32
+    else:
+        assert mean.tolist() == [0.25] * 3 and _rel_err(torch.full((3,), (2 + 1e-5) ** -0.5), invstd) <= 1e-6
+    with FakeTensorMode() as mode:
+        fake = torch.ops.gac_coding.bn_lif(
+            mode.from_tensor(y), *(mode.from_tensor(a) if isinstance(a, Tensor) else a for a in args), *tail
+        )
+    for r, f in zip(out, fake, strict=True):
+        assert f.dtype == r.dtype and tuple(f.shape) == tuple(r.shape)
