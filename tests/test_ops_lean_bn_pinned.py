@@ -301,8 +301,9 @@ def test_bn_lif_against_batchnorm_then_slow_lif(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_bn_lif_without_gradients_keeps_the_statistics_right(backend: str) -> None:
-    """Under no_grad, and with nothing requiring a gradient: spikes, no graph, buffers updated."""
+def test_bn_lif_without_gradients_keeps_the_statistics_right(backend: str, calls: Calls) -> None:
+    """Under no_grad, and with nothing requiring a gradient: spikes, no graph, buffers updated;
+    no pooling unless asked (the triton path then applies BatchNorm in its kernel)."""
     case = Case(params="imagenet", backend=backend)
     for mode in ("no_grad", "nothing_wanted"):
         bn, ref_bn = _bn(case, 2, on=True), _bn(case, 2)
@@ -322,6 +323,8 @@ def test_bn_lif_without_gradients_keeps_the_statistics_right(backend: str) -> No
             s, bits = lean.bn_lif(y, bn, IMAGENET, 2, backend=backend)
         assert not s.requires_grad and s.grad_fn is None
         assert torch.equal(s.cpu(), s_ref.flatten(0, 1))
+        assert calls.affine == [backend == "triton"]
+        calls.affine.clear()
         for a, b in zip(ref_bn.state_dict().values(), bn.state_dict().values(), strict=True):
             assert torch.allclose(a, b.cpu(), rtol=1e-13, atol=0)
 
@@ -479,7 +482,9 @@ def test_op_outputs_statistics_and_fakes(case: Case, save: bool) -> None:
     yd = y.to(_dev(case.backend))
     args = _op_args(case, on, save, 0.25)
     out = torch.ops.gac_coding.bn_lif(yd, *args, case.backend)
-    spikes, bits, sg, mean, invstd, new_mean, new_var = (t.cpu() for t in out)
+    assert not any(t.requires_grad for t in out[1:])  # only the spikes are differentiable
+    assert out[0].requires_grad == case.affine
+    spikes, bits, sg, mean, invstd, new_mean, new_var = (t.detach().cpu() for t in out)
     rm = None if bn.running_mean is None else bn.running_mean.clone()
     rv = None if bn.running_var is None else bn.running_var.clone()
     training = case.training or rm is None
@@ -1018,3 +1023,48 @@ def test_half_input_float_module_on_the_triton_path(training: bool) -> None:
         )
     for r, f in zip(out, fake, strict=True):
         assert f.dtype == r.dtype and tuple(f.shape) == tuple(r.shape)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_input_backward_reads_the_membrane_in_float32(dtype: torch.dtype, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A half-precision input: the recomputed membrane is handed to the LIF's backward in float32
+    (the dtype the kernels compute in), the gradients come back in the input's dtype."""
+    seen: list[torch.dtype] = []
+    backward = _lean_bn.functional._lif_backward
+
+    def recording(plan, grad_s, h, static, p):  # type: ignore[no-untyped-def]
+        seen.append(h.dtype)
+        return backward(plan, grad_s, h, static, p)
+
+    monkeypatch.setattr(_lean_bn.functional, "_lif_backward", recording)
+    bn = nn.BatchNorm2d(3).to(dtype)
+    y = (torch.randn(4, 3, 2, 3, generator=torch.Generator().manual_seed(2)) * 2).to(dtype).requires_grad_()
+    s, _ = lean.bn_lif(y, bn, CIFAR, 2, backend="eager")
+    s.sum().backward()
+    assert seen == [torch.float32]
+    assert y.grad is not None and y.grad.dtype == dtype and bn.weight.grad.dtype == dtype
+
+
+def test_function_outputs_running_statistics_without_gradient() -> None:
+    """The autograd Function's new running statistics are not differentiable (only the spikes)."""
+    case = Case()
+    bn = _bn(case, 3)
+    y = _inputs(case, 4).requires_grad_()
+    spikes, bits, new_mean, new_var = _lean_bn._BNLIFFunction.apply(
+        y,
+        bn.weight,
+        bn.bias,
+        bn.running_mean,
+        bn.running_var,
+        True,
+        0.1,
+        bn.eps,
+        2,
+        0,
+        CIFAR,
+        0,
+        True,
+        "eager",
+    )
+    assert spikes.requires_grad and not bits.requires_grad
+    assert not new_mean.requires_grad and not new_var.requires_grad
