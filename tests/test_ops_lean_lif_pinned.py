@@ -992,6 +992,26 @@ def test_eager_outputs_on_the_inputs_device(monkeypatch: pytest.MonkeyPatch) -> 
         assert b.device.type == "cpu" and torch.equal(a, b)
 
 
+@pytest.mark.parametrize("little", [True, False])
+def test_eager_functions_run_on_the_inputs_device(little: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs on another device than the default one (``meta`` here, as CUDA tensors would be):
+    every tensor made along the way follows them (the byte table of the fallback included)."""
+    monkeypatch.setattr(_lean_eager, "_LITTLE_ENDIAN", little)
+    meta = torch.device("meta")
+    bits = torch.zeros(3, 2, dtype=torch.uint8, device=meta)
+    outs = [
+        _lean_eager.pack_bits(torch.zeros(3, 13, device=meta)),
+        _lean_eager.unpack_bits(bits, 13, F64),
+        _lean_eager._unpack(bits, 13, torch.float32, complement=True),
+        _lean_eager.lif_backward_bits(torch.zeros(3, 13, dtype=F64, device=meta), bits, bits, False, 0.5),
+        _lean_eager.lif_backward_bits(
+            torch.zeros(3, 13, dtype=torch.float16, device=meta), bits, bits, True, 0.5
+        ),
+    ]
+    assert [t.device for t in outs] == [meta] * 5
+    assert [tuple(t.shape) for t in outs] == [(3, 2), (3, 13), (3, 13), (3, 13), (13,)]
+
+
 def test_eager_backward_bits_computes_half_gradients_in_float32() -> None:
     """A sum that float16 would round: float32 arithmetic, rounded once at the end."""
     T, L = 3, 1
