@@ -1068,3 +1068,36 @@ def test_function_outputs_running_statistics_without_gradient() -> None:
     )
     assert spikes.requires_grad and not bits.requires_grad
     assert not new_mean.requires_grad and not new_var.requires_grad
+
+
+def test_momentum_none_without_a_count_as_torch() -> None:
+    """momentum=None and no ``num_batches_tracked``: torch's BatchNorm then updates with factor 0
+    (the running statistics stay); so does bn_lif."""
+    case = Case(momentum=None)
+    bn, ref_bn = _bn(case, 5), _bn(case, 5)
+    bn.num_batches_tracked = ref_bn.num_batches_tracked = None
+    y = _inputs(case, 6)
+    with torch.no_grad():
+        ref = ref_bn(y)
+        s, _ = lean.bn_lif(y, bn, IMAGENET, 2)
+        s_ref, _ = slow_lif(
+            ref.view(2, 2, *ref.shape[1:]), IMAGENET.decay, IMAGENET.threshold, "rectangle", True
+        )
+    assert torch.equal(s, s_ref.flatten(0, 1))
+    assert torch.equal(bn.running_mean, ref_bn.running_mean) and torch.equal(
+        bn.running_var, ref_bn.running_var
+    )
+    assert torch.equal(bn.running_mean, _bn(case, 5).running_mean)
+
+
+def test_one_running_statistic_is_refused_in_eval_mode_as_torch() -> None:
+    """A module left with a running mean but no running variance: torch's BatchNorm refuses to run
+    it in eval mode (it does not fall back to the batch statistics); so does bn_lif."""
+    case = Case(training=False)
+    bn, ref_bn = _bn(case, 5), _bn(case, 5)
+    bn.running_var = ref_bn.running_var = None
+    y = _inputs(case, 6)
+    with pytest.raises(RuntimeError, match="running_var must be defined in evaluation mode"):
+        ref_bn(y)
+    with pytest.raises(ValueError, match="running_mean and running_var must either both be None"):
+        lean.bn_lif(y, bn, CIFAR, 2)
