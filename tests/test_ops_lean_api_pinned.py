@@ -5,6 +5,8 @@ checkpoint and measurement helpers."""
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Sequence
 
 import pytest
@@ -15,7 +17,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import gac_coding as gac
 from gac_coding import set_memory
-from gac_coding.ops import LIFParams, backends, lean
+from gac_coding.ops import LIFParams, _cpp, backends, lean
 from gac_coding.ops import gated_lif as default_gated_lif
 from gac_coding.ops.memory import checkpoint, module_memory, saved_tensor_bytes
 
@@ -567,3 +569,467 @@ def test_lean_gated_one_step(static: bool) -> None:
         assert torch.equal(out, res[0][0])
         for a, b in zip(res[0][1], grads, strict=True):
             _close(a, b)
+
+
+# ---------------------------------------------------------------- what the strided 1x1 path keeps
+
+# (convolution, whether pointwise_conv keeps only the positions it reads), by hand: only a 1x1
+# kernel of the same stride s > 1 both ways, no padding, no dilation, one group, is lean
+CONVS = [
+    (lambda: nn.Conv2d(4, 6, 1, stride=2), True),
+    (lambda: nn.Conv2d(4, 6, (1, 1), stride=(2, 2), padding=(0, 0), dilation=(1, 1)), True),
+    (lambda: nn.Conv2d(4, 6, 1, stride=3, bias=False), True),
+    (lambda: nn.Conv2d(4, 6, 1), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=(2, 1)), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=(1, 2)), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, padding=1), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, padding=(0, 1)), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, padding=(1, 0)), False),
+    (lambda: nn.Conv2d(4, 6, 3, stride=2), False),
+    (lambda: nn.Conv2d(4, 6, (1, 3), stride=2), False),
+    (lambda: nn.Conv2d(4, 6, (3, 1), stride=2), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, dilation=2), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, dilation=(1, 2)), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, dilation=(2, 1)), False),
+    (lambda: nn.Conv2d(4, 6, 1, stride=2, groups=2), False),
+]
+
+
+def _rows(n: int, s: int) -> int:
+    return (n + s - 1) // s
+
+
+@pytest.mark.parametrize(("make", "lean_expected"), CONVS, ids=[str(i) for i in range(len(CONVS))])
+@pytest.mark.parametrize("wanted", [(True, True), (True, False), (False, True)])
+def test_pointwise_conv_keeps_only_what_it_reads(make, lean_expected: bool, wanted) -> None:  # type: ignore[no-untyped-def]
+    """The bytes autograd keeps, worked out by hand: the lean path keeps the ``ceil(H / s) *
+    ceil(W / s)`` positions read (a copy), the convolution itself its whole input; a frozen weight
+    is kept too (a leaf wanting no gradient counts), a trained one is not. The numbers are the
+    convolution's either way."""
+    torch.manual_seed(14)
+    conv = make().double()
+    conv.weight.requires_grad_(wanted[1])
+    x0 = torch.randn(2, 4, 7, 5, generator=torch.Generator().manual_seed(15), dtype=F64)
+    leaf = x0.clone().requires_grad_(wanted[0])
+    x = leaf.clone() if wanted[0] else leaf  # a non-leaf when it wants a gradient: counted
+    with saved_tensor_bytes() as saved:
+        out = lean.pointwise_conv(conv, x)
+    ref = conv(x0)
+    assert torch.equal(out.detach(), ref.detach())
+    s = conv.stride[0]
+    kept = 2 * 4 * _rows(7, s) * _rows(5, s) if lean_expected else 2 * 4 * 7 * 5
+    frozen = 0 if wanted[1] else conv.weight.numel()
+    assert (saved.bytes, saved.tensors) == (8 * (kept + frozen), 1 + (frozen > 0))
+    with torch.no_grad(), saved_tensor_bytes() as none:
+        assert torch.equal(lean.pointwise_conv(conv, x), ref.detach())
+    assert (none.bytes, none.tensors) == (0, 0)
+
+
+def test_pointwise_conv_of_stride_one_runs_the_convolution_itself() -> None:
+    """Stride 1 reads every position: the convolution runs as it is and keeps its input as it
+    is, here a slice of a larger tensor, whose whole storage counts (no compact copy made)."""
+    conv = nn.Conv2d(4, 6, 1).double()
+    big = torch.randn(2, 4, 9, 9, dtype=F64, requires_grad=True) * 1.0
+    x = big[:, :, :7, :5]
+    with saved_tensor_bytes() as saved:
+        out = lean.pointwise_conv(conv, x)
+    assert torch.equal(out, conv(x))
+    assert (saved.bytes, saved.tensors) == (8 * 2 * 4 * 9 * 9, 1)
+
+
+def test_pointwise_conv_keeps_nothing_when_nothing_wants_a_gradient() -> None:
+    conv = nn.Conv2d(4, 6, 1, stride=2).double().requires_grad_(False)
+    x = torch.randn(2, 4, 7, 5, dtype=F64)
+    with saved_tensor_bytes() as saved:
+        out = lean.pointwise_conv(conv, x)
+    assert not out.requires_grad and (saved.bytes, saved.tensors) == (0, 0)
+    assert torch.equal(out, conv(x))
+
+
+# ------------------------------------------------------- the CUDA random state, by stand-ins
+
+
+class _Dev:
+    """Stands in for a tensor where only its device is read."""
+
+    def __init__(self, device: str) -> None:
+        self.device = torch.device(device)
+
+
+def test_rng_devices_by_hand() -> None:
+    from gac_coding.ops import memory
+
+    devs = [_Dev(d) for d in ("cuda:2", "cpu", "cuda", "cuda:0", "meta", "cuda:2", "cuda:1")]
+    assert memory._rng_devices(devs) == [0, 1, 2]  # type: ignore[arg-type]
+    assert memory._rng_devices([_Dev("cpu")]) == []  # type: ignore[list-item]
+
+
+def test_checkpoint_saves_and_restores_the_cuda_random_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No GPU needed: stand-ins for the CUDA random-state calls record what the checkpoint hands
+    them. The forward pass reads the state of each device of the inputs (two here, by a stand-in
+    ``_rng_devices``), the backward pass forks the random state of exactly those devices and,
+    inside the fork, sets each back to what it was at the first run, before running again."""
+    from gac_coding.ops import memory
+
+    log: list[tuple[object, ...]] = []
+    inside = [False]
+    real_fork = torch.random.fork_rng
+
+    @contextlib.contextmanager
+    def fork_rng(*args, **kwargs):  # type: ignore[no-untyped-def]
+        log.append(("fork", args, kwargs))
+        with real_fork(devices=[]):
+            inside[0] = True
+            try:
+                yield
+            finally:
+                inside[0] = False
+        log.append(("joined",))
+
+    def get_rng_state(device="cuda"):  # type: ignore[no-untyped-def]
+        log.append(("get", device))
+        return torch.tensor([10 + device], dtype=torch.uint8) if isinstance(device, int) else None
+
+    def set_rng_state(new_state, device="cuda"):  # type: ignore[no-untyped-def]
+        state = new_state.tolist() if isinstance(new_state, Tensor) else new_state
+        log.append(("set", state, device, inside[0]))
+
+    def run(a: Tensor) -> Tensor:
+        log.append(("run", inside[0]))
+        return F.dropout(a, 0.5) * 3
+
+    monkeypatch.setattr(memory, "_rng_devices", lambda tensors: [1, 3])
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", get_rng_state)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    x = torch.randn(6, 8, dtype=F64, requires_grad=True)
+    torch.manual_seed(30)
+    out = checkpoint(run, [], x)
+    assert log == [("get", 1), ("get", 3), ("run", False)]
+    log.clear()
+    torch.manual_seed(31)
+    out.backward(torch.ones_like(out))
+    assert log == [
+        ("fork", (), {"devices": [1, 3]}),
+        ("set", [11], 1, True),
+        ("set", [13], 3, True),
+        ("run", True),
+        ("joined",),
+    ]
+    torch.manual_seed(30)
+    ref = F.dropout(torch.ones_like(x), 0.5) * 3  # the first run's draws: the same mask
+    assert torch.equal(x.grad, ref)
+
+
+# ------------------------------------------- the custom operators chosen while tracing, eagerly
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("recipe", ["cifar", "imagenet"])
+def test_gated_lif_while_tracing_runs_the_custom_operator(
+    static: bool, recipe: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the compiler ``lean.gated_lif`` hands its arguments to the custom operator (here with
+    the tracing test stood in for, the operator run eagerly): the default op's outputs, and its
+    gradients for float32 scores of a float64 input (converted to the input's dtype)."""
+    monkeypatch.setattr(lean, "_tracing", lambda: True)
+    calls: list[str] = []
+    real_op = torch.ops.gac_coding.lean_gated_lif
+
+    def op(*args):  # type: ignore[no-untyped-def]
+        calls.append(args[-1])
+        return real_op(*args)
+
+    monkeypatch.setattr(torch.ops.gac_coding, "lean_gated_lif", op)
+    p = gac.RECIPES[recipe]
+    u, ta, sca, w = _gated_inputs(static)
+    ta32 = ta.float()
+    results = []
+    for fn in (default_gated_lif, lean.gated_lif):
+        args = [u.clone().requires_grad_(), ta32.clone().requires_grad_(), sca.clone().requires_grad_()]
+        out, fired, gate = fn(*args, p, static=static, backend="eager")
+        assert out.dtype == F64 and gate.dtype == F64
+        (out * w).sum().backward()
+        results.append((out.detach(), fired, gate, [a.grad for a in args]))
+    assert calls == ["eager"]
+    (o1, f1, m1, g1), (o2, f2, m2, g2) = results
+    assert torch.equal(o1, o2) and torch.equal(f1, f2) and torch.equal(m1, m2)
+    for a, b in zip(g1, g2, strict=True):
+        if a.dtype == torch.float32:
+            assert b.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-6, atol=1e-6)
+        else:
+            _close(a, b)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_conv_while_tracing_runs_the_custom_operator(
+    bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the compiler ``pointwise_conv`` returns the custom operator's first output (the
+    convolution; its second is the kept input): the module's numbers, keeping a quarter of it."""
+    monkeypatch.setattr(lean, "_tracing", lambda: True)
+    torch.manual_seed(16)
+    conv = nn.Conv2d(4, 6, 1, stride=2, bias=bias).double()
+    ref_conv = nn.Conv2d(4, 6, 1, stride=2, bias=bias).double()
+    ref_conv.load_state_dict(conv.state_dict())
+    x0 = torch.randn(2, 4, 7, 5, generator=torch.Generator().manual_seed(17), dtype=F64)
+    w = torch.randn(2, 6, 4, 3, generator=torch.Generator().manual_seed(18), dtype=F64)
+    leaf, ref_x = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    x = leaf.clone()
+    with saved_tensor_bytes() as saved:
+        out = lean.pointwise_conv(conv, x)
+    ref = ref_conv(ref_x)
+    assert torch.equal(out.detach(), ref.detach())
+    assert (saved.bytes, saved.tensors) == (8 * 2 * 4 * 4 * 3, 1)
+    (out * w).sum().backward()
+    (ref * w).sum().backward()
+    _close(ref_x.grad, leaf.grad)
+    for a, b in zip(ref_conv.parameters(), conv.parameters(), strict=True):
+        _close(a.grad, b.grad)
+
+
+def test_checkpoint_while_compiling_is_torchs_non_reentrant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the compiler (stood in for) ``checkpoint`` is ``torch.utils.checkpoint`` with
+    ``use_reentrant=False`` passed (no warning), which ``torch.autograd.grad`` can differentiate
+    (the reentrant one refuses): the segment's numbers."""
+    torch.manual_seed(19)
+    lin, ref_lin = nn.Linear(5, 3).double(), nn.Linear(5, 3).double()
+    ref_lin.load_state_dict(lin.state_dict())
+    x0 = torch.randn(4, 5, generator=torch.Generator().manual_seed(20), dtype=F64)
+    w = torch.randn(4, 3, generator=torch.Generator().manual_seed(21), dtype=F64)
+    x, ref_x = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = checkpoint(lambda a: lin(a).tanh(), [lin], x)
+        grads = torch.autograd.grad((out * w).sum(), [x, *lin.parameters()])
+    monkeypatch.undo()
+    ref = ref_lin(ref_x).tanh()
+    ref_grads = torch.autograd.grad((ref * w).sum(), [ref_x, *ref_lin.parameters()])
+    assert torch.equal(out, ref)
+    _same_grads(ref_grads, grads)
+
+
+# --------------------------------------------------- the backend of the gated LIF's backward
+
+
+@pytest.mark.parametrize("backend", ["eager", *(["cpp"] if _cpp.toolchain_available() else [])])
+@pytest.mark.parametrize("static", [True, False])
+def test_gated_lif_backward_runs_on_the_backend_set(
+    backend: str, static: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backward pass runs the forward again and then the backward on the backend the setting
+    names (``"cpp"`` where a C++ toolchain is found: the same as the forward), with the default
+    op's gradients."""
+    from gac_coding.ops import functional
+
+    plans: list[tuple[str, ...]] = []
+    real = functional._gated_backward
+
+    def recorded(plan, *args):  # type: ignore[no-untyped-def]
+        plans.append(plan.names)
+        return real(plan, *args)
+
+    monkeypatch.setattr(functional, "_gated_backward", recorded)
+    p = gac.RECIPES["imagenet"]
+    u, ta, sca, w = _gated_inputs(static)
+    grads = []
+    for fn in (default_gated_lif, lean.gated_lif):
+        args = [t.clone().requires_grad_() for t in (u, ta, sca)]
+        out = fn(*args, p, static=static, backend=backend)[0]
+        grads.append(torch.autograd.grad((out * w).sum(), args))
+    assert plans == [(backend,), (backend,)]  # the default op's, then the lean op's
+    _same_grads(grads[0], grads[1])
+
+
+# ----------------------------------------------------------------------- a block's shortcut
+
+
+def test_block_shortcut_by_kind() -> None:
+    """An identity hands ``x`` on; a sequence opening with a 1x1 strided convolution runs it lean
+    (a quarter of ``x`` kept) and the rest as it is; anything else (a bare convolution, a sequence
+    opening with pooling, an empty sequence) runs as it is: the module's numbers every time."""
+    torch.manual_seed(22)
+    x0 = torch.randn(2, 4, 8, 6, generator=torch.Generator().manual_seed(23), dtype=F64)
+    leaf = x0.clone().requires_grad_()
+    x = leaf * 1.0  # a non-leaf, counted where it is kept
+
+    def conv() -> nn.Conv2d:
+        return nn.Conv2d(4, 6, 1, stride=2, bias=False).double()
+
+    assert lean.block_shortcut(nn.Identity(), x) is x
+    cases = [
+        (nn.Sequential(conv(), nn.BatchNorm2d(6).double()), 2 * 4 * 4 * 3),
+        (nn.Sequential(conv()), 2 * 4 * 4 * 3),
+        (conv(), 2 * 4 * 8 * 6),
+        # the pooling keeps its input, the convolution the pooled one
+        (nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(4, 6, 1, bias=False).double()), 2 * 4 * (48 + 12)),
+        (nn.Sequential(), 0),
+    ]
+    for module, kept in cases:
+        with saved_tensor_bytes() as saved:
+            out = lean.block_shortcut(module, x)
+        assert torch.equal(out, module(x))
+        bn = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+        # BatchNorm keeps its input, the running mean and variance, the batch mean and inverse std
+        bn_bytes = 8 * (2 * 6 * 4 * 3 + 4 * 6) if bn else 0
+        assert saved.bytes == 8 * kept + bn_bytes
+
+
+# ------------------------------------------------------------------------ on the meta device
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pointwise_conv_gradients_on_the_meta_device(bias: bool, channels_last: bool) -> None:
+    """The strided 1x1 path on another device than the default (meta: shapes only) gives every
+    gradient on that device with the module's shapes and layouts (the meta convolution backward
+    reads the bias's size from its argument)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    grads = []
+    for fn in (lambda c, a: c(a), lean.pointwise_conv):
+        conv = nn.Conv2d(4, 6, 1, stride=2, bias=bias, device="meta").to(memory_format=fmt)
+        x = torch.empty(2, 4, 7, 5, device="meta").contiguous(memory_format=fmt).requires_grad_()
+        out = fn(conv, x)
+        out.backward(torch.empty_like(out))
+        grads.append([x.grad, conv.weight.grad, None if conv.bias is None else conv.bias.grad])
+    for a, b in zip(*grads, strict=True):
+        if a is None:
+            assert b is None
+        else:
+            assert b.device.type == "meta" and b.shape == a.shape and b.dtype == a.dtype
+            assert b.is_contiguous(memory_format=fmt if b.dim() == 4 else torch.contiguous_format)
+
+
+# ------------------------------------------------------- which gated op runs, and its outputs
+
+SUBSETS = [(False, False, False), (True, False, False), (False, True, False), (False, False, True)]
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("wanted", SUBSETS)
+def test_gated_lif_runs_the_default_op_exactly_when_nothing_wants_a_gradient(
+    grad: bool, wanted: tuple[bool, bool, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lean.gated_lif`` (its defaults: not static, backend ``"auto"``) hands the call to the
+    default op with gradients off or no input wanting one, else runs its own: the default op's
+    outputs either way, spikes and gate never differentiable, the same gradients."""
+    from gac_coding.ops import functional
+
+    p = gac.RECIPES["cifar"]
+    u, ta, sca, w = _gated_inputs(False)
+    ref_args = [t.clone().requires_grad_(r) for t, r in zip((u, ta, sca), wanted, strict=True)]
+    ref = default_gated_lif(*ref_args, p)
+    calls: list[tuple[object, ...]] = []
+    real = functional.gated_lif
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append((len(args), kwargs))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(functional, "gated_lif", recorded)
+    args = [t.clone().requires_grad_(r) for t, r in zip((u, ta, sca), wanted, strict=True)]
+    with torch.set_grad_enabled(grad):
+        out = lean.gated_lif(*args, p)
+    lean_ran = grad and any(wanted)
+    assert calls == ([] if lean_ran else [(4, {"static": False, "backend": "auto"})])
+    for a, b in zip(ref, out, strict=True):
+        assert torch.equal(a.detach(), b.detach())
+    assert out[0].requires_grad == lean_ran
+    assert not out[1].requires_grad and not out[2].requires_grad
+    if lean_ran:
+        grads = torch.autograd.grad((out[0] * w).sum(), [a for a in args if a.requires_grad])
+        ref_grads = torch.autograd.grad((ref[0] * w).sum(), [a for a in ref_args if a.requires_grad])
+        _same_grads(ref_grads, grads)
+
+
+# --------------------------------------------------------------- checkpoint and memory checks
+
+
+def test_params_of_each_trained_parameter_once() -> None:
+    from gac_coding.ops import memory
+
+    a, b = nn.Linear(2, 2), nn.Linear(2, 3)
+    b.bias.requires_grad_(False)
+    shared = nn.Sequential(a, b, a)
+    assert [id(p) for p in memory._params_of([a, shared, b, a])] == [id(a.weight), id(a.bias), id(b.weight)]
+
+
+def test_checkpoint_of_a_module_listed_twice_gives_its_gradients_once() -> None:
+    torch.manual_seed(24)
+    lin, ref_lin = nn.Linear(3, 3).double(), nn.Linear(3, 3).double()
+    ref_lin.load_state_dict(lin.state_dict())
+    x = torch.randn(2, 3, generator=torch.Generator().manual_seed(25), dtype=F64)
+    out = checkpoint(lambda a: lin(lin(a)), [lin, lin], x)
+    out.sum().backward()
+    ref_lin(ref_lin(x)).sum().backward()
+    _same_grads([p.grad for p in ref_lin.parameters()], [p.grad for p in lin.parameters()])
+
+
+def test_checkpoint_without_gradients_is_the_segment_itself() -> None:
+    """Without gradients nothing is checked nor kept: the segment's result, a tuple here."""
+    x = torch.randn(3, requires_grad=True)
+    with torch.no_grad():
+        pair = checkpoint(lambda a: (a, a * 2), [], x)
+    assert isinstance(pair, tuple) and pair[0] is x and torch.equal(pair[1], x.detach() * 2)
+
+
+def test_lean_is_off_while_jit_traces_or_exports(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gac_coding.ops.memory import lean_active
+
+    seen: list[bool] = []
+
+    def f(x: Tensor) -> Tensor:
+        seen.append(lean_active("lean"))
+        return x * 2
+
+    assert lean_active("lean") and not lean_active("default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(f, torch.ones(2), check_trace=False)
+    assert seen == [False]
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert not lean_active("lean")
+
+
+def test_check_memory_messages_in_full() -> None:
+    from gac_coding.ops.memory import check_memory
+
+    with pytest.raises(TypeError) as info:
+        check_memory(3)
+    assert str(info.value) == "memory: expected one of ['default', 'lean', 'checkpoint'], got int"
+    with pytest.raises(ValueError) as info2:
+        check_memory("checkpoint", "memory (LIF)", ("default", "lean"))
+    assert (
+        str(info2.value)
+        == "memory (LIF): 'checkpoint' does not apply here; expected one of ['default', 'lean']"
+    )
+    with pytest.raises(ValueError) as info3:
+        check_memory("small", "m", ("default",))
+    assert str(info3.value) == "m: expected one of ['default'], got 'small'"
+
+
+@pytest.mark.parametrize("tracing", [False, True])
+def test_gated_lif_scores_in_the_dtype_of_the_input(tracing: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float64 scores of a float32 input are computed with in float32, as by the default op: the
+    same gate bit for bit (float64 products rounded once to float32 differ here and there)."""
+    if tracing:
+        monkeypatch.setattr(lean, "_tracing", lambda: True)
+    p = gac.RECIPES["cifar"]
+    g = torch.Generator().manual_seed(26)
+    T, shape = 4, (3, 8, 6, 6)
+    u = torch.randn(T, *shape, generator=g)
+    ta = torch.randn(T, shape[0], generator=g, dtype=F64) * 3
+    sca = torch.randn(T, *shape, generator=g, dtype=F64) * 3
+    w = torch.randn(T, *shape, generator=g)
+    res = []
+    for fn in (default_gated_lif, lean.gated_lif):
+        args = [t.clone().requires_grad_() for t in (u, ta, sca)]
+        out, fired, gate = fn(*args, p, backend="eager")
+        assert out.dtype == gate.dtype == torch.float32
+        grads = torch.autograd.grad((out * w).sum(), args)
+        res.append((out.detach(), fired, gate, grads))
+    (o1, f1, m1, g1), (o2, f2, m2, g2) = res
+    assert torch.equal(m1, m2) and torch.equal(f1, f2) and torch.equal(o1, o2)
+    for a, b in zip(g1, g2, strict=True):
+        assert a.dtype == b.dtype and torch.allclose(a, b, rtol=1e-5, atol=1e-6)
