@@ -1103,3 +1103,13 @@ def test_one_running_statistic_is_refused_in_eval_mode_as_torch(backend: str) ->
         ref_bn(y)
     with pytest.raises((ValueError, AssertionError)):
         lean.bn_lif(y.to(_dev(backend)), bn, CIFAR, 2, backend=backend)
+
+
+def test_lean_backend_built_anew() -> None:
+    """A backend entry built in the test (the registry's were built at import)."""
+    b = _lean_common._LeanBackend("cpp", "_lean_eager", lambda device: (False, f"not on {device}"))
+    assert b.name == "cpp" and repr(b) == "<gac_coding lean backend 'cpp'>"
+    assert b.module() is _lean_eager
+    assert b.ready(CPU) == (False, "not on cpu")
+    assert b.covers(CPU, F64) == backends.REGISTRY["cpp"].covers(CPU, F64)
+    assert b.pack_bits(torch.tensor([[1.0, 1.0]])).tolist() == [[3]]
