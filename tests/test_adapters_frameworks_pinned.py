@@ -1097,3 +1097,124 @@ def test_snntorch_loop_calls_the_backbone_once_on_the_first_step(T: int) -> None
     assert len(net.backbone.inputs) == 1 and torch.equal(net.backbone.inputs[0], code[0])
     assert out.shape == (T, 2, 4)
     assert net._driver.feed.code is None and net._driver.feed.calls == T  # stopped after the call
+
+
+def test_snntorch_leaky_that_does_not_say_its_settings_has_snntorchs_defaults() -> None:
+    """A ``Leaky`` of snnTorch's package that lacks a setting (say, from a version that did not have
+    it) is read with snnTorch's default: the soft reset, no inhibition, no state quantisation, no
+    membrane output, binary spikes."""
+    bare = type("Leaky", (nn.Module,), {"__module__": "snntorch._neurons.leaky"})
+    m = bare()
+    m.beta, m.threshold, m.spike_grad = torch.tensor(0.5), torch.tensor(0.75), strict
+    where = "'b.0' (Leaky)"
+    with pytest.raises(
+        ValueError,
+        match=full_match(
+            f"{where}: reset_mechanism='subtract' is a soft reset (subtract the threshold), which NIR's "
+            f"LIF (reset to v_reset) cannot express exactly; build the neuron with reset_mechanism='zero'"
+        ),
+    ):
+        node_of("snntorch", m, where=where)
+    m.reset_mechanism = "zero"
+    node = node_of("snntorch", m, where=where)
+    check_arrays(
+        node,
+        "LIF",
+        {"tau": DT / 0.5, "r": 2.0, "v_leak": 0.0, "v_threshold": 0.75, "v_reset": 0.0},
+        (2, 3),
+        np.float64,
+    )
+
+
+def test_snntorch_spike_function_probed_in_the_models_dtype() -> None:
+    """A spike function written for the model's dtype (``torch.heaviside`` takes one dtype): the
+    probe runs it in that dtype, so a float64 model's is classified, not broken."""
+    values = torch.zeros((), dtype=torch.float64)
+    m = leaky(0.5, spike_grad=lambda v: torch.heaviside(v, values))
+    check_arrays(
+        node_of("snntorch", m),
+        "LIF",
+        {"tau": DT / 0.5, "r": 2.0, "v_leak": 0.0, "v_threshold": 0.5, "v_reset": 0.0},
+        (2, 3),
+        np.float64,
+    )
+
+
+def test_norse_cell_that_does_not_say_its_dt_has_norses_default() -> None:
+    import norse.torch as norse
+
+    bare = type("LIFCell", (nn.Module,), {"__module__": "norse.torch.module.lif"})()
+    bare.p = norse.LIFParameters(tau_syn_inv=torch.tensor(250.0), tau_mem_inv=torch.tensor(125.0))
+    # dt 1 ms: leak_mem = 0.125 -> tau_mem = 8 dt; leak_syn = 0.25 -> tau_syn = 4 dt, w_in = 4
+    check_arrays(
+        node_of("norse", bare),
+        "CubaLIF",
+        {"tau_syn": 4 * DT, "tau_mem": 8 * DT, "r": 1.0, "v_leak": 0.0, "v_threshold": 1.0, "v_reset": 0.0,
+         "w_in": 4.0},
+        (2, 3),
+        np.float64,
+    )  # fmt: skip
+
+
+class OwnNeuron(nn.Module):
+    """A per-step neuron made elsewhere: it has ``reset_mem`` but says no ``init_hidden``, and it
+    holds snnTorch neurons of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        import snntorch as snn
+
+        self.inner = nn.Sequential(snn.Leaky(beta=0.5, init_hidden=True))
+
+    def reset_mem(self) -> None:
+        self.inner[0].reset_mem()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.inner(x)
+
+
+def test_snntorch_a_neuron_is_not_looked_into_and_init_hidden_defaults_to_false() -> None:
+    import snntorch as snn
+
+    own = OwnNeuron()
+    stepwise, sequence = snntorch_adapter._neurons(nn.Sequential(nn.Linear(2, 2), own))
+    assert stepwise == [("1", own)] and sequence == []
+    # without init_hidden it is taken to loop itself (snnTorch's default init_hidden=False)
+    fc = nn.Linear(2, 2)
+    assert snntorch_adapter.build(nn.Sequential(fc, own), 2, ("0", fc)).mode == "loop"
+    with pytest.raises(
+        ValueError,
+        match=full_match(
+            "backbone: expected snnTorch neurons that all use init_hidden=True (the wrapper loops over "
+            "time) or all init_hidden=False (the net loops itself), got both: '0' (Leaky) has "
+            "init_hidden=True, '1' (OwnNeuron) has init_hidden=False"
+        ),
+    ):
+        snntorch_adapter.build(nn.Sequential(snn.Leaky(beta=0.5, init_hidden=True), own), 2, None)
+
+
+class NeedsState(nn.Module):
+    """A stateful module whose ``state`` argument has no default."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.states: list[Any] = []
+
+    def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        self.states.append(state)
+        return x + 1, "final"
+
+
+def test_norse_driver_passes_the_state_argument_explicitly() -> None:
+    code = torch.zeros(2, 1, 3)
+    net = NeedsState()
+    out = norse_adapter.NorseDriver("sequence", 2, stateful=True).run(net, code)
+    assert torch.equal(out, code + 1) and net.states == [None]
+    net = NeedsState()
+    out = norse_adapter.NorseDriver("step", 2, stateful=True).run(net, code)
+    assert torch.equal(out, code + 1) and net.states == [None, "final"]
+
+
+def test_spikingjelly_a_step_mode_that_is_not_a_string_is_not_read() -> None:
+    assert sj_adapter._mode_of(Supported(("m",), step_mode=1)) is None
+    assert sj_adapter.step_modes(nn.Sequential(Supported(("m",), step_mode=1))) == {}
