@@ -406,7 +406,12 @@ AREAS: dict[str, Area] = {
             "src/gac_coding/adapters/norse.py",
             "src/gac_coding/adapters/spikingjelly.py",
         ),
-        tests=(*_ADAPTER_TESTS, *_NIR_TESTS, "tests/test_energy.py"),
+        tests=(
+            *_ADAPTER_TESTS,
+            *_NIR_TESTS,
+            "tests/test_energy.py",
+            "tests/test_adapters_frameworks_pinned.py",
+        ),
         skip_tests={
             **_ADAPTER_SKIP,
             **_NIR_SKIP,
