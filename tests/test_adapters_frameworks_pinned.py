@@ -819,6 +819,8 @@ def test_norse_classifies_cells_and_sequence_modules() -> None:
     assert all(norse_adapter._is_neuron(m) for m in neurons)
     mine = type("Mine", (norse.LIFCell,), {"__module__": "elsewhere"})()
     assert norse_adapter._is_neuron(mine)
+    # a cell that derives from no Norse base class is a neuron by its name
+    assert norse_adapter._is_neuron(norse.CobaLIFCell(2, 2))
     assert not any(
         norse_adapter._is_neuron(m)
         for m in (norse.SequentialState(), norse.Lift(nn.Linear(2, 2)), MyCell(), nn.RNNCell(2, 2),
