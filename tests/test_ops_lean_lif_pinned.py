@@ -871,6 +871,14 @@ def test_affine_per_channel_by_hand() -> None:
         c = (i // inner) % channels
         expected[:, i] = x[:, i] * float(alpha[c]) + float(beta[c])
     assert out.dtype == F64 and torch.equal(out, expected)
+    # the scale and shift are brought to x's dtype, not x promoted to theirs
+    for dtype in (torch.float32, torch.float16):
+        low = _lean_eager.affine(x.to(dtype), alpha.double(), beta.double(), channels, inner)
+        assert low.dtype == dtype and torch.equal(low, expected.to(dtype))
+        spikes, _, _, h = _lean_eager.lif_forward_packed(
+            x.to(dtype), 0, alpha.double(), beta.double(), channels, inner, 0.5, 1.0, False, True
+        )
+        assert spikes.dtype == dtype and h.dtype == dtype
 
 
 def _affine_case(static: bool) -> tuple[Tensor, Tensor, Tensor, int, int, int]:
