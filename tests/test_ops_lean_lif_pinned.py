@@ -1021,16 +1021,22 @@ def test_eager_functions_run_on_the_inputs_device(little: bool, monkeypatch: pyt
 
 
 def test_eager_backward_bits_computes_half_gradients_in_float32() -> None:
-    """A sum that float16 would round: float32 arithmetic, rounded once at the end."""
+    """A sum over the steps that float16 would round away: float32 arithmetic, rounded once at
+    the end. With no carry (decay 0) the steps' gradients are 1 (the last step, added first),
+    then 2^-11 twice: in float16 each 2^-11 is half a unit of 1 and rounds back to 1 (ties to
+    even); in float32 the sum is 1 + 2^-10, which float16 holds exactly."""
     T, L = 3, 1
-    grad_s = torch.tensor([[1.0], [2.0**-11], [2.0**-11]], dtype=torch.float16)
+    grad_s = torch.tensor([[2.0**-11], [2.0**-11], [1.0]], dtype=torch.float16)
     ones = torch.tensor([[1]] * T, dtype=torch.uint8)  # window open at every step
-    zeros = torch.zeros(T, 1, dtype=torch.uint8)  # no spikes: all of g carried back
-    g = _lean_eager.lif_backward_bits(grad_s, zeros, ones, True, 1.0)
-    # steps: g2 = 2^-11, g1 = 2^-11 + 2^-11 = 2^-10, g0 = 1 + 2^-10; sum = 1 + 2^-10 + 2^-10 + 2^-11
-    exact = 1 + 2**-10 + 2**-10 + 2**-11
-    assert g.dtype == torch.float16 and g.item() == float(torch.tensor(exact, dtype=torch.float16))
-    assert g.shape == (L,)
+    zeros = torch.zeros(T, 1, dtype=torch.uint8)  # no spikes
+    for dtype in (torch.float16, torch.bfloat16):
+        g = _lean_eager.lif_backward_bits(grad_s.to(dtype), zeros, ones, True, 0.0)
+        assert g.dtype == dtype and g.shape == (L,)
+        assert g.item() == float(torch.tensor(1 + 2**-10, dtype=dtype))
+    assert _lean_eager.lif_backward_bits(grad_s, zeros, ones, True, 0.0).item() == 1 + 2**-10
+    # the steps themselves: each in float16 (nothing to round here)
+    g = _lean_eager.lif_backward_bits(grad_s, zeros, ones, False, 0.0)
+    assert g.dtype == torch.float16 and g.flatten().tolist() == [2.0**-11, 2.0**-11, 1.0]
 
 
 # ---------------------------------------------------------------------------- the C++ backend
