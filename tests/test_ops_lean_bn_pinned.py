@@ -609,6 +609,7 @@ def test_pack_and_unpack_by_hand(backend: str, calls: Calls) -> None:
     )
     bits = lean.pack_bits(x.to(d), backend=backend)
     assert bits.tolist() == [[13, 1], [130, 0]]
+    assert lean.pack_bits(x).tolist() == [[13, 1], [130, 0]]  # the default setting: auto
     back = lean.unpack_bits(bits, 9, backend=backend)
     assert back.dtype == torch.float32
     assert back.tolist() == (x != 0).float().tolist()
@@ -620,7 +621,7 @@ def test_pack_and_unpack_by_hand(backend: str, calls: Calls) -> None:
     t = r.to(d).t()  # not contiguous
     assert torch.equal(lean.pack_bits(t, backend=backend).cpu(), _pack_rows(t.cpu().contiguous()))
     ran = "eager" if backend == "auto" else backend
-    assert set(calls) == {(ran, "pack_bits"), (ran, "unpack_bits")}
+    assert set(calls) == {(ran, "pack_bits"), (ran, "unpack_bits"), ("eager", "pack_bits")}
 
 
 def test_bytes_per_row_by_hand() -> None:
