@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
+import time
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -851,6 +853,42 @@ def test_eager_unpack_dtype_and_shape(
     assert out.dtype == dtype and torch.equal(out.to(F64), x)
 
 
+@pytest.mark.parametrize("little", [True, False])
+def test_eager_byte_order_picks_the_unpacking(little: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 64-bit word arithmetic holds on little-endian hosts only: with the flag off (a
+    big-endian host) unpacking goes through the byte table, with it on never."""
+    monkeypatch.setattr(_lean_eager, "_LITTLE_ENDIAN", little)
+    tables: list[tuple[object, ...]] = []
+    real = _lean_eager._bit_table
+    monkeypatch.setattr(_lean_eager, "_bit_table", lambda *a: tables.append(a) or real(*a))
+    x = (torch.rand(2, 11, generator=torch.Generator().manual_seed(1)) < 0.5).to(F64)
+    bits = _lean_eager.pack_bits(x)
+    assert torch.equal(_lean_eager.unpack_bits(bits, 11, F64), x)
+    assert torch.equal(_lean_eager._unpack(bits, 11, F64, complement=True), 1 - x)
+    if little:
+        assert tables == []
+    else:
+        assert tables == [(F64, torch.device("cpu"), False), (F64, torch.device("cpu"), True)]
+
+
+@pytest.mark.parametrize("little", [True, False])
+def test_eager_pack_leaves_a_bool_input_as_it_was(little: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole bytes (no padding, L a multiple of 8) and a bool view that starts at an odd byte: the
+    caller's tensor is read, never written, and packed as numpy packs it."""
+    monkeypatch.setattr(_lean_eager, "_LITTLE_ENDIAN", little)
+    g = torch.Generator().manual_seed(5)
+    for L in (8, 16, 24):
+        x = torch.rand(3, L, generator=g) < 0.5
+        before = x.clone()
+        assert np.array_equal(_lean_eager.pack_bits(x).numpy(), _packbits(x))
+        assert torch.equal(x, before)
+    flat = torch.rand(1 + 2 * 16, generator=g) < 0.5
+    odd = flat[1:].view(2, 16)  # storage offset 1: no 64-bit view can start there
+    before = odd.clone()
+    assert np.array_equal(_lean_eager.pack_bits(odd).numpy(), _packbits(odd))
+    assert torch.equal(odd, before)
+
+
 def test_bit_table_by_hand() -> None:
     table = _lean_eager._bit_table(F64, torch.device("cpu"), False)
     assert table.shape == (256, 8) and table.dtype == F64
@@ -1145,6 +1183,34 @@ def test_cpp_load_builds_once_and_remembers_a_failure(monkeypatch: pytest.Monkey
     with pytest.raises(RuntimeError, match="could not be built"):
         _lean_cpp.pack_bits(torch.zeros(1, 3))
     assert _lean_cpp.available() == (False, summary)
+
+
+def test_cpp_threads_that_ask_at_once_build_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second thread that passes the unlocked check while the first builds waits for that build
+    and takes its module (the check inside the lock)."""
+    monkeypatch.setattr(_lean_cpp, "_module", None)
+    monkeypatch.setattr(_lean_cpp, "_error", None)
+    builds: list[int] = []
+    building = threading.Event()
+    built = types.ModuleType("built")
+
+    def slow_load(**kw: object) -> types.ModuleType:
+        builds.append(1)
+        building.set()
+        time.sleep(0.5)  # the second thread passes the unlocked check meanwhile
+        return built
+
+    monkeypatch.setattr(_cpp, "_cpp_extension", lambda: types.SimpleNamespace(load=slow_load))
+    results: list[object] = []
+    first = threading.Thread(target=lambda: results.append(_lean_cpp.load()))
+    first.start()
+    assert building.wait(10)
+    second = threading.Thread(target=lambda: results.append(_lean_cpp.load()))
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert builds == [1]
+    assert results == [built, built]
 
 
 class _FakeLeanModule:
