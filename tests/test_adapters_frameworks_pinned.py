@@ -1,5 +1,5 @@
-"""What the adapters-frameworks mutation area (``adapters/snntorch.py``, ``norse.py``,
-``spikingjelly.py``) left unpinned by the adapter, NIR and energy tests.
+"""What the adapters-frameworks mutation run (``adapters/snntorch.py``, ``norse.py``, ``spikingjelly.py``:
+one area then, one area per file since) left unpinned by the adapter, NIR and energy tests.
 
 * Each framework's NIR map, called on one neuron: every array of the node against values worked out
   by hand from the neuron's settings (``beta`` clamped as snnTorch clamps it, Norse's own ``dt``
