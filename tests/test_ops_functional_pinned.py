@@ -216,20 +216,27 @@ def test_a_backward_through_an_operator_call_without_save_is_refused(shape: tupl
     assert str(info.value) == GATED_MESSAGE
 
 
-def test_an_empty_batch_backpropagates_through_the_operators() -> None:
-    """A batch of 0 keeps an empty membrane with ``save=True``: no refusal, empty gradients."""
-    (x,) = _leaves(torch.zeros(3, 0, 2, dtype=F64))
-    spikes, h = torch.ops.gac_coding.lif(x, 0, DECAY, THRESHOLD, 0, False, True, "eager")
-    assert h.shape == (3, 0, 2)
+@pytest.mark.parametrize("save", [True, False])
+@pytest.mark.parametrize("static", [False, True])
+def test_an_empty_batch_backpropagates_through_the_operators(save: bool, static: bool) -> None:
+    """A batch of 0: with ``save=True`` an empty membrane is kept, with ``save=False`` none; either
+    way the backward pass gives each input a gradient of its own shape and dtype (all zeros: no
+    output depends on it), with no refusal (there is nothing the membrane was needed for)."""
+    T = 3
+    (x,) = _leaves(torch.zeros((0, 2) if static else (T, 0, 2), dtype=F64))
+    spikes, h = torch.ops.gac_coding.lif(x, T if static else 0, DECAY, THRESHOLD, 0, False, save, "eager")
+    assert spikes.shape == (T, 0, 2) and h.shape == ((T, 0, 2) if save else (0,))
     (g,) = torch.autograd.grad(spikes, x, torch.ones_like(spikes))
-    assert g.shape == (3, 0, 2)
-    leaves = _leaves(
-        torch.zeros(3, 0, 2, dtype=F64), torch.zeros(3, 0, dtype=F64), torch.zeros(0, 2, dtype=F64)
+    assert g.shape == x.shape and g.dtype == F64
+    u = torch.zeros((0, 2) if static else (T, 0, 2), dtype=F64)
+    leaves = _leaves(u, torch.zeros(T, 0, dtype=F64), torch.zeros(0, 2, dtype=F64))  # ta: [T, B]
+    out, _, _, h = torch.ops.gac_coding.gated_lif(
+        *leaves, T if static else 0, DECAY, THRESHOLD, 0, False, save, "eager"
     )
-    out, _, _, h = torch.ops.gac_coding.gated_lif(*leaves, 0, DECAY, THRESHOLD, 0, False, True, "eager")
-    assert h.shape == (3, 0, 2)
+    assert out.shape == (T, 0, 2) and h.shape == ((T, 0, 2) if save else (0,))
     grads = torch.autograd.grad(out, leaves, torch.ones_like(out))
-    assert [g.shape for g in grads] == [(3, 0, 2), (3, 0), (0, 2)]
+    assert [g.shape for g in grads] == [t.shape for t in leaves]
+    assert all(g.dtype == F64 and torch.equal(g, torch.zeros_like(g)) for g in grads)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

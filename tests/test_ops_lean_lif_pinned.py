@@ -16,6 +16,7 @@ shapes). The numbers are compared with ``slow_reference.py`` and the default LIF
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import threading
 import time
@@ -425,13 +426,15 @@ def test_lean_lif_operator_refuses_a_backward_without_save(shape: tuple[int, ...
             + "$",
         ):
             s.sum().backward()
-    # an empty batch keeps an empty tensor with save=True: no refusal, an empty gradient
-    e = torch.zeros(3, 0, 5, dtype=F64, requires_grad=True)
-    for p in (TRI, RECT):
-        s, _, aux = _op(e, p, save=True)
-        assert aux.numel() == 0
-        (g,) = torch.autograd.grad(s.sum(), e)
-        assert g.shape == e.shape
+    # an empty batch, with or without save: no refusal (nothing needed what was kept), a gradient
+    # of the input's shape and dtype; the bit-backward (rectangle with a detached reset) included
+    for steps, e in [(0, torch.zeros(3, 0, 5, dtype=F64)), (3, torch.zeros(0, 5, dtype=F64))]:
+        e.requires_grad_()
+        for p, save in itertools.product((TRI, RECT, LIFParams(0.5, 1.0, "rectangle", True)), (True, False)):
+            s, _, aux = _op(e, p, steps=steps, save=save)
+            assert s.shape == (3, 0, 5) and aux.numel() == 0
+            (g,) = torch.autograd.grad(s.sum(), e)
+            assert g.shape == e.shape and g.dtype == F64
 
 
 @pytest.mark.parametrize("backend", LEAN_BACKENDS)

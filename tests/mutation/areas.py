@@ -142,6 +142,7 @@ AREAS: dict[str, Area] = {
             "_h_dtype",
             "_empty_out",
             "_params",
+            "_empty_batch_grad",
             "_lif_setup",
             "_lif_op_backward",
             "_gated_setup",

@@ -162,7 +162,9 @@ def _lean_lif_setup(ctx, inputs, output) -> None:
 
 def _lean_lif_backward(ctx, grad_s: Tensor, _g_bits, _g_aux):
     bits, aux = ctx.saved_tensors
-    if aux.numel() == 0 and grad_s.numel() != 0:
+    if grad_s.numel() == 0:  # an empty batch: a zero gradient, with or without what was kept
+        return functional._empty_batch_grad(grad_s, ctx.static), None, None, None, None, None, None, None
+    if aux.numel() == 0:
         raise RuntimeError("gac_coding::lean_lif: backward through a call made without save=True")
     grad_x = torch.ops.gac_coding.lean_lif_backward(grad_s, bits, aux, ctx.static, ctx.nhwc, *ctx.lif)
     return grad_x, None, None, None, None, None, None, None

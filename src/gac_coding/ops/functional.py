@@ -294,6 +294,12 @@ def _lif_backward_fake(grad_s, h, is_static, decay, threshold, surrogate, detach
     return _empty_out(shape, is_channels_last_step(h[0]), grad_s.dtype, h.device)
 
 
+def _empty_batch_grad(grad: Tensor, static: bool) -> Tensor:
+    """The input's (zero) gradient for an output gradient ``grad`` with no elements: the shape of
+    one step for a static input, of the whole sequence otherwise."""
+    return grad.new_zeros(grad.shape[1:] if static else grad.shape)
+
+
 def _lif_setup(ctx, inputs, output) -> None:
     x, steps, decay, threshold, surrogate, detach_reset, save, *backend = inputs
     ctx.save_for_backward(output[1])
@@ -304,7 +310,9 @@ def _lif_setup(ctx, inputs, output) -> None:
 
 def _lif_op_backward(ctx, grad_s: Tensor, _grad_h):
     (h,) = ctx.saved_tensors
-    if h.numel() == 0 and grad_s.numel() != 0:
+    if grad_s.numel() == 0:  # an empty batch: a zero gradient, with or without the membrane
+        return _empty_batch_grad(grad_s, ctx.static), None, None, None, None, None, None, None
+    if h.numel() == 0:
         raise RuntimeError("gac_coding::lif: backward through a call made without save=True")
     grad_x = torch.ops.gac_coding.lif_backward(grad_s, h, ctx.static, *ctx.lif)
     return grad_x, None, None, None, None, None, None, None
@@ -387,7 +395,10 @@ def _gated_setup(ctx, inputs, output) -> None:
 
 def _gated_op_backward(ctx, grad_out: Tensor, _g_fired, _g_gate, _g_h):
     h, out, gate, ta, sca = ctx.saved_tensors
-    if h.numel() == 0 and grad_out.numel() != 0:
+    if grad_out.numel() == 0:  # an empty batch: zero gradients, with or without the membrane
+        grad_u = _empty_batch_grad(grad_out, ctx.static)
+        return (grad_u, torch.zeros_like(ta), torch.zeros_like(sca), *([None] * 7))
+    if h.numel() == 0:
         raise RuntimeError("gac_coding::gated_lif: backward through a call made without save=True")
     grads = torch.ops.gac_coding.gated_lif_backward(grad_out, h, out, gate, ta, sca, ctx.static, *ctx.lif)
     return (*grads, None, None, None, None, None, None, None)
