@@ -34,6 +34,7 @@ from slow_reference import slow_lif
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from triton_device import triton_kernel_device
+from triton_stand_in import LaunchRecording, record_launches, same_args, same_meta
 
 from gac_coding.ops import (
     LIFParams,
@@ -1337,94 +1338,39 @@ def test_triton_load_records_the_interpreter_setting_once(monkeypatch: pytest.Mo
     assert _lean_triton_kernels._INTERPRETED is True
 
 
-class _Kernel:
-    def __init__(self, name: str, calls: list, effect: dict) -> None:  # type: ignore[type-arg]
-        self.name, self.calls, self.effect = name, calls, effect
-
-    def __getitem__(self, grid: tuple[int, ...]):  # type: ignore[no-untyped-def]
-        def launch(*args: object, **meta: object) -> None:
-            self.calls.append((self.name, grid, args, meta, bool(triton.knobs.runtime.interpret)))
-            if self.name in self.effect:
-                self.effect[self.name](*args)
-
-        return launch
-
-
 _TRITON_KERNELS = ("pack_kernel", "unpack_kernel", "lif_packed_kernel", "lif_backward_bits_kernel")
 
 
-class _Recording:
-    def __init__(self, interpreted: bool) -> None:
-        self.calls: list = []  # type: ignore[type-arg]
-        self.effect: dict = {}  # type: ignore[type-arg]
-        self.entered: list[torch.device] = []
-        self.kernels = types.SimpleNamespace(
-            _INTERPRETED=interpreted, **{n: _Kernel(n, self.calls, self.effect) for n in _TRITON_KERNELS}
-        )
-
-
 @pytest.fixture
-def recording(monkeypatch: pytest.MonkeyPatch) -> _Recording:
-    rec = _Recording(False)
-    monkeypatch.setattr(_lean_triton, "_kernels", rec.kernels)
+def recording(monkeypatch: pytest.MonkeyPatch) -> LaunchRecording:
+    """Stand-ins for the lean kernels, launched as compiled ones on a CPU counted as usable."""
     monkeypatch.setattr(_triton, "_usable", {"cpu"})
-
-    @contextlib.contextmanager
-    def device(d: torch.device) -> Iterator[None]:
-        rec.entered.append(d)
-        yield
-
-    monkeypatch.setattr(torch.cuda, "device", device)
-    return rec
-
-
-def _same(args: tuple[object, ...], expected: tuple[object, ...]) -> None:
-    assert len(args) == len(expected)
-    for got, want in zip(args, expected, strict=True):
-        if isinstance(want, Tensor):
-            assert got is want
-        else:
-            assert type(got) is type(want) and got == want
-
-
-def _meta(meta: dict[str, object], expected: dict[str, object]) -> None:
-    assert meta.keys() == expected.keys()
-    for key, want in expected.items():
-        assert type(meta[key]) is type(want) and meta[key] == want, key
+    return record_launches(monkeypatch, _lean_triton, _TRITON_KERNELS)
 
 
 def test_triton_launch_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
-    rec = _Recording(True)
-    monkeypatch.setattr(_lean_triton, "_kernels", rec.kernels)
+    rec = record_launches(monkeypatch, _lean_triton, _TRITON_KERNELS, interpreted=True)
     with _interpret(False):
         _lean_triton._launch("pack_kernel", (2, 3), torch.device("cpu"), "a", 5, BYTES=128)
         assert triton.knobs.runtime.interpret is False  # put back
     assert rec.calls == [("pack_kernel", (2, 3), ("a", 5), {"BYTES": 128}, True)]
-    rec2 = _Recording(False)
-    monkeypatch.setattr(_lean_triton, "_kernels", rec2.kernels)
-    entered: list[torch.device] = []
-
-    @contextlib.contextmanager
-    def device(d: torch.device) -> Iterator[None]:
-        entered.append(d)
-        yield
-
-    monkeypatch.setattr(torch.cuda, "device", device)
+    assert rec.entered == []  # an interpreted launch enters no CUDA device
+    rec2 = record_launches(monkeypatch, _lean_triton, _TRITON_KERNELS)
     target = torch.device("cuda", 1)
     with _interpret(False):
         _lean_triton._launch("unpack_kernel", (1, 4), target, "x", N=5)
-    assert entered == [target]
+    assert rec2.entered == [target]
     assert rec2.calls == [("unpack_kernel", (1, 4), ("x",), {"N": 5}, False)]
 
 
-def test_triton_pack_launch(recording: _Recording) -> None:
+def test_triton_pack_launch(recording: LaunchRecording) -> None:
     x = torch.zeros(3, 2000, dtype=torch.float16)
     out = _lean_triton.pack_bits(x)
     assert out.shape == (3, 250) and out.dtype == torch.uint8
     ((name, grid, args, meta, _),) = recording.calls
     assert name == "pack_kernel" and grid == (3, 2)
-    _same(args, (x, out, 2000, 250))
-    _meta(meta, {"BYTES": 128})
+    same_args(args, (x, out, 2000, 250))
+    same_meta(meta, {"BYTES": 128})
     assert recording.entered == [x.device]
     recording.calls.clear()
     for empty in (torch.zeros(0, 9), torch.zeros(2, 0)):
@@ -1437,15 +1383,15 @@ def test_triton_pack_launch(recording: _Recording) -> None:
         _lean_triton.pack_bits(torch.zeros(2, 3, dtype=torch.long))
 
 
-def test_triton_unpack_launch_and_messages(recording: _Recording) -> None:
+def test_triton_unpack_launch_and_messages(recording: LaunchRecording) -> None:
     bits = torch.zeros(2, 9, dtype=torch.uint8).t()  # not contiguous: copied for the kernel
     out = _lean_triton.unpack_bits(bits, 17, torch.bfloat16)
     assert out.shape == (9, 17) and out.dtype == torch.bfloat16
     ((name, grid, args, meta, _),) = recording.calls
     assert name == "unpack_kernel" and grid == (9, 1)
     assert args[0].is_contiguous() and torch.equal(args[0], bits)
-    _same(args[1:], (out, 17, 2))
-    _meta(meta, {"BYTES": 128})
+    same_args(args[1:], (out, 17, 2))
+    same_meta(meta, {"BYTES": 128})
     assert recording.entered == [bits.device]
     recording.calls.clear()
     assert _lean_triton.unpack_bits(torch.zeros(0, 2, dtype=torch.uint8), 9, F64).shape == (0, 9)
@@ -1474,7 +1420,7 @@ def test_triton_unpack_checks_the_device_can_run(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("affine", [False, True])
 @pytest.mark.parametrize(("want_sg", "want_h"), [(True, False), (False, True), (False, False)])
 def test_triton_lif_launch(
-    recording: _Recording, static: bool, affine: bool, want_sg: bool, want_h: bool
+    recording: LaunchRecording, static: bool, affine: bool, want_sg: bool, want_h: bool
 ) -> None:
     T, L = 3, 2050  # 257 bytes a step: 3 programs
     x = torch.zeros((L,) if static else (T, L), dtype=torch.float16)
@@ -1489,30 +1435,30 @@ def test_triton_lif_launch(
     assert h is None if not want_h else (h.shape == (T, L) and h.dtype == torch.float32)
     ((name, grid, args, meta, _),) = recording.calls
     assert name == "lif_packed_kernel" and grid == (1, 3)
-    _same(args[:1], (x,))
+    same_args(args[:1], (x,))
     if affine:
         assert args[1] is alpha and args[2] is beta
     else:
         assert args[1] is x and args[2] is x
-    _same(args[3:], (spikes, bits, sg if want_sg else bits, h if want_h else spikes, T, L, 257,
+    same_args(args[3:], (spikes, bits, sg if want_sg else bits, h if want_h else spikes, T, L, 257,
                      5 if affine else 1, 410 if affine else 1))  # fmt: skip
-    _meta(meta, {"DECAY": 1.0, "TH": 0.75, "STATIC": static, "AFFINE": affine, "WANT_SG": want_sg,
+    same_meta(meta, {"DECAY": 1.0, "TH": 0.75, "STATIC": static, "AFFINE": affine, "WANT_SG": want_sg,
                  "WANT_H": want_h, "CT": tl.float32, "BYTES": 128})  # fmt: skip
     assert recording.entered == [x.device]
 
 
-def test_triton_lif_launch_float64_and_flags_as_bools(recording: _Recording) -> None:
+def test_triton_lif_launch_float64_and_flags_as_bools(recording: LaunchRecording) -> None:
     x = torch.zeros(2, 16, dtype=F64)
     _, bits, sg, h = _lean_triton.lif_forward_packed(x, 0, None, torch.ones(1), 1, 1, 0.5, 1, 1, 0)  # type: ignore[arg-type]
     assert sg is not None and h is None
     assert bits.shape == (2, 2) and sg.shape == (2, 2)
     ((_, grid, args, meta, _),) = recording.calls
     assert grid == (1, 1) and args[1] is x and args[2] is x  # no alpha: no map
-    _meta(meta, {"DECAY": 0.5, "TH": 1.0, "STATIC": False, "AFFINE": False, "WANT_SG": True,
+    same_meta(meta, {"DECAY": 0.5, "TH": 1.0, "STATIC": False, "AFFINE": False, "WANT_SG": True,
                  "WANT_H": False, "CT": tl.float64, "BYTES": 128})  # fmt: skip
 
 
-def test_triton_lif_messages_and_empty_inputs(recording: _Recording) -> None:
+def test_triton_lif_messages_and_empty_inputs(recording: LaunchRecording) -> None:
     x = torch.zeros(2, 12)
     a, b = torch.ones(3), torch.zeros(3)
     for channels, inner in [(5, 1), (0, 1), (3, 0), (3, 3)]:
@@ -1544,7 +1490,7 @@ def test_triton_lif_messages_and_empty_inputs(recording: _Recording) -> None:
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_triton_backward_bits_launch_and_messages(recording: _Recording, static: bool) -> None:
+def test_triton_backward_bits_launch_and_messages(recording: LaunchRecording, static: bool) -> None:
     T, L = 3, 1030  # 129 bytes a step: 2 programs
     grad_s = torch.zeros(T, L, dtype=torch.float32)
     bits = torch.zeros(T, 129, dtype=torch.uint8)
@@ -1554,8 +1500,8 @@ def test_triton_backward_bits_launch_and_messages(recording: _Recording, static:
     ((name, grid, args, meta, _),) = recording.calls
     assert name == "lif_backward_bits_kernel" and grid == (1, 2)
     assert args[0] is grad_s and args[1] is bits and args[2].is_contiguous() and torch.equal(args[2], sg)
-    _same(args[3:], (gx, T, L, 129))
-    _meta(meta, {"DECAY": 0.25, "STATIC": static, "CT": tl.float32, "BYTES": 128})
+    same_args(args[3:], (gx, T, L, 129))
+    same_meta(meta, {"DECAY": 0.25, "STATIC": static, "CT": tl.float32, "BYTES": 128})
     assert recording.entered == [grad_s.device]
     recording.calls.clear()
     for name, bad in [("bits", bits.to(torch.int8)), ("bits", bits[:, :-1]), ("bits", bits.to("meta"))]:
@@ -1589,7 +1535,7 @@ def test_triton_backward_bits_launch_and_messages(recording: _Recording, static:
     assert recording.calls == []
 
 
-def test_triton_outputs_on_the_inputs_device(recording: _Recording) -> None:
+def test_triton_outputs_on_the_inputs_device(recording: LaunchRecording) -> None:
     """Made on the inputs' device, not the default one (which only a GPU run would show)."""
     with torch.device("meta"):
         x = torch.zeros(2, 9, device="cpu")

@@ -22,6 +22,7 @@ import torch
 import triton
 import triton.language as tl
 from triton_device import triton_kernel_device
+from triton_stand_in import LaunchRecording, record_launches, same_args, same_meta
 
 from gac_coding.ops import _triton
 
@@ -214,46 +215,24 @@ def test_load_records_the_interpreter_setting_once(monkeypatch: pytest.MonkeyPat
 # ------------------------------------------------------------------------------- the launches
 
 
-class _Kernel:
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[int, ...], tuple[object, ...], dict[str, object], bool]] = []
-
-    def __getitem__(self, grid: tuple[int, ...]):  # type: ignore[no-untyped-def]
-        def launch(*args: object, **meta: object) -> None:
-            self.calls.append((grid, args, meta, bool(triton.knobs.runtime.interpret)))
-
-        return launch
-
-
 def test_interpreted_launch_switches_the_interpreter_on_for_the_call_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kernel = _Kernel()
-    kernels = types.SimpleNamespace(_INTERPRETED=True, some_kernel=kernel)
-    monkeypatch.setattr(_triton, "_kernels", kernels)
+    rec = record_launches(monkeypatch, _triton, ["some_kernel"], interpreted=True)
     with _interpret(False):
         _triton._launch("some_kernel", 7, torch.device("cpu"), "a", 2, BLOCK=16, num_warps=1)
         assert triton.knobs.runtime.interpret is False  # put back
-    assert kernel.calls == [((7,), ("a", 2), {"BLOCK": 16, "num_warps": 1}, True)]
+    assert rec.calls == [("some_kernel", (7,), ("a", 2), {"BLOCK": 16, "num_warps": 1}, True)]
+    assert rec.entered == []  # an interpreted launch enters no CUDA device
 
 
 def test_compiled_launch_runs_on_the_tensors_cuda_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    kernel = _Kernel()
-    kernels = types.SimpleNamespace(_INTERPRETED=False, other_kernel=kernel)
-    monkeypatch.setattr(_triton, "_kernels", kernels)
-    entered: list[torch.device] = []
-
-    @contextlib.contextmanager
-    def device(d: torch.device) -> Iterator[None]:
-        entered.append(d)
-        yield
-
-    monkeypatch.setattr(torch.cuda, "device", device)
+    rec = record_launches(monkeypatch, _triton, ["other_kernel"])
     target = torch.device("cuda", 1)
     with _interpret(False):
         _triton._launch("other_kernel", 3, target, "x", N=5)
-    assert entered == [target]
-    assert kernel.calls == [((3,), ("x",), {"N": 5}, False)]
+    assert rec.entered == [target]
+    assert rec.calls == [("other_kernel", (3,), ("x",), {"N": 5}, False)]
 
 
 # ------------------------------------------------------- what the four functions launch
@@ -262,63 +241,16 @@ def test_compiled_launch_runs_on_the_tensors_cuda_device(monkeypatch: pytest.Mon
 _KERNEL_NAMES = ("lif_forward_kernel", "lif_backward_kernel", "gated_forward_kernel", "gated_backward_kernel")
 
 
-class _Recording:
-    """Stand-in compiled kernels: each launch is recorded (and may write into its arguments)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[int, ...], tuple[object, ...], dict[str, object]]] = []
-        self.entered: list[torch.device] = []
-        self.effect: dict[str, object] = {}
-
-    def kernel(self, name: str) -> object:
-        recording = self
-
-        class Kernel:
-            def __getitem__(self, grid: tuple[int, ...]):  # type: ignore[no-untyped-def]
-                def launch(*args: object, **meta: object) -> None:
-                    recording.calls.append((name, grid, args, meta))
-                    if name in recording.effect:
-                        recording.effect[name](*args)  # type: ignore[operator]
-
-                return launch
-
-        return Kernel()
-
-
 @pytest.fixture
-def recording(monkeypatch: pytest.MonkeyPatch) -> _Recording:
-    rec = _Recording()
-    kernels = types.SimpleNamespace(_INTERPRETED=False, **{n: rec.kernel(n) for n in _KERNEL_NAMES})
-    monkeypatch.setattr(_triton, "_kernels", kernels)
+def recording(monkeypatch: pytest.MonkeyPatch) -> LaunchRecording:
+    """Stand-ins for the four kernels, launched as compiled ones on a CPU counted as usable."""
     monkeypatch.setattr(_triton, "_usable", {"cpu"})
-
-    @contextlib.contextmanager
-    def device(d: torch.device) -> Iterator[None]:
-        rec.entered.append(d)
-        yield
-
-    monkeypatch.setattr(torch.cuda, "device", device)
-    return rec
-
-
-def _same(args: tuple[object, ...], expected: tuple[object, ...]) -> None:
-    assert len(args) == len(expected)
-    for got, want in zip(args, expected, strict=True):
-        if isinstance(want, torch.Tensor):
-            assert got is want
-        else:
-            assert type(got) is type(want) and got == want
-
-
-def _meta(meta: dict[str, object], expected: dict[str, object]) -> None:
-    assert meta.keys() == expected.keys()
-    for key, want in expected.items():
-        assert type(meta[key]) is type(want) and meta[key] == want, key
+    return record_launches(monkeypatch, _triton, _KERNEL_NAMES)
 
 
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("save", [False, True])
-def test_lif_forward_launch(recording: _Recording, static: bool, save: bool) -> None:
+def test_lif_forward_launch(recording: LaunchRecording, static: bool, save: bool) -> None:
     step = (2, 1500)  # 3000 elements a step: 3 programs of 1024, 4 warps
     x = torch.zeros(step if static else (3, *step), dtype=torch.float16)
     spikes, h = _triton.lif_forward(x, 3 if static else 0, 1, 0.75, save)
@@ -327,30 +259,30 @@ def test_lif_forward_launch(recording: _Recording, static: bool, save: bool) -> 
         assert h is not None and h.shape == (3, *step) and h.dtype == torch.float32
     else:
         assert h is None
-    ((name, grid, args, meta),) = recording.calls
+    ((name, grid, args, meta, _),) = recording.calls
     assert name == "lif_forward_kernel" and grid == (3,)
-    _same(args, (x, spikes, h if save else spikes, 3, 3000))
-    _meta(meta, {"DECAY": 1.0, "TH": 0.75, "STATIC": static, "SAVE": save, "CT": tl.float32,
+    same_args(args, (x, spikes, h if save else spikes, 3, 3000))
+    same_meta(meta, {"DECAY": 1.0, "TH": 0.75, "STATIC": static, "SAVE": save, "CT": tl.float32,
                  "BLOCK": 1024, "num_warps": 4})  # fmt: skip
     assert recording.entered == [x.device]
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_lif_backward_launch(recording: _Recording, static: bool) -> None:
+def test_lif_backward_launch(recording: LaunchRecording, static: bool) -> None:
     h = torch.zeros(3, 2, 1500, dtype=torch.float64)
     grad_s = torch.ones(3, 2, 1500, dtype=torch.float32)
     grad_x = _triton.lif_backward(grad_s, h, static, 0.5, 1, 1, 1)
     assert grad_x.shape == ((2, 1500) if static else (3, 2, 1500)) and grad_x.dtype == torch.float32
-    ((name, grid, args, meta),) = recording.calls
+    ((name, grid, args, meta, _),) = recording.calls
     assert name == "lif_backward_kernel" and grid == (3,)
-    _same(args, (grad_s, h, grad_x, 3, 3000, 6000))
-    _meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "STATIC": static,
+    same_args(args, (grad_s, h, grad_x, 3, 3000, 6000))
+    same_meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "STATIC": static,
                  "CT": tl.float64, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
     assert recording.entered == [grad_s.device]
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_empty_sequences_launch_nothing(recording: _Recording, static: bool) -> None:
+def test_empty_sequences_launch_nothing(recording: LaunchRecording, static: bool) -> None:
     h = torch.zeros(0, 3, 4)
     grad_x = _triton.lif_backward(h, h, static, 0.5, 1.0, 0, False)
     assert grad_x.shape == ((3, 4) if static else (0, 3, 4)) and not grad_x.any()
@@ -372,7 +304,7 @@ def test_empty_sequences_launch_nothing(recording: _Recording, static: bool) -> 
     assert recording.calls == []
 
 
-def test_gated_forward_launch(recording: _Recording) -> None:
+def test_gated_forward_launch(recording: LaunchRecording) -> None:
     u = torch.zeros(3, 2, 1500, dtype=torch.bfloat16)  # B = 2: 1500 a sample, 2 programs each
     ta = torch.zeros(3, 2, dtype=torch.bfloat16)
     sca = torch.zeros(2, 1500, dtype=torch.bfloat16)
@@ -380,20 +312,20 @@ def test_gated_forward_launch(recording: _Recording) -> None:
     for t in (out, fired, gate):
         assert t.shape == (3, 2, 1500) and t.dtype == torch.bfloat16
     assert h is not None and h.shape == (3, 2, 1500) and h.dtype == torch.float32
-    ((name, grid, args, meta),) = recording.calls
+    ((name, grid, args, meta, _),) = recording.calls
     assert name == "gated_forward_kernel" and grid == (4,)
-    _same(args, (u, ta, sca, out, fired, gate, h, 3, 2, 1500, 2))
-    _meta(meta, {"DECAY": 0.5, "TH": 2.0, "U_STATIC": False, "SCA_STATIC": True, "SAVE": True,
+    same_args(args, (u, ta, sca, out, fired, gate, h, 3, 2, 1500, 2))
+    same_meta(meta, {"DECAY": 0.5, "TH": 2.0, "U_STATIC": False, "SCA_STATIC": True, "SAVE": True,
                  "CT": tl.float32, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
     assert recording.entered == [u.device]
     recording.calls.clear()
     out, fired, gate, h = _triton.gated_forward(u[0], ta, sca.expand(3, 2, 1500), 3, 0.5, 2, False)
-    ((_, _, args, meta),) = recording.calls
+    ((_, _, args, meta, _),) = recording.calls
     assert h is None and args[6] is out and out.shape == (3, 2, 1500)
     assert meta["U_STATIC"] is True and meta["SCA_STATIC"] is False and meta["SAVE"] is False
 
 
-def test_gated_backward_launch_and_the_sum_of_its_partial_gradients(recording: _Recording) -> None:
+def test_gated_backward_launch_and_the_sum_of_its_partial_gradients(recording: LaunchRecording) -> None:
     T, B, P = 3, 2, 1500
     h = torch.zeros(T, B, P, dtype=torch.float32)
     grad_out, out, gate = (torch.zeros(T, B, P, dtype=torch.float16) for _ in range(3))
@@ -413,18 +345,18 @@ def test_gated_backward_launch_and_the_sum_of_its_partial_gradients(recording: _
     # per sample b, its programs' partial sums (columns 2b, 2b + 1), in ta's dtype
     expected = torch.tensor([[3.0, 7.0], [0.75, 24.0], [0.0, 0.0]], dtype=torch.float16)
     assert grad_ta.dtype == torch.float16 and torch.equal(grad_ta, expected)
-    ((name, grid, args, meta),) = recording.calls
+    ((name, grid, args, meta, _),) = recording.calls
     assert name == "gated_backward_kernel" and grid == (4,)
     partial = args[6]
     assert isinstance(partial, torch.Tensor) and partial.shape == (T, 4) and partial.dtype == torch.float32
-    _same(args[:6], (grad_out, h, ta, sca, grad_u, grad_sca))
-    _same(args[7:], (T, B, P, 2, 6000))
-    _meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "U_STATIC": True,
+    same_args(args[:6], (grad_out, h, ta, sca, grad_u, grad_sca))
+    same_args(args[7:], (T, B, P, 2, 6000))
+    same_meta(meta, {"DECAY": 0.5, "TH": 1.0, "SURROGATE": 1, "DETACH": True, "U_STATIC": True,
                  "SCA_STATIC": False, "CT": tl.float32, "BLOCK": 1024, "num_warps": 4})  # fmt: skip
     assert recording.entered == [grad_out.device]
 
 
-def test_the_four_functions_name_their_arguments(recording: _Recording) -> None:
+def test_the_four_functions_name_their_arguments(recording: LaunchRecording) -> None:
     h = torch.zeros(2, 3)
     meta_t = torch.zeros(2, 3, device="meta")
     with pytest.raises(TypeError, match=r"^h: expected float16"):
@@ -449,7 +381,7 @@ def test_the_four_functions_name_their_arguments(recording: _Recording) -> None:
     assert recording.calls == []
 
 
-def test_surrogates_and_devices_named_in_the_messages(recording: _Recording) -> None:
+def test_surrogates_and_devices_named_in_the_messages(recording: LaunchRecording) -> None:
     h = torch.zeros(2, 2, 3)
     ta = torch.zeros(2, 2)
     surrogate = r"^surrogate: expected 0 \(triangle\) or 1 \(rectangle\), got 2$"
@@ -471,7 +403,7 @@ def test_surrogates_and_devices_named_in_the_messages(recording: _Recording) -> 
     assert recording.calls == []
 
 
-def test_shapes_named_in_the_messages(recording: _Recording) -> None:
+def test_shapes_named_in_the_messages(recording: LaunchRecording) -> None:
     h = torch.zeros(2, 2, 3)
     other = torch.zeros(1, 2, 3)
     ta = torch.zeros(2, 2)
@@ -497,7 +429,7 @@ def test_shapes_named_in_the_messages(recording: _Recording) -> None:
     assert recording.calls == []
 
 
-def test_outputs_are_made_on_the_inputs_device_not_the_default_one(recording: _Recording) -> None:
+def test_outputs_are_made_on_the_inputs_device_not_the_default_one(recording: LaunchRecording) -> None:
     h = torch.zeros(2, 2, 3)
     ta = torch.zeros(2, 2)
 
@@ -515,18 +447,18 @@ def test_outputs_are_made_on_the_inputs_device_not_the_default_one(recording: _R
             *_triton.gated_backward(h, h, h, h, ta, h, False, 0.5, 1.0, 0, False),
         ]
     assert len(recording.calls) == 6
-    for _, _, args, _ in recording.calls:
+    for _, _, args, _, _ in recording.calls:
         assert all(a.device.type == "cpu" for a in args if isinstance(a, torch.Tensor))
     assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in outputs)
 
 
-def test_gated_edge_shapes(recording: _Recording) -> None:
+def test_gated_edge_shapes(recording: LaunchRecording) -> None:
     # a step of one element (u is [T]): one sample, launched
     out, fired, gate, h = _triton.gated_forward(
         torch.zeros(3), torch.zeros(3, 1), torch.zeros(3), 0, 0.5, 1.0, False
     )
     assert out.shape == fired.shape == gate.shape == (3,) and h is None
-    ((name, grid, args, _),) = recording.calls
+    ((name, grid, args, _, _),) = recording.calls
     assert name == "gated_forward_kernel" and grid == (1,) and args[7:] == (3, 1, 1, 1)
     recording.calls.clear()
     # steps with no elements: nothing to launch
@@ -537,7 +469,7 @@ def test_gated_edge_shapes(recording: _Recording) -> None:
     assert recording.calls == []
 
 
-def test_partial_ta_gradients_are_added_in_float64(recording: _Recording) -> None:
+def test_partial_ta_gradients_are_added_in_float64(recording: LaunchRecording) -> None:
     """float32 partial sums (the arithmetic dtype of a float32 membrane) added in float64: a
     float64 ``ta`` gets their exact sum."""
     h = torch.zeros(2, 1, 1500)
