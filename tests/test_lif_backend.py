@@ -295,15 +295,15 @@ def test_cpp_builds_with_a_toolchain_and_a_failed_build_raises_or_falls_back_per
         assert _cpp.build_error() is None and _cpp.load() is not None and _cpp.is_built()
         assert _cpp.available() == (True, "")
     # a broken build: remembered (not redone), and every call that asks for cpp meets it
-    monkeypatch.setattr(_cpp, "_module", None)
-    monkeypatch.setattr(_cpp, "_error", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "module", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "error", None)
     builds = []
 
     def broken() -> None:
         builds.append(1)
         raise RuntimeError("Error building extension: c++: boom")
 
-    monkeypatch.setattr(_cpp, "_compile", broken)
+    monkeypatch.setattr(_cpp._EXTENSION, "compile", broken)
     with pytest.raises(backends.BackendError, match=r"'cpp' cannot run here: .*could not be built.*boom"):
         neuron.lif(x, backend="cpp")
     with pytest.raises(backends.BackendError, match="cpp,eager"):  # the way out, named

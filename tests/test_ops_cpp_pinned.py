@@ -36,9 +36,9 @@ def test_compile_passes_the_source_the_flags_and_the_name_and_stays_quiet(
     calls: list[dict[str, object]] = []
     fake = types.SimpleNamespace(load=lambda **kw: calls.append(kw) or "module")
     monkeypatch.setattr(_cpp, "_cpp_extension", lambda: fake)
-    assert _cpp._compile() == "module"
+    assert _cpp._EXTENSION.compile() == "module"
     (kw,) = calls
-    assert kw["name"] == _cpp._name()
+    assert kw["name"] == _cpp._EXTENSION.name()
     assert kw["sources"] == [str(_cpp.SOURCE)]
     # the flags are part of the kernels' contract (see the module and csrc/lif.cpp)
     assert kw["extra_cflags"] == ["-O3", "-ffp-contract=off", "-fopenmp"]
@@ -46,16 +46,16 @@ def test_compile_passes_the_source_the_flags_and_the_name_and_stays_quiet(
 
 
 def test_the_name_follows_the_source_and_the_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    name = _cpp._name()
+    name = _cpp._EXTENSION.name()
     assert name.startswith("gac_coding_lif_") and name.isidentifier()
-    assert _cpp._name() == name  # deterministic
+    assert _cpp._EXTENSION.name() == name  # deterministic
     edited = tmp_path / "lif.cpp"
     edited.write_bytes(_cpp.SOURCE.read_bytes() + b"\n// edited\n")
-    monkeypatch.setattr(_cpp, "SOURCE", edited)
-    moved = _cpp._name()
+    monkeypatch.setattr(_cpp._EXTENSION, "source", edited)
+    moved = _cpp._EXTENSION.name()
     assert moved != name  # an edit (or another location) never loads a stale build
     monkeypatch.setattr(_cpp, "_FLAGS", ["-O0"])
-    assert _cpp._name() not in (name, moved)
+    assert _cpp._EXTENSION.name() not in (name, moved)
 
 
 def test_the_build_directory_is_the_one_the_loaded_module_came_from(
@@ -67,31 +67,31 @@ def test_the_build_directory_is_the_one_the_loaded_module_came_from(
     module = _cpp.load()
     assert module is not None, _cpp.build_error()
     with caplog.at_level(logging.DEBUG, logger="torch.utils.cpp_extension"):
-        directory = _cpp._build_dir()
+        directory = _cpp._EXTENSION.build_dir()
     assert Path(module.__file__).parent == Path(directory)
     assert not [r for r in caplog.records if r.name.startswith("torch.utils.cpp_extension")]
     # not loaded in this process, but the cache holds the build
-    monkeypatch.setattr(_cpp, "_module", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "module", None)
     assert _cpp.is_built()
 
 
 def test_is_built_looks_for_the_named_library_in_the_build_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_cpp, "_module", None)
-    monkeypatch.setattr(_cpp, "_build_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(_cpp._EXTENSION, "module", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "build_dir", lambda: str(tmp_path))
     assert _cpp.is_built() is False
     (tmp_path / "other.so").write_bytes(b"")
     assert _cpp.is_built() is False
-    (tmp_path / f"{_cpp._name()}.so").write_bytes(b"")
+    (tmp_path / f"{_cpp._EXTENSION.name()}.so").write_bytes(b"")
     assert _cpp.is_built() is True
 
     def no_directory() -> str:
         raise OSError("no cache directory")
 
-    monkeypatch.setattr(_cpp, "_build_dir", no_directory)
+    monkeypatch.setattr(_cpp._EXTENSION, "build_dir", no_directory)
     assert _cpp.is_built() is False
-    monkeypatch.setattr(_cpp, "_module", types.ModuleType("loaded"))
+    monkeypatch.setattr(_cpp._EXTENSION, "module", types.ModuleType("loaded"))
     assert _cpp.is_built() is True  # loaded in this process: no need to look
 
 
@@ -140,8 +140,8 @@ def test_cpp_extension_import_hides_its_warnings_and_restores_the_level(
 
 
 def test_threads_that_ask_at_once_build_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cpp, "_module", None)
-    monkeypatch.setattr(_cpp, "_error", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "module", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "error", None)
     builds: list[int] = []
     building = threading.Event()
     built = types.ModuleType("built")
@@ -152,7 +152,7 @@ def test_threads_that_ask_at_once_build_once(monkeypatch: pytest.MonkeyPatch) ->
         time.sleep(1.0)  # the second thread passes the unlocked check meanwhile
         return built
 
-    monkeypatch.setattr(_cpp, "_compile", slow_compile)
+    monkeypatch.setattr(_cpp._EXTENSION, "compile", slow_compile)
     results: list[object] = []
     first = threading.Thread(target=lambda: results.append(_cpp.load()))
     first.start()
@@ -166,15 +166,15 @@ def test_threads_that_ask_at_once_build_once(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_failed_build_is_kept_and_named_by_every_kernel_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cpp, "_module", None)
-    monkeypatch.setattr(_cpp, "_error", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "module", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "error", None)
     builds: list[int] = []
 
     def broken() -> None:
         builds.append(1)
         raise RuntimeError("Error building extension 'x'\nc++: error: no such flag")
 
-    monkeypatch.setattr(_cpp, "_compile", broken)
+    monkeypatch.setattr(_cpp._EXTENSION, "compile", broken)
     assert _cpp.load() is None and _cpp.load() is None
     assert builds == [1]
     assert _cpp.build_error() == "RuntimeError: Error building extension 'x' ... c++: error: no such flag"
@@ -199,8 +199,8 @@ def test_a_failed_build_is_kept_and_named_by_every_kernel_call(monkeypatch: pyte
 def test_available_needs_a_build_or_a_toolchain(
     monkeypatch: pytest.MonkeyPatch, built: bool, toolchain: bool, expected: bool
 ) -> None:
-    monkeypatch.setattr(_cpp, "_error", None)
-    monkeypatch.setattr(_cpp, "is_built", lambda: built)
+    monkeypatch.setattr(_cpp._EXTENSION, "error", None)
+    monkeypatch.setattr(_cpp._EXTENSION, "is_built", lambda: built)
     monkeypatch.setattr(_cpp, "toolchain_available", lambda: toolchain)
     usable, reason = _cpp.available()
     assert usable is expected

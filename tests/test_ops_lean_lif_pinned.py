@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-import threading
-import time
 import types
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -1085,24 +1083,24 @@ def test_eager_backward_bits_computes_half_gradients_in_float32() -> None:
 
 
 def test_cpp_name_follows_the_source_flags_and_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    name = _lean_cpp._name()
+    name = _lean_cpp._EXTENSION.name()
     assert re.fullmatch(r"gac_coding_lean_[0-9a-f]{12}", name)
-    assert _lean_cpp._name() == name
-    assert name != _cpp._name()
+    assert _lean_cpp._EXTENSION.name() == name
+    assert name != _cpp._EXTENSION.name()
     assert _lean_cpp.SOURCE.name == "lean.cpp" and _lean_cpp.SOURCE.parent.name == "csrc"
     assert _lean_cpp.SOURCE.parent.parent == Path(_lean_cpp.__file__).parent
     edited = tmp_path / "lean.cpp"
     edited.write_bytes(_lean_cpp.SOURCE.read_bytes())
-    monkeypatch.setattr(_lean_cpp, "SOURCE", edited)
-    moved = _lean_cpp._name()
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "source", edited)
+    moved = _lean_cpp._EXTENSION.name()
     assert moved != name  # another location
     edited.write_bytes(edited.read_bytes() + b"\n")
-    assert _lean_cpp._name() not in (name, moved)
+    assert _lean_cpp._EXTENSION.name() not in (name, moved)
     monkeypatch.setattr(_cpp, "_FLAGS", ["-O0"])
-    flags = _lean_cpp._name()
+    flags = _lean_cpp._EXTENSION.name()
     assert flags not in (name, moved)
     monkeypatch.setattr(torch, "__version__", "0.0.0")
-    assert _lean_cpp._name() != flags
+    assert _lean_cpp._EXTENSION.name() != flags
 
 
 def test_cpp_is_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -1114,13 +1112,13 @@ def test_cpp_is_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     fake = types.SimpleNamespace(_get_build_directory=build_dir)
     monkeypatch.setattr(_cpp, "_cpp_extension", lambda: fake)
-    monkeypatch.setattr(_lean_cpp, "_module", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "module", None)
     assert _lean_cpp.is_built() is False
-    assert asked == [(_lean_cpp._name(), False)]
-    (tmp_path / f"{_lean_cpp._name()}.so").write_bytes(b"")
+    assert asked == [(_lean_cpp._EXTENSION.name(), False)]
+    (tmp_path / f"{_lean_cpp._EXTENSION.name()}.so").write_bytes(b"")
     assert _lean_cpp.is_built() is True
     (tmp_path / "other.so").write_bytes(b"")
-    (tmp_path / f"{_lean_cpp._name()}.so").unlink()
+    (tmp_path / f"{_lean_cpp._EXTENSION.name()}.so").unlink()
     assert _lean_cpp.is_built() is False
 
     def no_dir(name: str, verbose: bool) -> str:
@@ -1128,15 +1126,15 @@ def test_cpp_is_built(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
     monkeypatch.setattr(_cpp, "_cpp_extension", lambda: types.SimpleNamespace(_get_build_directory=no_dir))
     assert _lean_cpp.is_built() is False
-    monkeypatch.setattr(_lean_cpp, "_module", types.ModuleType("built"))
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "module", types.ModuleType("built"))
     assert _lean_cpp.is_built() is True
 
 
 def test_cpp_available_and_build_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_lean_cpp, "_error", "it broke")
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "error", "it broke")
     assert _lean_cpp.build_error() == "it broke"
     assert _lean_cpp.available() == (False, "it broke")
-    monkeypatch.setattr(_lean_cpp, "_error", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "error", None)
     assert _lean_cpp.build_error() is None
     for built, toolchain, expected in [
         (True, False, (True, "")),
@@ -1144,7 +1142,7 @@ def test_cpp_available_and_build_error(monkeypatch: pytest.MonkeyPatch) -> None:
         (True, True, (True, "")),
         (False, False, (False, "no C++ compiler or ninja found to build the kernels")),
     ]:
-        monkeypatch.setattr(_lean_cpp, "is_built", lambda b=built: b)
+        monkeypatch.setattr(_lean_cpp._EXTENSION, "is_built", lambda b=built: b)
         monkeypatch.setattr(_cpp, "toolchain_available", lambda t=toolchain: t)
         assert _lean_cpp.available() == expected
         assert _lean_cpp.available("cpu") == expected
@@ -1155,13 +1153,13 @@ def test_cpp_load_builds_once_and_remembers_a_failure(monkeypatch: pytest.Monkey
     module = types.ModuleType("fake_lean")
     fake = types.SimpleNamespace(load=lambda **kw: calls.append(kw) or module)
     monkeypatch.setattr(_cpp, "_cpp_extension", lambda: fake)
-    monkeypatch.setattr(_lean_cpp, "_module", None)
-    monkeypatch.setattr(_lean_cpp, "_error", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "module", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "error", None)
     assert _lean_cpp.load() is module
     assert _lean_cpp.load() is module
     assert calls == [
         {
-            "name": _lean_cpp._name(),
+            "name": _lean_cpp._EXTENSION.name(),
             "sources": [str(_lean_cpp.SOURCE)],
             "extra_cflags": _cpp._FLAGS,
             "verbose": False,
@@ -1174,7 +1172,7 @@ def test_cpp_load_builds_once_and_remembers_a_failure(monkeypatch: pytest.Monkey
         raise RuntimeError("Error building extension\nlean.cpp:1: error: nope")
 
     monkeypatch.setattr(_cpp, "_cpp_extension", lambda: types.SimpleNamespace(load=broken))
-    monkeypatch.setattr(_lean_cpp, "_module", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "module", None)
     calls.clear()
     assert _lean_cpp.load() is None
     summary = _cpp._summary(RuntimeError("Error building extension\nlean.cpp:1: error: nope"))
@@ -1187,34 +1185,6 @@ def test_cpp_load_builds_once_and_remembers_a_failure(monkeypatch: pytest.Monkey
     with pytest.raises(RuntimeError, match="could not be built"):
         _lean_cpp.pack_bits(torch.zeros(1, 3))
     assert _lean_cpp.available() == (False, summary)
-
-
-def test_cpp_threads_that_ask_at_once_build_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A second thread that passes the unlocked check while the first builds waits for that build
-    and takes its module (the check inside the lock)."""
-    monkeypatch.setattr(_lean_cpp, "_module", None)
-    monkeypatch.setattr(_lean_cpp, "_error", None)
-    builds: list[int] = []
-    building = threading.Event()
-    built = types.ModuleType("built")
-
-    def slow_load(**kw: object) -> types.ModuleType:
-        builds.append(1)
-        building.set()
-        time.sleep(0.5)  # the second thread passes the unlocked check meanwhile
-        return built
-
-    monkeypatch.setattr(_cpp, "_cpp_extension", lambda: types.SimpleNamespace(load=slow_load))
-    results: list[object] = []
-    first = threading.Thread(target=lambda: results.append(_lean_cpp.load()))
-    first.start()
-    assert building.wait(10)
-    second = threading.Thread(target=lambda: results.append(_lean_cpp.load()))
-    second.start()
-    first.join(30)
-    second.join(30)
-    assert builds == [1]
-    assert results == [built, built]
 
 
 class _FakeLeanModule:
@@ -1243,8 +1213,8 @@ class _FakeLeanModule:
 
 def test_cpp_functions_pass_their_arguments_and_convert_dtypes(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeLeanModule()
-    monkeypatch.setattr(_lean_cpp, "_module", fake)
-    monkeypatch.setattr(_lean_cpp, "_error", None)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "module", fake)
+    monkeypatch.setattr(_lean_cpp._EXTENSION, "error", None)
     f32 = torch.float32
     for dtype, passed in [(f32, f32), (F64, F64), (torch.float16, f32), (torch.bfloat16, f32),
                           (torch.bool, f32), (torch.uint8, f32)]:  # fmt: skip

@@ -41,21 +41,6 @@ __all__ = [
 SOURCE = Path(__file__).with_name("csrc") / "lif.cpp"
 _FLAGS = ["-O3", "-ffp-contract=off", "-fopenmp"]
 
-_lock = threading.Lock()
-_module: ModuleType | None = None
-_error: str | None = None
-
-
-def _name() -> str:
-    """Extension name, tied to the source, the flags, the source's location and the torch build,
-    so that an edit never loads a stale build and two environments (each with its own torch
-    headers and source path) never rebuild each other's copy in torch's shared cache."""
-    import torch
-
-    where = f"{' '.join(_FLAGS)}|{SOURCE}|{torch.__version__}|{Path(torch.__file__).parent}"
-    digest = hashlib.sha256(SOURCE.read_bytes() + where.encode()).hexdigest()[:12]
-    return f"gac_coding_lif_{digest}"
-
 
 def _cpp_extension() -> ModuleType:
     """``torch.utils.cpp_extension``, imported without its "No CUDA runtime is found" log line
@@ -70,42 +55,12 @@ def _cpp_extension() -> ModuleType:
     return cpp_extension
 
 
-def _build_dir() -> str:
-    return _cpp_extension()._get_build_directory(_name(), verbose=False)
-
-
 def toolchain_available() -> bool:
     """Whether a C++ compiler and ``ninja`` (which ``torch.utils.cpp_extension`` needs) are found."""
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return False
     return bool(_cpp_extension().is_ninja_available())
-
-
-def is_built() -> bool:
-    """Whether this process loaded the kernels or torch's extension cache holds a build of this
-    source (nothing is compiled)."""
-    if _module is not None:
-        return True
-    try:
-        directory = _build_dir()
-    except Exception:  # noqa: BLE001 - no cache directory: not built
-        return False
-    return os.path.isfile(os.path.join(directory, f"{_name()}.so"))
-
-
-def build_error() -> str | None:
-    """Why the build failed in this process (``None`` if none failed)."""
-    return _error
-
-
-def available(device: object = None) -> tuple[bool, str]:
-    """``(usable, reason if not)``: built already, or a toolchain to build it (nothing compiled)."""
-    if _error is not None:
-        return False, _error
-    if is_built() or toolchain_available():
-        return True, ""
-    return False, "no C++ compiler or ninja found to build the kernels"
 
 
 def _summary(exc: BaseException) -> str:
@@ -119,8 +74,97 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _compile() -> ModuleType:
-    return _cpp_extension().load(name=_name(), sources=[str(SOURCE)], extra_cflags=_FLAGS, verbose=False)
+class Extension:
+    """One C++ extension of the package (``source``, compiled with ``_FLAGS``), built on first use.
+
+    The neuron ops' kernels (this module) and the lean ops' (:mod:`gac_coding.ops._lean_cpp`) are
+    one each. :meth:`load` builds the extension once however many threads ask at once, or loads
+    torch's cached build; a failure is kept in :attr:`error` (a one-line summary) and not retried
+    in this process. ``what`` names the kernels in the error a kernel call raises after a failed
+    build.
+    """
+
+    def __init__(self, prefix: str, source: Path, what: str) -> None:
+        self.prefix, self.source, self.what = prefix, source, what
+        self.module: ModuleType | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+
+    def name(self) -> str:
+        """``<prefix>_<digest>``: the digest covers the source, the flags, the source's location and
+        the torch build, so that an edit never loads a stale build and two environments (each with
+        its own torch headers and source path) never rebuild each other's copy in torch's shared
+        cache."""
+        import torch
+
+        where = f"{' '.join(_FLAGS)}|{self.source}|{torch.__version__}|{Path(torch.__file__).parent}"
+        digest = hashlib.sha256(self.source.read_bytes() + where.encode()).hexdigest()[:12]
+        return f"{self.prefix}_{digest}"
+
+    def build_dir(self) -> str:
+        return _cpp_extension()._get_build_directory(self.name(), verbose=False)
+
+    def is_built(self) -> bool:
+        """Whether this process loaded the kernels or torch's extension cache holds a build of this
+        source (nothing is compiled)."""
+        if self.module is not None:
+            return True
+        try:
+            directory = self.build_dir()
+        except Exception:  # noqa: BLE001 - no cache directory: not built
+            return False
+        return os.path.isfile(os.path.join(directory, f"{self.name()}.so"))
+
+    def available(self) -> tuple[bool, str]:
+        """``(usable, reason if not)``: built already, or a toolchain to build it (nothing compiled)."""
+        if self.error is not None:
+            return False, self.error
+        if self.is_built() or toolchain_available():
+            return True, ""
+        return False, "no C++ compiler or ninja found to build the kernels"
+
+    def compile(self) -> ModuleType:
+        return _cpp_extension().load(
+            name=self.name(), sources=[str(self.source)], extra_cflags=_FLAGS, verbose=False
+        )
+
+    def load(self) -> ModuleType | None:
+        """The compiled module (building it on first use), or ``None`` after a failed build."""
+        if self.module is not None or self.error is not None:
+            return self.module
+        with self._lock:
+            if self.module is None and self.error is None:
+                try:
+                    self.module = self.compile()
+                except Exception as exc:  # noqa: BLE001 - any failure means: use the eager backend
+                    self.error = _summary(exc)
+        return self.module
+
+    def kernels(self) -> ModuleType:
+        """The compiled module; a ``RuntimeError`` naming why the build failed."""
+        module = self.load()
+        if module is None:
+            raise RuntimeError(f"{self.what} could not be built ({self.error})")
+        return module
+
+
+_EXTENSION = Extension("gac_coding_lif", SOURCE, "the C++ kernels")
+
+
+def is_built() -> bool:
+    """Whether this process loaded the kernels or torch's extension cache holds a build of this
+    source (nothing is compiled)."""
+    return _EXTENSION.is_built()
+
+
+def build_error() -> str | None:
+    """Why the build failed in this process (``None`` if none failed)."""
+    return _EXTENSION.error
+
+
+def available(device: object = None) -> tuple[bool, str]:
+    """``(usable, reason if not)``: built already, or a toolchain to build it (nothing compiled)."""
+    return _EXTENSION.available()
 
 
 def load() -> ModuleType | None:
@@ -128,23 +172,11 @@ def load() -> ModuleType | None:
 
     A failure is recorded in :func:`build_error` and not retried in this process.
     """
-    global _module, _error
-    if _module is not None or _error is not None:
-        return _module
-    with _lock:
-        if _module is None and _error is None:
-            try:
-                _module = _compile()
-            except Exception as exc:  # noqa: BLE001 - any failure means: use the eager backend
-                _error = _summary(exc)
-    return _module
+    return _EXTENSION.load()
 
 
 def _kernels() -> ModuleType:
-    module = load()
-    if module is None:
-        raise RuntimeError(f"the C++ kernels could not be built ({_error})")
-    return module
+    return _EXTENSION.kernels()
 
 
 # The backend functions (signatures: gac_coding.ops.backends). Tensors arrive contiguous.

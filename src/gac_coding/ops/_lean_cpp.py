@@ -4,18 +4,15 @@
 multi-step LIF writing its spikes, their bits and (on request) the bits of the rectangle
 surrogate's window in one pass over the input, with the membrane arithmetic of the neuron ops'
 C++ and eager backends. It is a separate extension from the neuron ops' (``csrc/lif.cpp``, see
-:mod:`gac_coding.ops._cpp`), built the same way with ``torch.utils.cpp_extension`` (cached by
-torch in ``TORCH_EXTENSIONS_DIR``) on the first call that needs it; a failed build is remembered
-(:func:`build_error`) and not retried in this process.
+:mod:`gac_coding.ops._cpp`), built by the same loader (:class:`~gac_coding.ops._cpp.Extension`,
+with ``torch.utils.cpp_extension``, cached by torch in ``TORCH_EXTENSIONS_DIR``) on the first call
+that needs it; a failed build is remembered (:func:`build_error`) and not retried in this process.
 
 The three functions have the lean backends' signatures (:mod:`gac_coding.ops._lean_eager`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -39,65 +36,31 @@ __all__ = [
 #: The C++ source of the kernels (package data).
 SOURCE = Path(__file__).with_name("csrc") / "lean.cpp"
 
-_lock = threading.Lock()
-_module: ModuleType | None = None
-_error: str | None = None
-
-
-def _name() -> str:
-    """Extension name tied to the source, the flags, its location and the torch build (as
-    :mod:`gac_coding.ops._cpp` names its own)."""
-    where = f"{' '.join(_cpp._FLAGS)}|{SOURCE}|{torch.__version__}|{Path(torch.__file__).parent}"
-    digest = hashlib.sha256(SOURCE.read_bytes() + where.encode()).hexdigest()[:12]
-    return f"gac_coding_lean_{digest}"
+_EXTENSION = _cpp.Extension("gac_coding_lean", SOURCE, "the C++ lean kernels")
 
 
 def is_built() -> bool:
     """Whether this process loaded the kernels or torch's extension cache holds a build."""
-    if _module is not None:
-        return True
-    try:
-        directory = _cpp._cpp_extension()._get_build_directory(_name(), verbose=False)
-    except Exception:  # noqa: BLE001 - no cache directory: not built
-        return False
-    return os.path.isfile(os.path.join(directory, f"{_name()}.so"))
+    return _EXTENSION.is_built()
 
 
 def build_error() -> str | None:
     """Why the build failed in this process (``None`` if none failed)."""
-    return _error
+    return _EXTENSION.error
 
 
 def available(device: object = None) -> tuple[bool, str]:
     """``(usable, reason if not)``: built already, or a toolchain to build it (nothing compiled)."""
-    if _error is not None:
-        return False, _error
-    if is_built() or _cpp.toolchain_available():
-        return True, ""
-    return False, "no C++ compiler or ninja found to build the kernels"
+    return _EXTENSION.available()
 
 
 def load() -> ModuleType | None:
     """The compiled module (building it on first use), or ``None`` after a failed build."""
-    global _module, _error
-    if _module is not None or _error is not None:
-        return _module
-    with _lock:
-        if _module is None and _error is None:
-            try:
-                _module = _cpp._cpp_extension().load(
-                    name=_name(), sources=[str(SOURCE)], extra_cflags=_cpp._FLAGS, verbose=False
-                )
-            except Exception as exc:  # noqa: BLE001 - any failure means: use the eager backend
-                _error = _cpp._summary(exc)
-    return _module
+    return _EXTENSION.load()
 
 
 def _kernels() -> ModuleType:
-    module = load()
-    if module is None:
-        raise RuntimeError(f"the C++ lean kernels could not be built ({_error})")
-    return module
+    return _EXTENSION.kernels()
 
 
 def pack_bits(x: Tensor) -> Tensor:
