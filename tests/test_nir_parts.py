@@ -105,6 +105,44 @@ def test_full_detaches_a_trained_threshold() -> None:
     np.testing.assert_array_equal(out, np.array([[0.5, 0.25]] * 3))
 
 
+class _OnAccelerator(Tensor):
+    """A CPU tensor standing in for one on a GPU where the node builders can tell: ``numpy()``
+    refuses it, as torch refuses a CUDA tensor, and ``.to("cpu")`` gives a plain CPU tensor."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        kwargs = kwargs or {}
+        if func is Tensor.numpy:
+            raise TypeError("can't convert cuda:0 device type tensor to numpy (stand-in)")
+        if func is Tensor.to:
+            devices = [a for a in (*args[1:], kwargs.get("device")) if isinstance(a, (str, torch.device))]
+            if devices and torch.device(devices[0]).type == "cpu":
+                with torch._C.DisableTorchFunctionSubclass():
+                    return func(*args, **kwargs).as_subclass(Tensor)
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def test_nodes_move_a_gpu_models_settings_to_the_cpu() -> None:
+    """A model exported from a GPU hands its neurons' settings over on the GPU: the builders move
+    them to the CPU before making numpy arrays of them (without the move, ``numpy()`` raises)."""
+    decay = torch.tensor([0.5, 0.25], dtype=torch.float64).as_subclass(_OnAccelerator)
+    threshold = nn.Parameter(torch.tensor([0.5, 2.0])).as_subclass(_OnAccelerator)
+    with pytest.raises(TypeError, match="stand-in"):
+        decay.numpy()  # the stand-in refuses as a CUDA tensor would
+    node = decay_node(nir, decay, threshold.detach().double(), (2,), DT, "'n' (LIF)")
+    assert type(node).__name__ == "LIF"
+    np.testing.assert_array_equal(node.tau, DT / np.array([0.5, 0.75]))
+    np.testing.assert_array_equal(node.r, 1.0 / np.array([0.5, 0.75]))
+    np.testing.assert_array_equal(node.v_threshold, np.array([0.5, 2.0]))
+    out = full(threshold, (3, 2), torch.float32)
+    assert type(out) is np.ndarray and out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.array([[0.5, 2.0]] * 3, dtype=np.float32))
+    node = decay_node(
+        nir, torch.ones(2, dtype=torch.float64).as_subclass(_OnAccelerator), 1.0, (2,), DT, "'n'"
+    )
+    assert type(node).__name__ == "IF"
+
+
 @pytest.mark.parametrize(
     ("fn", "rule"),
     [
