@@ -24,7 +24,12 @@ import gac_coding as gac
 
 nir = pytest.importorskip("nir")  # the test extra installs it; never skipped under `make test`
 from gac_coding.adapters import GatedInputWarning  # noqa: E402
-from gac_coding.adapters._nir_nodes import decay_node, full, probe_spike_function  # noqa: E402
+from gac_coding.adapters._nir_nodes import (  # noqa: E402
+    SettingShapeError,
+    decay_node,
+    full,
+    probe_spike_function,
+)
 from gac_coding.export import to_nir  # noqa: E402
 from gac_coding.export.nir.host import HostEncoder  # noqa: E402
 from gac_coding.export.nir.neurons import check_dt, describe, require_nir, unsupported  # noqa: E402
@@ -103,6 +108,19 @@ def test_full_detaches_a_trained_threshold() -> None:
     out = full(threshold, (3, 2), torch.float64)
     assert out.dtype == np.float64 and out.shape == (3, 2)
     np.testing.assert_array_equal(out, np.array([[0.5, 0.25]] * 3))
+
+
+def test_a_setting_that_does_not_fit_the_nodes_shape_is_named() -> None:
+    """A setting per neuron or per channel that does not broadcast to the shape the node is built
+    for: ``SettingShapeError`` (the exporter's check skips it and the trace, building with the real
+    shape, raises it to the user) with both shapes in the message."""
+    with pytest.raises(SettingShapeError) as info:
+        decay_node(nir, torch.full((3,), 0.5, dtype=torch.float64), 1.0, (2,), DT, "'n' (LIF)")
+    assert str(info.value) == "a setting of shape (3,) does not broadcast to (2,)"
+    with pytest.raises(SettingShapeError) as info:
+        full(torch.ones(4, 1, 1), (2, 3, 5), torch.float32)
+    assert str(info.value) == "a setting of shape (4, 1, 1) does not broadcast to (2, 3, 5)"
+    assert isinstance(info.value, RuntimeError) and isinstance(info.value.__cause__, RuntimeError)
 
 
 class _OnAccelerator(Tensor):
