@@ -599,3 +599,42 @@ def test_samples_and_batches_add_up_over_batches_and_a_scalar_is_one_sample() ->
             return self.fc(x.view(1))
 
     assert estimate_energy(Scalar(), torch.tensor(0.5)).totals["samples"] == 1
+
+
+class _EncodesTwice(nn.Module):
+    """Runs its encoder on the batch, then again on the first sample alone (an auxiliary view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = gac.GACEncoder(1, 2, T=3)
+        self.fc = nn.Linear(2 * 16, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.fc(self.encoder(x).flatten(2))
+        self.encoder(x[:1] if x.dim() == 4 else x[:, :1])
+        return out
+
+
+def test_the_batch_is_the_one_the_encoder_saw_first() -> None:
+    """The samples of a forward pass are counted from its first encoder call (``[B, C, H, W]``
+    static, ``[T, B, C, H, W]`` sequence); a later call within the same pass, on another number of
+    samples, changes neither the samples nor ``T``."""
+    torch.manual_seed(0)
+    model = _EncodesTwice().eval()
+    r = estimate_energy(model, torch.rand(4, 1, 4, 4))
+    assert (r.totals["samples"], r.totals["batches"], r.totals["T"]) == (4, 1, 3)
+    r = estimate_energy(model, [torch.rand(3, 4, 1, 4, 4), torch.rand(3, 5, 1, 4, 4)])
+    assert (r.totals["samples"], r.totals["batches"]) == (9, 2)
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 3), (3, 8, 8)])
+def test_an_input_of_the_wrong_rank_meets_the_encoders_message(shape: tuple[int, ...]) -> None:
+    """The counter's hook on the encoder reads the batch only from a 4-d or 5-d tensor, so an
+    input of another rank reaches the encoder's own check (not an ``IndexError`` in the hook)."""
+    model = gac.GACEncoder(1, 2, T=2)
+    with pytest.raises(ValueError) as info:
+        estimate_energy(model, torch.rand(*shape))
+    assert str(info.value) == (
+        "x: expected a static batch [B, C, H, W] or a sequence [T, B, C, H, W], got "
+        f"{len(shape)} dims with shape {shape}"
+    )
