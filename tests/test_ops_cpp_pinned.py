@@ -256,3 +256,40 @@ def test_summary_shortens_long_lines_and_names_the_exception_type() -> None:
     head, cause = "h" * 250, "error: " + "c" * 400
     text = _cpp._summary(OSError(f"{head}\n{cause}"))
     assert text == f"OSError: {'h' * 200} ... {cause[:300]}"
+
+
+# ------------------------------------------------------------------- one extension, from new
+
+
+def test_a_new_extension_starts_unbuilt_and_builds_once_on_first_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What both extensions are made of (the modules build theirs at import): an ``Extension``
+    starts with nothing loaded and no failure, keeps its prefix, source and name for the kernels,
+    builds on the first ``load`` only and names itself in the error after a failed build."""
+    source = tmp_path / "kernels.cpp"
+    source.write_text("// kernels\n")
+    ext = _cpp.Extension("gac_coding_test", source, "the test kernels")
+    assert (ext.prefix, ext.source, ext.what) == ("gac_coding_test", source, "the test kernels")
+    assert ext.module is None and ext.error is None
+    assert ext.name().startswith("gac_coding_test_") and ext.name() != _cpp._EXTENSION.name()
+    monkeypatch.setattr(ext, "build_dir", lambda: str(tmp_path))
+    assert ext.is_built() is False
+    monkeypatch.setattr(_cpp, "toolchain_available", lambda: False)
+    assert ext.available() == (False, "no C++ compiler or ninja found to build the kernels")
+    built = types.ModuleType("built")
+    builds: list[int] = []
+    monkeypatch.setattr(ext, "compile", lambda: builds.append(1) or built)
+    assert ext.load() is built and ext.load() is built and ext.kernels() is built
+    assert builds == [1] and ext.is_built() is True and ext.available() == (True, "")
+
+    broken = _cpp.Extension("gac_coding_test", source, "the test kernels")
+
+    def fail() -> types.ModuleType:
+        raise OSError("no space left")
+
+    monkeypatch.setattr(broken, "compile", fail)
+    assert broken.load() is None and broken.error == "OSError: no space left"
+    with pytest.raises(RuntimeError) as info:
+        broken.kernels()
+    assert str(info.value) == "the test kernels could not be built (OSError: no space left)"
