@@ -145,6 +145,36 @@ def test_frame_counts_past_the_16_bit_signed_range_are_exact() -> None:
     assert frames.sum().item() == n  # tonic's bins end before the last event's time
 
 
+def test_a_count_wrap_is_found_from_65536_events_and_among_other_pixels_events() -> None:
+    """Under fixed windows a window holds every event in it, the last one too: 65536 events at
+    one pixel within 100 ms already wrap tonic's count to 0, and are refused with the whole
+    message. Each pixel's events are compared with its own frames, so events at other pixels
+    (under 65536 each) do not hide the wrap."""
+    n = 65_536
+    options = FrameOptions(T=1, window_ms=100.0)
+    message = (
+        "events: 65536 events at pixel x=1, y=2, polarity 1 (of the 4x4 frame) and more than 65535 "
+        "of them in one frame; counts above 65535 per pixel and frame cannot be computed exactly"
+    )
+    events = _structured([1] * n, [2] * n, list(range(n)), [1] * n)  # t = 0 .. 65535 µs
+    with pytest.raises(ValueError) as info:
+        events_to_frames(events, (4, 4), options)
+    assert str(info.value) == message
+    m = 70_000  # rows 0 and 1 only, both polarities: 4375 events at each of 16 other pixels
+    xs = [1] * n + [i % 4 for i in range(m)]
+    ys = [2] * n + [(i // 4) % 2 for i in range(m)]
+    ps = [1] * n + [(i // 8) % 2 for i in range(m)]
+    ts = list(range(n)) + [i % n for i in range(m)]
+    with pytest.raises(ValueError) as info:
+        events_to_frames(_structured(xs, ys, ts, ps), (4, 4), options)
+    assert str(info.value) == message
+    # one event fewer: the counts are exact (65535 fits), nothing refused
+    frames = events_to_frames(
+        _structured([1] * (n - 1), [2] * (n - 1), list(range(n - 1)), [1] * (n - 1)), (4, 4), options
+    )
+    assert frames[0, 1, 2, 1].item() == n - 1 and frames.sum().item() == n - 1
+
+
 # ------------------------------------------------------------------------------------------------
 # Atomic writes
 # ------------------------------------------------------------------------------------------------
