@@ -175,6 +175,25 @@ def test_a_count_wrap_is_found_from_65536_events_and_among_other_pixels_events()
     assert frames[0, 1, 2, 1].item() == n - 1 and frames.sum().item() == n - 1
 
 
+def test_events_tonic_leaves_out_are_not_taken_for_a_wrap() -> None:
+    """With ``T`` equal bins tonic counts ``t0 <= t < t0 + T w``, ``w = (t_last - t0) // T``: the
+    last event and the final ``< T`` microseconds fall outside. 65536 events there at one pixel
+    are not a wrap (the frames count none of them) and nothing is refused; inside the bins they
+    are refused, counted as the frames count them."""
+    n = 65_536
+    frames = events_to_frames(_structured([1] * n, [2] * n, [0] * n, [1] * n), (4, 4), FrameOptions(T=2))
+    assert frames.shape == (2, 2, 4, 4) and frames.sum().item() == 0  # one instant: w = 0
+    # 10 events over 0 .. 9 µs, then 65536 at t = 10 µs, the last timestamp: bins of 5 µs hold the 10
+    events = _structured(
+        [0] * 10 + [1] * n, [0] * 10 + [2] * n, list(range(10)) + [10] * n, [0] * 10 + [1] * n
+    )
+    frames = events_to_frames(events, (4, 4), FrameOptions(T=2))
+    assert frames.sum().item() == 10 and frames[:, 0, 0, 0].tolist() == [5.0, 5.0]
+    events = _structured([1] * (n + 3), [2] * (n + 3), list(range(n)) + [10**6] * 3, [1] * (n + 3))
+    with pytest.raises(ValueError, match=r"^events: 65536 events at pixel x=1, y=2, polarity 1 \(of the 4x4"):
+        events_to_frames(events, (4, 4), FrameOptions(T=2))
+
+
 # ------------------------------------------------------------------------------------------------
 # Atomic writes
 # ------------------------------------------------------------------------------------------------
