@@ -183,10 +183,10 @@ def test_events_tonic_leaves_out_are_not_taken_for_a_wrap() -> None:
     n = 65_536
     frames = events_to_frames(_structured([1] * n, [2] * n, [0] * n, [1] * n), (4, 4), FrameOptions(T=2))
     assert frames.shape == (2, 2, 4, 4) and frames.sum().item() == 0  # one instant: w = 0
-    # 10 events over 0 .. 9 µs, then 65536 at t = 10 µs, the last timestamp: bins of 5 µs hold the 10
-    events = _structured(
-        [0] * 10 + [1] * n, [0] * 10 + [2] * n, list(range(10)) + [10] * n, [0] * 10 + [1] * n
-    )
+    # from t0 = 1000 µs: 10 events over 1000 .. 1009, 65536 at 1010 and the last event at 1011, so
+    # w = 11 // 2 = 5 and the bins end at 1010 (the final < T µs and the last event fall outside)
+    ts = list(range(1000, 1010)) + [1010] * n + [1011]
+    events = _structured([0] * 10 + [1] * (n + 1), [0] * 10 + [2] * (n + 1), ts, [0] * 10 + [1] * (n + 1))
     frames = events_to_frames(events, (4, 4), FrameOptions(T=2))
     assert frames.sum().item() == 10 and frames[:, 0, 0, 0].tolist() == [5.0, 5.0]
     events = _structured([1] * (n + 3), [2] * (n + 3), list(range(n)) + [10**6] * 3, [1] * (n + 3))
