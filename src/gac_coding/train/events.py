@@ -283,8 +283,8 @@ def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions
     if counts.dtype == np.int16:  # tonic counts in int16, which wraps above 32767: exact as uint16
         counts = counts.view(np.uint16)
     if len(events) > 65535:  # a frame's pixel may have wrapped past 65535: find it
-        binned = slice(None) if options.window_ms is not None else _binned_by_time_bins(events, T)
-        _check_no_count_wrapped(events[binned], p[binned], counts, width, height)
+        n = len(events) if options.window_ms is not None else _binned_by_time_bins(events, T)
+        _check_no_count_wrapped(events[:n], p[:n], counts, width, height)
     frames = torch.from_numpy(counts.astype(np.float32))
     if frames.shape[0] < T:  # a short recording under fixed windows: empty frames after it
         pad = frames.new_zeros(T - frames.shape[0], *frames.shape[1:])
@@ -292,15 +292,15 @@ def events_to_frames(events: Any, sensor: tuple[int, int], options: FrameOptions
     return frames[:T].contiguous()
 
 
-def _binned_by_time_bins(events: Any, T: int) -> slice:
-    """The events (sorted by time) that ``ToFrame(n_time_bins=T)`` counts: those in
-    ``t0 <= t < t0 + T w`` with ``w = (t_last - t0) // T``, found as tonic finds its bins'
-    bounds; the last event and the final ``< T`` microseconds fall outside."""
+def _binned_by_time_bins(events: Any, T: int) -> int:
+    """How many of the events (sorted by time) ``ToFrame(n_time_bins=T)`` counts: the first ones,
+    those with ``t < t0 + T w``, ``w = (t_last - t0) // T`` (found as tonic finds its bins'
+    bounds); the last event and the final ``< T`` microseconds fall outside."""
     import numpy as np
 
     t = np.asarray(events["t"])
     w = (t[-1] - t[0]) // T
-    return slice(int(np.searchsorted(t, t[0])), int(np.searchsorted(t, t[0] + T * w)))
+    return int(np.searchsorted(t, t[0] + T * w))
 
 
 def _check_no_count_wrapped(events: Any, p: Any, counts: Any, width: int, height: int) -> None:
